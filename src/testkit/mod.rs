@@ -1,0 +1,1 @@
+//! An in-memory Kubernetes API for controller tests, fault injection and the demo.
