@@ -1,5 +1,14 @@
 //! keyrotor: a Kubernetes operator that rotates API keys with zero failed requests.
+//!
+//! Layout: `api` (the CRD types and their validation), `rotation` (the pure
+//! planner), `keys` (key generation and the redacting key type), `cli`.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod conditions;
+pub mod keys;
+pub mod rotation;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -1,0 +1,423 @@
+//! The `ApiKeyRotation` spec (`keyrotor.dev/v1alpha1`). Doc comments become
+//! the CRD's descriptions, so `kubectl explain apikeyrotation.spec` reads them.
+//! CEL rules on the types reject bad input at `kubectl apply`; `validate.rs`
+//! repeats every rule in Rust for clusters and tools that skip CEL.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::ApiKeyRotationStatus;
+use crate::rotation::{Mode, OnTimeout, WorkloadKind};
+
+/// Go-style duration as CEL's `duration()` accepts it.
+pub(crate) const DURATION_RE: &str = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$";
+/// DNS-1123 subdomain: a valid Secret or workload name.
+pub(crate) const NAME_RE: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// Rotates an API key with zero failed requests: keyrotor generates key
+/// versions, publishes them to verifiers before presenters, and retires an old
+/// version only once every consumer confirmed it moved.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "keyrotor.dev",
+    version = "v1alpha1",
+    kind = "ApiKeyRotation",
+    plural = "apikeyrotations",
+    shortname = "akr",
+    category = "keyrotor",
+    namespaced,
+    status = "ApiKeyRotationStatus",
+    derive = "PartialEq",
+    printcolumn(name = "Current", type_ = "integer", description = "Version presenters send", json_path = ".status.currentVersion"),
+    printcolumn(name = "Stage", type_ = "string", description = "Stage of the rotation cycle", json_path = ".status.stage"),
+    printcolumn(name = "Ready", type_ = "string", description = "Ready condition", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", priority = 1, description = "Ready condition reason", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Next", type_ = "date", description = "Next scheduled rotation", json_path = ".status.nextRotationTime"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 200").message("metadata.name must be at most 200 characters, so version Secret names (<name>-v<N>) stay valid")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyRotationSpec {
+    /// The projected Secrets consumers mount.
+    pub secrets: ProjectedSecrets,
+
+    /// Shape of generated keys.
+    #[serde(default)]
+    pub key: KeyFormat,
+
+    /// When rotations start on their own. Without a schedule, keys rotate only on
+    /// demand (`rotationRequest` or `kubectl keyrotor rotate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+
+    /// How long the previous version stays accepted after presenters got the new one.
+    #[serde(default)]
+    pub grace_period: GracePeriod,
+
+    /// Who uses the key and how each group confirms a change.
+    #[serde(default)]
+    pub consumers: Consumers,
+
+    /// How many retired versions status keeps (live versions are always listed).
+    #[serde(default = "default_history_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub history_limit: u32,
+
+    /// On-demand rotation from Git: set or change this to any new value and a
+    /// rotation starts (after the cycle in flight, if any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub rotation_request: Option<String>,
+
+    /// Rollback: set or change this to any new value while the previous version
+    /// is still accepted, and presenters return to it; the newer version is abandoned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub rollback_request: Option<String>,
+
+    /// Emergency revocation: versions listed here leave the accepted set at once
+    /// and their key material is deleted; if the current version is listed, a
+    /// fresh key is promoted immediately (verifiers are not waited for).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(v, v >= 1)").message("revokedVersions entries are version numbers, starting at 1"))]
+    pub revoked_versions: Vec<u64>,
+
+    /// Pause rotation: no new cycle starts and a cycle in flight holds where it
+    /// is. Every published key stays valid. Revocation still applies.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// What happens to the Secrets keyrotor made when this resource is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Import an existing Secret's key as version 1 instead of generating one,
+    /// so a key already in use moves under keyrotor without a cut-over.
+    /// Read once, when the rotation starts; changes later have no effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<Adoption>,
+}
+
+fn default_history_limit() -> u32 {
+    10
+}
+
+/// Names of the Secrets consumers mount. Use one name for both to get a single
+/// Secret that serves verifiers and presenters.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectedSecrets {
+    /// Secret mounted by verifiers (the servers that accept the key). Holds every
+    /// accepted version: `v<N>.sha256` digests, or `v<N>.key` when `verifierFormat` is Plain.
+    #[schemars(length(min = 1, max = 253), regex(pattern = NAME_RE))]
+    pub verifier: String,
+
+    /// Secret mounted by presenters (the clients that send the key). Holds the
+    /// current key as `key` and its number as `version`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = NAME_RE))]
+    pub presenter: String,
+
+    /// What verifiers receive for each accepted version.
+    #[serde(default)]
+    pub verifier_format: VerifierFormat,
+}
+
+/// What verifiers receive for each accepted version.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VerifierFormat {
+    /// SHA-256 digests (hex): a verifier can check a key but never leak one.
+    #[default]
+    Sha256,
+    /// The keys themselves, for verifiers that must compare plain text.
+    Plain,
+}
+
+/// Shape of generated keys: `<prefix><random part>[<checksum>]`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.length) && has(self.entropyBits))").message("set key.length or key.entropyBits, not both"))]
+#[x_kube(validation = Rule::new("!has(self.length) || (self.alphabet == 'Hex' ? self.length >= 32 : self.alphabet == 'Base32' ? self.length >= 26 : self.length >= 22)").message("key.length gives less than 128 bits of entropy for this alphabet (Hex needs 32, Base32 26, Base62 and Base64Url 22)"))]
+pub struct KeyFormat {
+    /// Characters of the random part.
+    #[serde(default)]
+    pub alphabet: KeyAlphabet,
+
+    /// Length of the random part in characters (at least 128 bits of entropy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 16, max = 512))]
+    pub length: Option<u32>,
+
+    /// Entropy of the random part in bits; the length follows from the
+    /// alphabet. Default 192 when neither length nor entropyBits is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 128, max = 2048))]
+    pub entropy_bits: Option<u32>,
+
+    /// Fixed text before the random part (e.g. `acme_live_`) so secret scanners
+    /// and people recognise the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]*$"))]
+    pub prefix: Option<String>,
+
+    /// Append a checksum so scanners can tell a real key from random text.
+    #[serde(default)]
+    pub checksum: KeyChecksum,
+}
+
+impl Default for KeyFormat {
+    fn default() -> Self {
+        KeyFormat {
+            alphabet: KeyAlphabet::default(),
+            length: None,
+            entropy_bits: None,
+            prefix: None,
+            checksum: KeyChecksum::default(),
+        }
+    }
+}
+
+/// Alphabet of the random part.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KeyAlphabet {
+    /// 0-9, A-Z, a-z (about 5.95 bits per character).
+    #[default]
+    Base62,
+    /// URL-safe base64 alphabet, A-Z a-z 0-9 - _ (6 bits per character).
+    Base64Url,
+    /// 0-9, a-f (4 bits per character).
+    Hex,
+    /// RFC 4648 base32, A-Z 2-7 (5 bits per character).
+    Base32,
+}
+
+/// Checksum appended to generated keys.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KeyChecksum {
+    /// No checksum.
+    #[default]
+    None,
+    /// Six base62 characters of CRC-32 over prefix and random part.
+    Crc32,
+}
+
+/// When rotations start on their own: exactly one of interval or cron.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.interval) != has(self.cron)").message("schedule needs exactly one of interval or cron"))]
+#[x_kube(validation = Rule::new("!has(self.timeZone) || has(self.cron)").message("schedule.timeZone applies to cron schedules only"))]
+pub struct Schedule {
+    /// Time between the starts of two rotations, as a duration (e.g. `720h`). At least 1m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_RE))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("schedule.interval must be at least 1m"))]
+    pub interval: Option<String>,
+
+    /// Five-field cron expression (minute hour day-of-month month day-of-week),
+    /// or a macro such as `@weekly`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new("self.startsWith('@') || self.split(' ').filter(f, f != '').size() == 5").message("schedule.cron needs five fields: minute hour day-of-month month day-of-week"))]
+    pub cron: Option<String>,
+
+    /// IANA time zone the cron expression is read in (e.g. `Europe/Berlin`). Default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
+}
+
+/// How long the previous version stays accepted after presenters got the new one.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.minimum) <= duration(self.maximum)").message("gracePeriod.minimum must not exceed gracePeriod.maximum"))]
+pub struct GracePeriod {
+    /// The old version stays accepted at least this long after promotion, even
+    /// when every presenter confirmed sooner.
+    #[serde(default = "default_grace_minimum")]
+    #[schemars(regex(pattern = DURATION_RE))]
+    pub minimum: String,
+
+    /// After this long without every presenter confirming, `onTimeout` applies.
+    #[serde(default = "default_grace_maximum")]
+    #[schemars(regex(pattern = DURATION_RE))]
+    pub maximum: String,
+
+    /// At the maximum: Wait (keep the old version, raise MigrationStalled) or
+    /// Retire (retire it anyway; lagging presenters will be rejected).
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+}
+
+fn default_grace_minimum() -> String {
+    "5m".into()
+}
+
+fn default_grace_maximum() -> String {
+    "168h".into()
+}
+
+impl Default for GracePeriod {
+    fn default() -> Self {
+        GracePeriod {
+            minimum: default_grace_minimum(),
+            maximum: default_grace_maximum(),
+            on_timeout: OnTimeout::default(),
+        }
+    }
+}
+
+/// Who uses the key. By default a group is every pod whose spec references its
+/// projected Secret (volume, projected volume, env, envFrom): none is forgotten.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Consumers {
+    /// Pods that accept the key.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("!has(self.traffic)").message("traffic applies to presenters only: verifiers are the ones reporting it"))]
+    pub verifiers: ConsumerGroup,
+
+    /// Pods that send the key.
+    #[serde(default)]
+    pub presenters: ConsumerGroup,
+}
+
+/// One consumer group and how it confirms a change.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.confirmation != 'Rollout' || (has(self.workloads) && size(self.workloads) > 0)").message("confirmation Rollout needs at least one workload to restart"))]
+pub struct ConsumerGroup {
+    /// Report: each pod reports the revision it loaded (reporter sidecar or
+    /// client library). Rollout: keyrotor restarts the listed workloads one at
+    /// a time and waits for each rollout. Delay: wait `propagationDelay`.
+    #[serde(default)]
+    pub confirmation: Mode,
+
+    /// Adds pods that obtain the key another way (e.g. from a file synced by an agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+
+    /// Workloads to restart in Rollout mode, in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub workloads: Vec<WorkloadRef>,
+
+    /// Delay mode: how long kubelet may take to update a mounted Secret.
+    #[serde(default = "default_propagation_delay")]
+    #[schemars(regex(pattern = DURATION_RE))]
+    pub propagation_delay: String,
+
+    /// After each Secret write, touch an annotation on the group's pods so
+    /// kubelet refreshes their volumes at once instead of within 60–90 s.
+    #[serde(default = "default_true")]
+    pub nudge: bool,
+
+    /// Presenters only: retire the old version only once no verifier has seen it
+    /// presented for this quiet window (catches clients outside the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+}
+
+fn default_propagation_delay() -> String {
+    "90s".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for ConsumerGroup {
+    fn default() -> Self {
+        ConsumerGroup {
+            confirmation: Mode::default(),
+            selector: None,
+            workloads: Vec::new(),
+            propagation_delay: default_propagation_delay(),
+            nudge: true,
+            traffic: None,
+        }
+    }
+}
+
+/// Traffic confirmation for presenters.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Traffic {
+    /// How long the old version must go unseen by every verifier before it retires.
+    #[schemars(regex(pattern = DURATION_RE))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("traffic.quietWindow must be at least 1s"))]
+    pub quiet_window: String,
+}
+
+/// A workload in the rotation's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    /// Deployment, StatefulSet or DaemonSet.
+    pub kind: WorkloadKind,
+    /// Name of the workload.
+    #[schemars(length(min = 1, max = 253), regex(pattern = NAME_RE))]
+    pub name: String,
+}
+
+/// A Kubernetes label selector (the same shape as `metav1.LabelSelector`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("size(self.matchLabels) + size(self.matchExpressions) > 0").message("an empty selector would select every pod; leave selector out instead"))]
+pub struct LabelSelector {
+    /// Labels a pod must carry, all of them.
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+    /// Set-based requirements, all of them.
+    #[serde(default)]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+/// One set-based label requirement.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(self.operator == 'In' || self.operator == 'NotIn') ? size(self.values) > 0 : size(self.values) == 0").message("In and NotIn need values; Exists and DoesNotExist take none"))]
+pub struct LabelSelectorRequirement {
+    /// Label key.
+    #[schemars(length(min = 1, max = 317))]
+    pub key: String,
+    /// In, NotIn, Exists or DoesNotExist.
+    pub operator: SelectorOperator,
+    /// Values for In and NotIn.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+/// Label selector operator.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+/// What happens to keyrotor's Secrets when the rotation is deleted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// Delete version and projected Secrets (consumers lose the key).
+    #[default]
+    Delete,
+    /// Leave the projected Secrets in place for consumers; delete version Secrets.
+    Orphan,
+}
+
+/// Where an existing key is adopted from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Adoption {
+    /// Secret in the rotation's namespace that holds the key today.
+    #[schemars(length(min = 1, max = 253), regex(pattern = NAME_RE))]
+    pub secret_name: String,
+    /// Data key inside that Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = "^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}

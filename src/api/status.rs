@@ -1,0 +1,240 @@
+//! The `ApiKeyRotation` status: what keyrotor observed and decided, for people,
+//! `kubectl get akr`, Argo CD health checks and the next reconcile. It holds
+//! fingerprints only, never key material (I4).
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::rotation::{
+    ConditionState, GroupProgress, Record, Report, Requests, Revision, Stage, Version,
+    VersionRecord, VersionState,
+};
+
+/// Observed state of an ApiKeyRotation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyRotationStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready (summary), Progressing, MigrationStalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The version presenters send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<Version>,
+
+    /// The version a cycle in flight is moving to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<Version>,
+
+    /// Versions verifiers accept.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub accepted_versions: BTreeSet<Version>,
+
+    /// Stage of the rotation cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+
+    /// Every live version and the most recent retired ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionRecord>,
+
+    /// How far each consumer group has confirmed the latest change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<Confirmation>,
+
+    /// When the latest cycle started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub last_rotation_time: Option<Timestamp>,
+
+    /// When the schedule next asks for a rotation (it waits for a cycle in flight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub next_rotation_time: Option<Timestamp>,
+
+    /// Revisions of the projected Secrets as last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revisions: Option<Revisions>,
+
+    /// On-demand requests already acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_requests: Option<HandledRequests>,
+
+    /// Latest time verifiers reported each version presented (Traffic mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<TrafficRecord>,
+}
+
+/// A status condition, as in `metav1.Condition`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// When status last changed.
+    #[schemars(with = "String")]
+    pub last_transition_time: Timestamp,
+    /// Generation the condition was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Confirmation progress per consumer group.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Confirmation {
+    /// Verifiers (accept the key).
+    pub verifiers: GroupProgress,
+    /// Presenters (send the key).
+    pub presenters: GroupProgress,
+}
+
+/// Revisions of the projected Secrets.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Revisions {
+    /// Verifier Secret revision.
+    pub verifier: Revision,
+    /// Presenter Secret revision.
+    pub presenter: Revision,
+}
+
+/// On-demand request tokens already acted on.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HandledRequests {
+    /// Rotation requests.
+    #[serde(default)]
+    pub rotate: Requests,
+    /// Rollback requests.
+    #[serde(default)]
+    pub rollback: Requests,
+}
+
+/// When verifiers last saw a version presented.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficRecord {
+    /// Version number.
+    pub version: Version,
+    /// Latest report of it being presented.
+    #[schemars(with = "String")]
+    pub last_seen: Timestamp,
+}
+
+impl ApiKeyRotationStatus {
+    /// What the planner may rely on from a previous status.
+    pub fn record(&self) -> Record {
+        let handled = self.handled_requests.clone().unwrap_or_default();
+        let revisions = self.revisions.clone().unwrap_or_default();
+        Record {
+            history: self.versions.clone(),
+            handled_rotate: handled.rotate,
+            handled_rollback: handled.rollback,
+            accepted: self.accepted_versions.clone(),
+            current: self.current_version,
+            verifier_revision: revisions.verifier,
+            presenter_revision: revisions.presenter,
+            traffic: self
+                .traffic
+                .iter()
+                .map(|t| (t.version, t.last_seen))
+                .collect(),
+            stalled: self.conditions.iter().any(|c| {
+                c.type_ == crate::conditions::types::MIGRATION_STALLED && c.status == "True"
+            }),
+        }
+    }
+
+    /// The status for a planner report. Condition transition times carry over
+    /// from `previous` when a condition's status did not change, so an
+    /// unchanged world gives an identical status (and no write, I8).
+    pub fn from_report(
+        report: &Report,
+        generation: Option<i64>,
+        previous: Option<&ApiKeyRotationStatus>,
+        now: Timestamp,
+    ) -> ApiKeyRotationStatus {
+        let conditions = report
+            .conditions
+            .iter()
+            .map(|c| condition(c, generation, previous, now))
+            .collect();
+        ApiKeyRotationStatus {
+            observed_generation: generation,
+            conditions,
+            current_version: report.current,
+            target_version: report.target,
+            accepted_versions: report.accepted.clone(),
+            stage: Some(report.stage),
+            versions: report.versions.clone(),
+            confirmation: Some(Confirmation {
+                verifiers: report.verifiers.clone(),
+                presenters: report.presenters.clone(),
+            }),
+            last_rotation_time: report.last_rotation,
+            next_rotation_time: report.next_rotation,
+            revisions: Some(Revisions {
+                verifier: report.verifier_revision,
+                presenter: report.presenter_revision,
+            }),
+            handled_requests: Some(HandledRequests {
+                rotate: report.handled_rotate.clone(),
+                rollback: report.handled_rollback.clone(),
+            }),
+            traffic: report
+                .traffic
+                .iter()
+                .map(|(v, t)| TrafficRecord {
+                    version: *v,
+                    last_seen: *t,
+                })
+                .collect(),
+        }
+    }
+
+    /// The condition of `type_`, if present.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Versions in `state`.
+    pub fn versions_in(&self, state: VersionState) -> impl Iterator<Item = &VersionRecord> {
+        self.versions.iter().filter(move |v| v.state == state)
+    }
+}
+
+fn condition(
+    c: &ConditionState,
+    generation: Option<i64>,
+    previous: Option<&ApiKeyRotationStatus>,
+    now: Timestamp,
+) -> Condition {
+    let status = if c.status { "True" } else { "False" };
+    let last_transition_time = previous
+        .and_then(|p| p.condition(c.type_))
+        .filter(|old| old.status == status)
+        .map_or(now, |old| old.last_transition_time);
+    Condition {
+        type_: c.type_.to_string(),
+        status: status.to_string(),
+        reason: c.reason.to_string(),
+        message: c.message.clone(),
+        last_transition_time,
+        observed_generation: generation,
+    }
+}

@@ -1,0 +1,377 @@
+//! Validation of an `ApiKeyRotation` in Rust: the CEL rules of the schema plus
+//! what CEL cannot check (cron syntax, time zones, name clashes). Returns every
+//! problem with its field path, so the controller can say what to fix in one
+//! condition; on success returns the typed policy the planner runs on.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use jiff::SignedDuration;
+
+use super::spec::*;
+use crate::keys::{Alphabet, KeySpec};
+use crate::rotation::{GroupPolicy, Mode, Policy, WorkloadId, duration, schedule};
+
+/// One problem in a spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// JSON path from the resource root, e.g. `spec.gracePeriod.minimum`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem of a spec, in one sentence per problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidSpec(pub Vec<FieldError>);
+
+impl fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl std::error::Error for InvalidSpec {}
+
+/// A spec that passed validation, in the types the rest of keyrotor uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Validated {
+    pub policy: Policy,
+    pub key: KeySpec,
+    pub verifier_secret: String,
+    pub presenter_secret: String,
+    pub verifier_format: VerifierFormat,
+}
+
+/// Default entropy of a key when neither length nor entropyBits is given.
+pub const DEFAULT_ENTROPY_BITS: u32 = 192;
+const MIN_ENTROPY_BITS: f64 = 128.0;
+
+/// Validates the spec of rotation `name`.
+pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, InvalidSpec> {
+    let mut errs = Errors::default();
+    if name.len() > 200 {
+        errs.add(
+            "metadata.name",
+            "must be at most 200 characters, so version Secret names (<name>-v<N>) stay valid",
+        );
+    }
+    let key = key_spec(&spec.key, &mut errs);
+    let schedule = spec
+        .schedule
+        .as_ref()
+        .and_then(|s| schedule_of(s, &mut errs));
+    let grace_minimum = errs.duration("spec.gracePeriod.minimum", &spec.grace_period.minimum);
+    let grace_maximum = errs.duration("spec.gracePeriod.maximum", &spec.grace_period.maximum);
+    if let (Some(min), Some(max)) = (grace_minimum, grace_maximum) {
+        if min > max {
+            errs.add(
+                "spec.gracePeriod",
+                "gracePeriod.minimum must not exceed gracePeriod.maximum",
+            );
+        }
+    }
+    let verifiers = group(
+        &spec.consumers.verifiers,
+        "spec.consumers.verifiers",
+        &mut errs,
+    );
+    let presenters = group(
+        &spec.consumers.presenters,
+        "spec.consumers.presenters",
+        &mut errs,
+    );
+    if spec.consumers.verifiers.traffic.is_some() {
+        errs.add(
+            "spec.consumers.verifiers.traffic",
+            "traffic applies to presenters only: verifiers are the ones reporting it",
+        );
+    }
+    let quiet_window = spec.consumers.presenters.traffic.as_ref().and_then(|t| {
+        let d = errs.duration(
+            "spec.consumers.presenters.traffic.quietWindow",
+            &t.quiet_window,
+        )?;
+        if d < SignedDuration::from_secs(1) {
+            errs.add(
+                "spec.consumers.presenters.traffic.quietWindow",
+                "traffic.quietWindow must be at least 1s",
+            );
+        }
+        Some(d)
+    });
+    secrets(name, spec, &mut errs);
+    if !(1..=100).contains(&spec.history_limit) {
+        errs.add("spec.historyLimit", "must be between 1 and 100");
+    }
+    for (field, value) in [
+        ("rotationRequest", &spec.rotation_request),
+        ("rollbackRequest", &spec.rollback_request),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.is_empty() || v.len() > 253)
+        {
+            errs.add(&format!("spec.{field}"), "must be 1 to 253 characters");
+        }
+    }
+    if spec.revoked_versions.contains(&0) {
+        errs.add(
+            "spec.revokedVersions",
+            "revokedVersions entries are version numbers, starting at 1",
+        );
+    }
+    if spec.revoked_versions.len() > 64 {
+        errs.add("spec.revokedVersions", "at most 64 entries");
+    }
+    if let Some(a) = &spec.adopt {
+        errs.name("spec.adopt.secretName", &a.secret_name);
+        if a.key.is_empty()
+            || !a
+                .key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        {
+            errs.add(
+                "spec.adopt.key",
+                "must be a Secret data key (letters, digits, '-', '_', '.')",
+            );
+        }
+    }
+    if !errs.0.is_empty() {
+        return Err(InvalidSpec(errs.0));
+    }
+    let (Some(key), Some(grace_minimum), Some(grace_maximum), Some(verifiers), Some(presenters)) =
+        (key, grace_minimum, grace_maximum, verifiers, presenters)
+    else {
+        unreachable!("every None above recorded an error");
+    };
+    Ok(Validated {
+        policy: Policy {
+            schedule,
+            grace_minimum,
+            grace_maximum,
+            on_timeout: spec.grace_period.on_timeout,
+            verifiers,
+            presenters,
+            quiet_window,
+            combined: spec.secrets.verifier == spec.secrets.presenter,
+            history_limit: spec.history_limit as usize,
+            suspend: spec.suspend,
+            revoked: spec.revoked_versions.iter().copied().collect(),
+            adopt: spec.adopt.is_some(),
+        },
+        key,
+        verifier_secret: spec.secrets.verifier.clone(),
+        presenter_secret: spec.secrets.presenter.clone(),
+        verifier_format: spec.secrets.verifier_format,
+    })
+}
+
+fn key_spec(k: &KeyFormat, errs: &mut Errors) -> Option<KeySpec> {
+    let alphabet = match k.alphabet {
+        KeyAlphabet::Base62 => Alphabet::Base62,
+        KeyAlphabet::Base64Url => Alphabet::Base64Url,
+        KeyAlphabet::Hex => Alphabet::Hex,
+        KeyAlphabet::Base32 => Alphabet::Base32,
+    };
+    let length = match (k.length, k.entropy_bits) {
+        (Some(_), Some(_)) => {
+            errs.add("spec.key", "set key.length or key.entropyBits, not both");
+            return None;
+        }
+        (Some(len), None) => {
+            if !(16..=512).contains(&len) {
+                errs.add("spec.key.length", "must be between 16 and 512");
+                return None;
+            }
+            len as usize
+        }
+        (None, bits) => {
+            let bits = bits.unwrap_or(DEFAULT_ENTROPY_BITS);
+            if !(128..=2048).contains(&bits) {
+                errs.add("spec.key.entropyBits", "must be between 128 and 2048");
+                return None;
+            }
+            alphabet.chars_for_bits(bits)
+        }
+    };
+    let spec = KeySpec {
+        alphabet,
+        length,
+        prefix: k.prefix.clone().unwrap_or_default(),
+        checksum: k.checksum == KeyChecksum::Crc32,
+    };
+    if spec.entropy_bits() < MIN_ENTROPY_BITS {
+        errs.add("spec.key.length", "key.length gives less than 128 bits of entropy for this alphabet (Hex needs 32, Base32 26, Base62 and Base64Url 22)");
+    }
+    if let Some(p) = &k.prefix {
+        let ok = p.len() <= 32
+            && p.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            errs.add(
+                "spec.key.prefix",
+                "must be 1 to 32 letters, digits, '_' or '-', starting with a letter or digit",
+            );
+        }
+    }
+    Some(spec)
+}
+
+fn schedule_of(s: &Schedule, errs: &mut Errors) -> Option<schedule::Schedule> {
+    match (&s.interval, &s.cron) {
+        (Some(_), Some(_)) | (None, None) => {
+            errs.add(
+                "spec.schedule",
+                "schedule needs exactly one of interval or cron",
+            );
+            None
+        }
+        (Some(interval), None) => {
+            if s.time_zone.is_some() {
+                errs.add(
+                    "spec.schedule.timeZone",
+                    "schedule.timeZone applies to cron schedules only",
+                );
+            }
+            let d = errs.duration("spec.schedule.interval", interval)?;
+            if d < SignedDuration::from_mins(1) {
+                errs.add(
+                    "spec.schedule.interval",
+                    "schedule.interval must be at least 1m",
+                );
+                return None;
+            }
+            Some(schedule::Schedule::Interval(d))
+        }
+        (None, Some(cron)) => match schedule::Cron::parse(cron, s.time_zone.as_deref()) {
+            Ok(c) => Some(schedule::Schedule::Cron(c)),
+            Err(e) => {
+                let path = if e.contains("IANA") {
+                    "spec.schedule.timeZone"
+                } else {
+                    "spec.schedule.cron"
+                };
+                errs.add(path, &e);
+                None
+            }
+        },
+    }
+}
+
+fn group(g: &ConsumerGroup, path: &str, errs: &mut Errors) -> Option<GroupPolicy> {
+    let delay = errs.duration(&format!("{path}.propagationDelay"), &g.propagation_delay);
+    if g.confirmation == Mode::Rollout && g.workloads.is_empty() {
+        errs.add(
+            path,
+            "confirmation Rollout needs at least one workload to restart",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, w) in g.workloads.iter().enumerate() {
+        errs.name(&format!("{path}.workloads[{i}].name"), &w.name);
+        if !seen.insert((w.kind, w.name.clone())) {
+            errs.add(&format!("{path}.workloads[{i}]"), "is listed twice");
+        }
+    }
+    if let Some(sel) = &g.selector {
+        if sel.match_labels.is_empty() && sel.match_expressions.is_empty() {
+            errs.add(
+                &format!("{path}.selector"),
+                "an empty selector would select every pod; leave selector out instead",
+            );
+        }
+        for (i, r) in sel.match_expressions.iter().enumerate() {
+            let needs_values = matches!(r.operator, SelectorOperator::In | SelectorOperator::NotIn);
+            if needs_values == r.values.is_empty() {
+                errs.add(
+                    &format!("{path}.selector.matchExpressions[{i}]"),
+                    "In and NotIn need values; Exists and DoesNotExist take none",
+                );
+            }
+        }
+    }
+    Some(GroupPolicy {
+        mode: g.confirmation,
+        nudge: g.nudge,
+        propagation_delay: delay?,
+        workloads: g
+            .workloads
+            .iter()
+            .map(|w| WorkloadId {
+                kind: w.kind,
+                name: w.name.clone(),
+            })
+            .collect(),
+    })
+}
+
+fn secrets(name: &str, spec: &ApiKeyRotationSpec, errs: &mut Errors) {
+    for (field, secret) in [
+        ("verifier", &spec.secrets.verifier),
+        ("presenter", &spec.secrets.presenter),
+    ] {
+        let path = format!("spec.secrets.{field}");
+        errs.name(&path, secret);
+        // Version Secrets are named <name>-v<N>; a projected Secret must not collide.
+        if let Some(rest) = secret.strip_prefix(&format!("{name}-v")) {
+            if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+                errs.add(&path, "clashes with keyrotor's version Secret names (<rotation>-v<N>); choose another name");
+            }
+        }
+        if spec
+            .adopt
+            .as_ref()
+            .is_some_and(|a| &a.secret_name == secret)
+        {
+            errs.add(
+                "spec.adopt.secretName",
+                "must differ from the projected Secrets: keyrotor only writes Secrets it owns",
+            );
+        }
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, path: &str, message: &str) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, path: &str, text: &str) -> Option<SignedDuration> {
+        match duration::parse(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.add(path, &e);
+                None
+            }
+        }
+    }
+
+    fn name(&mut self, path: &str, name: &str) {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            self.add(path, &format!("{name:?} is not a valid name (lowercase letters, digits, '-' and '.', at most 253 characters)"));
+        }
+    }
+}

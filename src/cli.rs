@@ -1,0 +1,84 @@
+//! Command line: one binary, one subcommand per job.
+
+use clap::{Parser, Subcommand};
+
+/// keyrotor: rotate API keys with zero failed requests.
+#[derive(Parser, Debug)]
+#[command(name = "keyrotor", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the ApiKeyRotation CustomResourceDefinition as YAML.
+    Crd,
+    /// Check ApiKeyRotation manifests (YAML files, `-` for stdin) against every
+    /// rule keyrotor enforces, and print each problem with its field path.
+    Validate {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+}
+
+/// Runs a parsed command, returning the process exit code.
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Crd => {
+            print!("{}", crate::api::crd_yaml());
+            Ok(())
+        }
+        Command::Validate { files } => validate_files(&files),
+    }
+}
+
+fn validate_files(files: &[String]) -> CliResult {
+    use std::io::Read;
+    let mut failed = 0;
+    for file in files {
+        let text = if file == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("stdin: {e}"))?;
+            s
+        } else {
+            std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?
+        };
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(doc).map_err(|e| format!("{file}: {e}"))?;
+            if value.get("kind").and_then(|k| k.as_str()) != Some("ApiKeyRotation") {
+                continue;
+            }
+            let name = value
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_str())
+                .unwrap_or("<unnamed>")
+                .to_string();
+            let result = serde_yaml::from_value::<crate::api::ApiKeyRotation>(value)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    crate::api::validate::validate(&name, &r.spec).map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(_) => println!("{file}: {name}: valid"),
+                Err(e) => {
+                    failed += 1;
+                    println!("{file}: {name}: {e}");
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} invalid ApiKeyRotation(s)"));
+    }
+    Ok(())
+}
+
+use serde::Deserialize;
+
+/// A command's outcome: an error is one sentence for the user.
+pub type CliResult = Result<(), String>;

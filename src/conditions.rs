@@ -1,0 +1,48 @@
+//! Condition types, condition reasons and event reasons: the words keyrotor
+//! uses in status and events, in one place so tools can match on them.
+
+/// Condition types.
+pub mod types {
+    /// Summary: the published keys are valid and keyrotor can manage them.
+    pub const READY: &str = "Ready";
+    /// A rotation cycle is in flight.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Consumers have not confirmed within the maximum grace period.
+    pub const MIGRATION_STALLED: &str = "MigrationStalled";
+}
+
+/// Condition reasons (CamelCase, stable).
+pub mod reasons {
+    pub const STABLE: &str = "Stable";
+    pub const ROTATING: &str = "Rotating";
+    pub const INITIALIZING: &str = "Initializing";
+    pub const SUSPENDED: &str = "Suspended";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const ADOPTION_PENDING: &str = "AdoptionPending";
+    pub const KEY_MATERIAL_MISSING: &str = "KeyMaterialMissing";
+    pub const IDLE: &str = "Idle";
+    pub const WAITING_FOR_VERIFIERS: &str = "WaitingForVerifiers";
+    pub const WAITING_FOR_PRESENTERS: &str = "WaitingForPresenters";
+    pub const WAITING_FOR_GRACE: &str = "WaitingForGrace";
+    pub const WAITING_FOR_QUIET: &str = "WaitingForQuietTraffic";
+    pub const DELETING_OLD_KEYS: &str = "DeletingOldKeys";
+    pub const VERIFIERS_STALLED: &str = "VerifiersStalled";
+    pub const PRESENTERS_STALLED: &str = "PresentersStalled";
+    pub const NOT_STALLED: &str = "NotStalled";
+}
+
+/// Event reasons.
+pub mod events {
+    pub const VERSION_CREATED: &str = "VersionCreated";
+    pub const VERSION_ADOPTED: &str = "VersionAdopted";
+    pub const VERSION_STAGED: &str = "VersionStaged";
+    pub const VERSION_PROMOTED: &str = "VersionPromoted";
+    pub const VERSION_RETIRED: &str = "VersionRetired";
+    pub const RETIRED_ON_TIMEOUT: &str = "RetiredOnTimeout";
+    pub const VERSION_REVOKED: &str = "VersionRevoked";
+    pub const ROLLED_BACK: &str = "RolledBack";
+    pub const ROLLBACK_REJECTED: &str = "RollbackRejected";
+    pub const MIGRATION_STALLED: &str = "MigrationStalled";
+    pub const PROJECTION_REPAIRED: &str = "ProjectionRepaired";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+}
