@@ -138,7 +138,7 @@ pub enum VerifierFormat {
 }
 
 /// Shape of generated keys: `<prefix><random part>[<checksum>]`.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.length) && has(self.entropyBits))").message("set key.length or key.entropyBits, not both"))]
 #[x_kube(validation = Rule::new("!has(self.length) || (self.alphabet == 'Hex' ? self.length >= 32 : self.alphabet == 'Base32' ? self.length >= 26 : self.length >= 22)").message("key.length gives less than 128 bits of entropy for this alphabet (Hex needs 32, Base32 26, Base62 and Base64Url 22)"))]
@@ -167,18 +167,6 @@ pub struct KeyFormat {
     /// Append a checksum so scanners can tell a real key from random text.
     #[serde(default)]
     pub checksum: KeyChecksum,
-}
-
-impl Default for KeyFormat {
-    fn default() -> Self {
-        KeyFormat {
-            alphabet: KeyAlphabet::default(),
-            length: None,
-            entropy_bits: None,
-            prefix: None,
-            checksum: KeyChecksum::default(),
-        }
-    }
 }
 
 /// Alphabet of the random part.

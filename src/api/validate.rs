@@ -69,13 +69,13 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
         .and_then(|s| schedule_of(s, &mut errs));
     let grace_minimum = errs.duration("spec.gracePeriod.minimum", &spec.grace_period.minimum);
     let grace_maximum = errs.duration("spec.gracePeriod.maximum", &spec.grace_period.maximum);
-    if let (Some(min), Some(max)) = (grace_minimum, grace_maximum) {
-        if min > max {
-            errs.add(
-                "spec.gracePeriod",
-                "gracePeriod.minimum must not exceed gracePeriod.maximum",
-            );
-        }
+    if let (Some(min), Some(max)) = (grace_minimum, grace_maximum)
+        && min > max
+    {
+        errs.add(
+            "spec.gracePeriod",
+            "gracePeriod.minimum must not exceed gracePeriod.maximum",
+        );
     }
     let verifiers = group(
         &spec.consumers.verifiers,
@@ -322,10 +322,11 @@ fn secrets(name: &str, spec: &ApiKeyRotationSpec, errs: &mut Errors) {
         let path = format!("spec.secrets.{field}");
         errs.name(&path, secret);
         // Version Secrets are named <name>-v<N>; a projected Secret must not collide.
-        if let Some(rest) = secret.strip_prefix(&format!("{name}-v")) {
-            if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
-                errs.add(&path, "clashes with keyrotor's version Secret names (<rotation>-v<N>); choose another name");
-            }
+        if let Some(rest) = secret.strip_prefix(&format!("{name}-v"))
+            && !rest.is_empty()
+            && rest.bytes().all(|b| b.is_ascii_digit())
+        {
+            errs.add(&path, "clashes with keyrotor's version Secret names (<rotation>-v<N>); choose another name");
         }
         if spec
             .adopt

@@ -114,3 +114,21 @@ fn adopted_keys_must_be_printable_and_long_enough() {
     assert!(SecretKey::adopt(vec![b'x'; 2000]).is_err());
     assert!(SecretKey::adopt(b"0123456789abcdef".to_vec()).is_ok());
 }
+
+/// Resolves to the inherent const when `T: Serialize`, to the trait's otherwise.
+struct Probe<T: ?Sized>(std::marker::PhantomData<T>);
+trait NotSerialize {
+    const SERIALIZE: bool = false;
+}
+impl<T: ?Sized> NotSerialize for Probe<T> {}
+#[allow(dead_code)]
+impl<T: ?Sized + serde::Serialize> Probe<T> {
+    const SERIALIZE: bool = true;
+}
+
+#[test]
+fn key_material_has_no_serialize_so_it_cannot_reach_status_or_logs_as_json() {
+    const { assert!(!Probe::<SecretKey>::SERIALIZE) };
+    // The probe itself works: String is Serialize.
+    const { assert!(Probe::<String>::SERIALIZE) };
+}

@@ -36,12 +36,12 @@ impl VersionLedger {
             )),
             Some(_) => Ok(()),
             None => {
-                if let Some((&max, _)) = self.seen.iter().next_back() {
-                    if v < max {
-                        return Err(format!(
-                            "I5 broken: version {v} appeared after version {max}"
-                        ));
-                    }
+                if let Some((&max, _)) = self.seen.iter().next_back()
+                    && v < max
+                {
+                    return Err(format!(
+                        "I5 broken: version {v} appeared after version {max}"
+                    ));
                 }
                 self.seen.insert(v, fingerprint.to_string());
                 Ok(())

@@ -553,8 +553,9 @@ impl<'a> Planner<'a> {
                                 if n.attempt >= MAX_NUDGES {
                                     continue;
                                 }
-                                let again =
-                                    n.at + NUDGE_BACKOFF * (1i32 << (n.attempt.min(8) - 1).max(0));
+                                let again = n.at
+                                    + NUDGE_BACKOFF
+                                        * (1i32 << n.attempt.clamp(1, 8).saturating_sub(1));
                                 if self.now >= again {
                                     pods.push((c.pod.clone(), n.attempt + 1));
                                 } else {
@@ -877,14 +878,14 @@ impl<'a> Planner<'a> {
         }
         let conditions = self.conditions();
         let mut events = self.events.clone();
-        if let Some((_, msg)) = &self.stalled {
-            if !self.obs.record.stalled {
-                events.push(Event {
-                    kind: EventType::Warning,
-                    reason: events::MIGRATION_STALLED,
-                    note: msg.clone(),
-                });
-            }
+        if let Some((_, msg)) = &self.stalled
+            && !self.obs.record.stalled
+        {
+            events.push(Event {
+                kind: EventType::Warning,
+                reason: events::MIGRATION_STALLED,
+                note: msg.clone(),
+            });
         }
         let mut traffic = self.obs.record.traffic.clone();
         for (v, t) in &self.obs.traffic {
@@ -1026,8 +1027,6 @@ impl<'a> Planner<'a> {
                 VersionState::Revoked
             } else if Some(v) == self.current {
                 VersionState::Current
-            } else if self.abandoned.contains(&v) && !self.accepted.contains(&v) && !live {
-                VersionState::Abandoned
             } else if self.abandoned.contains(&v) {
                 VersionState::Abandoned
             } else if self.accepted.contains(&v) {

@@ -66,7 +66,7 @@ impl Cron {
         let fields: Vec<&str> = expanded.split_whitespace().collect();
         if fields.len() != 5 {
             return Err(format!(
-                "{expr:?} must have five fields: minute hour day-of-month month day-of-week"
+                "schedule.cron needs five fields: minute hour day-of-month month day-of-week (got {expr:?})"
             ));
         }
         let field = |i: usize, lo: u32, hi: u32, names: &[&str]| {

@@ -358,11 +358,12 @@ impl World {
                 self.check_retirement(*v)?;
             }
         }
-        if writes_presenter && current != self.current() {
-            if let Some(c) = current {
-                self.check_promotion(c)?;
-                self.promoted_at.insert(c, self.now);
-            }
+        if writes_presenter
+            && current != self.current()
+            && let Some(c) = current
+        {
+            self.check_promotion(c)?;
+            self.promoted_at.insert(c, self.now);
         }
         let secret = SimSecret {
             revision,
@@ -436,12 +437,12 @@ impl World {
             self.excused.insert(v);
             return Ok(());
         }
-        if let Some(t) = promoted {
-            if self.now < t + self.policy.grace_minimum {
-                return Err(format!(
-                    "I3 broken: version {v} retired before the minimum grace passed"
-                ));
-            }
+        if let Some(t) = promoted
+            && self.now < t + self.policy.grace_minimum
+        {
+            return Err(format!(
+                "I3 broken: version {v} retired before the minimum grace passed"
+            ));
         }
         for p in self
             .pods
@@ -455,12 +456,12 @@ impl World {
                 ));
             }
         }
-        if let (Some(q), Some(seen)) = (self.policy.quiet_window, self.traffic.get(&v)) {
-            if self.now < *seen + q {
-                return Err(format!(
-                    "I3 broken: version {v} retired while its traffic was not quiet"
-                ));
-            }
+        if let (Some(q), Some(seen)) = (self.policy.quiet_window, self.traffic.get(&v))
+            && self.now < *seen + q
+        {
+            return Err(format!(
+                "I3 broken: version {v} retired while its traffic was not quiet"
+            ));
         }
         Ok(())
     }
@@ -629,10 +630,10 @@ impl World {
     /// A client outside the cluster presents its version to a verifier, which
     /// records when it saw it.
     pub fn outside_presents(&mut self) {
-        if let Some(v) = self.outside {
-            if self.accepted().contains(&v) {
-                self.traffic.insert(v, self.now);
-            }
+        if let Some(v) = self.outside
+            && self.accepted().contains(&v)
+        {
+            self.traffic.insert(v, self.now);
         }
     }
 

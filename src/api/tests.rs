@@ -1,0 +1,271 @@
+//! The API contract: the committed CRD is the generated one, the Rust
+//! validation and the schema's CEL rules agree on every example, and status
+//! carries what the planner needs and nothing secret.
+
+use std::path::Path;
+
+use super::validate::validate;
+use super::*;
+
+fn parse(yaml: &str) -> ApiKeyRotation {
+    serde_yaml::from_str(yaml).expect("example parses")
+}
+
+fn minimal() -> ApiKeyRotation {
+    parse(
+        "apiVersion: keyrotor.dev/v1alpha1\nkind: ApiKeyRotation\nmetadata: {name: k, namespace: n}\n\
+         spec:\n  secrets: {verifier: k-verifier, presenter: k-presenter}\n",
+    )
+}
+
+/// Runs the CRD's CEL rules on the object the way the apiserver would after
+/// defaulting (serde fills every default when re-serializing).
+fn cel(obj: &ApiKeyRotation) -> Result<(), String> {
+    kube::core::cel::validate_cel(obj).map_err(|e| e.to_string())
+}
+
+fn rust(obj: &ApiKeyRotation) -> Result<validate::Validated, String> {
+    validate(obj.metadata.name.as_deref().unwrap_or(""), &obj.spec).map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_committed_crd_is_the_generated_one() {
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/apikeyrotations.keyrotor.dev.yaml"),
+    )
+    .expect("crds/apikeyrotations.keyrotor.dev.yaml exists");
+    assert!(
+        committed == crd_yaml(),
+        "crds/ drifted from the Rust types: run `cargo run -- crd > crds/apikeyrotations.keyrotor.dev.yaml`"
+    );
+}
+
+#[test]
+fn the_crd_has_the_names_design_fixes() {
+    let crd = ApiKeyRotation::crd();
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("apikeyrotations.keyrotor.dev")
+    );
+    assert_eq!(crd.spec.scope, "Namespaced");
+    assert_eq!(crd.spec.names.short_names, Some(vec!["akr".into()]));
+    assert_eq!(crd.spec.names.categories, Some(vec!["keyrotor".into()]));
+    let v = &crd.spec.versions[0];
+    assert_eq!(v.name, "v1alpha1");
+    assert!(v.subresources.as_ref().unwrap().status.is_some());
+    let columns: Vec<_> = v
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        columns,
+        ["Current", "Stage", "Ready", "Reason", "Next", "Age"]
+    );
+}
+
+#[test]
+fn every_spec_field_is_documented_for_kubectl_explain() {
+    let crd = serde_json::to_value(ApiKeyRotation::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let mut undocumented = Vec::new();
+    fn walk(path: &str, node: &serde_json::Value, out: &mut Vec<String>) {
+        if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+            for (name, child) in props {
+                let p = format!("{path}.{name}");
+                if child.get("description").is_none() {
+                    out.push(p.clone());
+                }
+                walk(&p, child, out);
+            }
+        }
+        if let Some(items) = node.get("items") {
+            walk(&format!("{path}[]"), items, out);
+        }
+    }
+    walk("spec", spec, &mut undocumented);
+    assert!(
+        undocumented.is_empty(),
+        "fields without a description: {undocumented:?}"
+    );
+}
+
+#[test]
+fn a_minimal_spec_gets_safe_defaults() {
+    let v = rust(&minimal()).unwrap();
+    assert_eq!(v.policy.grace_minimum.as_secs(), 300);
+    assert_eq!(v.policy.grace_maximum.as_secs(), 168 * 3600);
+    assert!(v.policy.schedule.is_none());
+    assert!(!v.policy.combined);
+    assert!(v.key.entropy_bits() >= 192.0);
+    assert_eq!(v.verifier_format, VerifierFormat::Sha256);
+    assert!(v.policy.verifiers.nudge);
+    cel(&minimal()).unwrap();
+}
+
+#[test]
+fn the_examples_are_valid_for_rust_and_cel() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for doc in text
+                .split("\n---\n")
+                .filter(|d| d.contains("kind: ApiKeyRotation"))
+            {
+                let obj = parse(doc);
+                rust(&obj).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                cel(&obj).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2);
+}
+
+#[test]
+fn every_invalid_example_is_refused_by_rust_and_by_cel_with_the_same_message() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/invalid");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} has no '# expect:' line", path.display()));
+        let obj = parse(&text);
+        let rust_err = rust(&obj)
+            .err()
+            .unwrap_or_else(|| panic!("{}: Rust accepted it", path.display()));
+        assert!(
+            rust_err.contains(expect),
+            "{}: Rust said {rust_err:?}",
+            path.display()
+        );
+        let cel_err = cel(&obj)
+            .err()
+            .unwrap_or_else(|| panic!("{}: CEL accepted it", path.display()));
+        assert!(
+            cel_err.contains(expect),
+            "{}: CEL said {cel_err:?}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_field_path() {
+    let mut obj = minimal();
+    obj.spec.grace_period.minimum = "forever".into();
+    obj.spec.secrets.verifier = "Not_A_Name".into();
+    obj.spec.key.prefix = Some("-bad".into());
+    obj.spec.history_limit = 0;
+    obj.spec.consumers.presenters.propagation_delay = "5d".into();
+    let errs = validate("k", &obj.spec).unwrap_err().0;
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    for expected in [
+        "spec.gracePeriod.minimum",
+        "spec.secrets.verifier",
+        "spec.key.prefix",
+        "spec.historyLimit",
+        "spec.consumers.presenters.propagationDelay",
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
+    }
+    let text = validate("k", &obj.spec).unwrap_err().to_string();
+    assert!(
+        text.contains("spec.gracePeriod.minimum: \"forever\" is not a duration"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rust_catches_what_cel_cannot() {
+    let mut obj = minimal();
+    obj.spec.schedule = Some(Schedule {
+        interval: None,
+        cron: Some("0 25 * * *".into()),
+        time_zone: None,
+    });
+    assert!(rust(&obj).unwrap_err().contains("spec.schedule.cron"));
+    obj.spec.schedule = Some(Schedule {
+        interval: None,
+        cron: Some("0 3 * * *".into()),
+        time_zone: Some("Moon/Base".into()),
+    });
+    assert!(rust(&obj).unwrap_err().contains("spec.schedule.timeZone"));
+    let mut obj = minimal();
+    obj.spec.secrets.presenter = "k-v7".into();
+    assert!(
+        rust(&obj)
+            .unwrap_err()
+            .contains("clashes with keyrotor's version Secret names")
+    );
+    let mut obj = minimal();
+    obj.spec.adopt = Some(Adoption {
+        secret_name: "k-presenter".into(),
+        key: "key".into(),
+    });
+    assert!(
+        rust(&obj)
+            .unwrap_err()
+            .contains("must differ from the projected Secrets")
+    );
+    let long = "a".repeat(201);
+    assert!(
+        validate(&long, &minimal().spec)
+            .unwrap_err()
+            .to_string()
+            .contains("metadata.name")
+    );
+}
+
+#[test]
+fn one_secret_name_for_both_groups_means_a_single_secret_layout() {
+    let mut obj = minimal();
+    obj.spec.secrets.presenter = obj.spec.secrets.verifier.clone();
+    assert!(rust(&obj).unwrap().policy.combined);
+}
+
+#[test]
+fn status_keeps_what_the_next_plan_needs() {
+    use crate::rotation::*;
+    let policy = rust(&minimal()).unwrap().policy;
+    let mut obs = Observed::default();
+    let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    obs.rotate.spec = Some("r1".into());
+    let plan = plan(&policy, &obs, now);
+    let status = ApiKeyRotationStatus::from_report(&plan.report, Some(3), None, now);
+    assert_eq!(status.record(), plan.report.to_record());
+    // Through JSON, as the apiserver stores it.
+    let json = serde_json::to_string(&status).unwrap();
+    let back: ApiKeyRotationStatus = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, status);
+    assert_eq!(back.observed_generation, Some(3));
+    assert_eq!(back.condition("Ready").unwrap().status, "False");
+}
+
+#[test]
+fn an_unchanged_report_gives_an_identical_status() {
+    use crate::rotation::*;
+    let policy = rust(&minimal()).unwrap().policy;
+    let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    let plan = plan(&policy, &Observed::default(), t0);
+    let first = ApiKeyRotationStatus::from_report(&plan.report, Some(1), None, t0);
+    let later = t0 + jiff::SignedDuration::from_hours(1);
+    let second = ApiKeyRotationStatus::from_report(&plan.report, Some(1), Some(&first), later);
+    assert_eq!(
+        first, second,
+        "transition times carry over, so there is nothing to write"
+    );
+}
