@@ -12,6 +12,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Watch the rotation planner rotate a key on a simulated cluster, with traffic.
+    Demo(crate::demo::DemoArgs),
     /// Print the ApiKeyRotation CustomResourceDefinition as YAML.
     Crd,
     /// Check ApiKeyRotation manifests (YAML files, `-` for stdin) against every
@@ -26,6 +28,7 @@ pub enum Command {
 /// Runs a parsed command, returning the process exit code.
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
+        Command::Demo(args) => crate::demo::print(&args),
         Command::Crd => {
             print!("{}", crate::api::crd_yaml());
             Ok(())

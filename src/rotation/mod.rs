@@ -12,7 +12,6 @@ pub mod schedule;
 pub use model::*;
 pub use plan::plan;
 
-#[cfg(test)]
-mod sim;
+pub mod sim;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! A simulated cluster for the planner: Secrets, pods that load and report
+//! A simulated cluster for the planner (property tests and the offline demo): Secrets, pods that load and report
 //! revisions late or never, a status that can be lost or stale, and crashes
 //! between writes. Every write the planner asks for is applied here and checked
 //! against the invariants, including the one users care about: no presenter
@@ -699,6 +699,31 @@ impl World {
             self.current(),
             self.versions.keys().collect::<Vec<_>>()
         ))
+    }
+
+    /// When `g`'s Secret was last written.
+    pub fn written_at(&self, g: Group) -> Option<Timestamp> {
+        match g {
+            Group::Verifiers => self.verifier.as_ref().map(|s| s.written_at),
+            Group::Presenters => self.presenter_secret().map(|s| s.written_at),
+        }
+    }
+
+    /// The latest revision of `g`'s Secret.
+    pub fn latest_revision(&self, g: Group) -> Revision {
+        self.latest(g)
+    }
+
+    /// A request from presenter pod `p` to verifier pod `q`: `None` if either
+    /// has no key yet, else whether the verifier accepts the presented version.
+    pub fn request(&self, p: usize, q: usize) -> Option<bool> {
+        let key = self
+            .presenter_content
+            .get(&self.pods[p].loaded)
+            .copied()
+            .flatten()?;
+        let accepted = self.verifier_content.get(&self.pods[q].loaded)?;
+        Some(accepted.contains(&key))
     }
 
     pub fn highest_issued(&self) -> Option<Version> {
