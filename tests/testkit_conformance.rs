@@ -599,6 +599,17 @@ async fn http_listener_and_kubeconfig() {
     let secrets: Api<Secret> = Api::default_namespaced(client);
     within(secrets.create(&PostParams::default(), &secret("over-http", json!({"k": "v"})))).await.unwrap();
     assert!(api.store().peek("", "secrets", Some("default"), "over-http").is_some());
+    // A raw request with a User-Agent (as kubectl sends): it names the default field manager.
+    let req = http::Request::post("/api/v1/namespaces/default/configmaps")
+        .header(http::header::USER_AGENT, "kubectl/v1.33.0 (linux/amd64)")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "raw"}})).unwrap())
+        .unwrap();
+    let raw = api.client().request_text(req).await.unwrap();
+    assert!(raw.contains("\"raw\""));
+    let log = api.faults().write_log();
+    let last = log.last().unwrap();
+    assert_eq!((last.user_agent.as_str(), last.field_manager.as_str()), ("kubectl/v1.33.0 (linux/amd64)", "kubectl"));
     let mut w = secrets.watch(&WatchParams::default(), "0").await.unwrap().boxed();
     assert!(matches!(next_event(&mut w).await, WatchEvent::Added(_)));
     let _ = std::fs::remove_dir_all(dir);

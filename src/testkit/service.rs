@@ -200,7 +200,10 @@ pub async fn handle(inner: Arc<Inner>, parts: http::request::Parts, body: Bytes)
         .get("fieldManager")
         .cloned()
         .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| user_agent.split('/').next().unwrap_or("").to_string());
+        .unwrap_or_else(|| match user_agent.split('/').next() {
+            Some(product) if !product.is_empty() => product.to_string(),
+            _ => "unknown".to_string(),
+        });
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let result = match (&parts.method, route.name.is_some()) {
         (&Method::GET, true) => read_one(&inner, &route),

@@ -85,19 +85,25 @@ fn translate(req: &WatchRequest, e: &HistEvent) -> Option<(EventType, Value)> {
 /// Starts a watch; returns the receiving end of its body.
 pub fn start(store: Arc<Store>, faults: Arc<Faults>, req: WatchRequest) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(256);
+    // Subscribed before the response is returned, so a cut right after it still ends this watch.
+    let cut = faults.cut_receiver();
     tokio::spawn(async move {
-        let _ = run(store, faults, req, tx).await;
+        let _ = run(store, faults, req, tx, cut).await;
     });
     rx
 }
 
-async fn run(store: Arc<Store>, faults: Arc<Faults>, req: WatchRequest, tx: mpsc::Sender<Bytes>) -> Result<(), ()> {
+async fn run(
+    store: Arc<Store>,
+    faults: Arc<Faults>,
+    req: WatchRequest,
+    tx: mpsc::Sender<Bytes>,
+    mut cut: tokio::sync::watch::Receiver<u64>,
+) -> Result<(), ()> {
     let send = |b: Bytes| {
         let tx = tx.clone();
         async move { tx.send(b).await.map_err(|_| ()) }
     };
-    let mut cut = faults.cut_receiver();
-    cut.borrow_and_update();
     let lag = faults.stale_lag();
     let sub = match store.subscribe(&req.ty, req.from, lag) {
         Ok(s) => s,
