@@ -5,7 +5,7 @@
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use keyrotor::testkit::{Fault, FakeApi};
+use keyrotor::testkit::{FakeApi, Fault};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -19,7 +19,13 @@ use std::time::{Duration, Instant};
 
 /// A tiny custom resource for the controller tests.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
-#[kube(group = "test.keyrotor.dev", version = "v1", kind = "Widget", namespaced, status = "WidgetStatus")]
+#[kube(
+    group = "test.keyrotor.dev",
+    version = "v1",
+    kind = "Widget",
+    namespaced,
+    status = "WidgetStatus"
+)]
 pub struct WidgetSpec {
     size: i32,
 }
@@ -32,7 +38,9 @@ pub struct WidgetStatus {
 const T: Duration = Duration::from_secs(20);
 
 async fn within<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(T, f).await.expect("test step timed out")
+    tokio::time::timeout(T, f)
+        .await
+        .expect("test step timed out")
 }
 
 fn code(e: kube::Error) -> u16 {
@@ -69,9 +77,20 @@ async fn fail_next_writes_with_status_codes() {
         api.faults().fail_next_writes(1, Fault::Status(c));
     }
     for expected in [409, 429, 500] {
-        assert_eq!(code(cms.create(&PostParams::default(), &cm("c")).await.unwrap_err()), expected);
+        assert_eq!(
+            code(
+                cms.create(&PostParams::default(), &cm("c"))
+                    .await
+                    .unwrap_err()
+            ),
+            expected
+        );
     }
-    assert!(api.store().peek("", "configmaps", Some("default"), "c").is_none());
+    assert!(
+        api.store()
+            .peek("", "configmaps", Some("default"), "c")
+            .is_none()
+    );
     cms.create(&PostParams::default(), &cm("c")).await.unwrap();
     // Reads are never failed by write faults.
     api.faults().fail_next_writes(1, Fault::Status(500));
@@ -83,11 +102,16 @@ async fn fail_next_writes_with_status_codes() {
 async fn fail_fraction_is_deterministic() {
     async fn pattern(seed: u64) -> Vec<bool> {
         let api = FakeApi::new();
-        api.faults().fail_fraction_of_writes(0.5, Fault::Status(500), seed);
+        api.faults()
+            .fail_fraction_of_writes(0.5, Fault::Status(500), seed);
         let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
         let mut out = vec![];
         for i in 0..40 {
-            out.push(cms.create(&PostParams::default(), &cm(&format!("c{i}"))).await.is_ok());
+            out.push(
+                cms.create(&PostParams::default(), &cm(&format!("c{i}")))
+                    .await
+                    .is_ok(),
+            );
         }
         out
     }
@@ -104,9 +128,17 @@ async fn hanging_write_never_answers() {
     let api = FakeApi::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
     api.faults().fail_next_writes(1, Fault::Hang);
-    let r = tokio::time::timeout(Duration::from_millis(300), cms.create(&PostParams::default(), &cm("c"))).await;
+    let r = tokio::time::timeout(
+        Duration::from_millis(300),
+        cms.create(&PostParams::default(), &cm("c")),
+    )
+    .await;
     assert!(r.is_err(), "the request must not complete");
-    assert!(api.store().peek("", "configmaps", Some("default"), "c").is_none());
+    assert!(
+        api.store()
+            .peek("", "configmaps", Some("default"), "c")
+            .is_none()
+    );
 }
 
 /// Fault: a timeout (504) without effect, and a lost response: applied, yet the client sees 504.
@@ -114,14 +146,45 @@ async fn hanging_write_never_answers() {
 async fn timeouts_with_and_without_effect() {
     let api = FakeApi::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-    api.faults().fail_next_writes(1, Fault::Timeout(Duration::from_millis(50)));
-    assert_eq!(code(cms.create(&PostParams::default(), &cm("a")).await.unwrap_err()), 504);
-    assert!(api.store().peek("", "configmaps", Some("default"), "a").is_none());
-    api.faults().fail_next_writes(1, Fault::AppliedThenTimeout(Duration::from_millis(50)));
-    assert_eq!(code(cms.create(&PostParams::default(), &cm("b")).await.unwrap_err()), 504);
-    assert!(api.store().peek("", "configmaps", Some("default"), "b").is_some());
+    api.faults()
+        .fail_next_writes(1, Fault::Timeout(Duration::from_millis(50)));
+    assert_eq!(
+        code(
+            cms.create(&PostParams::default(), &cm("a"))
+                .await
+                .unwrap_err()
+        ),
+        504
+    );
+    assert!(
+        api.store()
+            .peek("", "configmaps", Some("default"), "a")
+            .is_none()
+    );
+    api.faults()
+        .fail_next_writes(1, Fault::AppliedThenTimeout(Duration::from_millis(50)));
+    assert_eq!(
+        code(
+            cms.create(&PostParams::default(), &cm("b"))
+                .await
+                .unwrap_err()
+        ),
+        504
+    );
+    assert!(
+        api.store()
+            .peek("", "configmaps", Some("default"), "b")
+            .is_some()
+    );
     // Retrying the create now answers AlreadyExists, the classic idempotency trap.
-    assert_eq!(code(cms.create(&PostParams::default(), &cm("b")).await.unwrap_err()), 409);
+    assert_eq!(
+        code(
+            cms.create(&PostParams::default(), &cm("b"))
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
 }
 
 /// Fault: every response is delayed.
@@ -142,15 +205,39 @@ async fn stale_reads_lag_behind_writes() {
     let api = FakeApi::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
     cms.create(&PostParams::default(), &cm("c")).await.unwrap();
-    let mut w = cms.watch(&WatchParams::default(), "0").await.unwrap().boxed();
+    let mut w = cms
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
     api.faults().serve_stale_reads(1);
-    cms.patch("c", &PatchParams::default(), &Patch::Merge(json!({"data": {"v": "1"}}))).await.unwrap();
+    cms.patch(
+        "c",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "1"}})),
+    )
+    .await
+    .unwrap();
     let stale = cms.get("c").await.unwrap();
-    assert!(stale.data.is_none(), "get serves the version before the last write");
-    assert!(cms.list(&ListParams::default()).await.unwrap().items[0].data.is_none());
+    assert!(
+        stale.data.is_none(),
+        "get serves the version before the last write"
+    );
+    assert!(
+        cms.list(&ListParams::default()).await.unwrap().items[0]
+            .data
+            .is_none()
+    );
     let mut upd = stale.clone();
     upd.data = Some([("v".to_string(), "2".to_string())].into());
-    assert_eq!(code(cms.replace("c", &PostParams::default(), &upd).await.unwrap_err()), 409);
+    assert_eq!(
+        code(
+            cms.replace("c", &PostParams::default(), &upd)
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
     // The watch holds the latest event back until it is one write old.
     let first = within(async {
         loop {
@@ -181,7 +268,11 @@ async fn stale_reads_lag_behind_writes() {
 async fn cut_watches_ends_streams() {
     let api = FakeApi::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-    let mut w = cms.watch(&WatchParams::default().disable_bookmarks(), "0").await.unwrap().boxed();
+    let mut w = cms
+        .watch(&WatchParams::default().disable_bookmarks(), "0")
+        .await
+        .unwrap()
+        .boxed();
     api.faults().cut_watches();
     let end = within(w.try_next()).await;
     assert!(matches!(end, Ok(None) | Err(_)), "stream ended: {end:?}");
@@ -196,24 +287,61 @@ async fn halt_after_kth_write_and_write_log() {
     api.faults().halt_after_writes(2);
     cms.create(&PostParams::default(), &cm("a")).await.unwrap();
     assert!(!api.faults().is_halted());
-    cms.patch("a", &PatchParams::apply("mgr"), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}}))).await.unwrap();
+    cms.patch(
+        "a",
+        &PatchParams::apply("mgr"),
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
     within(api.faults().halted()).await;
     assert_eq!(code(cms.get("a").await.unwrap_err()), 503);
-    assert_eq!(code(cms.create(&PostParams::default(), &cm("b")).await.unwrap_err()), 503);
+    assert_eq!(
+        code(
+            cms.create(&PostParams::default(), &cm("b"))
+                .await
+                .unwrap_err()
+        ),
+        503
+    );
     api.faults().resume();
     cms.get("a").await.unwrap();
     // An identical re-apply is logged but changes nothing.
-    cms.patch("a", &PatchParams::apply("mgr"), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}}))).await.unwrap();
+    cms.patch(
+        "a",
+        &PatchParams::apply("mgr"),
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
     let log = api.faults().write_log();
     assert_eq!(log.len(), 3);
-    assert_eq!((log[0].verb.as_str(), log[0].resource.as_str(), log[0].name.as_str()), ("create", "configmaps", ""));
-    assert_eq!((log[1].verb.as_str(), log[1].field_manager.as_str(), log[1].namespace.as_deref()), ("apply", "mgr", Some("default")));
+    assert_eq!(
+        (
+            log[0].verb.as_str(),
+            log[0].resource.as_str(),
+            log[0].name.as_str()
+        ),
+        ("create", "configmaps", "")
+    );
+    assert_eq!(
+        (
+            log[1].verb.as_str(),
+            log[1].field_manager.as_str(),
+            log[1].namespace.as_deref()
+        ),
+        ("apply", "mgr", Some("default"))
+    );
     assert!(log[1].changed && !log[2].changed);
-    assert_eq!(log[0].field_manager, "unknown", "no fieldManager and no User-Agent in process");
+    assert_eq!(
+        log[0].field_manager, "unknown",
+        "no fieldManager and no User-Agent in process"
+    );
     assert_eq!(api.faults().effective_writes().len(), 2);
 }
 
-type WatcherRx = tokio::sync::mpsc::UnboundedReceiver<Result<watcher::Event<ConfigMap>, watcher::Error>>;
+type WatcherRx =
+    tokio::sync::mpsc::UnboundedReceiver<Result<watcher::Event<ConfigMap>, watcher::Error>>;
 
 /// Waits until the watcher delivers `want`; returns how many 410 errors it saw meanwhile.
 async fn saw_object(rx: &mut WatcherRx, want: &str) -> usize {
@@ -221,7 +349,9 @@ async fn saw_object(rx: &mut WatcherRx, want: &str) -> usize {
         let mut errors_410 = 0;
         loop {
             match rx.recv().await.expect("watcher ended") {
-                Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) if o.name_any() == want => {
+                Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o))
+                    if o.name_any() == want =>
+                {
                     return errors_410;
                 }
                 Err(watcher::Error::WatchError(s)) if s.code == 410 => errors_410 += 1,
@@ -248,19 +378,31 @@ async fn watcher_survives_cut_stream_and_410() {
             let _ = tx.send(ev);
         }
     });
-    cms.create(&PostParams::default(), &cm("one")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("one"))
+        .await
+        .unwrap();
     saw_object(&mut rx, "one").await;
     api.faults().cut_watches();
-    cms.create(&PostParams::default(), &cm("two")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("two"))
+        .await
+        .unwrap();
     saw_object(&mut rx, "two").await;
     // Make the watcher's resourceVersion fall out of the retained history, then cut:
     // it re-watches from a compacted version, gets 410 and relists.
     tokio::time::sleep(Duration::from_millis(100)).await;
     for i in 0..5 {
-        secrets.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": format!("s{i}")}})).unwrap()).await.unwrap();
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": format!("s{i}")}})).unwrap(),
+            )
+            .await
+            .unwrap();
     }
     api.faults().cut_watches();
-    cms.create(&PostParams::default(), &cm("three")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("three"))
+        .await
+        .unwrap();
     let errors = saw_object(&mut rx, "three").await;
     assert!(errors >= 1, "the watcher went through 410 Gone");
     task.abort();
@@ -272,7 +414,9 @@ async fn watcher_survives_cut_stream_and_410() {
 async fn watcher_streaming_list() {
     let api = FakeApi::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-    cms.create(&PostParams::default(), &cm("pre")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("pre"))
+        .await
+        .unwrap();
     let mut s = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
     let mut names = vec![];
     within(async {
@@ -311,9 +455,13 @@ async fn reconcile(w: Arc<Widget>, ctx: Arc<Ctx>) -> Result<Action, ReconcileErr
         "metadata": {"name": format!("{name}-key"), "ownerReferences": [owner]},
         "stringData": {"size": w.spec.size.to_string()},
     });
-    Api::<Secret>::namespaced(ctx.client.clone(), &ns).patch(&format!("{name}-key"), &pp, &Patch::Apply(secret)).await?;
+    Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+        .patch(&format!("{name}-key"), &pp, &Patch::Apply(secret))
+        .await?;
     let status = json!({"apiVersion": "test.keyrotor.dev/v1", "kind": "Widget", "status": {"observed": w.spec.size}});
-    Api::<Widget>::namespaced(ctx.client.clone(), &ns).patch_status(&name, &pp, &Patch::Apply(status)).await?;
+    Api::<Widget>::namespaced(ctx.client.clone(), &ns)
+        .patch_status(&name, &pp, &Patch::Apply(status))
+        .await?;
     Ok(Action::await_change())
 }
 
@@ -324,7 +472,10 @@ fn error_policy(_: Arc<Widget>, _: &ReconcileError, _: Arc<Ctx>) -> Action {
 fn run_controller(api: &FakeApi) -> (tokio::task::JoinHandle<()>, Arc<AtomicUsize>) {
     let client = api.client();
     let reconciles = Arc::new(AtomicUsize::new(0));
-    let ctx = Arc::new(Ctx { client: client.clone(), reconciles: reconciles.clone() });
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        reconciles: reconciles.clone(),
+    });
     let widgets: Api<Widget> = Api::all(client.clone());
     let secrets: Api<Secret> = Api::all(client);
     let task = tokio::spawn(
@@ -337,10 +488,16 @@ fn run_controller(api: &FakeApi) -> (tokio::task::JoinHandle<()>, Arc<AtomicUsiz
 }
 
 async fn converged(api: &FakeApi, size: i32) -> bool {
-    let w = api.store().peek("test.keyrotor.dev", "widgets", Some("default"), "w");
+    let w = api
+        .store()
+        .peek("test.keyrotor.dev", "widgets", Some("default"), "w");
     let s = api.store().peek("", "secrets", Some("default"), "w-key");
     let observed = w.and_then(|w| w.pointer("/status/observed").and_then(|v| v.as_i64()));
-    let secret_size = s.and_then(|s| s.pointer("/data/size").and_then(|v| v.as_str()).map(str::to_string));
+    let secret_size = s.and_then(|s| {
+        s.pointer("/data/size")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    });
     let encoded = match size {
         3 => "Mw==",
         4 => "NA==",
@@ -357,15 +514,39 @@ async fn controller_converges_and_goes_quiet() {
     api.register_crd(&Widget::crd());
     let (task, reconciles) = run_controller(&api);
     let widgets: Api<Widget> = Api::default_namespaced(api.client());
-    widgets.create(&PostParams::default(), &Widget::new("w", WidgetSpec { size: 3 })).await.unwrap();
+    widgets
+        .create(
+            &PostParams::default(),
+            &Widget::new("w", WidgetSpec { size: 3 }),
+        )
+        .await
+        .unwrap();
     eventually(|| async { converged(&api, 3).await }).await;
-    widgets.patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 4}}))).await.unwrap();
+    widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 4}})),
+        )
+        .await
+        .unwrap();
     eventually(|| async { converged(&api, 4).await }).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (r, w) = (reconciles.load(Ordering::SeqCst), api.faults().effective_writes().len());
+    let (r, w) = (
+        reconciles.load(Ordering::SeqCst),
+        api.faults().effective_writes().len(),
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(reconciles.load(Ordering::SeqCst), r, "no reconcile loop at steady state");
-    assert_eq!(api.faults().effective_writes().len(), w, "steady state makes no effective writes");
+    assert_eq!(
+        reconciles.load(Ordering::SeqCst),
+        r,
+        "no reconcile loop at steady state"
+    );
+    assert_eq!(
+        api.faults().effective_writes().len(),
+        w,
+        "steady state makes no effective writes"
+    );
     assert!(r < 20, "reconciles stayed bounded: {r}");
     task.abort();
 }
@@ -373,11 +554,21 @@ async fn controller_converges_and_goes_quiet() {
 /// A Controller converges despite a seeded 30% of writes failing with 500 / 429 / 409.
 #[tokio::test]
 async fn controller_converges_through_write_failures() {
-    for (seed, fault) in [(1, Fault::Status(500)), (2, Fault::Status(429)), (3, Fault::Status(409))] {
+    for (seed, fault) in [
+        (1, Fault::Status(500)),
+        (2, Fault::Status(429)),
+        (3, Fault::Status(409)),
+    ] {
         let api = FakeApi::new();
         api.register_crd(&Widget::crd());
         let widgets: Api<Widget> = Api::default_namespaced(api.client());
-        widgets.create(&PostParams::default(), &Widget::new("w", WidgetSpec { size: 3 })).await.unwrap();
+        widgets
+            .create(
+                &PostParams::default(),
+                &Widget::new("w", WidgetSpec { size: 3 }),
+            )
+            .await
+            .unwrap();
         api.faults().fail_fraction_of_writes(0.3, fault, seed);
         let (task, _) = run_controller(&api);
         eventually(|| async { converged(&api, 3).await }).await;
@@ -393,7 +584,13 @@ async fn controller_recovers_from_crash_at_every_write() {
         let api = FakeApi::new();
         api.register_crd(&Widget::crd());
         let widgets: Api<Widget> = Api::default_namespaced(api.client());
-        widgets.create(&PostParams::default(), &Widget::new("w", WidgetSpec { size: 3 })).await.unwrap();
+        widgets
+            .create(
+                &PostParams::default(),
+                &Widget::new("w", WidgetSpec { size: 3 }),
+            )
+            .await
+            .unwrap();
         let before = api.faults().write_count();
         api.faults().halt_after_writes(before + k);
         let (task, _) = run_controller(&api);
@@ -407,7 +604,5 @@ async fn controller_recovers_from_crash_at_every_write() {
         let (task, _) = run_controller(&api);
         eventually(|| async { converged(&api, 3).await }).await;
         task.abort();
-        let _ = api.store().current_rv();
-        let _ = widgets.get("w").await.unwrap().meta().resource_version.clone();
     }
 }

@@ -154,7 +154,11 @@ pub fn server_side_apply(
         })
     });
     let applied_paths = leaf_paths(applied);
-    let me = ManagerKey { manager: manager.to_string(), operation: "Apply", subresource: subresource.to_string() };
+    let me = ManagerKey {
+        manager: manager.to_string(),
+        operation: "Apply",
+        subresource: subresource.to_string(),
+    };
 
     // Conflicts: another manager owns a field we apply with a different value.
     let mut conflicts = vec![];
@@ -191,7 +195,10 @@ pub fn server_side_apply(
     }
 
     // Fields this manager stopped applying are removed unless someone else still owns them.
-    let previous = managers.get(&me).map(|o| o.paths.clone()).unwrap_or_default();
+    let previous = managers
+        .get(&me)
+        .map(|o| o.paths.clone())
+        .unwrap_or_default();
     for p in previous.difference(&applied_paths) {
         let shared = managers
             .iter()
@@ -209,7 +216,13 @@ pub fn server_side_apply(
         if applied_paths.is_empty() {
             managers.remove(&me);
         } else {
-            managers.insert(me, Owned { paths: applied_paths, time: now.to_string() });
+            managers.insert(
+                me,
+                Owned {
+                    paths: applied_paths,
+                    time: now.to_string(),
+                },
+            );
         }
     }
     managers.retain(|_, o| !o.paths.is_empty());
@@ -236,7 +249,11 @@ pub fn record_update(
     if changed.is_empty() && removed.is_empty() {
         return;
     }
-    let me = ManagerKey { manager: manager.to_string(), operation: "Update", subresource: subresource.to_string() };
+    let me = ManagerKey {
+        manager: manager.to_string(),
+        operation: "Update",
+        subresource: subresource.to_string(),
+    };
     for (key, owned) in managers.iter_mut() {
         let before = owned.paths.len();
         owned.paths.retain(|p| {

@@ -5,11 +5,24 @@ use super::resources::ResourceType;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// Answers a discovery path, or None when the path is not a discovery path.
 pub fn answer(path: &str, types: &[ResourceType]) -> Option<Value> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match segs.as_slice() {
         ["version"] => Some(json!({
             "major": "1", "minor": "33", "gitVersion": "v1.33.0-keyrotor-testkit",
@@ -20,9 +33,17 @@ pub fn answer(path: &str, types: &[ResourceType]) -> Option<Value> {
             "kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]
         })),
-        ["api", "v1"] => Some(resource_list("v1", types.iter().filter(|t| t.group.is_empty() && t.version == "v1"))),
+        ["api", "v1"] => Some(resource_list(
+            "v1",
+            types
+                .iter()
+                .filter(|t| t.group.is_empty() && t.version == "v1"),
+        )),
         ["apis"] => {
-            let groups: Vec<Value> = groups(types).into_iter().map(|(g, vs)| group_doc(&g, &vs)).collect();
+            let groups: Vec<Value> = groups(types)
+                .into_iter()
+                .map(|(g, vs)| group_doc(&g, &vs))
+                .collect();
             Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
         }
         ["apis", group] => groups(types).get(*group).map(|vs| {
@@ -32,8 +53,12 @@ pub fn answer(path: &str, types: &[ResourceType]) -> Option<Value> {
             doc
         }),
         ["apis", group, version] => {
-            let matching: Vec<&ResourceType> = types.iter().filter(|t| t.group == *group && t.version == *version).collect();
-            (!matching.is_empty()).then(|| resource_list(&format!("{group}/{version}"), matching.into_iter()))
+            let matching: Vec<&ResourceType> = types
+                .iter()
+                .filter(|t| t.group == *group && t.version == *version)
+                .collect();
+            (!matching.is_empty())
+                .then(|| resource_list(&format!("{group}/{version}"), matching.into_iter()))
         }
         _ => None,
     }

@@ -21,7 +21,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a code, reason and message.
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        Self { code, reason: reason.into(), message: message.into(), details: None }
+        Self {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// Attaches `details` naming the object the error is about.
@@ -44,7 +49,12 @@ impl ApiError {
     /// 409 AlreadyExists.
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
         let res = qualified(group, plural);
-        Self::new(409, "AlreadyExists", format!("{res} \"{name}\" already exists")).about(group, plural, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{res} \"{name}\" already exists"),
+        )
+        .about(group, plural, name)
     }
 
     /// 409 Conflict for optimistic-concurrency failures (stale resourceVersion or uid).
@@ -63,7 +73,11 @@ impl ApiError {
 
     /// 422 Invalid.
     pub fn invalid(kind: &str, name: &str, why: impl std::fmt::Display) -> Self {
-        Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {why}"))
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {why}"),
+        )
     }
 
     /// 410 Expired / Gone: the requested resourceVersion has been compacted away.
@@ -122,5 +136,9 @@ impl std::error::Error for ApiError {}
 
 /// `plural.group` (or just `plural` for the core group), as the apiserver names resources in messages.
 fn qualified(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }

@@ -76,7 +76,11 @@ pub struct Faults {
 
 impl Default for Faults {
     fn default() -> Self {
-        Self { state: Mutex::default(), cut: watch::channel(0).0, halted: watch::channel(false).0 }
+        Self {
+            state: Mutex::default(),
+            cut: watch::channel(0).0,
+            halted: watch::channel(false).0,
+        }
     }
 }
 
@@ -182,7 +186,12 @@ impl Faults {
 
     /// Write requests that changed state.
     pub fn effective_writes(&self) -> Vec<WriteRecord> {
-        self.lock().log.iter().filter(|w| w.changed).cloned().collect()
+        self.lock()
+            .log
+            .iter()
+            .filter(|w| w.changed)
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn delay(&self) -> Duration {

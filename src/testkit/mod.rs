@@ -77,7 +77,9 @@ impl FakeApi {
 
     /// The tower service (for `kube::Client::new` or custom stacks).
     pub fn service(&self) -> FakeService {
-        FakeService { inner: self.inner.clone() }
+        FakeService {
+            inner: self.inner.clone(),
+        }
     }
 
     /// A `kube::Client` talking to this API in process; default namespace `default`.

@@ -60,8 +60,13 @@ pub fn apply_patch(kind: PatchKind, target: &mut Value, body: &[u8]) -> Result<(
             let patch: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
             // The apiserver answers 422 when a `test` fails or a path does not exist.
-            json_patch::patch(target, &patch)
-                .map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))
+            json_patch::patch(target, &patch).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
+            })
         }
         PatchKind::Strategic => {
             let patch: Value = parse_json(body)?;
@@ -73,15 +78,19 @@ pub fn apply_patch(kind: PatchKind, target: &mut Value, body: &[u8]) -> Result<(
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON in patch body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON in patch body: {e}")))
 }
 
 /// The merge key Kubernetes declares for a list field, if any.
 fn merge_key(field: &str) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets" => {
-            Some("name")
-        }
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets" => Some("name"),
         "volumeMounts" => Some("mountPath"),
         "ports" => Some("containerPort"),
         "conditions" => Some("type"),
@@ -155,7 +164,9 @@ pub fn strategic_merge(target: &mut Value, patch: &Value, field: &str) {
 fn merge_list(existing: &mut Vec<Value>, patch: &[Value], key: &str) {
     for item in patch {
         let id = item.get(key).cloned();
-        let pos = id.as_ref().and_then(|id| existing.iter().position(|e| e.get(key) == Some(id)));
+        let pos = id
+            .as_ref()
+            .and_then(|id| existing.iter().position(|e| e.get(key) == Some(id)));
         let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
         match (pos, delete) {
             (Some(i), true) => {

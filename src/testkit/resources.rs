@@ -63,7 +63,11 @@ impl ResourceType {
 
     /// `group/version`, or just `version` for the core group.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// Every version of a CRD that is served, as resource types.
@@ -96,21 +100,39 @@ impl ResourceType {
 pub fn builtins() -> Vec<ResourceType> {
     let t = ResourceType::new;
     vec![
-        t("", "v1", "namespaces", "Namespace").cluster_scoped().with_status().with_short_names(&["ns"]),
+        t("", "v1", "namespaces", "Namespace")
+            .cluster_scoped()
+            .with_status()
+            .with_short_names(&["ns"]),
         t("", "v1", "secrets", "Secret"),
         t("", "v1", "configmaps", "ConfigMap").with_short_names(&["cm"]),
-        t("", "v1", "pods", "Pod").with_status().with_short_names(&["po"]),
+        t("", "v1", "pods", "Pod")
+            .with_status()
+            .with_short_names(&["po"]),
         t("", "v1", "events", "Event").with_short_names(&["ev"]),
         t("", "v1", "serviceaccounts", "ServiceAccount").with_short_names(&["sa"]),
         t("events.k8s.io", "v1", "events", "Event").with_short_names(&["ev"]),
         t("coordination.k8s.io", "v1", "leases", "Lease"),
-        t("apps", "v1", "deployments", "Deployment").with_status().with_short_names(&["deploy"]),
-        t("apps", "v1", "statefulsets", "StatefulSet").with_status().with_short_names(&["sts"]),
-        t("apps", "v1", "daemonsets", "DaemonSet").with_status().with_short_names(&["ds"]),
-        t("apps", "v1", "replicasets", "ReplicaSet").with_status().with_short_names(&["rs"]),
-        t("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition")
-            .cluster_scoped()
+        t("apps", "v1", "deployments", "Deployment")
             .with_status()
-            .with_short_names(&["crd", "crds"]),
+            .with_short_names(&["deploy"]),
+        t("apps", "v1", "statefulsets", "StatefulSet")
+            .with_status()
+            .with_short_names(&["sts"]),
+        t("apps", "v1", "daemonsets", "DaemonSet")
+            .with_status()
+            .with_short_names(&["ds"]),
+        t("apps", "v1", "replicasets", "ReplicaSet")
+            .with_status()
+            .with_short_names(&["rs"]),
+        t(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+        )
+        .cluster_scoped()
+        .with_status()
+        .with_short_names(&["crd", "crds"]),
     ]
 }

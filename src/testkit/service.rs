@@ -59,7 +59,11 @@ where
             let (parts, body) = req.into_parts();
             let bytes = match body.collect().await {
                 Ok(c) => c.to_bytes(),
-                Err(_) => return Ok(error_response(&ApiError::bad_request("unreadable request body"))),
+                Err(_) => {
+                    return Ok(error_response(&ApiError::bad_request(
+                        "unreadable request body",
+                    )));
+                }
             };
             Ok(handle(inner, parts, bytes).await)
         })
@@ -70,7 +74,9 @@ fn json_response(code: u16, v: &Value) -> Response<ResponseBody> {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, "application/json")
-        .body(ResponseBody::full(serde_json::to_vec(v).unwrap_or_default()))
+        .body(ResponseBody::full(
+            serde_json::to_vec(v).unwrap_or_default(),
+        ))
         .expect("static response parts are valid")
 }
 
@@ -87,15 +93,13 @@ pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
         while i < bytes.len() {
             match bytes[i] {
                 b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                        Ok(b) => {
-                            out.push(b);
-                            i += 2;
-                        }
-                        Err(_) => out.push(b'%'),
+                b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
                     }
-                }
+                    Err(_) => out.push(b'%'),
+                },
                 b => out.push(b),
             }
             i += 1;
@@ -121,7 +125,11 @@ struct Route {
 }
 
 fn not_found_path() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 fn parse_route(store: &Store, path: &str) -> Result<Route, ApiError> {
@@ -133,9 +141,16 @@ fn parse_route(store: &Store, path: &str) -> Result<Route, ApiError> {
     };
     let (ns, plural, name, sub) = match rest {
         ["namespaces", ns, plural, tail @ ..]
-            if store.find_type(group, version, plural).is_some_and(|t| t.namespaced) =>
+            if store
+                .find_type(group, version, plural)
+                .is_some_and(|t| t.namespaced) =>
         {
-            (Some(*ns), *plural, tail.first().copied(), tail.get(1).copied())
+            (
+                Some(*ns),
+                *plural,
+                tail.first().copied(),
+                tail.get(1).copied(),
+            )
         }
         [plural, tail @ ..] => (None, *plural, tail.first().copied(), tail.get(1).copied()),
         [] => return Err(not_found_path()),
@@ -143,24 +158,35 @@ fn parse_route(store: &Store, path: &str) -> Result<Route, ApiError> {
     if rest.len() > 5 || (ns.is_none() && rest.len() > 3) {
         return Err(not_found_path());
     }
-    let ty = store.find_type(group, version, plural).ok_or_else(not_found_path)?;
+    let ty = store
+        .find_type(group, version, plural)
+        .ok_or_else(not_found_path)?;
     let subresource = match sub {
         None => String::new(),
         Some("status") if ty.status => "status".to_string(),
         Some(_) => return Err(not_found_path()),
     };
-    Ok(Route { ty, namespace: ns.map(str::to_string), name: name.map(str::to_string), subresource })
+    Ok(Route {
+        ty,
+        namespace: ns.map(str::to_string),
+        name: name.map(str::to_string),
+        subresource,
+    })
 }
 
 fn selectors(q: &HashMap<String, String>, plural: &str) -> Result<Selectors, ApiError> {
     Ok(Selectors {
         labels: LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?,
-        fields: FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""), plural)?,
+        fields: FieldSelector::parse(
+            q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+            plural,
+        )?,
     })
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn success_status(route: &Route, obj: &Value) -> Value {
@@ -176,13 +202,21 @@ fn success_status(route: &Route, obj: &Value) -> Value {
 }
 
 /// Answers one request.
-pub async fn handle(inner: Arc<Inner>, parts: http::request::Parts, body: Bytes) -> Response<ResponseBody> {
+pub async fn handle(
+    inner: Arc<Inner>,
+    parts: http::request::Parts,
+    body: Bytes,
+) -> Response<ResponseBody> {
     let delay = inner.faults.delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     if inner.faults.is_halted() {
-        return error_response(&ApiError::new(503, "ServiceUnavailable", "the API is halted by the test (simulated crash point)"));
+        return error_response(&ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "the API is halted by the test (simulated crash point)",
+        ));
     }
     let path = parts.uri.path().to_string();
     let q = parse_query(parts.uri.query());
@@ -195,7 +229,12 @@ pub async fn handle(inner: Arc<Inner>, parts: http::request::Parts, body: Bytes)
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
-    let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let manager = q
         .get("fieldManager")
         .cloned()
@@ -204,17 +243,39 @@ pub async fn handle(inner: Arc<Inner>, parts: http::request::Parts, body: Bytes)
             Some(product) if !product.is_empty() => product.to_string(),
             _ => "unknown".to_string(),
         });
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let result = match (&parts.method, route.name.is_some()) {
         (&Method::GET, true) => read_one(&inner, &route),
         (&Method::GET, false) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             return start_watch(&inner, &route, &q);
         }
         (&Method::GET, false) => list(&inner, &route, &q),
-        (&Method::POST, false) | (&Method::PUT, true) | (&Method::PATCH, true) | (&Method::DELETE, _) => {
-            return write(&inner, &route, &q, &parts.method, &content_type, &body, manager, user_agent).await;
+        (&Method::POST, false)
+        | (&Method::PUT, true)
+        | (&Method::PATCH, true)
+        | (&Method::DELETE, _) => {
+            return write(
+                &inner,
+                &route,
+                &q,
+                &parts.method,
+                &content_type,
+                &body,
+                manager,
+                user_agent,
+            )
+            .await;
         }
-        _ => Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")),
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )),
     };
     match result {
         Ok(v) => json_response(200, &v),
@@ -229,12 +290,17 @@ fn stale_at(inner: &Inner) -> Option<u64> {
 
 fn read_one(inner: &Inner, route: &Route) -> Result<Value, ApiError> {
     let name = route.name.as_deref().unwrap_or("");
-    inner.store.get(&route.ty, route.namespace.as_deref(), name, stale_at(inner))
+    inner
+        .store
+        .get(&route.ty, route.namespace.as_deref(), name, stale_at(inner))
 }
 
 fn list(inner: &Inner, route: &Route, q: &HashMap<String, String>) -> Result<Value, ApiError> {
     let sel = selectors(q, &route.ty.plural)?;
-    let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
     let mut at = stale_at(inner);
     let mut after = None;
     if let Some(token) = q.get("continue").filter(|c| !c.is_empty()) {
@@ -248,7 +314,14 @@ fn list(inner: &Inner, route: &Route, q: &HashMap<String, String>) -> Result<Val
     } else if q.get("resourceVersionMatch").is_some_and(|m| m == "Exact") {
         at = q.get("resourceVersion").and_then(|r| r.parse().ok());
     }
-    let (rv, items, next) = inner.store.list(&route.ty, route.namespace.as_deref(), &sel, at, after.as_ref(), limit)?;
+    let (rv, items, next) = inner.store.list(
+        &route.ty,
+        route.namespace.as_deref(),
+        &sel,
+        at,
+        after.as_ref(),
+        limit,
+    )?;
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some((ns, name)) = next {
         meta["continue"] = Value::String(format!("{rv}|{ns}|{name}"));
@@ -261,7 +334,11 @@ fn list(inner: &Inner, route: &Route, q: &HashMap<String, String>) -> Result<Val
     }))
 }
 
-fn start_watch(inner: &Arc<Inner>, route: &Route, q: &HashMap<String, String>) -> Response<ResponseBody> {
+fn start_watch(
+    inner: &Arc<Inner>,
+    route: &Route,
+    q: &HashMap<String, String>,
+) -> Response<ResponseBody> {
     let sel = match selectors(q, &route.ty.plural) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
@@ -272,10 +349,17 @@ fn start_watch(inner: &Arc<Inner>, route: &Route, q: &HashMap<String, String>) -
         _ if send_initial_events => WatchFrom::Now,
         Some(rv) => match rv.parse::<u64>() {
             Ok(rv) => WatchFrom::After(rv),
-            Err(_) => return error_response(&ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))),
+            Err(_) => {
+                return error_response(&ApiError::bad_request(format!(
+                    "invalid resourceVersion {rv:?}"
+                )));
+            }
         },
     };
-    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
     let req = WatchRequest {
         ty: route.ty.clone(),
         namespace: route.namespace.clone(),
@@ -386,13 +470,19 @@ fn perform(
         return Err(not_found_path());
     }
     if q.contains_key("dryRun") {
-        return Err(ApiError::bad_request("dryRun is not supported by the testkit"));
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by the testkit",
+        ));
     }
     let name = route.name.as_deref().unwrap_or("");
     match *method {
         Method::POST => {
             if !route.subresource.is_empty() {
-                return Err(ApiError::new(405, "MethodNotAllowed", "create on a subresource"));
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "create on a subresource",
+                ));
             }
             let obj = store.create(&route.ty, ns, parse_json(body)?, opts)?;
             Ok((201, obj, true))
@@ -403,13 +493,21 @@ fn perform(
         }
         Method::PATCH => {
             let kind = patch_kind.ok_or_else(|| {
-                ApiError::new(415, "UnsupportedMediaType", "the body of the request was in an unknown format")
+                ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format",
+                )
             })?;
             let (obj, changed, created) = store.patch(&route.ty, ns, name, kind, body, opts)?;
             Ok((if created { 201 } else { 200 }, obj, changed))
         }
         _ => {
-            let options: Value = if body.is_empty() { json!({}) } else { parse_json(body)? };
+            let options: Value = if body.is_empty() {
+                json!({})
+            } else {
+                parse_json(body)?
+            };
             if route.name.is_none() {
                 let sel = selectors(q, &route.ty.plural)?;
                 let items = store.delete_collection(&route.ty, ns, &sel);
@@ -422,13 +520,18 @@ fn perform(
                 });
                 return Ok((200, list, changed));
             }
-            let pre_uid = options.pointer("/preconditions/uid").and_then(Value::as_str);
-            let pre_rv = options.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
+            let pre_uid = options
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str);
+            let pre_rv = options
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str);
             let policy = options
                 .get("propagationPolicy")
                 .and_then(Value::as_str)
                 .or(q.get("propagationPolicy").map(String::as_str));
-            let orphan = policy == Some("Orphan") || options.get("orphanDependents") == Some(&Value::Bool(true));
+            let orphan = policy == Some("Orphan")
+                || options.get("orphanDependents") == Some(&Value::Bool(true));
             match store.delete(&route.ty, ns, name, pre_uid, pre_rv, orphan)? {
                 Deleted::Pending(obj) => Ok((200, obj, true)),
                 Deleted::AlreadyPending(obj) => Ok((200, obj, false)),

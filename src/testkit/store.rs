@@ -131,11 +131,16 @@ const FIRST_RV: u64 = 1000;
 
 /// Current time in the apiserver's RFC 3339, second-precision format.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn meta(v: &Value, field: &str) -> Option<String> {
-    v.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).map(str::to_string)
+    v.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
@@ -150,7 +155,11 @@ fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -232,9 +241,14 @@ impl Store {
 
     /// Creates a namespace if missing.
     pub fn ensure_namespace(&self, name: &str) {
-        let ty = ResourceType::new("", "v1", "namespaces", "Namespace").cluster_scoped().with_status();
+        let ty = ResourceType::new("", "v1", "namespaces", "Namespace")
+            .cluster_scoped()
+            .with_status();
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        let opts = WriteOpts { manager: "testkit".into(), ..Default::default() };
+        let opts = WriteOpts {
+            manager: "testkit".into(),
+            ..Default::default()
+        };
         let _ = self.create(&ty, None, body, &opts);
     }
 
@@ -250,14 +264,15 @@ impl Store {
         &self,
         rx: &mut broadcast::Receiver<Arc<HistEvent>>,
         pending: &mut VecDeque<Arc<HistEvent>>,
-    ) -> Result<u64, ()> {
+    ) -> Option<u64> {
         let st = self.lock();
         loop {
             match rx.try_recv() {
                 Ok(e) => pending.push_back(e),
-                Err(broadcast::error::TryRecvError::Empty) => return Ok(st.rv),
-                Err(broadcast::error::TryRecvError::Closed) => return Ok(st.rv),
-                Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(()),
+                Err(broadcast::error::TryRecvError::Empty) => return Some(st.rv),
+                Err(broadcast::error::TryRecvError::Closed) => return Some(st.rv),
+                // The watcher fell too far behind the live feed: None, it must restart.
+                Err(broadcast::error::TryRecvError::Lagged(_)) => return None,
             }
         }
     }
@@ -275,12 +290,22 @@ impl Store {
     }
 
     /// Reads one object, optionally as of an older resourceVersion.
-    pub fn get(&self, ty: &ResourceType, ns: Option<&str>, name: &str, at: Option<u64>) -> Result<Value, ApiError> {
+    pub fn get(
+        &self,
+        ty: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        at: Option<u64>,
+    ) -> Result<Value, ApiError> {
         let st = self.lock();
         let key = (ns.unwrap_or("").to_string(), name.to_string());
         let found = match at {
             Some(at) if at < st.rv => st.view(&ty.store_key(), at.max(st.compacted)).remove(&key),
-            _ => st.objects.get(&ty.store_key()).and_then(|m| m.get(&key)).map(|e| e.obj.clone()),
+            _ => st
+                .objects
+                .get(&ty.store_key())
+                .and_then(|m| m.get(&key))
+                .map(|e| e.obj.clone()),
         };
         found
             .map(|o| with_type(o, ty))
@@ -311,7 +336,10 @@ impl Store {
         let mut items = vec![];
         let mut next = None;
         for (key, obj) in view {
-            if after.is_some_and(|a| &key <= a) || ns.is_some_and(|n| n != key.0) || !sel.matches(&obj) {
+            if after.is_some_and(|a| &key <= a)
+                || ns.is_some_and(|n| n != key.0)
+                || !sel.matches(&obj)
+            {
                 continue;
             }
             if limit.is_some_and(|l| items.len() >= l) {
@@ -322,35 +350,78 @@ impl Store {
         }
         // The continue token must name the last returned item, not the first left out.
         let next = next.and_then(|_| {
-            items.last().map(|o: &Value| (meta(o, "namespace").unwrap_or_default(), meta(o, "name").unwrap_or_default()))
+            items.last().map(|o: &Value| {
+                (
+                    meta(o, "namespace").unwrap_or_default(),
+                    meta(o, "name").unwrap_or_default(),
+                )
+            })
         });
         Ok((at, items, next))
     }
 
     /// Opens a watch on a type; `lag` holds the start point that many writes back.
-    pub fn subscribe(&self, ty: &ResourceType, from: WatchFrom, lag: u64) -> Result<Subscription, ApiError> {
+    pub fn subscribe(
+        &self,
+        ty: &ResourceType,
+        from: WatchFrom,
+        lag: u64,
+    ) -> Result<Subscription, ApiError> {
         let st = self.lock();
         let key = ty.store_key();
         let rx = st.tx.subscribe();
         match from {
             WatchFrom::Now => {
                 let at = st.rv.saturating_sub(lag).max(st.compacted);
-                let initial = st.view(&key, at).into_values().map(|o| with_type(o, ty)).collect();
-                let replay = st.history.iter().filter(|e| e.rv > at && e.store_key == key).cloned().collect();
-                Ok(Subscription { initial, initial_rv: at, replay, rx })
+                let initial = st
+                    .view(&key, at)
+                    .into_values()
+                    .map(|o| with_type(o, ty))
+                    .collect();
+                let replay = st
+                    .history
+                    .iter()
+                    .filter(|e| e.rv > at && e.store_key == key)
+                    .cloned()
+                    .collect();
+                Ok(Subscription {
+                    initial,
+                    initial_rv: at,
+                    replay,
+                    rx,
+                })
             }
             WatchFrom::After(rv) => {
                 if rv < st.compacted {
-                    return Err(ApiError::gone(format!("too old resource version: {rv} ({})", st.compacted)));
+                    return Err(ApiError::gone(format!(
+                        "too old resource version: {rv} ({})",
+                        st.compacted
+                    )));
                 }
-                let replay = st.history.iter().filter(|e| e.rv > rv && e.store_key == key).cloned().collect();
-                Ok(Subscription { initial: vec![], initial_rv: rv, replay, rx })
+                let replay = st
+                    .history
+                    .iter()
+                    .filter(|e| e.rv > rv && e.store_key == key)
+                    .cloned()
+                    .collect();
+                Ok(Subscription {
+                    initial: vec![],
+                    initial_rv: rv,
+                    replay,
+                    rx,
+                })
             }
         }
     }
 
     /// POST: creates an object (honouring `generateName`).
-    pub fn create(&self, ty: &ResourceType, ns: Option<&str>, body: Value, opts: &WriteOpts) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        ty: &ResourceType,
+        ns: Option<&str>,
+        body: Value,
+        opts: &WriteOpts,
+    ) -> Result<Value, ApiError> {
         self.lock().create(ty, ns, body, opts)
     }
 
@@ -367,12 +438,21 @@ impl Store {
         let key = (ns.unwrap_or("").to_string(), name.to_string());
         let current = st.entry(ty, &key)?;
         if meta(&body, "name").is_some_and(|n| n != name) {
-            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
         }
         check_rv(&body, &current.obj, ty, name)?;
         let mut managers = current.managers.clone();
         let new = scoped_write(ty, &current.obj, body, &opts.subresource);
-        apply::record_update(Some(&current.obj), &new, &mut managers, &opts.manager, &opts.subresource, &now_rfc3339());
+        apply::record_update(
+            Some(&current.obj),
+            &new,
+            &mut managers,
+            &opts.manager,
+            &opts.subresource,
+            &now_rfc3339(),
+        );
         st.finish_write(ty, key, Some(current), new, managers)
     }
 
@@ -397,7 +477,8 @@ impl Store {
                 return Err(ApiError::bad_request("apply body must be an object"));
             }
             if applied.get("kind").and_then(Value::as_str) != Some(ty.kind.as_str())
-                || applied.get("apiVersion").and_then(Value::as_str) != Some(ty.api_version().as_str())
+                || applied.get("apiVersion").and_then(Value::as_str)
+                    != Some(ty.api_version().as_str())
             {
                 return Err(ApiError::bad_request(format!(
                     "apply configuration must have apiVersion {} and kind {}",
@@ -406,10 +487,14 @@ impl Store {
                 )));
             }
             if meta(&applied, "name").is_some_and(|n| n != name) {
-                return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+                return Err(ApiError::bad_request(
+                    "the name of the object does not match the name on the URL",
+                ));
             }
             if opts.manager.is_empty() {
-                return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requires fieldManager"));
+                return Err(ApiError::bad_request(
+                    "PATCH, application/apply-patch+yaml requires fieldManager",
+                ));
             }
             // Apply touches only the part the endpoint owns (see `scoped_write`).
             if ty.status {
@@ -421,19 +506,38 @@ impl Store {
                 }
             }
             let existing = st.entry(ty, &key).ok();
-            let mut managers = existing.as_ref().map(|e| e.managers.clone()).unwrap_or_default();
+            let mut managers = existing
+                .as_ref()
+                .map(|e| e.managers.clone())
+                .unwrap_or_default();
             if existing.is_none() {
                 let m = meta_mut(&mut applied);
                 m.insert("name".into(), Value::String(name.to_string()));
                 if let Some(ns) = ns {
                     m.insert("namespace".into(), Value::String(ns.to_string()));
                 }
-                let created = apply::server_side_apply(None, &mut managers, &applied, &opts.manager, &opts.subresource, opts.force, &now)?;
+                let created = apply::server_side_apply(
+                    None,
+                    &mut managers,
+                    &applied,
+                    &opts.manager,
+                    &opts.subresource,
+                    opts.force,
+                    &now,
+                )?;
                 let obj = st.create_with(ty, ns, created, managers)?;
                 return Ok((obj, true, true));
             }
             let current = existing.expect("checked above");
-            let new = apply::server_side_apply(Some(&current.obj), &mut managers, &applied, &opts.manager, &opts.subresource, opts.force, &now)?;
+            let new = apply::server_side_apply(
+                Some(&current.obj),
+                &mut managers,
+                &applied,
+                &opts.manager,
+                &opts.subresource,
+                opts.force,
+                &now,
+            )?;
             let new = scoped_write(ty, &current.obj, new, &opts.subresource);
             let (obj, changed) = st.finish_write(ty, key, Some(current), new, managers)?;
             return Ok((obj, changed, false));
@@ -444,7 +548,14 @@ impl Store {
         check_rv(&patched, &current.obj, ty, name)?;
         let mut managers = current.managers.clone();
         let new = scoped_write(ty, &current.obj, patched, &opts.subresource);
-        apply::record_update(Some(&current.obj), &new, &mut managers, &opts.manager, &opts.subresource, &now);
+        apply::record_update(
+            Some(&current.obj),
+            &new,
+            &mut managers,
+            &opts.manager,
+            &opts.subresource,
+            &now,
+        );
         let (obj, changed) = st.finish_write(ty, key, Some(current), new, managers)?;
         Ok((obj, changed, false))
     }
@@ -476,7 +587,12 @@ impl Store {
     }
 
     /// DELETE a collection: every object matching the selectors. Returns the items.
-    pub fn delete_collection(&self, ty: &ResourceType, ns: Option<&str>, sel: &Selectors) -> Vec<Value> {
+    pub fn delete_collection(
+        &self,
+        ty: &ResourceType,
+        ns: Option<&str>,
+        sel: &Selectors,
+    ) -> Vec<Value> {
         let mut st = self.lock();
         let rv = st.rv;
         let keys: Vec<ObjKey> = st
@@ -560,7 +676,8 @@ fn scoped_write(ty: &ResourceType, current: &Value, mut new: Value, subresource:
 
 impl State {
     fn register(&mut self, ty: ResourceType) {
-        self.types.retain(|t| !(t.group == ty.group && t.version == ty.version && t.plural == ty.plural));
+        self.types
+            .retain(|t| !(t.group == ty.group && t.version == ty.version && t.plural == ty.plural));
         self.types.push(ty);
     }
 
@@ -609,20 +726,42 @@ impl State {
         self.rv
     }
 
-    fn create(&mut self, ty: &ResourceType, ns: Option<&str>, mut body: Value, opts: &WriteOpts) -> Result<Value, ApiError> {
+    fn create(
+        &mut self,
+        ty: &ResourceType,
+        ns: Option<&str>,
+        mut body: Value,
+        opts: &WriteOpts,
+    ) -> Result<Value, ApiError> {
         if !body.is_object() {
             return Err(ApiError::bad_request("body must be a JSON object"));
         }
-        if body.get("kind").and_then(Value::as_str).is_some_and(|k| k != ty.kind) {
+        if body
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k != ty.kind)
+        {
             return Err(ApiError::bad_request(format!("kind must be {}", ty.kind)));
         }
         let m = meta_mut(&mut body);
-        let name = match m.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        let name = match m
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
             Some(n) => n.to_string(),
             None => {
-                let prefix = m.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
+                let prefix = m
+                    .get("generateName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 if prefix.is_empty() {
-                    return Err(ApiError::invalid(&ty.kind, "", "metadata.name: Required value: name or generateName is required"));
+                    return Err(ApiError::invalid(
+                        &ty.kind,
+                        "",
+                        "metadata.name: Required value: name or generateName is required",
+                    ));
                 }
                 self.counter += 1;
                 // Like the apiserver: five random-looking characters from a consonant/digit alphabet.
@@ -637,7 +776,10 @@ impl State {
             }
         };
         m.insert("name".into(), Value::String(name.clone()));
-        if let Some(body_ns) = m.get("namespace").and_then(Value::as_str).filter(|n| !n.is_empty())
+        if let Some(body_ns) = m
+            .get("namespace")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
             && Some(body_ns) != ns
         {
             return Err(ApiError::bad_request(
@@ -656,16 +798,31 @@ impl State {
             }
         }
         let mut managers = Managers::new();
-        apply::record_update(None, &body, &mut managers, &opts.manager, &opts.subresource, &now_rfc3339());
+        apply::record_update(
+            None,
+            &body,
+            &mut managers,
+            &opts.manager,
+            &opts.subresource,
+            &now_rfc3339(),
+        );
         self.create_with(ty, ns, body, managers)
     }
 
     /// Stores a new object whose name/namespace are already set.
-    fn create_with(&mut self, ty: &ResourceType, ns: Option<&str>, mut obj: Value, managers: Managers) -> Result<Value, ApiError> {
+    fn create_with(
+        &mut self,
+        ty: &ResourceType,
+        ns: Option<&str>,
+        mut obj: Value,
+        managers: Managers,
+    ) -> Result<Value, ApiError> {
         let name = meta(&obj, "name").unwrap_or_default();
         if ty.namespaced {
             let Some(ns) = ns else {
-                return Err(ApiError::bad_request("a namespaced resource needs a namespace"));
+                return Err(ApiError::bad_request(
+                    "a namespaced resource needs a namespace",
+                ));
             };
             let ns_exists = self
                 .objects
@@ -676,7 +833,11 @@ impl State {
             }
         }
         let key = (ns.unwrap_or("").to_string(), name.clone());
-        if self.objects.get(&ty.store_key()).is_some_and(|m| m.contains_key(&key)) {
+        if self
+            .objects
+            .get(&ty.store_key())
+            .is_some_and(|m| m.contains_key(&key))
+        {
             return Err(ApiError::already_exists(&ty.group, &ty.plural, &name));
         }
         self.counter += 1;
@@ -699,10 +860,13 @@ impl State {
         let obj = with_type(obj, ty);
         let mut obj = obj;
         obj["metadata"]["managedFields"] = apply::render(&managers, &ty.api_version());
-        self.objects
-            .entry(ty.store_key())
-            .or_default()
-            .insert(key.clone(), Entry { obj: obj.clone(), managers });
+        self.objects.entry(ty.store_key()).or_default().insert(
+            key.clone(),
+            Entry {
+                obj: obj.clone(),
+                managers,
+            },
+        );
         self.emit(HistEvent {
             rv,
             store_key: ty.store_key(),
@@ -731,7 +895,16 @@ impl State {
         normalize(ty, &mut new);
         validate(ty, Some(old), &new)?;
         // Server-owned metadata cannot be changed by clients.
-        for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "name", "namespace", "resourceVersion"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "name",
+            "namespace",
+            "resourceVersion",
+        ] {
             let m = meta_mut(&mut new);
             match old.get("metadata").and_then(|om| om.get(f)) {
                 Some(v) => m.insert(f.into(), v.clone()),
@@ -739,7 +912,11 @@ impl State {
             };
         }
         if ty.status && spec_part(&new) != spec_part(old) {
-            let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1) + 1;
+            let generation = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                + 1;
             new["metadata"]["generation"] = json!(generation);
         }
         let mut new = with_type(new, ty);
@@ -750,7 +927,10 @@ impl State {
         }
         let rv = self.next_rv();
         new["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-        let finalizers_empty = new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
+        let finalizers_empty = new
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
         let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
         let store_key = ty.store_key();
         if deleting && finalizers_empty {
@@ -758,23 +938,45 @@ impl State {
             if let Some(m) = self.objects.get_mut(&store_key) {
                 m.remove(&key);
             }
-            self.emit(HistEvent { rv, store_key, namespace: key.0, name: key.1, ty: EventType::Deleted, obj: new.clone(), prev: Some(old.clone()) });
+            self.emit(HistEvent {
+                rv,
+                store_key,
+                namespace: key.0,
+                name: key.1,
+                ty: EventType::Deleted,
+                obj: new.clone(),
+                prev: Some(old.clone()),
+            });
             self.on_crd_change(ty, &new);
             self.collect_garbage();
             return Ok((new, true));
         }
-        self.objects
-            .entry(store_key.clone())
-            .or_default()
-            .insert(key.clone(), Entry { obj: new.clone(), managers });
-        self.emit(HistEvent { rv, store_key, namespace: key.0, name: key.1, ty: EventType::Modified, obj: new.clone(), prev: Some(old.clone()) });
+        self.objects.entry(store_key.clone()).or_default().insert(
+            key.clone(),
+            Entry {
+                obj: new.clone(),
+                managers,
+            },
+        );
+        self.emit(HistEvent {
+            rv,
+            store_key,
+            namespace: key.0,
+            name: key.1,
+            ty: EventType::Modified,
+            obj: new.clone(),
+            prev: Some(old.clone()),
+        });
         self.on_crd_change(ty, &new);
         Ok((new, true))
     }
 
     fn delete_entry(&mut self, ty: &ResourceType, key: ObjKey, current: Entry) -> Deleted {
         let old = current.obj.clone();
-        let has_finalizers = old.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        let has_finalizers = old
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
         if has_finalizers {
             if old.pointer("/metadata/deletionTimestamp").is_some() {
                 return Deleted::AlreadyPending(old);
@@ -785,11 +987,22 @@ impl State {
             m.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
             m.insert("resourceVersion".into(), Value::String(rv.to_string()));
-            self.objects
-                .entry(ty.store_key())
-                .or_default()
-                .insert(key.clone(), Entry { obj: new.clone(), managers: current.managers });
-            self.emit(HistEvent { rv, store_key: ty.store_key(), namespace: key.0, name: key.1, ty: EventType::Modified, obj: new.clone(), prev: Some(old) });
+            self.objects.entry(ty.store_key()).or_default().insert(
+                key.clone(),
+                Entry {
+                    obj: new.clone(),
+                    managers: current.managers,
+                },
+            );
+            self.emit(HistEvent {
+                rv,
+                store_key: ty.store_key(),
+                namespace: key.0,
+                name: key.1,
+                ty: EventType::Modified,
+                obj: new.clone(),
+                prev: Some(old),
+            });
             return Deleted::Pending(new);
         }
         let rv = self.next_rv();
@@ -798,7 +1011,15 @@ impl State {
         if let Some(m) = self.objects.get_mut(&ty.store_key()) {
             m.remove(&key);
         }
-        self.emit(HistEvent { rv, store_key: ty.store_key(), namespace: key.0.clone(), name: key.1.clone(), ty: EventType::Deleted, obj: last.clone(), prev: Some(old) });
+        self.emit(HistEvent {
+            rv,
+            store_key: ty.store_key(),
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+            ty: EventType::Deleted,
+            obj: last.clone(),
+            prev: Some(old),
+        });
         self.on_crd_change(ty, &last);
         if ty.group.is_empty() && ty.plural == "namespaces" {
             // Namespace deletion removes everything in it.
@@ -824,7 +1045,10 @@ impl State {
     }
 
     fn type_for_store_key(&self, store_key: &str) -> Option<ResourceType> {
-        self.types.iter().find(|t| t.store_key() == store_key).cloned()
+        self.types
+            .iter()
+            .find(|t| t.store_key() == store_key)
+            .cloned()
     }
 
     /// Background garbage collection: an object whose every owner is gone is deleted
@@ -840,11 +1064,18 @@ impl State {
             let mut doomed = vec![];
             for (store_key, objs) in &self.objects {
                 for (key, e) in objs {
-                    let owners = e.obj.pointer("/metadata/ownerReferences").and_then(Value::as_array);
-                    let Some(owners) = owners.filter(|o| !o.is_empty()) else { continue };
-                    let all_gone = owners
-                        .iter()
-                        .all(|o| o.get("uid").and_then(Value::as_str).is_none_or(|u| !live.contains(u)));
+                    let owners = e
+                        .obj
+                        .pointer("/metadata/ownerReferences")
+                        .and_then(Value::as_array);
+                    let Some(owners) = owners.filter(|o| !o.is_empty()) else {
+                        continue;
+                    };
+                    let all_gone = owners.iter().all(|o| {
+                        o.get("uid")
+                            .and_then(Value::as_str)
+                            .is_none_or(|u| !live.contains(u))
+                    });
                     if all_gone && e.obj.pointer("/metadata/deletionTimestamp").is_none() {
                         doomed.push((store_key.clone(), key.clone()));
                     }
@@ -854,7 +1085,9 @@ impl State {
                 return;
             }
             for (store_key, key) in doomed {
-                let Some(ty) = self.type_for_store_key(&store_key) else { continue };
+                let Some(ty) = self.type_for_store_key(&store_key) else {
+                    continue;
+                };
                 if let Ok(entry) = self.entry(&ty, &key) {
                     self.delete_entry(&ty, key, entry);
                 }
@@ -867,17 +1100,30 @@ impl State {
         let mut targets = vec![];
         for (store_key, objs) in &self.objects {
             for (key, e) in objs {
-                let refs = e.obj.pointer("/metadata/ownerReferences").and_then(Value::as_array);
-                if refs.is_some_and(|r| r.iter().any(|o| o.get("uid").and_then(Value::as_str) == Some(owner_uid))) {
+                let refs = e
+                    .obj
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array);
+                if refs.is_some_and(|r| {
+                    r.iter()
+                        .any(|o| o.get("uid").and_then(Value::as_str) == Some(owner_uid))
+                }) {
                     targets.push((store_key.clone(), key.clone()));
                 }
             }
         }
         for (store_key, key) in targets {
-            let Some(ty) = self.type_for_store_key(&store_key) else { continue };
-            let Ok(entry) = self.entry(&ty, &key) else { continue };
+            let Some(ty) = self.type_for_store_key(&store_key) else {
+                continue;
+            };
+            let Ok(entry) = self.entry(&ty, &key) else {
+                continue;
+            };
             let mut new = entry.obj.clone();
-            if let Some(refs) = new.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+            if let Some(refs) = new
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
                 refs.retain(|o| o.get("uid").and_then(Value::as_str) != Some(owner_uid));
             }
             let managers = entry.managers.clone();
@@ -890,7 +1136,9 @@ impl State {
         if ty.group != "apiextensions.k8s.io" || ty.plural != "customresourcedefinitions" {
             return;
         }
-        let Ok(crd) = serde_json::from_value(obj.clone()) else { return };
+        let Ok(crd) = serde_json::from_value(obj.clone()) else {
+            return;
+        };
         for t in ResourceType::from_crd(&crd) {
             self.register(t);
         }
@@ -900,7 +1148,9 @@ impl State {
 /// Type-specific defaulting the apiserver does on every write.
 fn normalize(ty: &ResourceType, obj: &mut Value) {
     if ty.group.is_empty() && ty.plural == "secrets" {
-        if let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
+        if let Some(Value::Object(string_data)) =
+            obj.as_object_mut().and_then(|o| o.remove("stringData"))
+        {
             if !obj.get("data").is_some_and(Value::is_object) {
                 obj["data"] = json!({});
             }
@@ -919,17 +1169,36 @@ fn normalize(ty: &ResourceType, obj: &mut Value) {
 fn validate(ty: &ResourceType, old: Option<&Value>, new: &Value) -> Result<(), ApiError> {
     let name = meta(new, "name").unwrap_or_default();
     if let Some(old) = old {
-        if ty.group.is_empty() && ty.plural == "secrets" && old.get("immutable") == Some(&Value::Bool(true)) {
+        if ty.group.is_empty()
+            && ty.plural == "secrets"
+            && old.get("immutable") == Some(&Value::Bool(true))
+        {
             if new.get("data") != old.get("data") {
-                return Err(ApiError::invalid(&ty.kind, &name, "data: Forbidden: field is immutable when `immutable` is set"));
+                return Err(ApiError::invalid(
+                    &ty.kind,
+                    &name,
+                    "data: Forbidden: field is immutable when `immutable` is set",
+                ));
             }
             if new.get("immutable") != Some(&Value::Bool(true)) {
-                return Err(ApiError::invalid(&ty.kind, &name, "immutable: Forbidden: field is immutable when `immutable` is set"));
+                return Err(ApiError::invalid(
+                    &ty.kind,
+                    &name,
+                    "immutable: Forbidden: field is immutable when `immutable` is set",
+                ));
             }
         }
         if old.pointer("/metadata/deletionTimestamp").is_some() {
-            let old_f = old.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
-            let new_f = new.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let old_f = old
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let new_f = new
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if new_f.iter().any(|f| !old_f.contains(f)) {
                 return Err(ApiError::invalid(
                     &ty.kind,

@@ -49,7 +49,10 @@ fn bookmark(ty: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line("BOOKMARK", &json!({"apiVersion": ty.api_version(), "kind": ty.kind, "metadata": meta}))
+    line(
+        "BOOKMARK",
+        &json!({"apiVersion": ty.api_version(), "kind": ty.kind, "metadata": meta}),
+    )
 }
 
 /// The 410 Gone ERROR event the apiserver sends for a compacted resourceVersion.
@@ -70,7 +73,9 @@ fn translate(req: &WatchRequest, e: &HistEvent) -> Option<(EventType, Value)> {
         o
     };
     match (e.ty, before, now) {
-        (EventType::Deleted, _, _) if req.selectors.matches(&e.obj) => Some((EventType::Deleted, with_type(e.obj.clone()))),
+        (EventType::Deleted, _, _) if req.selectors.matches(&e.obj) => {
+            Some((EventType::Deleted, with_type(e.obj.clone())))
+        }
         (EventType::Deleted, _, _) => None,
         (_, false, true) => Some((EventType::Added, with_type(e.obj.clone()))),
         (_, true, true) => Some((EventType::Modified, with_type(e.obj.clone()))),
@@ -112,7 +117,10 @@ async fn run(
     let mut rx = sub.rx;
     for obj in sub.initial.iter().filter(|o| {
         req.selectors.matches(o)
-            && req.namespace.as_deref().is_none_or(|n| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(n))
+            && req
+                .namespace
+                .as_deref()
+                .is_none_or(|n| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(n))
     }) {
         send(line("ADDED", obj)).await?;
     }
@@ -142,8 +150,11 @@ async fn run(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
             },
         }
-        let Ok(latest) = store.rv_draining(&mut rx, &mut pending) else {
-            return send(gone_line(&ApiError::gone("watch fell behind; too old resource version"))).await;
+        let Some(latest) = store.rv_draining(&mut rx, &mut pending) else {
+            return send(gone_line(&ApiError::gone(
+                "watch fell behind; too old resource version",
+            )))
+            .await;
         };
         let visible = latest.saturating_sub(faults.stale_lag());
         while pending.front().is_some_and(|e| e.rv <= visible) {
