@@ -1149,3 +1149,46 @@ async fn http_listener_and_kubeconfig() {
     assert!(matches!(next_event(&mut w).await, WatchEvent::Added(_)));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// kube-runtime's event Recorder works: the first publish creates an events.k8s.io/v1
+/// Event, a repeat patches its series count instead of creating another.
+#[tokio::test]
+async fn event_recorder_creates_then_patches_series() {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let api = api_with_widgets();
+    let client = api.client();
+    let widgets: Api<Widget> = Api::default_namespaced(client.clone());
+    let w = widgets
+        .create(
+            &PostParams::default(),
+            &Widget::new("w", WidgetSpec { size: 1 }),
+        )
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "keyrotor".into(),
+            instance: None,
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Rotated".into(),
+        note: Some("rotated".into()),
+        action: "Rotate".into(),
+        secondary: None,
+    };
+    let reference = w.object_ref(&());
+    within(recorder.publish(&ev, &reference)).await.unwrap();
+    within(recorder.publish(&ev, &reference)).await.unwrap();
+    let events = Api::<K8sEvent>::default_namespaced(client)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].series.as_ref().map(|s| s.count), Some(2));
+    assert_eq!(events[0].reason.as_deref(), Some("Rotated"));
+}

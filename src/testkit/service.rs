@@ -249,6 +249,14 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        // Only JSON (and YAML for apply) is spoken; 415 makes client-go retry in JSON.
+        return error_response(&ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+        ));
+    }
     let result = match (&parts.method, route.name.is_some()) {
         (&Method::GET, true) => read_one(&inner, &route),
         (&Method::GET, false) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {

@@ -506,6 +506,14 @@ impl Store {
                 }
             }
             let existing = st.entry(ty, &key).ok();
+            if existing.is_none() && opts.subresource == "status" {
+                // Apply may create an object, but not through its status subresource.
+                return Err(ApiError::not_found(&ty.group, &ty.plural, name));
+            }
+            if let Some(current) = &existing {
+                // A resourceVersion in the applied configuration is a precondition.
+                check_rv(&applied, &current.obj, ty, name)?;
+            }
             let mut managers = existing
                 .as_ref()
                 .map(|e| e.managers.clone())
