@@ -55,35 +55,31 @@ async fn kubectl_works_against_listener() {
     let kc2 = kc.clone();
     let steps = tokio::task::spawn_blocking(move || {
         let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm1, labels: {app: x}}\ndata: {k: v}\n";
-        let mut log = vec![];
-        log.push(kubectl(
-            &kc2,
-            &["apply", "--server-side", "--validate=false", "-f", "-"],
-            Some(manifest),
-        ));
-        log.push(kubectl(
-            &kc2,
-            &["get", "configmaps", "-l", "app in (x)", "-o", "name"],
-            None,
-        ));
-        log.push(kubectl(
-            &kc2,
-            &["label", "configmap", "cm1", "extra=1"],
-            None,
-        ));
-        log.push(kubectl(
-            &kc2,
-            &[
-                "get",
-                "configmap",
-                "cm1",
-                "-o",
-                "jsonpath={.metadata.labels.extra}",
-            ],
-            None,
-        ));
-        log.push(kubectl(&kc2, &["delete", "configmap", "cm1"], None));
-        log
+        vec![
+            kubectl(
+                &kc2,
+                &["apply", "--server-side", "--validate=false", "-f", "-"],
+                Some(manifest),
+            ),
+            kubectl(
+                &kc2,
+                &["get", "configmaps", "-l", "app in (x)", "-o", "name"],
+                None,
+            ),
+            kubectl(&kc2, &["label", "configmap", "cm1", "extra=1"], None),
+            kubectl(
+                &kc2,
+                &[
+                    "get",
+                    "configmap",
+                    "cm1",
+                    "-o",
+                    "jsonpath={.metadata.labels.extra}",
+                ],
+                None,
+            ),
+            kubectl(&kc2, &["delete", "configmap", "cm1"], None),
+        ]
     });
     let log = tokio::time::timeout(std::time::Duration::from_secs(60), steps)
         .await
