@@ -178,3 +178,21 @@ fn merge_list(existing: &mut Vec<Value>, patch: &[Value], key: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `$patch: delete` inside a keyed list removes the element; other elements stay.
+    #[test]
+    fn strategic_delete_directive_in_keyed_list() {
+        let mut target = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        strategic_merge(
+            &mut target,
+            &json!({"spec": {"containers": [{"name": "a", "$patch": "delete"}]}}),
+            "",
+        );
+        assert_eq!(target, json!({"spec": {"containers": [{"name": "b"}]}}));
+    }
+}

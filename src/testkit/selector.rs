@@ -160,3 +160,18 @@ impl Selectors {
         self.labels.matches(obj) && self.fields.matches(obj)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Set-based values contain commas; the top-level split must not cut inside `( … )`.
+    #[test]
+    fn set_based_requirements_with_commas() {
+        let sel = LabelSelector::parse("app in (a, b),!legacy,tier notin (db)").unwrap();
+        assert!(sel.matches(&json!({"metadata": {"labels": {"app": "b", "tier": "web"}}})));
+        assert!(!sel.matches(&json!({"metadata": {"labels": {"app": "b", "legacy": "1"}}})));
+        assert!(!sel.matches(&json!({"metadata": {"labels": {"app": "c"}}})));
+    }
+}
