@@ -1,0 +1,74 @@
+//! A plain-HTTP listener on 127.0.0.1 serving the same API, so the real operator binary and
+//! kubectl can talk to the fake, plus a kubeconfig pointing at it.
+
+use super::service::FakeService;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::Path;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// A running listener; dropping it stops accepting connections.
+pub struct HttpServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Binds 127.0.0.1 on an ephemeral port and serves `service` there.
+    pub async fn start(service: FakeService) -> std::io::Result<Self> {
+        Self::start_on(service, 0).await
+    }
+
+    /// Binds 127.0.0.1:`port` (0 for an ephemeral port).
+    pub async fn start_on(service: FakeService, port: u16) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let svc = service.clone();
+                tokio::spawn(async move {
+                    let hyper_svc = hyper::service::service_fn(move |req| {
+                        let mut svc = svc.clone();
+                        tower::Service::call(&mut svc, req)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), hyper_svc)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig document whose current context points at this listener.
+    pub fn kubeconfig(&self, namespace: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: testkit\n  cluster:\n    server: {}\n\
+             users:\n- name: testkit\n  user: {{}}\ncontexts:\n- name: testkit\n  context:\n    cluster: testkit\n    \
+             user: testkit\n    namespace: {namespace}\ncurrent-context: testkit\npreferences: {{}}\n",
+            self.url()
+        )
+    }
+
+    /// Writes [`HttpServer::kubeconfig`] to `path`.
+    pub fn write_kubeconfig(&self, path: &Path, namespace: &str) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig(namespace))
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
