@@ -18,6 +18,7 @@ pub mod reasons {
     pub const INITIALIZING: &str = "Initializing";
     pub const SUSPENDED: &str = "Suspended";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const SECRET_CONFLICT: &str = "SecretConflict";
     pub const ADOPTION_PENDING: &str = "AdoptionPending";
     pub const KEY_MATERIAL_MISSING: &str = "KeyMaterialMissing";
     pub const IDLE: &str = "Idle";
@@ -45,4 +46,5 @@ pub mod events {
     pub const MIGRATION_STALLED: &str = "MigrationStalled";
     pub const PROJECTION_REPAIRED: &str = "ProjectionRepaired";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const SECRET_CONFLICT: &str = "SecretConflict";
 }

@@ -182,7 +182,9 @@ impl ApiKeyRotationStatus {
             accepted_versions: report.accepted.clone(),
             stage: Some(report.stage),
             versions: report.versions.clone(),
-            confirmation: Some(Confirmation {
+            // Progress matters while a cycle is in flight; in Stable it would
+            // only churn status as pods report.
+            confirmation: (report.stage != crate::rotation::Stage::Stable).then(|| Confirmation {
                 verifiers: report.verifiers.clone(),
                 presenters: report.presenters.clone(),
             }),
@@ -205,6 +207,19 @@ impl ApiKeyRotationStatus {
                 })
                 .collect(),
         }
+    }
+
+    /// Conditions for `states`, carrying transition times over from `previous`.
+    pub fn from_report_conditions(
+        states: &[ConditionState],
+        generation: Option<i64>,
+        previous: Option<&ApiKeyRotationStatus>,
+        now: Timestamp,
+    ) -> Vec<Condition> {
+        states
+            .iter()
+            .map(|c| condition(c, generation, previous, now))
+            .collect()
     }
 
     /// The condition of `type_`, if present.

@@ -840,6 +840,9 @@ impl<'a> Planner<'a> {
             .into_iter()
             .chain(self.accepted.iter().copied())
             .max()?;
+        if self.created.iter().any(|(v, _)| *v == newest) {
+            return Some(self.now);
+        }
         self.obs
             .versions
             .get(&newest)
@@ -876,7 +879,6 @@ impl<'a> Planner<'a> {
         if let Some(next) = self.next_rotation().filter(|_| !self.policy.suspend) {
             self.wake_at(next); // a rotation due while a cycle runs waits, then starts
         }
-        let conditions = self.conditions();
         let mut events = self.events.clone();
         if let Some((_, msg)) = &self.stalled
             && !self.obs.record.stalled
@@ -899,6 +901,20 @@ impl<'a> Planner<'a> {
             Stage::Retiring if self.leftovers_after_plan() => Stage::Retiring,
             _ => self.derived_stage(),
         };
+        if stage == Stage::Stable {
+            self.target = None;
+        }
+        // The reason the next look will report, so a fresh step does not
+        // write status twice.
+        if self.waiting_reason == reasons::IDLE {
+            self.waiting_reason = match stage {
+                Stage::Initializing | Stage::Staging => reasons::WAITING_FOR_VERIFIERS,
+                Stage::Promoting => reasons::WAITING_FOR_PRESENTERS,
+                Stage::Retiring => reasons::DELETING_OLD_KEYS,
+                Stage::Stable => reasons::IDLE,
+            };
+        }
+        let conditions = self.conditions_for(stage);
         let report = Report {
             stage,
             current: self.current,
@@ -932,7 +948,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn conditions(&self) -> Vec<ConditionState> {
+    fn conditions_for(&self, stage: Stage) -> Vec<ConditionState> {
         let cond = |type_, status, reason, message: String| ConditionState {
             type_,
             status,
@@ -953,7 +969,7 @@ impl<'a> Planner<'a> {
                 reasons::SUSPENDED,
                 format!("version {c} is current; rotation is suspended"),
             ),
-            (None, Some(c)) if self.stage == Stage::Stable => cond(
+            (None, Some(c)) if stage == Stage::Stable => cond(
                 types::READY,
                 true,
                 reasons::STABLE,
@@ -969,7 +985,7 @@ impl<'a> Planner<'a> {
                 ),
             ),
         };
-        let progressing = if self.stage == Stage::Stable || self.policy.suspend {
+        let progressing = if stage == Stage::Stable || self.policy.suspend {
             let reason = if self.policy.suspend {
                 reasons::SUSPENDED
             } else {

@@ -57,7 +57,19 @@ pub fn apply_patch(kind: PatchKind, target: &mut Value, body: &[u8]) -> Result<(
             Ok(())
         }
         PatchKind::Json => {
-            let patch: json_patch::Patch = serde_json::from_slice(body)
+            let mut ops: Vec<Value> = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            // Like the apiserver's json-patch library, `test` of a missing path
+            // against `null` succeeds (kube's finalizer helper relies on it).
+            ops.retain(|op| {
+                let missing_null_test = op["op"] == "test"
+                    && op["value"].is_null()
+                    && op["path"]
+                        .as_str()
+                        .is_some_and(|p| target.pointer(p).is_none());
+                !missing_null_test
+            });
+            let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
             // The apiserver answers 422 when a `test` fails or a path does not exist.
             json_patch::patch(target, &patch).map_err(|e| {

@@ -1,0 +1,247 @@
+//! Apply: carry out a plan's writes in order, stopping at the first failure
+//! (any prefix of a plan is safe). Secrets keyrotor owns are written with
+//! server-side apply as field manager `keyrotor`; objects it does not own
+//! (workloads, pods) only get a merge patch of keyrotor's own annotations.
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+use super::error::Result;
+use super::observe::{Observation, nudge_annotation, role};
+use super::render::{ABANDONED, Layout, version_secret_name};
+use crate::api::{FIELD_MANAGER, keys as k};
+use crate::keys::{KeySpec, SecretKey};
+use crate::rotation::{Action, Origin, Target, WorkloadKind};
+
+/// Everything one reconcile's writes need.
+pub struct Writer<'a> {
+    pub client: Client,
+    pub namespace: &'a str,
+    pub rotation: &'a str,
+    pub layout: Layout<'a>,
+    pub key_spec: &'a KeySpec,
+    pub now: Timestamp,
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+fn merge_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+impl Writer<'_> {
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), self.namespace)
+    }
+
+    /// Runs `actions` in order; `obs.keys` gains every key created on the way.
+    pub async fn apply(&self, actions: &[Action], obs: &mut Observation) -> Result<usize> {
+        let mut writes = 0;
+        for action in actions {
+            writes += self.apply_one(action, obs).await?;
+        }
+        Ok(writes)
+    }
+
+    async fn apply_one(&self, action: &Action, obs: &mut Observation) -> Result<usize> {
+        let secrets = self.secrets();
+        match action {
+            Action::CreateVersion {
+                version,
+                origin,
+                requests,
+            } => {
+                let key = match (origin, &obs.adopted_key) {
+                    (Origin::Adopted, Some(k)) => k.clone(),
+                    _ => SecretKey::generate(self.key_spec)?,
+                };
+                let secret = self
+                    .layout
+                    .version_secret(*version, &key, *origin, requests, self.now);
+                match secrets
+                    .create(
+                        &PostParams {
+                            field_manager: Some(FIELD_MANAGER.into()),
+                            ..Default::default()
+                        },
+                        &secret,
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        obs.keys.insert(*version, key);
+                    }
+                    // Created by an earlier attempt whose answer was lost: keep
+                    // that key (one version number is one key, forever).
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        let existing = secrets
+                            .get(&version_secret_name(self.rotation, *version))
+                            .await?;
+                        if let Some(key) = super::observe::key_of(&existing) {
+                            obs.keys.insert(*version, key);
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Action::Publish {
+                target,
+                accepted,
+                current,
+                revision,
+                highest,
+            } => {
+                let previous = match target {
+                    Target::Presenter => obs.presenter_secret.as_ref(),
+                    _ => obs.verifier_secret.as_ref(),
+                };
+                let secret = self.layout.projected_secret(
+                    *target, accepted, *current, *revision, *highest, &obs.keys, previous, self.now,
+                )?;
+                let name = secret.metadata.name.clone().unwrap_or_default();
+                let written = secrets
+                    .patch(&name, &apply_params(), &Patch::Apply(&secret))
+                    .await?;
+                match target {
+                    Target::Presenter => obs.presenter_secret = Some(written),
+                    Target::Verifier => obs.verifier_secret = Some(written),
+                    Target::Combined => {
+                        obs.verifier_secret = Some(written.clone());
+                        obs.presenter_secret = Some(written);
+                    }
+                }
+            }
+            Action::MarkAbandoned { version, requests } => {
+                let patch = json!({"metadata": {"annotations": {ABANDONED: serde_json::to_string(requests).unwrap_or_default()}}});
+                let name = version_secret_name(self.rotation, *version);
+                match secrets
+                    .patch(&name, &merge_params(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
+            Action::DeleteVersion { version } => {
+                let name = version_secret_name(self.rotation, *version);
+                match secrets.delete(&name, &DeleteParams::default()).await {
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    other => {
+                        other?;
+                    }
+                }
+                obs.keys.remove(version);
+            }
+            Action::StampWorkload {
+                group,
+                workload,
+                revision,
+            } => {
+                let key = k::report(self.rotation, role(*group));
+                let patch = json!({"spec": {"template": {"metadata": {"annotations": {key: revision.to_string()}}}}});
+                let (c, ns, p, name) = (
+                    self.client.clone(),
+                    self.namespace,
+                    Patch::Merge(&patch),
+                    &workload.name,
+                );
+                match workload.kind {
+                    WorkloadKind::Deployment => drop(
+                        Api::<Deployment>::namespaced(c, ns)
+                            .patch(name, &merge_params(), &p)
+                            .await?,
+                    ),
+                    WorkloadKind::StatefulSet => drop(
+                        Api::<StatefulSet>::namespaced(c, ns)
+                            .patch(name, &merge_params(), &p)
+                            .await?,
+                    ),
+                    WorkloadKind::DaemonSet => drop(
+                        Api::<DaemonSet>::namespaced(c, ns)
+                            .patch(name, &merge_params(), &p)
+                            .await?,
+                    ),
+                }
+            }
+            Action::Nudge { revision, pods, .. } => {
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace);
+                let key = nudge_annotation(self.rotation);
+                let mut writes = 0;
+                for (pod, attempt) in pods {
+                    let value = format!("{revision}/{attempt}/{}", self.now.as_second());
+                    let patch = json!({"metadata": {"annotations": {&key: value}}});
+                    // A nudge is a hint: a pod that went away meanwhile is fine.
+                    match api.patch(pod, &merge_params(), &Patch::Merge(&patch)).await {
+                        Ok(_) => writes += 1,
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                return Ok(writes);
+            }
+        }
+        Ok(1)
+    }
+}
+
+/// Deletion policy at work when the rotation is deleted.
+pub async fn cleanup(
+    client: Client,
+    ns: &str,
+    rotation: &str,
+    uid: &str,
+    orphan_projections: bool,
+    projected: &[&str],
+) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client, ns);
+    let selector = format!("{}={rotation}", k::ROTATION_LABEL);
+    let list = secrets
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await?;
+    for s in list.items {
+        let owned = s
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == uid);
+        let name = s.metadata.name.clone().unwrap_or_default();
+        if !owned {
+            continue; // never touch a Secret keyrotor does not own
+        }
+        let is_projection = projected.contains(&name.as_str());
+        if orphan_projections && is_projection {
+            let others: Vec<_> = s
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .filter(|o| o.uid != uid)
+                .cloned()
+                .collect();
+            let patch = json!({"metadata": {"ownerReferences": others, "labels": {k::ROTATION_LABEL: null, k::ROLE_LABEL: null}}});
+            secrets
+                .patch(&name, &merge_params(), &Patch::Merge(&patch))
+                .await?;
+        } else {
+            match secrets.delete(&name, &DeleteParams::default()).await {
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! Observe: read everything one rotation's plan depends on — its version and
+//! projected Secrets straight from the API (fresh, never from a cache, so a
+//! retiring or promoting decision is never taken on stale Secrets), its
+//! consumer pods from the slim cache, its workloads — and turn it into the
+//! planner's `Observed`, plus the key material the writes will need.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+
+use super::context::Context;
+use super::error::Result;
+use super::pods::{is_running, secret_refs, selector_matches};
+use super::render::{self, KEY};
+use crate::api::{ApiKeyRotation, ConsumerGroup, keys as k, validate::Validated};
+use crate::keys::SecretKey;
+use crate::rotation::{
+    AdoptionObs, Consumer, Group, GroupObs, Nudge, Observed, Requests, Version, WorkloadId,
+    WorkloadKind, WorkloadObs,
+};
+
+/// Annotation on pods: the last nudge keyrotor sent (`revision/attempt/unix-seconds`).
+pub fn nudge_annotation(rotation: &str) -> String {
+    format!("{rotation}.keyrotor.dev/nudge")
+}
+
+/// Annotation on verifier pods: when each version was last presented
+/// (`<version>=<RFC 3339>,…`), for Traffic mode.
+pub fn traffic_annotation(rotation: &str) -> String {
+    format!("{rotation}.keyrotor.dev/last-seen")
+}
+
+/// Role name of a group in report annotations.
+pub fn role(g: Group) -> &'static str {
+    match g {
+        Group::Verifiers => "verifier",
+        Group::Presenters => "presenter",
+    }
+}
+
+/// What one reconcile knows.
+pub struct Observation {
+    pub observed: Observed,
+    pub keys: BTreeMap<Version, SecretKey>,
+    pub verifier_secret: Option<Secret>,
+    pub presenter_secret: Option<Secret>,
+    pub adopted_key: Option<SecretKey>,
+    /// Projected Secrets that exist but belong to someone else.
+    pub conflicts: Vec<String>,
+}
+
+pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Result<Observation> {
+    let ns = rot.namespace().unwrap_or_default();
+    let name = rot.name_any();
+    let uid = rot.uid().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let owned = |s: &Secret| s.owner_references().iter().any(|o| o.uid == uid);
+
+    let selector = format!("{}={name},{}=version", k::ROTATION_LABEL, k::ROLE_LABEL);
+    let mut observed = Observed::default();
+    let mut keys = BTreeMap::new();
+    for s in secrets
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .iter()
+        .filter(|s| owned(s))
+    {
+        if let Some((version, obs, key)) = render::version_obs(s) {
+            if let Some(key) = key {
+                keys.insert(version, key);
+            }
+            observed.versions.insert(version, obs);
+        }
+    }
+
+    let mut conflicts = Vec::new();
+    let mut fetch = async |secret_name: &str| -> Result<Option<Secret>> {
+        let s = secrets.get_opt(secret_name).await?;
+        Ok(match s {
+            Some(s) if !owned(&s) => {
+                conflicts.push(secret_name.to_string());
+                None
+            }
+            other => other,
+        })
+    };
+    let verifier_secret = fetch(&v.verifier_secret).await?;
+    let presenter_secret = if v.policy.combined {
+        verifier_secret.clone()
+    } else {
+        fetch(&v.presenter_secret).await?
+    };
+    observed.verifier = verifier_secret.as_ref().and_then(render::published);
+    observed.presenter = presenter_secret.as_ref().and_then(render::published);
+
+    let pods: Vec<std::sync::Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && is_running(p))
+        .collect();
+    let spec = &rot.spec;
+    observed.verifiers = group_obs(
+        &name,
+        Group::Verifiers,
+        &spec.consumers.verifiers,
+        &v.verifier_secret,
+        &pods,
+        &ctx.client,
+        &ns,
+    )
+    .await?;
+    observed.presenters = group_obs(
+        &name,
+        Group::Presenters,
+        &spec.consumers.presenters,
+        &v.presenter_secret,
+        &pods,
+        &ctx.client,
+        &ns,
+    )
+    .await?;
+    observed.traffic = traffic(&name, &v.verifier_secret, &spec.consumers.verifiers, &pods);
+
+    observed.rotate = Requests {
+        spec: spec.rotation_request.clone(),
+        annotation: rot.annotations().get(k::ROTATE_REQUEST).cloned(),
+    };
+    observed.rollback = Requests {
+        spec: spec.rollback_request.clone(),
+        annotation: rot.annotations().get(k::ROLLBACK_REQUEST).cloned(),
+    };
+    observed.record = rot.status.clone().unwrap_or_default().record();
+
+    let mut adopted_key = None;
+    let uninitialized = observed.versions.is_empty()
+        && observed.presenter.is_none()
+        && observed.record.current.is_none();
+    if let (Some(adopt), true) = (&spec.adopt, uninitialized) {
+        let source = secrets.get_opt(&adopt.secret_name).await?;
+        adopted_key = source
+            .and_then(|s| s.data)
+            .and_then(|d| d.get(&adopt.key).cloned())
+            .and_then(|b| SecretKey::adopt(b.0).ok());
+        observed.adoption = adopted_key.as_ref().map(|k| AdoptionObs {
+            fingerprint: k.fingerprint(),
+        });
+    }
+
+    Ok(Observation {
+        observed,
+        keys,
+        verifier_secret,
+        presenter_secret,
+        adopted_key,
+        conflicts,
+    })
+}
+
+/// A group is every running pod that references its Secret, plus pods its
+/// selector adds: no consumer can be forgotten.
+fn members<'a>(
+    group: &'a ConsumerGroup,
+    secret: &'a str,
+    pods: &'a [std::sync::Arc<Pod>],
+) -> impl Iterator<Item = &'a std::sync::Arc<Pod>> {
+    pods.iter().filter(move |p| {
+        let refs = p.spec.as_ref().map(secret_refs).unwrap_or_default();
+        refs.contains(secret)
+            || group
+                .selector
+                .as_ref()
+                .is_some_and(|s| selector_matches(s, p.labels()))
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn group_obs(
+    rotation: &str,
+    g: Group,
+    group: &ConsumerGroup,
+    secret: &str,
+    pods: &[std::sync::Arc<Pod>],
+    client: &kube::Client,
+    ns: &str,
+) -> Result<GroupObs> {
+    let report_key = k::report(rotation, role(g));
+    let nudge_key = nudge_annotation(rotation);
+    let consumers = members(group, secret, pods)
+        .map(|p| {
+            let ann = p.annotations();
+            Consumer {
+                pod: p.name_any(),
+                reported: ann.get(&report_key).and_then(|v| v.parse().ok()),
+                nudge: ann.get(&nudge_key).and_then(|v| parse_nudge(v)),
+            }
+        })
+        .collect();
+    let mut workloads = Vec::new();
+    for w in &group.workloads {
+        let id = WorkloadId {
+            kind: w.kind,
+            name: w.name.clone(),
+        };
+        if let Some(obs) = workload(client, ns, &id, &report_key).await? {
+            workloads.push(obs);
+        }
+    }
+    Ok(GroupObs {
+        consumers,
+        workloads,
+    })
+}
+
+fn parse_nudge(v: &str) -> Option<Nudge> {
+    let mut parts = v.split('/');
+    let revision = parts.next()?.parse().ok()?;
+    let attempt = parts.next()?.parse().ok()?;
+    let at = Timestamp::from_second(parts.next()?.parse().ok()?).ok()?;
+    Some(Nudge {
+        revision,
+        attempt,
+        at,
+    })
+}
+
+/// Latest time any verifier saw each version presented.
+fn traffic(
+    rotation: &str,
+    secret: &str,
+    group: &ConsumerGroup,
+    pods: &[std::sync::Arc<Pod>],
+) -> BTreeMap<Version, Timestamp> {
+    let key = traffic_annotation(rotation);
+    let mut out: BTreeMap<Version, Timestamp> = BTreeMap::new();
+    for p in members(group, secret, pods) {
+        let Some(text) = p.annotations().get(&key) else {
+            continue;
+        };
+        for entry in text.split(',') {
+            let Some((v, t)) = entry.split_once('=') else {
+                continue;
+            };
+            let (Ok(v), Ok(t)) = (v.trim().parse::<Version>(), t.trim().parse::<Timestamp>())
+            else {
+                continue;
+            };
+            let e = out.entry(v).or_insert(t);
+            *e = (*e).max(t);
+        }
+    }
+    out
+}
+
+/// A referenced workload: the revision stamped in its pod template and
+/// whether its rollout has finished.
+async fn workload(
+    client: &kube::Client,
+    ns: &str,
+    id: &WorkloadId,
+    key: &str,
+) -> Result<Option<WorkloadObs>> {
+    let stamp = |ann: Option<&BTreeMap<String, String>>| {
+        ann.and_then(|a| a.get(key)).and_then(|v| v.parse().ok())
+    };
+    let obs = match id.kind {
+        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), ns)
+            .get_opt(&id.name)
+            .await?
+            .map(|d| {
+                let gen_ok =
+                    d.status.as_ref().and_then(|s| s.observed_generation) >= d.metadata.generation;
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let s = d.status.clone().unwrap_or_default();
+                let done = gen_ok
+                    && s.updated_replicas.unwrap_or(0) >= want
+                    && s.replicas.unwrap_or(0) == s.updated_replicas.unwrap_or(0)
+                    && s.available_replicas.unwrap_or(0) >= want;
+                (
+                    stamp(
+                        d.spec
+                            .as_ref()
+                            .and_then(|s| s.template.metadata.as_ref())
+                            .and_then(|m| m.annotations.as_ref()),
+                    ),
+                    done,
+                )
+            }),
+        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .get_opt(&id.name)
+            .await?
+            .map(|d| {
+                let gen_ok =
+                    d.status.as_ref().and_then(|s| s.observed_generation) >= d.metadata.generation;
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let s = d.status.clone().unwrap_or_default();
+                let done = gen_ok
+                    && s.update_revision.is_some()
+                    && s.update_revision == s.current_revision
+                    && s.ready_replicas.unwrap_or(0) >= want;
+                (
+                    stamp(
+                        d.spec
+                            .as_ref()
+                            .and_then(|s| s.template.metadata.as_ref())
+                            .and_then(|m| m.annotations.as_ref()),
+                    ),
+                    done,
+                )
+            }),
+        WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), ns)
+            .get_opt(&id.name)
+            .await?
+            .map(|d| {
+                let gen_ok =
+                    d.status.as_ref().and_then(|s| s.observed_generation) >= d.metadata.generation;
+                let s = d.status.clone().unwrap_or_default();
+                let done = gen_ok
+                    && s.updated_number_scheduled.unwrap_or(0) >= s.desired_number_scheduled
+                    && s.number_available.unwrap_or(0) >= s.desired_number_scheduled;
+                (
+                    stamp(
+                        d.spec
+                            .as_ref()
+                            .and_then(|s| s.template.metadata.as_ref())
+                            .and_then(|m| m.annotations.as_ref()),
+                    ),
+                    done,
+                )
+            }),
+    };
+    Ok(obs.map(|(stamped, rolled_out)| WorkloadObs {
+        id: id.clone(),
+        stamped,
+        rolled_out,
+    }))
+}
+
+/// The key a version Secret or an adoption source holds.
+pub fn key_of(secret: &Secret) -> Option<SecretKey> {
+    secret
+        .data
+        .as_ref()?
+        .get(KEY)
+        .and_then(|b| SecretKey::adopt(b.0.clone()).ok())
+}

@@ -1,0 +1,225 @@
+//! Consumer pods: which Secrets a pod references, which rotation groups it
+//! belongs to, and the slimmed copy of it the cache keeps (metadata, the
+//! Secret references and the phase; everything else stripped before storing).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{
+    Container, EnvFromSource, EnvVar, EnvVarSource, PodSpec, PodStatus, ProjectedVolumeSource,
+    SecretEnvSource, SecretKeySelector, SecretProjection, SecretVolumeSource, Volume,
+    VolumeProjection,
+};
+
+use crate::api::{LabelSelector, SelectorOperator};
+
+/// Names of the Secrets a pod's spec references: volumes, projected volumes,
+/// env and envFrom of every container (init and ephemeral included).
+pub fn secret_refs(spec: &PodSpec) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for v in spec.volumes.iter().flatten() {
+        if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            out.insert(name);
+        }
+        for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(s) = &src.secret {
+                out.insert(s.name.clone());
+            }
+        }
+    }
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for c in containers {
+        collect_env(c.env.as_deref(), c.env_from.as_deref(), &mut out);
+    }
+    for c in spec.ephemeral_containers.iter().flatten() {
+        collect_env(c.env.as_deref(), c.env_from.as_deref(), &mut out);
+    }
+    out
+}
+
+fn collect_env(
+    env: Option<&[EnvVar]>,
+    env_from: Option<&[EnvFromSource]>,
+    out: &mut BTreeSet<String>,
+) {
+    for e in env.unwrap_or_default() {
+        if let Some(r) = e
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+        {
+            out.insert(r.name.clone());
+        }
+    }
+    for e in env_from.unwrap_or_default() {
+        if let Some(r) = &e.secret_ref {
+            out.insert(r.name.clone());
+        }
+    }
+}
+
+/// Replaces a watched pod with the little keyrotor needs, so a cache of
+/// 100,000 pods stays small: name, namespace, labels, keyrotor annotations,
+/// the Secret references (as one volume each) and the phase.
+pub fn strip(pod: &mut Pod) {
+    let refs = pod.spec.as_ref().map(secret_refs).unwrap_or_default();
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.retain(|k, _| k.contains("keyrotor.dev/"));
+    }
+    pod.spec = Some(PodSpec {
+        volumes: Some(
+            refs.into_iter()
+                .map(|name| Volume {
+                    name: String::new(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(name),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        containers: Vec::new(),
+        ..Default::default()
+    });
+    pod.status = Some(PodStatus {
+        phase: pod.status.as_ref().and_then(|s| s.phase.clone()),
+        ..Default::default()
+    });
+}
+
+/// A pod that serves traffic now: Running (also while terminating, since it
+/// still answers requests during its grace period).
+pub fn is_running(pod: &Pod) -> bool {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// Whether `labels` satisfy a label selector.
+pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = sel
+        .match_labels
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    labels_ok
+        && sel.match_expressions.iter().all(|r| {
+            let value = labels.get(&r.key);
+            match r.operator {
+                SelectorOperator::In => value.is_some_and(|v| r.values.contains(v)),
+                SelectorOperator::NotIn => value.is_none_or(|v| !r.values.contains(v)),
+                SelectorOperator::Exists => value.is_some(),
+                SelectorOperator::DoesNotExist => value.is_none(),
+            }
+        })
+}
+
+// Keep the unused-import lint quiet for types only named in docs and tests.
+#[allow(dead_code)]
+type _Types = (
+    Container,
+    EnvVarSource,
+    SecretKeySelector,
+    SecretEnvSource,
+    SecretProjection,
+    VolumeProjection,
+    ProjectedVolumeSource,
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{LocalObjectReference, SecretEnvSource};
+
+    fn pod_json(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "n", "labels": {"app": "web"},
+                         "annotations": {"a.keyrotor.dev/verifier-revision": "3", "other": "x"},
+                         "managedFields": [{"manager": "kubectl"}]},
+            "spec": spec,
+            "status": {"phase": "Running", "podIP": "10.0.0.1"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_way_a_pod_can_reference_a_secret_is_found() {
+        let pod = pod_json(serde_json::json!({
+            "volumes": [
+                {"name": "a", "secret": {"secretName": "vol"}},
+                {"name": "b", "projected": {"sources": [{"secret": {"name": "proj"}}]}}
+            ],
+            "initContainers": [{"name": "i", "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "init-env", "key": "k"}}}]}],
+            "containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "env-from"}}],
+                            "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "env", "key": "k"}}}]}]
+        }));
+        let refs = secret_refs(pod.spec.as_ref().unwrap());
+        let want: BTreeSet<String> = ["vol", "proj", "init-env", "env-from", "env"]
+            .map(String::from)
+            .into();
+        assert_eq!(refs, want);
+    }
+
+    #[test]
+    fn stripping_keeps_what_keyrotor_needs_and_drops_the_rest() {
+        let mut pod = pod_json(serde_json::json!({
+            "volumes": [{"name": "a", "secret": {"secretName": "vol"}}],
+            "containers": [{"name": "c", "image": "big/image:tag", "command": ["run"]}]
+        }));
+        let before = serde_json::to_string(&pod).unwrap().len();
+        strip(&mut pod);
+        assert!(serde_json::to_string(&pod).unwrap().len() < before);
+        assert_eq!(
+            secret_refs(pod.spec.as_ref().unwrap()),
+            ["vol".to_string()].into()
+        );
+        assert!(is_running(&pod));
+        let ann = pod.metadata.annotations.as_ref().unwrap();
+        assert_eq!(ann.len(), 1, "only keyrotor annotations stay");
+        assert!(pod.metadata.managed_fields.is_none());
+        assert_eq!(pod.metadata.labels.as_ref().unwrap()["app"], "web");
+        let _ = (LocalObjectReference::default(), SecretEnvSource::default());
+    }
+
+    #[test]
+    fn selectors_match_like_kubernetes() {
+        let labels: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+        let sel =
+            |json: serde_json::Value| -> LabelSelector { serde_json::from_value(json).unwrap() };
+        assert!(selector_matches(
+            &sel(serde_json::json!({"matchLabels": {"app": "web"}})),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(serde_json::json!({"matchLabels": {"app": "db"}})),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel(
+                serde_json::json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "x"]}]})
+            ),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel(
+                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["x"]}]})
+            ),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel(
+                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]})
+            ),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]})),
+            &labels
+        ));
+    }
+}

@@ -1,0 +1,265 @@
+//! One reconcile: validate → observe → plan (pure) → apply → events → status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType};
+use kube::runtime::finalizer::{Event as Finalize, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use super::apply::{Writer, cleanup};
+use super::context::Context;
+use super::error::{Error, Result};
+use super::observe::observe;
+use super::render::Layout;
+use crate::api::{ApiKeyRotation, ApiKeyRotationStatus, DeletionPolicy, FIELD_MANAGER, validate};
+use crate::conditions::{events, reasons, types};
+use crate::rotation::{ConditionState, EventType, plan};
+
+/// Finalizer that lets keyrotor apply the deletion policy before the rotation goes.
+pub const FINALIZER: &str = "keyrotor.dev/cleanup";
+/// Even with nothing scheduled, look again this often (a missed watch event
+/// can delay a step by at most this much).
+const RESYNC: Duration = Duration::from_secs(3600);
+/// Status changes that only move confirmation counts are written at most this
+/// often: a step with many pods would otherwise write status once per report.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// How long to wait before re-checking a Secret name clash.
+const CONFLICT_RETRY: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(rot: Arc<ApiKeyRotation>, ctx: Arc<Context>) -> Result<Requeue> {
+    let ns = rot.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<ApiKeyRotation> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, rot, |event| async {
+        match event {
+            Finalize::Apply(rot) => reconcile_live(&rot, &ctx).await,
+            Finalize::Cleanup(rot) => delete(&rot, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) -> Requeue {
+    let delay = ctx.backoff(&ObjectRef::from_obj(rot.as_ref()));
+    warn!(category = err.category(), error = %err, retry_in = ?delay, "reconcile failed");
+    Requeue::requeue(delay)
+}
+
+async fn reconcile_live(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
+    let now = Timestamp::now();
+    let name = rot.name_any();
+    let ns = rot.namespace().unwrap_or_default();
+    let validated = match validate::validate(&name, &rot.spec) {
+        Ok(v) => v,
+        Err(invalid) => {
+            // Keys stay as they are; nothing moves until the spec is fixed.
+            let msg = format!("fix the spec: {invalid}");
+            blocked(
+                rot,
+                ctx,
+                reasons::INVALID_SPEC,
+                events::INVALID_SPEC,
+                &msg,
+                now,
+            )
+            .await?;
+            return Ok(Requeue::await_change());
+        }
+    };
+    let mut obs = observe(rot, &validated, ctx).await?;
+    if !obs.conflicts.is_empty() {
+        let msg = format!(
+            "Secret {} already exists and is not owned by this ApiKeyRotation; keyrotor never writes Secrets it does not own: rename it in spec.secrets or delete it",
+            obs.conflicts.join(", ")
+        );
+        blocked(
+            rot,
+            ctx,
+            reasons::SECRET_CONFLICT,
+            events::SECRET_CONFLICT,
+            &msg,
+            now,
+        )
+        .await?;
+        return Ok(Requeue::requeue(CONFLICT_RETRY));
+    }
+    let plan = plan(&validated.policy, &obs.observed, now);
+    let writer = Writer {
+        client: ctx.client.clone(),
+        namespace: &ns,
+        rotation: &name,
+        layout: Layout {
+            rotation: &name,
+            namespace: &ns,
+            owner: rot.controller_owner_ref(&()).unwrap_or_default(),
+            verifier_secret: &validated.verifier_secret,
+            presenter_secret: &validated.presenter_secret,
+            format: validated.verifier_format,
+        },
+        key_spec: &validated.key,
+        now,
+    };
+    let writes = writer.apply(&plan.actions, &mut obs).await?;
+    if writes > 0 {
+        info!(writes, stage = ?plan.report.stage, current = ?plan.report.current, "applied plan");
+    }
+    for e in &plan.events {
+        publish(ctx, rot, e.kind, e.reason, &e.note).await;
+    }
+    let mut status = ApiKeyRotationStatus::from_report(
+        &plan.report,
+        rot.meta().generation,
+        rot.status.as_ref(),
+        now,
+    );
+    // Versions created just now: the planner could not know their fingerprints.
+    for v in status
+        .versions
+        .iter_mut()
+        .filter(|v| v.fingerprint.is_empty())
+    {
+        if let Some(key) = obs.keys.get(&v.version) {
+            v.fingerprint = key.fingerprint();
+        }
+    }
+    let deferred = write_status(rot, ctx, status).await?;
+    ctx.succeeded(&ObjectRef::from_obj(rot));
+    let wait = plan
+        .wake_at
+        .map(|t| Duration::from_millis(t.duration_since(now).as_millis().max(0) as u64 + 1))
+        .unwrap_or(RESYNC)
+        .min(RESYNC)
+        .min(deferred.unwrap_or(RESYNC));
+    Ok(Requeue::requeue(wait.max(Duration::from_millis(200))))
+}
+
+/// Writes status only when it changed (I8); a change of confirmation counts
+/// alone waits for `PROGRESS_INTERVAL` (the returned delay says when to look again).
+async fn write_status(
+    rot: &ApiKeyRotation,
+    ctx: &Context,
+    status: ApiKeyRotationStatus,
+) -> Result<Option<Duration>> {
+    if rot.status.as_ref() == Some(&status) {
+        return Ok(None);
+    }
+    let key = ObjectRef::from_obj(rot);
+    if let (Some(old), Some(since)) = (rot.status.as_ref(), ctx.since_status_write(&key)) {
+        let mut same_but_counts = old.clone();
+        same_but_counts.confirmation = status.confirmation.clone();
+        if same_but_counts == status && since < PROGRESS_INTERVAL {
+            return Ok(Some(PROGRESS_INTERVAL - since));
+        }
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let (old, new) = (
+            serde_json::to_value(&rot.status).unwrap_or_default(),
+            serde_json::to_value(&status).unwrap_or_default(),
+        );
+        let changed: Vec<&String> = new
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| old.get(k.as_str()) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        debug!(?changed, old_last = ?old.get("lastRotationTime"), new_last = ?new.get("lastRotationTime"), "writing status");
+        if changed.is_empty() {
+            debug!(old = ?rot.status, new = ?status, "status differs outside its JSON form");
+        }
+    }
+    let api: Api<ApiKeyRotation> =
+        Api::namespaced(ctx.client.clone(), &rot.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": ApiKeyRotation::api_version(&()),
+        "kind": ApiKeyRotation::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &rot.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    ctx.status_written(&key);
+    Ok(None)
+}
+
+/// Reports a reason nothing can move (invalid spec, Secret clash): Ready
+/// becomes False with what to fix, once per change, and every key stays valid.
+async fn blocked(
+    rot: &ApiKeyRotation,
+    ctx: &Context,
+    reason: &'static str,
+    event_reason: &'static str,
+    message: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let previous = rot.status.clone().unwrap_or_default();
+    let generation = rot.meta().generation;
+    let already = previous
+        .condition(types::READY)
+        .is_some_and(|c| c.reason == reason && c.message == message)
+        && previous.observed_generation == generation;
+    if already {
+        return Ok(());
+    }
+    publish(ctx, rot, EventType::Warning, event_reason, message).await;
+    let mut status = previous.clone();
+    let ready = ConditionState {
+        type_: types::READY,
+        status: false,
+        reason,
+        message: message.to_string(),
+    };
+    let fresh =
+        ApiKeyRotationStatus::from_report_conditions(&[ready], generation, Some(&previous), now);
+    status.conditions.retain(|c| c.type_ != types::READY);
+    status.conditions.splice(0..0, fresh);
+    status.observed_generation = generation;
+    write_status(rot, ctx, status).await.map(drop)
+}
+
+async fn publish(ctx: &Context, rot: &ApiKeyRotation, kind: EventType, reason: &str, note: &str) {
+    let ev = KubeEvent {
+        type_: match kind {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        },
+        reason: reason.to_string(),
+        note: Some(note.to_string()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    // An event is best effort: losing one must not fail or repeat a rotation step.
+    if let Err(e) = ctx.recorder.publish(&ev, &rot.object_ref(&())).await {
+        warn!(reason, error = %e, "could not publish event");
+    }
+}
+
+async fn delete(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
+    let ns = rot.namespace().unwrap_or_default();
+    let orphan = rot.spec.deletion_policy == DeletionPolicy::Orphan;
+    let projected = [
+        rot.spec.secrets.verifier.as_str(),
+        rot.spec.secrets.presenter.as_str(),
+    ];
+    cleanup(
+        ctx.client.clone(),
+        &ns,
+        &rot.name_any(),
+        &rot.uid().unwrap_or_default(),
+        orphan,
+        &projected,
+    )
+    .await?;
+    info!(policy = ?rot.spec.deletion_policy, "rotation deleted; Secrets cleaned up");
+    Ok(Requeue::await_change())
+}
