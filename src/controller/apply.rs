@@ -104,9 +104,14 @@ impl Writer<'_> {
                     Target::Presenter => obs.presenter_secret.as_ref(),
                     _ => obs.verifier_secret.as_ref(),
                 };
-                let secret = self.layout.projected_secret(
+                let mut secret = self.layout.projected_secret(
                     *target, accepted, *current, *revision, *highest, &obs.keys, previous, self.now,
                 )?;
+                // Optimistic concurrency: the write holds only if the Secret is
+                // still what this plan was computed from (409 otherwise, and the
+                // next reconcile plans again on fresh state).
+                secret.metadata.resource_version =
+                    previous.and_then(|p| p.metadata.resource_version.clone());
                 let name = secret.metadata.name.clone().unwrap_or_default();
                 let written = secrets
                     .patch(&name, &apply_params(), &Patch::Apply(&secret))
