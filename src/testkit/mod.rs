@@ -22,6 +22,7 @@ mod discovery;
 mod error;
 mod faults;
 mod http;
+mod meta_view;
 mod patch;
 mod resources;
 mod selector;

@@ -173,13 +173,27 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// The part of an object that counts as "spec" for `metadata.generation`: everything but
-/// metadata and status.
-fn spec_part(v: &Value) -> Value {
+/// metadata (and status, when the type has a status subresource).
+fn spec_part(ty: &ResourceType, v: &Value) -> Value {
     let mut m = v.as_object().cloned().unwrap_or_default();
-    for k in ["metadata", "status", "apiVersion", "kind"] {
+    for k in ["metadata", "apiVersion", "kind"] {
         m.remove(k);
     }
+    if ty.status {
+        m.remove("status");
+    }
     Value::Object(m)
+}
+
+/// `markAsDeleting`: the first deletion of a generation-tracked object bumps its generation.
+fn bump_generation(obj: &mut Value) {
+    if let Some(g) = obj
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .filter(|g| *g > 0)
+    {
+        obj["metadata"]["generation"] = json!(g + 1);
+    }
 }
 
 /// Object equality for the no-op rule: everything but resourceVersion.
@@ -853,7 +867,7 @@ impl State {
         normalize(ty, &mut obj);
         validate(ty, None, &obj)?;
         let rv = self.next_rv();
-        let gen_tracked = ty.status;
+        let gen_tracked = ty.generation;
         let m = meta_mut(&mut obj);
         m.insert("uid".into(), Value::String(uid));
         m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
@@ -919,7 +933,7 @@ impl State {
                 None => m.remove(f),
             };
         }
-        if ty.status && spec_part(&new) != spec_part(old) {
+        if ty.generation && spec_part(ty, &new) != spec_part(ty, old) {
             let generation = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
@@ -991,6 +1005,7 @@ impl State {
             }
             let mut new = old.clone();
             let rv = self.next_rv();
+            bump_generation(&mut new);
             let m = meta_mut(&mut new);
             m.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
