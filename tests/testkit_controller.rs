@@ -3,10 +3,13 @@
 //! a `Controller` that `.owns()` Secrets and `.watches()` Pods, writing with server-side
 //! apply (immutable Secrets, status through `/status`), then going quiet.
 
+use futures::FutureExt;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use keyrotor::testkit::FakeApi;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -118,18 +121,10 @@ fn status(api: &FakeApi) -> Option<(i64, i64)> {
     ))
 }
 
-/// The controller shape keyrotor uses converges, reacts to owned Secrets and watched Pods,
-/// and at steady state makes no effective writes and no reconciles.
-#[tokio::test]
-async fn controller_owns_secrets_and_watches_pods() {
-    let api = FakeApi::new();
-    api.register_crd(&Rotor::crd());
-    let client = api.client();
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        reconciles: AtomicUsize::new(0),
-    });
-    let controller = Controller::new(
+/// The controller with full objects for its owned Secrets and watched Pods.
+fn full_objects(ctx: Arc<Ctx>) -> BoxFuture<'static, ()> {
+    let client = ctx.client.clone();
+    Controller::new(
         Api::<Rotor>::all(client.clone()),
         watcher::Config::default(),
     )
@@ -138,15 +133,65 @@ async fn controller_owns_secrets_and_watches_pods() {
         watcher::Config::default(),
     )
     .watches(
-        Api::<Pod>::all(client.clone()),
+        Api::<Pod>::all(client),
         watcher::Config::default(),
         |pod: Pod| {
             let rotor = pod.annotations().get(POD_ANNOTATION)?.clone();
             Some(ObjectRef::<Rotor>::new(&rotor).within(&pod.namespace()?))
         },
     )
-    .run(reconcile, error_policy, ctx.clone())
-    .for_each(|_| async {});
+    .run(reconcile, error_policy, ctx)
+    .for_each(|_| async {})
+    .boxed()
+}
+
+/// The same controller watching Secrets and Pods as metadata only (`PartialObjectMeta`).
+fn metadata_only(ctx: Arc<Ctx>) -> BoxFuture<'static, ()> {
+    let client = ctx.client.clone();
+    Controller::new(
+        Api::<Rotor>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<PartialObjectMeta<Pod>>::all(client),
+        watcher::Config::default(),
+        |pod: PartialObjectMeta<Pod>| {
+            let rotor = pod.annotations().get(POD_ANNOTATION)?.clone();
+            Some(ObjectRef::<Rotor>::new(&rotor).within(&pod.namespace()?))
+        },
+    )
+    .run(reconcile, error_policy, ctx)
+    .for_each(|_| async {})
+    .boxed()
+}
+
+/// The controller shape keyrotor uses (full objects) converges, reacts to owned Secrets
+/// and watched Pods, and at steady state makes no effective writes and no reconciles.
+#[tokio::test]
+async fn controller_owns_secrets_and_watches_pods() {
+    converges_and_reacts(full_objects).await;
+}
+
+/// Same, with `.owns()`/`.watches()` on `Api<PartialObjectMeta<_>>` (metadata-only lists
+/// and watches).
+#[tokio::test]
+async fn controller_with_metadata_only_owns_and_watches() {
+    converges_and_reacts(metadata_only).await;
+}
+
+async fn converges_and_reacts(controller: fn(Arc<Ctx>) -> BoxFuture<'static, ()>) {
+    let api = FakeApi::new();
+    api.register_crd(&Rotor::crd());
+    let client = api.client();
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        reconciles: AtomicUsize::new(0),
+    });
+    let controller = controller(ctx.clone());
     let task = tokio::spawn(controller);
 
     let rotors: Api<Rotor> = Api::default_namespaced(client.clone());
