@@ -377,3 +377,33 @@ async fn finalizer_deletion_then_gc_of_owned_secrets() {
         assert!(secrets.get("orphan").await.is_ok(), "orphans survive");
     }
 }
+
+/// Rule (garbage collector): a dependent written after its owner is gone (a controller
+/// racing the owner's deletion) is collected too; one whose owner exists is kept.
+#[tokio::test]
+async fn dependent_of_a_deleted_owner_is_collected() {
+    let api = api();
+    let rotors: Api<Rotor> = Api::default_namespaced(api.client());
+    let secrets: Api<Secret> = Api::default_namespaced(api.client());
+    let r = rotors
+        .create(
+            &PostParams::default(),
+            &Rotor::new("r", RotorSpec { key: "k".into() }),
+        )
+        .await
+        .unwrap();
+    let pp = PatchParams::apply("keyrotor").force();
+    secrets
+        .patch("r-key", &pp, &Patch::Apply(rotor_secret(&r, "czE=")))
+        .await
+        .unwrap();
+    assert!(secrets.get("r-key").await.is_ok(), "owner exists: kept");
+    rotors.delete("r", &DeleteParams::default()).await.unwrap();
+    assert_eq!(code(secrets.get("r-key").await.unwrap_err()), 404);
+    // The stale controller re-applies the Secret for the deleted owner.
+    secrets
+        .patch("r-key", &pp, &Patch::Apply(rotor_secret(&r, "czE=")))
+        .await
+        .unwrap();
+    assert_eq!(code(secrets.get("r-key").await.unwrap_err()), 404);
+}

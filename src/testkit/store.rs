@@ -899,6 +899,7 @@ impl State {
             prev: None,
         });
         self.on_crd_change(ty, &obj);
+        self.collect_garbage_if_owned(&obj);
         Ok(obj)
     }
 
@@ -990,6 +991,7 @@ impl State {
             prev: Some(old.clone()),
         });
         self.on_crd_change(ty, &new);
+        self.collect_garbage_if_owned(&new);
         Ok((new, true))
     }
 
@@ -1115,6 +1117,18 @@ impl State {
                     self.delete_entry(&ty, key, entry);
                 }
             }
+        }
+    }
+
+    /// A written object whose owners are all absent (e.g. the owner was deleted just before
+    /// the dependent was created) is collected, as the real collector eventually would.
+    fn collect_garbage_if_owned(&mut self, obj: &Value) {
+        if obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty())
+        {
+            self.collect_garbage();
         }
     }
 
