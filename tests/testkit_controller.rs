@@ -173,14 +173,20 @@ fn metadata_only(ctx: Arc<Ctx>) -> BoxFuture<'static, ()> {
 /// and watched Pods, and at steady state makes no effective writes and no reconciles.
 #[tokio::test]
 async fn controller_owns_secrets_and_watches_pods() {
-    converges_and_reacts(full_objects).await;
+    bounded(async {
+        converges_and_reacts(full_objects).await;
+    })
+    .await;
 }
 
 /// Same, with `.owns()`/`.watches()` on `Api<PartialObjectMeta<_>>` (metadata-only lists
 /// and watches).
 #[tokio::test]
 async fn controller_with_metadata_only_owns_and_watches() {
-    converges_and_reacts(metadata_only).await;
+    bounded(async {
+        converges_and_reacts(metadata_only).await;
+    })
+    .await;
 }
 
 async fn converges_and_reacts(controller: fn(Arc<Ctx>) -> BoxFuture<'static, ()>) {
@@ -266,4 +272,11 @@ async fn converges_and_reacts(controller: fn(Arc<Ctx>) -> BoxFuture<'static, ()>
         mine.len() as u64
     );
     task.abort();
+}
+
+/// Bounds a whole test in time, so a hang fails the test instead of stalling the suite.
+async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
+    tokio::time::timeout(std::time::Duration::from_secs(60), test)
+        .await
+        .expect("test exceeded 60 s");
 }
