@@ -25,6 +25,7 @@ mod http;
 mod meta_view;
 mod patch;
 mod resources;
+mod route;
 mod selector;
 mod service;
 mod store;
