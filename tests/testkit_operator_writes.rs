@@ -432,3 +432,36 @@ async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
         .await
         .expect("test exceeded 60 s");
 }
+
+/// Rule (storage): an object to be created must not carry a resourceVersion — re-creating
+/// a cached copy (e.g. after it was deleted) is a 500 from the apiserver, via POST or SSA.
+#[tokio::test]
+async fn create_with_resource_version_is_rejected() {
+    bounded(async {
+        let api = api();
+        let secrets: Api<Secret> = Api::default_namespaced(api.client());
+        let s: Secret = serde_json::from_value(json!({"metadata": {"name": "s"}})).unwrap();
+        let cached = secrets.create(&PostParams::default(), &s).await.unwrap();
+        secrets.delete("s", &DeleteParams::default()).await.unwrap();
+        let e = secrets
+            .create(&PostParams::default(), &cached)
+            .await
+            .unwrap_err();
+        assert_eq!(code(e), 500);
+        let mut body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+        body["metadata"]["resourceVersion"] = json!(cached.resource_version().unwrap());
+        let pp = PatchParams::apply("keyrotor");
+        let e = secrets
+            .patch("s", &pp, &Patch::Apply(&body))
+            .await
+            .unwrap_err();
+        assert_eq!(code(e), 500);
+        let mut fresh = cached.clone();
+        fresh.metadata.resource_version = None;
+        secrets
+            .create(&PostParams::default(), &fresh)
+            .await
+            .unwrap();
+    })
+    .await;
+}

@@ -481,6 +481,7 @@ impl Store {
                 .map(|e| e.managers.clone())
                 .unwrap_or_default();
             if existing.is_none() {
+                rules::reject_rv_on_create(&applied)?;
                 let m = meta_mut(&mut applied);
                 m.insert("name".into(), Value::String(name.to_string()));
                 if let Some(ns) = ns {

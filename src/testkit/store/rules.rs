@@ -184,3 +184,17 @@ pub(super) fn validate(
     }
     Ok(())
 }
+
+/// Objects to be created must not carry a resourceVersion (typically a cached copy being
+/// re-created): the apiserver's storage answers 500 with this message. Unparsable values
+/// are ignored, as there.
+pub(super) fn reject_rv_on_create(body: &Value) -> Result<(), ApiError> {
+    match meta(body, "resourceVersion").and_then(|r| r.parse::<u64>().ok()) {
+        Some(rv) if rv != 0 => Err(ApiError::new(
+            500,
+            "InternalError",
+            "resourceVersion should not be set on objects to be created",
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,6 +1,8 @@
 //! Writes under the store lock: create, update completion, deletion, history events.
 
-use super::rules::{bump_generation, normalize, same_ignoring_rv, spec_part, validate};
+use super::rules::{
+    bump_generation, normalize, reject_rv_on_create, same_ignoring_rv, spec_part, validate,
+};
 use super::{
     Deleted, Entry, EventType, HistEvent, ObjKey, State, WriteOpts, meta, meta_mut, now_rfc3339,
     with_type,
@@ -74,6 +76,7 @@ impl State {
         if !body.is_object() {
             return Err(ApiError::bad_request("body must be a JSON object"));
         }
+        reject_rv_on_create(&body)?;
         if body
             .get("kind")
             .and_then(Value::as_str)
