@@ -568,6 +568,16 @@ async fn immutable_secret_rejects_data_changes() {
             )
             .await
             .unwrap();
+        // A Secret's type is immutable for every Secret.
+        let e = secrets
+            .patch(
+                "imm",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"type": "kubernetes.io/tls"})),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err(e), (422, "Invalid".into()));
     })
     .await;
 }

@@ -143,6 +143,14 @@ pub(super) fn validate(
 ) -> Result<(), ApiError> {
     let name = meta(new, "name").unwrap_or_default();
     if let Some(old) = old {
+        if ty.group.is_empty() && ty.plural == "secrets" && new.get("type") != old.get("type") {
+            let t = new.get("type").and_then(Value::as_str).unwrap_or("");
+            return Err(ApiError::invalid(
+                &ty.kind,
+                &name,
+                format!("type: Invalid value: \"{t}\": field is immutable"),
+            ));
+        }
         if ty.group.is_empty()
             && ty.plural == "secrets"
             && old.get("immutable") == Some(&Value::Bool(true))
