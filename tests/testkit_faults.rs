@@ -71,273 +71,297 @@ where
 /// Fault: the next writes fail with 409, 429, 500 and change nothing; then writes succeed.
 #[tokio::test]
 async fn fail_next_writes_with_status_codes() {
-    let api = FakeApi::new();
-    let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-    for c in [409, 429, 500] {
-        api.faults().fail_next_writes(1, Fault::Status(c));
-    }
-    for expected in [409, 429, 500] {
-        assert_eq!(
-            code(
-                cms.create(&PostParams::default(), &cm("c"))
-                    .await
-                    .unwrap_err()
-            ),
-            expected
+    bounded(async {
+        let api = FakeApi::new();
+        let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
+        for c in [409, 429, 500] {
+            api.faults().fail_next_writes(1, Fault::Status(c));
+        }
+        for expected in [409, 429, 500] {
+            assert_eq!(
+                code(
+                    cms.create(&PostParams::default(), &cm("c"))
+                        .await
+                        .unwrap_err()
+                ),
+                expected
+            );
+        }
+        assert!(
+            api.store()
+                .peek("", "configmaps", Some("default"), "c")
+                .is_none()
         );
-    }
-    assert!(
-        api.store()
-            .peek("", "configmaps", Some("default"), "c")
-            .is_none()
-    );
-    cms.create(&PostParams::default(), &cm("c")).await.unwrap();
-    // Reads are never failed by write faults.
-    api.faults().fail_next_writes(1, Fault::Status(500));
-    cms.get("c").await.unwrap();
+        cms.create(&PostParams::default(), &cm("c")).await.unwrap();
+        // Reads are never failed by write faults.
+        api.faults().fail_next_writes(1, Fault::Status(500));
+        cms.get("c").await.unwrap();
+    })
+    .await;
 }
 
 /// Fault: a seeded fraction of writes fails, reproducibly for the same seed.
 #[tokio::test]
 async fn fail_fraction_is_deterministic() {
-    async fn pattern(seed: u64) -> Vec<bool> {
-        let api = FakeApi::new();
-        api.faults()
-            .fail_fraction_of_writes(0.5, Fault::Status(500), seed);
-        let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-        let mut out = vec![];
-        for i in 0..40 {
-            out.push(
-                cms.create(&PostParams::default(), &cm(&format!("c{i}")))
-                    .await
-                    .is_ok(),
-            );
+    bounded(async {
+        async fn pattern(seed: u64) -> Vec<bool> {
+            let api = FakeApi::new();
+            api.faults()
+                .fail_fraction_of_writes(0.5, Fault::Status(500), seed);
+            let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
+            let mut out = vec![];
+            for i in 0..40 {
+                out.push(
+                    cms.create(&PostParams::default(), &cm(&format!("c{i}")))
+                        .await
+                        .is_ok(),
+                );
+            }
+            out
         }
-        out
-    }
-    let a = pattern(7).await;
-    assert_eq!(a, pattern(7).await);
-    assert_ne!(a, pattern(8).await);
-    let ok = a.iter().filter(|x| **x).count();
-    assert!((8..=32).contains(&ok), "about half succeed, got {ok}");
+        let a = pattern(7).await;
+        assert_eq!(a, pattern(7).await);
+        assert_ne!(a, pattern(8).await);
+        let ok = a.iter().filter(|x| **x).count();
+        assert!((8..=32).contains(&ok), "about half succeed, got {ok}");
+    })
+    .await;
 }
 
 /// Fault: a write that never gets an answer (the client must time out) and is not applied.
 #[tokio::test]
 async fn hanging_write_never_answers() {
-    let api = FakeApi::new();
-    let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-    api.faults().fail_next_writes(1, Fault::Hang);
-    let r = tokio::time::timeout(
-        Duration::from_millis(300),
-        cms.create(&PostParams::default(), &cm("c")),
-    )
+    bounded(async {
+        let api = FakeApi::new();
+        let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
+        api.faults().fail_next_writes(1, Fault::Hang);
+        let r = tokio::time::timeout(
+            Duration::from_millis(300),
+            cms.create(&PostParams::default(), &cm("c")),
+        )
+        .await;
+        assert!(r.is_err(), "the request must not complete");
+        assert!(
+            api.store()
+                .peek("", "configmaps", Some("default"), "c")
+                .is_none()
+        );
+    })
     .await;
-    assert!(r.is_err(), "the request must not complete");
-    assert!(
-        api.store()
-            .peek("", "configmaps", Some("default"), "c")
-            .is_none()
-    );
 }
 
 /// Fault: a timeout (504) without effect, and a lost response: applied, yet the client sees 504.
 #[tokio::test]
 async fn timeouts_with_and_without_effect() {
-    let api = FakeApi::new();
-    let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-    api.faults()
-        .fail_next_writes(1, Fault::Timeout(Duration::from_millis(50)));
-    assert_eq!(
-        code(
-            cms.create(&PostParams::default(), &cm("a"))
-                .await
-                .unwrap_err()
-        ),
-        504
-    );
-    assert!(
-        api.store()
-            .peek("", "configmaps", Some("default"), "a")
-            .is_none()
-    );
-    api.faults()
-        .fail_next_writes(1, Fault::AppliedThenTimeout(Duration::from_millis(50)));
-    assert_eq!(
-        code(
-            cms.create(&PostParams::default(), &cm("b"))
-                .await
-                .unwrap_err()
-        ),
-        504
-    );
-    assert!(
-        api.store()
-            .peek("", "configmaps", Some("default"), "b")
-            .is_some()
-    );
-    // Retrying the create now answers AlreadyExists, the classic idempotency trap.
-    assert_eq!(
-        code(
-            cms.create(&PostParams::default(), &cm("b"))
-                .await
-                .unwrap_err()
-        ),
-        409
-    );
+    bounded(async {
+        let api = FakeApi::new();
+        let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
+        api.faults()
+            .fail_next_writes(1, Fault::Timeout(Duration::from_millis(50)));
+        assert_eq!(
+            code(
+                cms.create(&PostParams::default(), &cm("a"))
+                    .await
+                    .unwrap_err()
+            ),
+            504
+        );
+        assert!(
+            api.store()
+                .peek("", "configmaps", Some("default"), "a")
+                .is_none()
+        );
+        api.faults()
+            .fail_next_writes(1, Fault::AppliedThenTimeout(Duration::from_millis(50)));
+        assert_eq!(
+            code(
+                cms.create(&PostParams::default(), &cm("b"))
+                    .await
+                    .unwrap_err()
+            ),
+            504
+        );
+        assert!(
+            api.store()
+                .peek("", "configmaps", Some("default"), "b")
+                .is_some()
+        );
+        // Retrying the create now answers AlreadyExists, the classic idempotency trap.
+        assert_eq!(
+            code(
+                cms.create(&PostParams::default(), &cm("b"))
+                    .await
+                    .unwrap_err()
+            ),
+            409
+        );
+    })
+    .await;
 }
 
 /// Fault: every response is delayed.
 #[tokio::test]
 async fn delayed_responses() {
-    let api = FakeApi::new();
-    let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-    api.faults().delay_responses(Duration::from_millis(150));
-    let start = Instant::now();
-    cms.list(&ListParams::default()).await.unwrap();
-    assert!(start.elapsed() >= Duration::from_millis(150));
+    bounded(async {
+        let api = FakeApi::new();
+        let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
+        api.faults().delay_responses(Duration::from_millis(150));
+        let start = Instant::now();
+        cms.list(&ListParams::default()).await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(150));
+    })
+    .await;
 }
 
 /// Fault: stale reads serve a view N writes behind; writes with a stale resourceVersion
 /// then conflict, exactly what a controller reading a lagging cache experiences.
 #[tokio::test]
 async fn stale_reads_lag_behind_writes() {
-    let api = FakeApi::new();
-    let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-    cms.create(&PostParams::default(), &cm("c")).await.unwrap();
-    let mut w = cms
-        .watch(&WatchParams::default(), "0")
+    bounded(async {
+        let api = FakeApi::new();
+        let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
+        cms.create(&PostParams::default(), &cm("c")).await.unwrap();
+        let mut w = cms
+            .watch(&WatchParams::default(), "0")
+            .await
+            .unwrap()
+            .boxed();
+        api.faults().serve_stale_reads(1);
+        cms.patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"v": "1"}})),
+        )
         .await
-        .unwrap()
-        .boxed();
-    api.faults().serve_stale_reads(1);
-    cms.patch(
-        "c",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"v": "1"}})),
-    )
-    .await
-    .unwrap();
-    let stale = cms.get("c").await.unwrap();
-    assert!(
-        stale.data.is_none(),
-        "get serves the version before the last write"
-    );
-    assert!(
-        cms.list(&ListParams::default()).await.unwrap().items[0]
-            .data
-            .is_none()
-    );
-    let mut upd = stale.clone();
-    upd.data = Some([("v".to_string(), "2".to_string())].into());
-    assert_eq!(
-        code(
-            cms.replace("c", &PostParams::default(), &upd)
-                .await
-                .unwrap_err()
-        ),
-        409
-    );
-    // The watch holds the latest event back until it is one write old.
-    let first = within(async {
-        loop {
-            match w.try_next().await.unwrap().unwrap() {
-                WatchEvent::Bookmark(_) => continue,
-                e => return e,
+        .unwrap();
+        let stale = cms.get("c").await.unwrap();
+        assert!(
+            stale.data.is_none(),
+            "get serves the version before the last write"
+        );
+        assert!(
+            cms.list(&ListParams::default()).await.unwrap().items[0]
+                .data
+                .is_none()
+        );
+        let mut upd = stale.clone();
+        upd.data = Some([("v".to_string(), "2".to_string())].into());
+        assert_eq!(
+            code(
+                cms.replace("c", &PostParams::default(), &upd)
+                    .await
+                    .unwrap_err()
+            ),
+            409
+        );
+        // The watch holds the latest event back until it is one write old.
+        let first = within(async {
+            loop {
+                match w.try_next().await.unwrap().unwrap() {
+                    WatchEvent::Bookmark(_) => continue,
+                    e => return e,
+                }
             }
-        }
+        })
+        .await;
+        assert!(matches!(first, WatchEvent::Added(ref o) if o.data.is_none()));
+        let early = tokio::time::timeout(Duration::from_millis(200), async {
+            loop {
+                match w.try_next().await {
+                    Ok(Some(WatchEvent::Bookmark(_))) => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await;
+        assert!(early.is_err(), "MODIFIED must be held back while stale");
+        api.faults().serve_stale_reads(0);
+        assert!(cms.get("c").await.unwrap().data.is_some());
     })
     .await;
-    assert!(matches!(first, WatchEvent::Added(ref o) if o.data.is_none()));
-    let early = tokio::time::timeout(Duration::from_millis(200), async {
-        loop {
-            match w.try_next().await {
-                Ok(Some(WatchEvent::Bookmark(_))) => continue,
-                other => return other,
-            }
-        }
-    })
-    .await;
-    assert!(early.is_err(), "MODIFIED must be held back while stale");
-    api.faults().serve_stale_reads(0);
-    assert!(cms.get("c").await.unwrap().data.is_some());
 }
 
 /// Fault: cutting watches ends every open watch stream.
 #[tokio::test]
 async fn cut_watches_ends_streams() {
-    let api = FakeApi::new();
-    let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-    let mut w = cms
-        .watch(&WatchParams::default().disable_bookmarks(), "0")
-        .await
-        .unwrap()
-        .boxed();
-    api.faults().cut_watches();
-    let end = within(w.try_next()).await;
-    assert!(matches!(end, Ok(None) | Err(_)), "stream ended: {end:?}");
+    bounded(async {
+        let api = FakeApi::new();
+        let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
+        let mut w = cms
+            .watch(&WatchParams::default().disable_bookmarks(), "0")
+            .await
+            .unwrap()
+            .boxed();
+        api.faults().cut_watches();
+        let end = within(w.try_next()).await;
+        assert!(matches!(end, Ok(None) | Err(_)), "stream ended: {end:?}");
+    })
+    .await;
 }
 
 /// Fault: halting after the k-th write makes every later request fail (503) until resumed,
 /// and notifies the test; the write log counts every write request.
 #[tokio::test]
 async fn halt_after_kth_write_and_write_log() {
-    let api = FakeApi::new();
-    let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-    api.faults().halt_after_writes(2);
-    cms.create(&PostParams::default(), &cm("a")).await.unwrap();
-    assert!(!api.faults().is_halted());
-    cms.patch(
-        "a",
-        &PatchParams::apply("mgr"),
-        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}})),
-    )
-    .await
-    .unwrap();
-    within(api.faults().halted()).await;
-    assert_eq!(code(cms.get("a").await.unwrap_err()), 503);
-    assert_eq!(
-        code(
-            cms.create(&PostParams::default(), &cm("b"))
-                .await
-                .unwrap_err()
-        ),
-        503
-    );
-    api.faults().resume();
-    cms.get("a").await.unwrap();
-    // An identical re-apply is logged but changes nothing.
-    cms.patch(
-        "a",
-        &PatchParams::apply("mgr"),
-        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}})),
-    )
-    .await
-    .unwrap();
-    let log = api.faults().write_log();
-    assert_eq!(log.len(), 3);
-    assert_eq!(
-        (
-            log[0].verb.as_str(),
-            log[0].resource.as_str(),
-            log[0].name.as_str()
-        ),
-        ("create", "configmaps", "")
-    );
-    assert_eq!(
-        (
-            log[1].verb.as_str(),
-            log[1].field_manager.as_str(),
-            log[1].namespace.as_deref()
-        ),
-        ("apply", "mgr", Some("default"))
-    );
-    assert!(log[1].changed && !log[2].changed);
-    assert_eq!(
-        log[0].field_manager, "unknown",
-        "no fieldManager and no User-Agent in process"
-    );
-    assert_eq!(api.faults().effective_writes().len(), 2);
+    bounded(async {
+        let api = FakeApi::new();
+        let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
+        api.faults().halt_after_writes(2);
+        cms.create(&PostParams::default(), &cm("a")).await.unwrap();
+        assert!(!api.faults().is_halted());
+        cms.patch(
+            "a",
+            &PatchParams::apply("mgr"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}})),
+        )
+        .await
+        .unwrap();
+        within(api.faults().halted()).await;
+        assert_eq!(code(cms.get("a").await.unwrap_err()), 503);
+        assert_eq!(
+            code(
+                cms.create(&PostParams::default(), &cm("b"))
+                    .await
+                    .unwrap_err()
+            ),
+            503
+        );
+        api.faults().resume();
+        cms.get("a").await.unwrap();
+        // An identical re-apply is logged but changes nothing.
+        cms.patch(
+            "a",
+            &PatchParams::apply("mgr"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}})),
+        )
+        .await
+        .unwrap();
+        let log = api.faults().write_log();
+        assert_eq!(log.len(), 3);
+        assert_eq!(
+            (
+                log[0].verb.as_str(),
+                log[0].resource.as_str(),
+                log[0].name.as_str()
+            ),
+            ("create", "configmaps", "")
+        );
+        assert_eq!(
+            (
+                log[1].verb.as_str(),
+                log[1].field_manager.as_str(),
+                log[1].namespace.as_deref()
+            ),
+            ("apply", "mgr", Some("default"))
+        );
+        assert!(log[1].changed && !log[2].changed);
+        assert_eq!(
+            log[0].field_manager, "unknown",
+            "no fieldManager and no User-Agent in process"
+        );
+        assert_eq!(api.faults().effective_writes().len(), 2);
+    })
+    .await;
 }
 
 type WatcherRx =
@@ -366,70 +390,77 @@ async fn saw_object(rx: &mut WatcherRx, want: &str) -> usize {
 /// 410 Gone (relists), and keeps delivering changes.
 #[tokio::test]
 async fn watcher_survives_cut_stream_and_410() {
-    let api = FakeApi::with_options(3, Duration::from_secs(3600));
-    let client = api.client();
-    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    let secrets: Api<Secret> = Api::default_namespaced(client);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let stream = watcher(cms.clone(), watcher::Config::default());
-    let task = tokio::spawn(async move {
-        let mut stream = stream.boxed();
-        while let Some(ev) = stream.next().await {
-            let _ = tx.send(ev);
-        }
-    });
-    cms.create(&PostParams::default(), &cm("one"))
-        .await
-        .unwrap();
-    saw_object(&mut rx, "one").await;
-    api.faults().cut_watches();
-    cms.create(&PostParams::default(), &cm("two"))
-        .await
-        .unwrap();
-    saw_object(&mut rx, "two").await;
-    // Make the watcher's resourceVersion fall out of the retained history, then cut:
-    // it re-watches from a compacted version, gets 410 and relists.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    for i in 0..5 {
-        secrets
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": format!("s{i}")}})).unwrap(),
-            )
+    bounded(async {
+        let api = FakeApi::with_options(3, Duration::from_secs(3600));
+        let client = api.client();
+        let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+        let secrets: Api<Secret> = Api::default_namespaced(client);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let stream = watcher(cms.clone(), watcher::Config::default());
+        let task = tokio::spawn(async move {
+            let mut stream = stream.boxed();
+            while let Some(ev) = stream.next().await {
+                let _ = tx.send(ev);
+            }
+        });
+        cms.create(&PostParams::default(), &cm("one"))
             .await
             .unwrap();
-    }
-    api.faults().cut_watches();
-    cms.create(&PostParams::default(), &cm("three"))
-        .await
-        .unwrap();
-    let errors = saw_object(&mut rx, "three").await;
-    assert!(errors >= 1, "the watcher went through 410 Gone");
-    task.abort();
+        saw_object(&mut rx, "one").await;
+        api.faults().cut_watches();
+        cms.create(&PostParams::default(), &cm("two"))
+            .await
+            .unwrap();
+        saw_object(&mut rx, "two").await;
+        // Make the watcher's resourceVersion fall out of the retained history, then cut:
+        // it re-watches from a compacted version, gets 410 and relists.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for i in 0..5 {
+            secrets
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": format!("s{i}")}}))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        api.faults().cut_watches();
+        cms.create(&PostParams::default(), &cm("three"))
+            .await
+            .unwrap();
+        let errors = saw_object(&mut rx, "three").await;
+        assert!(errors >= 1, "the watcher went through 410 Gone");
+        task.abort();
+    })
+    .await;
 }
 
 /// kube-runtime's watcher with streaming lists (sendInitialEvents) gets the initial state
 /// ended by the `k8s.io/initial-events-end` bookmark.
 #[tokio::test]
 async fn watcher_streaming_list() {
-    let api = FakeApi::new();
-    let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
-    cms.create(&PostParams::default(), &cm("pre"))
-        .await
-        .unwrap();
-    let mut s = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
-    let mut names = vec![];
-    within(async {
-        loop {
-            match s.try_next().await.unwrap().unwrap() {
-                watcher::Event::InitApply(o) => names.push(o.name_any()),
-                watcher::Event::InitDone => break,
-                _ => {}
+    bounded(async {
+        let api = FakeApi::new();
+        let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
+        cms.create(&PostParams::default(), &cm("pre"))
+            .await
+            .unwrap();
+        let mut s = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+        let mut names = vec![];
+        within(async {
+            loop {
+                match s.try_next().await.unwrap().unwrap() {
+                    watcher::Event::InitApply(o) => names.push(o.name_any()),
+                    watcher::Event::InitDone => break,
+                    _ => {}
+                }
             }
-        }
+        })
+        .await;
+        assert_eq!(names, vec!["pre"]);
     })
     .await;
-    assert_eq!(names, vec!["pre"]);
 }
 
 #[derive(Clone)]
@@ -510,57 +541,10 @@ async fn converged(api: &FakeApi, size: i32) -> bool {
 /// Secret writes are no-ops the second time, so they do not retrigger reconciles.
 #[tokio::test]
 async fn controller_converges_and_goes_quiet() {
-    let api = FakeApi::new();
-    api.register_crd(&Widget::crd());
-    let (task, reconciles) = run_controller(&api);
-    let widgets: Api<Widget> = Api::default_namespaced(api.client());
-    widgets
-        .create(
-            &PostParams::default(),
-            &Widget::new("w", WidgetSpec { size: 3 }),
-        )
-        .await
-        .unwrap();
-    eventually(|| async { converged(&api, 3).await }).await;
-    widgets
-        .patch(
-            "w",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"size": 4}})),
-        )
-        .await
-        .unwrap();
-    eventually(|| async { converged(&api, 4).await }).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (r, w) = (
-        reconciles.load(Ordering::SeqCst),
-        api.faults().effective_writes().len(),
-    );
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(
-        reconciles.load(Ordering::SeqCst),
-        r,
-        "no reconcile loop at steady state"
-    );
-    assert_eq!(
-        api.faults().effective_writes().len(),
-        w,
-        "steady state makes no effective writes"
-    );
-    assert!(r < 20, "reconciles stayed bounded: {r}");
-    task.abort();
-}
-
-/// A Controller converges despite a seeded 30% of writes failing with 500 / 429 / 409.
-#[tokio::test]
-async fn controller_converges_through_write_failures() {
-    for (seed, fault) in [
-        (1, Fault::Status(500)),
-        (2, Fault::Status(429)),
-        (3, Fault::Status(409)),
-    ] {
+    bounded(async {
         let api = FakeApi::new();
         api.register_crd(&Widget::crd());
+        let (task, reconciles) = run_controller(&api);
         let widgets: Api<Widget> = Api::default_namespaced(api.client());
         widgets
             .create(
@@ -569,40 +553,103 @@ async fn controller_converges_through_write_failures() {
             )
             .await
             .unwrap();
-        api.faults().fail_fraction_of_writes(0.3, fault, seed);
-        let (task, _) = run_controller(&api);
         eventually(|| async { converged(&api, 3).await }).await;
+        widgets
+            .patch(
+                "w",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"size": 4}})),
+            )
+            .await
+            .unwrap();
+        eventually(|| async { converged(&api, 4).await }).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (r, w) = (
+            reconciles.load(Ordering::SeqCst),
+            api.faults().effective_writes().len(),
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            reconciles.load(Ordering::SeqCst),
+            r,
+            "no reconcile loop at steady state"
+        );
+        assert_eq!(
+            api.faults().effective_writes().len(),
+            w,
+            "steady state makes no effective writes"
+        );
+        assert!(r < 20, "reconciles stayed bounded: {r}");
         task.abort();
-    }
+    })
+    .await;
+}
+
+/// A Controller converges despite a seeded 30% of writes failing with 500 / 429 / 409.
+#[tokio::test]
+async fn controller_converges_through_write_failures() {
+    bounded(async {
+        for (seed, fault) in [
+            (1, Fault::Status(500)),
+            (2, Fault::Status(429)),
+            (3, Fault::Status(409)),
+        ] {
+            let api = FakeApi::new();
+            api.register_crd(&Widget::crd());
+            let widgets: Api<Widget> = Api::default_namespaced(api.client());
+            widgets
+                .create(
+                    &PostParams::default(),
+                    &Widget::new("w", WidgetSpec { size: 3 }),
+                )
+                .await
+                .unwrap();
+            api.faults().fail_fraction_of_writes(0.3, fault, seed);
+            let (task, _) = run_controller(&api);
+            eventually(|| async { converged(&api, 3).await }).await;
+            task.abort();
+        }
+    })
+    .await;
 }
 
 /// Crash between any two writes: halt after write k, kill the controller, resume with a
 /// fresh one; it must converge from whatever state the crash left.
 #[tokio::test]
 async fn controller_recovers_from_crash_at_every_write() {
-    for k in 1..=3u64 {
-        let api = FakeApi::new();
-        api.register_crd(&Widget::crd());
-        let widgets: Api<Widget> = Api::default_namespaced(api.client());
-        widgets
-            .create(
-                &PostParams::default(),
-                &Widget::new("w", WidgetSpec { size: 3 }),
-            )
-            .await
-            .unwrap();
-        let before = api.faults().write_count();
-        api.faults().halt_after_writes(before + k);
-        let (task, _) = run_controller(&api);
-        tokio::select! {
-            _ = api.faults().halted() => {}
-            _ = tokio::time::sleep(T) => panic!("controller never reached write {k}"),
+    bounded(async {
+        for k in 1..=3u64 {
+            let api = FakeApi::new();
+            api.register_crd(&Widget::crd());
+            let widgets: Api<Widget> = Api::default_namespaced(api.client());
+            widgets
+                .create(
+                    &PostParams::default(),
+                    &Widget::new("w", WidgetSpec { size: 3 }),
+                )
+                .await
+                .unwrap();
+            let before = api.faults().write_count();
+            api.faults().halt_after_writes(before + k);
+            let (task, _) = run_controller(&api);
+            tokio::select! {
+                _ = api.faults().halted() => {}
+                _ = tokio::time::sleep(T) => panic!("controller never reached write {k}"),
+            }
+            task.abort();
+            let _ = task.await;
+            api.faults().resume();
+            let (task, _) = run_controller(&api);
+            eventually(|| async { converged(&api, 3).await }).await;
+            task.abort();
         }
-        task.abort();
-        let _ = task.await;
-        api.faults().resume();
-        let (task, _) = run_controller(&api);
-        eventually(|| async { converged(&api, 3).await }).await;
-        task.abort();
-    }
+    })
+    .await;
+}
+
+/// Bounds a whole test in time, so a hang fails the test instead of stalling the suite.
+async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
+    tokio::time::timeout(std::time::Duration::from_secs(60), test)
+        .await
+        .expect("test exceeded 60 s");
 }

@@ -35,6 +35,16 @@ impl ApiError {
         self
     }
 
+    /// 503 ServiceUnavailable: the answer to every request while the API is halted
+    /// (`Faults::halt_after_writes`).
+    pub fn halted() -> Self {
+        Self::new(
+            503,
+            "ServiceUnavailable",
+            "the API is halted by the test (simulated crash point)",
+        )
+    }
+
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)

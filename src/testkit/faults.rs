@@ -42,7 +42,8 @@ pub struct WriteRecord {
     pub namespace: Option<String>,
     /// Object name (`""` for collection writes and generateName creates).
     pub name: String,
-    /// `fieldManager` query parameter, or the User-Agent's product when absent.
+    /// `fieldManager` query parameter; when absent, the User-Agent's product; when that is
+    /// absent too (kube's in-process client sends none), `unknown`.
     pub field_manager: String,
     /// User-Agent header.
     pub user_agent: String,
@@ -50,6 +51,14 @@ pub struct WriteRecord {
     pub code: u16,
     /// Whether the write changed stored state (false for no-ops and failures).
     pub changed: bool,
+}
+
+/// Whether a write request may proceed.
+pub(crate) enum WriteAdmission {
+    /// The API is halted: answer 503, do not count or log.
+    Halted,
+    /// Proceed as write number `seq`, failing with `fault` if set.
+    Admitted { seq: u64, fault: Option<Fault> },
 }
 
 #[derive(Debug, Default)]
@@ -127,9 +136,18 @@ impl Faults {
         self.cut.send_modify(|g| *g += 1);
     }
 
-    /// After the `k`-th write request has been processed, every further request fails with
-    /// 503 and open watches are cut, as if the controller had crashed between write k and
-    /// k+1. Await [`Faults::halted`] to learn when it happened; [`Faults::resume`] undoes it.
+    /// Crash point: halts the API once `k` write requests have been received in total
+    /// (counted from the API's creation, as [`Faults::write_count`]; use
+    /// `write_count() + n` to halt after `n` more).
+    ///
+    /// - Writes 1..=k are processed and answered normally (write k gets its real response).
+    /// - Right after write k, open watch streams are cut and [`Faults::halted`] resolves.
+    /// - From then on **every** request — write k+1 and later, reads, new watches — is
+    ///   answered at once (no hang) with `503 ServiceUnavailable` (a `Status` with reason
+    ///   `ServiceUnavailable`) and has no effect. These refused requests are neither counted
+    ///   nor logged: in the crash model they never reached the API.
+    /// - [`Faults::resume`] lifts the halt; a fresh controller then continues from the state
+    ///   writes 1..=k left behind.
     pub fn halt_after_writes(&self, k: u64) {
         let mut s = self.lock();
         s.halt_after = Some(k);
@@ -174,7 +192,27 @@ impl Faults {
         self.halted.send_replace(false);
     }
 
-    /// Number of write requests received so far.
+    /// Write requests per field manager (see [`WriteRecord::field_manager`]).
+    pub fn write_counts_by_manager(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for w in &self.lock().log {
+            *out.entry(w.field_manager.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// The write requests sent with this field manager (the `fieldManager` query parameter,
+    /// e.g. `PatchParams::apply("keyrotor")` or `PostParams { field_manager: .. }`).
+    pub fn writes_by_manager(&self, manager: &str) -> Vec<WriteRecord> {
+        self.lock()
+            .log
+            .iter()
+            .filter(|w| w.field_manager == manager)
+            .cloned()
+            .collect()
+    }
+
+    /// Number of write requests received so far (refused-while-halted ones excluded).
     pub fn write_count(&self) -> u64 {
         self.lock().writes
     }
@@ -206,23 +244,31 @@ impl Faults {
         self.cut.subscribe()
     }
 
-    /// Called when a write request arrives: counts it and picks the fault, if any.
-    pub(crate) fn on_write(&self) -> (u64, Option<Fault>) {
+    /// Called when a write request arrives: refuses it if halted (also when it raced with
+    /// the k-th write), else counts it and picks the fault, if any.
+    pub(crate) fn on_write(&self) -> WriteAdmission {
         let mut s = self.lock();
+        if self.is_halted() || s.halt_after.is_some_and(|k| s.writes >= k) {
+            return WriteAdmission::Halted;
+        }
         s.writes += 1;
         let seq = s.writes;
         if let Some(f) = s.fail_next.pop_front() {
-            return (seq, Some(f));
+            return WriteAdmission::Admitted {
+                seq,
+                fault: Some(f),
+            };
         }
+        let mut fault = None;
         if let Some((p, f)) = s.fraction {
             let mut rng = s.rng;
             let roll = next_rand(&mut rng);
             s.rng = rng;
             if roll < p {
-                return (seq, Some(f));
+                fault = Some(f);
             }
         }
-        (seq, None)
+        WriteAdmission::Admitted { seq, fault }
     }
 
     /// Called after a write request was handled: logs it and halts if it was the k-th.

@@ -19,9 +19,12 @@ pub struct ResourceType {
     pub kind: String,
     /// Whether objects live in a namespace.
     pub namespaced: bool,
-    /// Whether the type has a `/status` subresource (spec and status written separately and
-    /// `metadata.generation` tracked).
+    /// Whether the type has a `/status` subresource (spec and status written separately).
     pub status: bool,
+    /// Whether `metadata.generation` is tracked: 1 on create, +1 on every change outside
+    /// `metadata` (and outside `status` when there is a status subresource), +1 when
+    /// deletion starts. True for custom resources and for built-ins with a status.
+    pub generation: bool,
     /// kubectl short names (discovery only).
     pub short_names: Vec<String>,
     /// kubectl categories (discovery only).
@@ -38,6 +41,7 @@ impl ResourceType {
             kind: kind.into(),
             namespaced: true,
             status: false,
+            generation: false,
             short_names: vec![],
             categories: vec![],
         }
@@ -52,6 +56,13 @@ impl ResourceType {
     /// Gives the type a `/status` subresource.
     pub fn with_status(mut self) -> Self {
         self.status = true;
+        self.generation = true;
+        self
+    }
+
+    /// Tracks `metadata.generation` (as every custom resource does).
+    pub fn with_generation(mut self) -> Self {
+        self.generation = true;
         self
     }
 
@@ -83,6 +94,7 @@ impl ResourceType {
                 kind: spec.names.kind.clone(),
                 namespaced: spec.scope == "Namespaced",
                 status: v.subresources.as_ref().is_some_and(|s| s.status.is_some()),
+                generation: true,
                 short_names: spec.names.short_names.clone().unwrap_or_default(),
                 categories: spec.names.categories.clone().unwrap_or_default(),
             })

@@ -6,10 +6,10 @@
 use super::body::ResponseBody;
 use super::discovery;
 use super::error::ApiError;
-use super::faults::{Fault, Faults, WriteRecord};
+use super::faults::{Fault, Faults, WriteAdmission, WriteRecord};
+use super::meta_view::{self, View};
 use super::patch::PatchKind;
-use super::resources::ResourceType;
-use super::selector::{FieldSelector, LabelSelector, Selectors};
+use super::route::{Route, not_found_path, parse_query, parse_route, selectors};
 use super::store::{Deleted, Store, WatchFrom, WriteOpts};
 use super::watch::{self, WatchRequest};
 use bytes::Bytes;
@@ -84,106 +84,6 @@ fn error_response(e: &ApiError) -> Response<ResponseBody> {
     json_response(e.code, &e.to_status())
 }
 
-/// Decodes `application/x-www-form-urlencoded` query text (`+` is a space).
-pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                },
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    q.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
-}
-
-/// A resource URL, resolved.
-struct Route {
-    ty: ResourceType,
-    namespace: Option<String>,
-    name: Option<String>,
-    subresource: String,
-}
-
-fn not_found_path() -> ApiError {
-    ApiError::new(
-        404,
-        "NotFound",
-        "the server could not find the requested resource",
-    )
-}
-
-fn parse_route(store: &Store, path: &str) -> Result<Route, ApiError> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (group, version, rest) = match segs.as_slice() {
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return Err(not_found_path()),
-    };
-    let (ns, plural, name, sub) = match rest {
-        ["namespaces", ns, plural, tail @ ..]
-            if store
-                .find_type(group, version, plural)
-                .is_some_and(|t| t.namespaced) =>
-        {
-            (
-                Some(*ns),
-                *plural,
-                tail.first().copied(),
-                tail.get(1).copied(),
-            )
-        }
-        [plural, tail @ ..] => (None, *plural, tail.first().copied(), tail.get(1).copied()),
-        [] => return Err(not_found_path()),
-    };
-    if rest.len() > 5 || (ns.is_none() && rest.len() > 3) {
-        return Err(not_found_path());
-    }
-    let ty = store
-        .find_type(group, version, plural)
-        .ok_or_else(not_found_path)?;
-    let subresource = match sub {
-        None => String::new(),
-        Some("status") if ty.status => "status".to_string(),
-        Some(_) => return Err(not_found_path()),
-    };
-    Ok(Route {
-        ty,
-        namespace: ns.map(str::to_string),
-        name: name.map(str::to_string),
-        subresource,
-    })
-}
-
-fn selectors(q: &HashMap<String, String>, plural: &str) -> Result<Selectors, ApiError> {
-    Ok(Selectors {
-        labels: LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?,
-        fields: FieldSelector::parse(
-            q.get("fieldSelector").map(String::as_str).unwrap_or(""),
-            plural,
-        )?,
-    })
-}
-
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
@@ -212,11 +112,7 @@ pub async fn handle(
         tokio::time::sleep(delay).await;
     }
     if inner.faults.is_halted() {
-        return error_response(&ApiError::new(
-            503,
-            "ServiceUnavailable",
-            "the API is halted by the test (simulated crash point)",
-        ));
+        return error_response(&ApiError::halted());
     }
     let path = parts.uri.path().to_string();
     let q = parse_query(parts.uri.query());
@@ -243,6 +139,16 @@ pub async fn handle(
             Some(product) if !product.is_empty() => product.to_string(),
             _ => "unknown".to_string(),
         });
+    let view = match meta_view::from_accept(
+        parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    ) {
+        Ok(v) => v,
+        Err(e) => return error_response(&e),
+    };
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -260,24 +166,22 @@ pub async fn handle(
     let result = match (&parts.method, route.name.is_some()) {
         (&Method::GET, true) => read_one(&inner, &route),
         (&Method::GET, false) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            return start_watch(&inner, &route, &q);
+            return start_watch(&inner, &route, &q, view);
         }
         (&Method::GET, false) => list(&inner, &route, &q),
         (&Method::POST, false)
         | (&Method::PUT, true)
         | (&Method::PATCH, true)
         | (&Method::DELETE, _) => {
-            return write(
-                &inner,
-                &route,
-                &q,
-                &parts.method,
-                &content_type,
-                &body,
+            let req = WriteRequest {
+                method: &parts.method,
+                content_type: &content_type,
+                body: &body,
                 manager,
                 user_agent,
-            )
-            .await;
+                view,
+            };
+            return write(&inner, &route, &q, req).await;
         }
         _ => Err(ApiError::new(
             405,
@@ -286,14 +190,22 @@ pub async fn handle(
         )),
     };
     match result {
-        Ok(v) => json_response(200, &v),
+        Ok(v) => json_response(200, &meta_view::render(view, v)),
         Err(e) => error_response(&e),
     }
 }
 
+/// The resourceVersion a stale view serves (never older than the retained history, so a
+/// stale read degrades to the oldest state still known instead of failing with 410).
 fn stale_at(inner: &Inner) -> Option<u64> {
     let lag = inner.faults.stale_lag();
-    (lag > 0).then(|| inner.store.current_rv().saturating_sub(lag))
+    (lag > 0).then(|| {
+        inner
+            .store
+            .current_rv()
+            .saturating_sub(lag)
+            .max(inner.store.compacted_rv())
+    })
 }
 
 fn read_one(inner: &Inner, route: &Route) -> Result<Value, ApiError> {
@@ -346,6 +258,7 @@ fn start_watch(
     inner: &Arc<Inner>,
     route: &Route,
     q: &HashMap<String, String>,
+    view: View,
 ) -> Response<ResponseBody> {
     let sel = match selectors(q, &route.ty.plural) {
         Ok(s) => s,
@@ -377,6 +290,7 @@ fn start_watch(
         send_initial_events,
         timeout: Duration::from_secs(timeout),
         bookmark_interval: inner.bookmark_interval,
+        metadata_only: view != View::Full,
     };
     let rx = watch::start(inner.store.clone(), inner.faults.clone(), req);
     Response::builder()
@@ -386,27 +300,36 @@ fn start_watch(
         .expect("static response parts are valid")
 }
 
-/// Runs a write with fault injection and logging. Returns (code, body, changed).
-#[allow(clippy::too_many_arguments)]
+/// The parts of a write request `write` needs besides the route.
+struct WriteRequest<'a> {
+    method: &'a Method,
+    content_type: &'a str,
+    body: &'a [u8],
+    /// `fieldManager`, else the User-Agent's product, else `unknown`.
+    manager: String,
+    user_agent: String,
+    view: View,
+}
+
+/// Runs a write with fault injection and logging.
 async fn write(
     inner: &Arc<Inner>,
     route: &Route,
     q: &HashMap<String, String>,
-    method: &Method,
-    content_type: &str,
-    body: &[u8],
-    manager: String,
-    user_agent: String,
+    req: WriteRequest<'_>,
 ) -> Response<ResponseBody> {
-    let patch_kind = PatchKind::from_content_type(content_type);
-    let verb = match *method {
+    let patch_kind = PatchKind::from_content_type(req.content_type);
+    let verb = match *req.method {
         Method::POST => "create",
         Method::PUT => "update",
         Method::PATCH => patch_kind.map(PatchKind::verb_name).unwrap_or("patch"),
         _ if route.name.is_some() => "delete",
         _ => "deletecollection",
     };
-    let (seq, fault) = inner.faults.on_write();
+    let (seq, fault) = match inner.faults.on_write() {
+        WriteAdmission::Halted => return error_response(&ApiError::halted()),
+        WriteAdmission::Admitted { seq, fault } => (seq, fault),
+    };
     let mut record = WriteRecord {
         seq,
         verb: verb.to_string(),
@@ -415,19 +338,24 @@ async fn write(
         subresource: route.subresource.clone(),
         namespace: route.namespace.clone(),
         name: route.name.clone().unwrap_or_default(),
-        field_manager: manager.clone(),
-        user_agent,
+        field_manager: req.manager.clone(),
+        user_agent: req.user_agent,
         code: 0,
         changed: false,
     };
     let opts = WriteOpts {
-        manager,
+        manager: req.manager,
         subresource: route.subresource.clone(),
         force: q.get("force").is_some_and(|f| f == "true"),
     };
+    let view = req.view;
     let run = || -> (Response<ResponseBody>, u16, bool) {
-        match perform(inner, route, q, method, patch_kind, body, &opts) {
-            Ok((code, v, changed)) => (json_response(code, &v), code, changed),
+        match perform(inner, route, q, req.method, patch_kind, req.body, &opts) {
+            Ok((code, v, changed)) => (
+                json_response(code, &meta_view::render(view, v)),
+                code,
+                changed,
+            ),
             Err(e) => (error_response(&e), e.code, false),
         }
     };

@@ -8,6 +8,7 @@
 
 use super::error::ApiError;
 use super::faults::Faults;
+use super::meta_view;
 use super::resources::ResourceType;
 use super::selector::Selectors;
 use super::store::{EventType, HistEvent, Store, WatchFrom};
@@ -36,6 +37,8 @@ pub struct WatchRequest {
     pub timeout: Duration,
     /// Interval between bookmarks.
     pub bookmark_interval: Duration,
+    /// `Accept: ...;as=PartialObjectMetadata`: objects (and bookmarks) carry only metadata.
+    pub metadata_only: bool,
 }
 
 fn line(ty: &str, object: &Value) -> Bytes {
@@ -44,12 +47,23 @@ fn line(ty: &str, object: &Value) -> Bytes {
     Bytes::from(s)
 }
 
-fn bookmark(ty: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
+/// An ADDED/MODIFIED/DELETED/BOOKMARK line, shaped for the request's view.
+fn object_line(req: &WatchRequest, ty: &str, object: &Value) -> Bytes {
+    if req.metadata_only {
+        line(ty, &meta_view::object(object))
+    } else {
+        line(ty, object)
+    }
+}
+
+fn bookmark(req: &WatchRequest, rv: u64, initial_end: bool) -> Bytes {
+    let ty = &req.ty;
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line(
+    object_line(
+        req,
         "BOOKMARK",
         &json!({"apiVersion": ty.api_version(), "kind": ty.kind, "metadata": meta}),
     )
@@ -122,10 +136,10 @@ async fn run(
                 .as_deref()
                 .is_none_or(|n| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(n))
     }) {
-        send(line("ADDED", obj)).await?;
+        send(object_line(&req, "ADDED", obj)).await?;
     }
     if req.send_initial_events {
-        send(bookmark(&req.ty, sub.initial_rv, true)).await?;
+        send(bookmark(&req, sub.initial_rv, true)).await?;
     }
     let mut pending: VecDeque<Arc<HistEvent>> = sub.replay.into();
     let mut last_sent = sub.initial_rv;
@@ -164,12 +178,12 @@ async fn run(
             }
             last_sent = e.rv;
             if let Some((ty, obj)) = translate(&req, &e) {
-                send(line(ty.as_str(), &obj)).await?;
+                send(object_line(&req, ty.as_str(), &obj)).await?;
             }
         }
         if want_bookmark {
             last_sent = last_sent.max(visible);
-            send(bookmark(&req.ty, last_sent, false)).await?;
+            send(bookmark(&req, last_sent, false)).await?;
         }
     }
 }
