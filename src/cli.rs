@@ -14,20 +14,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or the
     /// in-cluster service account).
-    Run {
-        /// Watch only this namespace (default: all namespaces).
-        #[arg(long, env = "KEYROTOR_NAMESPACE")]
-        namespace: Option<String>,
-        /// Name of this replica, shown in events (set from the pod name).
-        #[arg(long, env = "POD_NAME")]
-        instance: Option<String>,
-        /// Reconciles at once (0: no limit).
-        #[arg(long, env = "KEYROTOR_CONCURRENCY", default_value_t = 0)]
-        concurrency: u16,
-        /// Log format.
-        #[arg(long, env = "KEYROTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-        log_format: LogFormat,
-    },
+    Run(crate::run::RunArgs),
     /// Watch the rotation planner rotate a key on a simulated cluster, with traffic.
     Demo(crate::demo::DemoArgs),
     /// Print the ApiKeyRotation CustomResourceDefinition as YAML.
@@ -64,29 +51,13 @@ pub fn init_logging(format: LogFormat) {
 /// Runs a parsed command, returning the process exit code.
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Run {
-            namespace,
-            instance,
-            concurrency,
-            log_format,
-        } => {
-            init_logging(log_format);
+        Command::Run(args) => {
+            init_logging(args.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime.block_on(async {
-                let client = kube::Client::try_default()
-                    .await
-                    .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
-                let config = crate::controller::Config {
-                    namespace,
-                    instance,
-                    concurrency,
-                };
-                crate::controller::run(client, config).await;
-                Ok(())
-            })
+            runtime.block_on(crate::run::run(args))
         }
         Command::Demo(args) => crate::demo::print(&args),
         Command::Crd => {

@@ -10,7 +10,9 @@ pub mod conditions;
 pub mod controller;
 pub mod demo;
 pub mod keys;
+pub mod ops;
 pub mod rotation;
+pub mod run;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -11,18 +11,25 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::ApiKeyRotation;
+use crate::ops::Metrics;
 
 pub struct Context {
     pub client: Client,
     /// Pods, slimmed by `pods::strip` before they are stored.
     pub pods: Store<Pod>,
     pub recorder: Recorder,
+    pub metrics: std::sync::Arc<Metrics>,
     failures: Mutex<HashMap<ObjectRef<ApiKeyRotation>, u32>>,
     status_written: Mutex<HashMap<ObjectRef<ApiKeyRotation>, std::time::Instant>>,
 }
 
 impl Context {
-    pub fn new(client: Client, pods: Store<Pod>, instance: Option<String>) -> Context {
+    pub fn new(
+        client: Client,
+        pods: Store<Pod>,
+        instance: Option<String>,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Context {
         let reporter = Reporter {
             controller: "keyrotor".into(),
             instance,
@@ -31,6 +38,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             pods,
+            metrics,
             failures: Mutex::new(HashMap::new()),
             status_written: Mutex::new(HashMap::new()),
         }

@@ -27,13 +27,14 @@ pub use error::Error;
 pub use reconcile::{FINALIZER, error_policy, reconcile};
 
 use crate::api::{ApiKeyRotation, keys as k};
+use crate::ops::{Health, Metrics};
 use crate::rotation::WorkloadKind;
 
 /// Where the controller looks.
 #[derive(Clone, Debug, Default)]
 pub struct Config {
-    /// Watch only this namespace (all namespaces when `None`).
-    pub namespace: Option<String>,
+    /// Watch only these namespaces (all namespaces when empty).
+    pub namespaces: Vec<String>,
     /// This replica's name, for events.
     pub instance: Option<String>,
     /// Reconciles allowed at once (0: unbounded).
@@ -50,9 +51,48 @@ where
     }
 }
 
-/// Runs the controller until the stream ends (shutdown signal).
-pub async fn run(client: Client, config: Config) {
-    let ns = &config.namespace;
+/// Runs the controller until a shutdown signal: one controller per watched
+/// namespace, or one for the whole cluster. `health` turns ready once every
+/// cache has synced.
+pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, health: Arc<Health>) {
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(scopes.len());
+    let total = scopes.len();
+    let waiter = health.clone();
+    tokio::spawn(async move {
+        for _ in 0..total {
+            if ready_rx.recv().await.is_none() {
+                return;
+            }
+        }
+        waiter.ready();
+        info!("caches synced; ready");
+    });
+    health.waiting("waiting for caches to sync");
+    let runs = scopes.into_iter().map(|ns| {
+        run_scope(
+            client.clone(),
+            ns,
+            config.clone(),
+            metrics.clone(),
+            ready_tx.clone(),
+        )
+    });
+    futures::future::join_all(runs).await;
+}
+
+async fn run_scope(
+    client: Client,
+    namespace: Option<String>,
+    config: Config,
+    metrics: Arc<Metrics>,
+    ready: tokio::sync::mpsc::Sender<()>,
+) {
+    let ns = &namespace;
     let (pod_store, pod_writer) = reflector::store::<Pod>();
     let pods = watcher(
         api::<Pod>(&client, ns),
@@ -64,8 +104,9 @@ pub async fn run(client: Client, config: Config) {
     .touched_objects();
     let ctx = Arc::new(Context::new(
         client.clone(),
-        pod_store,
+        pod_store.clone(),
         config.instance.clone(),
+        metrics,
     ));
     let controller = Controller::new(
         api::<ApiKeyRotation>(&client, ns),
@@ -73,6 +114,14 @@ pub async fn run(client: Client, config: Config) {
     )
     .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
     let rotations = controller.store();
+    let (synced_rotations, synced_pods) = (rotations.clone(), pod_store);
+    tokio::spawn(async move {
+        if synced_rotations.wait_until_ready().await.is_ok()
+            && synced_pods.wait_until_ready().await.is_ok()
+        {
+            let _ = ready.send(()).await;
+        }
+    });
     let (r1, r2, r3, r4) = (
         rotations.clone(),
         rotations.clone(),

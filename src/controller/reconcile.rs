@@ -33,7 +33,9 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// How long to wait before re-checking a Secret name clash.
 const CONFLICT_RETRY: Duration = Duration::from_secs(300);
 
+#[tracing::instrument(skip_all, fields(namespace = rot.namespace().unwrap_or_default(), name = rot.name_any()))]
 pub async fn reconcile(rot: Arc<ApiKeyRotation>, ctx: Arc<Context>) -> Result<Requeue> {
+    let _timer = ctx.metrics.reconcile_started();
     let ns = rot.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<ApiKeyRotation> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, rot, |event| async {
@@ -48,6 +50,7 @@ pub async fn reconcile(rot: Arc<ApiKeyRotation>, ctx: Arc<Context>) -> Result<Re
 
 pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) -> Requeue {
     let delay = ctx.backoff(&ObjectRef::from_obj(rot.as_ref()));
+    ctx.metrics.reconcile_failed(err.category());
     warn!(category = err.category(), error = %err, retry_in = ?delay, "reconcile failed");
     Requeue::requeue(delay)
 }
@@ -112,6 +115,7 @@ async fn reconcile_live(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> 
     }
     for e in &plan.events {
         publish(ctx, rot, e.kind, e.reason, &e.note).await;
+        ctx.metrics.event(e.reason);
     }
     let mut status = ApiKeyRotationStatus::from_report(
         &plan.report,
@@ -129,8 +133,10 @@ async fn reconcile_live(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> 
             v.fingerprint = key.fingerprint();
         }
     }
+    ctx.metrics.observe(&ns, &name, &status);
     let deferred = write_status(rot, ctx, status).await?;
     ctx.succeeded(&ObjectRef::from_obj(rot));
+    ctx.metrics.reconcile_ok();
     let wait = plan
         .wake_at
         .map(|t| Duration::from_millis(t.duration_since(now).as_millis().max(0) as u64 + 1))
@@ -260,6 +266,7 @@ async fn delete(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
         &projected,
     )
     .await?;
+    ctx.metrics.forget(&ns, &rot.name_any());
     info!(policy = ?rot.spec.deletion_policy, "rotation deleted; Secrets cleaned up");
     Ok(Requeue::await_change())
 }

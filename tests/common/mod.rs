@@ -30,6 +30,7 @@ pub struct Harness {
     /// Pods whose kubelet never refreshes their volume (and so never report).
     pub stuck: Arc<Mutex<BTreeSet<String>>>,
     pub observer: observer::Observer,
+    pub metrics: Arc<keyrotor::ops::Metrics>,
 }
 
 impl Harness {
@@ -45,6 +46,7 @@ impl Harness {
         let stuck = Arc::new(Mutex::new(BTreeSet::new()));
         let kubelet = tokio::spawn(kubelet(client.clone(), stuck.clone()));
         let observer = observer::Observer::start(client.clone()).await;
+        let metrics = Arc::new(keyrotor::ops::Metrics::new());
         let mut h = Harness {
             api,
             client,
@@ -52,6 +54,7 @@ impl Harness {
             kubelet,
             stuck,
             observer,
+            metrics,
         };
         h.start_controller();
         h
@@ -60,11 +63,13 @@ impl Harness {
     pub fn start_controller(&mut self) {
         let client = self.client.clone();
         let config = controller::Config {
-            namespace: Some(NS.into()),
+            namespaces: vec![NS.into()],
             instance: Some("test".into()),
             concurrency: 0,
         };
-        self.controller = Some(tokio::spawn(controller::run(client, config)));
+        let health = Arc::new(keyrotor::ops::Health::default());
+        let run = controller::run(client, config, self.metrics.clone(), health);
+        self.controller = Some(tokio::spawn(run));
     }
 
     pub fn stop_controller(&mut self) {

@@ -1,0 +1,37 @@
+//! Readiness, as `/readyz` reports it: not ready until the CRD is found, this
+//! replica leads (or stands by), and the caches have synced. The reason is
+//! a sentence, so a person reading `/readyz` knows what it waits for.
+
+use std::sync::Mutex;
+
+#[derive(Debug)]
+pub struct Health {
+    waiting_for: Mutex<Option<String>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            waiting_for: Mutex::new(Some("starting".into())),
+        }
+    }
+}
+
+impl Health {
+    /// Not ready, because of `reason`.
+    pub fn waiting(&self, reason: impl Into<String>) {
+        *self.waiting_for.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.into());
+    }
+
+    pub fn ready(&self) {
+        *self.waiting_for.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// `None` when ready, else what it waits for.
+    pub fn waiting_for(&self) -> Option<String> {
+        self.waiting_for
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
