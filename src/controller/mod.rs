@@ -10,6 +10,7 @@ pub mod observe;
 pub mod pods;
 mod reconcile;
 pub mod render;
+mod rollout;
 
 use std::sync::Arc;
 

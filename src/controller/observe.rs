@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Secret};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
@@ -16,6 +16,7 @@ use super::context::Context;
 use super::error::Result;
 use super::pods::{is_running, secret_refs, selector_matches};
 use super::render::{self, KEY};
+use super::rollout;
 use crate::api::{ApiKeyRotation, ConsumerGroup, keys as k, validate::Validated};
 use crate::keys::SecretKey;
 use crate::rotation::{
@@ -265,80 +266,54 @@ async fn workload(
     id: &WorkloadId,
     key: &str,
 ) -> Result<Option<WorkloadObs>> {
-    let stamp = |ann: Option<&BTreeMap<String, String>>| {
-        ann.and_then(|a| a.get(key)).and_then(|v| v.parse().ok())
+    let stamp = |t: Option<&PodTemplateSpec>| {
+        t.and_then(|t| {
+            t.metadata
+                .as_ref()?
+                .annotations
+                .as_ref()?
+                .get(key)?
+                .parse()
+                .ok()
+        })
     };
     let obs = match id.kind {
-        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), ns)
-            .get_opt(&id.name)
-            .await?
-            .map(|d| {
-                let gen_ok =
-                    d.status.as_ref().and_then(|s| s.observed_generation) >= d.metadata.generation;
-                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let s = d.status.clone().unwrap_or_default();
-                let done = gen_ok
-                    && s.updated_replicas.unwrap_or(0) >= want
-                    && s.replicas.unwrap_or(0) == s.updated_replicas.unwrap_or(0)
-                    && s.available_replicas.unwrap_or(0) >= want;
-                (
-                    stamp(
-                        d.spec
-                            .as_ref()
-                            .and_then(|s| s.template.metadata.as_ref())
-                            .and_then(|m| m.annotations.as_ref()),
-                    ),
-                    done,
-                )
-            }),
-        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), ns)
-            .get_opt(&id.name)
-            .await?
-            .map(|d| {
-                let gen_ok =
-                    d.status.as_ref().and_then(|s| s.observed_generation) >= d.metadata.generation;
-                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let s = d.status.clone().unwrap_or_default();
-                let done = gen_ok
-                    && s.update_revision.is_some()
-                    && s.update_revision == s.current_revision
-                    && s.ready_replicas.unwrap_or(0) >= want;
-                (
-                    stamp(
-                        d.spec
-                            .as_ref()
-                            .and_then(|s| s.template.metadata.as_ref())
-                            .and_then(|m| m.annotations.as_ref()),
-                    ),
-                    done,
-                )
-            }),
-        WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), ns)
-            .get_opt(&id.name)
-            .await?
-            .map(|d| {
-                let gen_ok =
-                    d.status.as_ref().and_then(|s| s.observed_generation) >= d.metadata.generation;
-                let s = d.status.clone().unwrap_or_default();
-                let done = gen_ok
-                    && s.updated_number_scheduled.unwrap_or(0) >= s.desired_number_scheduled
-                    && s.number_available.unwrap_or(0) >= s.desired_number_scheduled;
-                (
-                    stamp(
-                        d.spec
-                            .as_ref()
-                            .and_then(|s| s.template.metadata.as_ref())
-                            .and_then(|m| m.annotations.as_ref()),
-                    ),
-                    done,
-                )
-            }),
+        WorkloadKind::Deployment => get::<Deployment>(client, ns, &id.name).await?.map(|d| {
+            (
+                stamp(d.spec.as_ref().map(|s| &s.template)),
+                rollout::deployment_done(&d),
+            )
+        }),
+        WorkloadKind::StatefulSet => get::<StatefulSet>(client, ns, &id.name).await?.map(|d| {
+            (
+                stamp(d.spec.as_ref().map(|s| &s.template)),
+                rollout::statefulset_done(&d),
+            )
+        }),
+        WorkloadKind::DaemonSet => get::<DaemonSet>(client, ns, &id.name).await?.map(|d| {
+            (
+                stamp(d.spec.as_ref().map(|s| &s.template)),
+                rollout::daemonset_done(&d),
+            )
+        }),
     };
     Ok(obs.map(|(stamped, rolled_out)| WorkloadObs {
         id: id.clone(),
         stamped,
         rolled_out,
     }))
+}
+
+async fn get<K>(client: &kube::Client, ns: &str, name: &str) -> Result<Option<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Ok(Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await?)
 }
 
 /// The key a version Secret or an adoption source holds.
