@@ -15,7 +15,10 @@ pub enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or the
     /// in-cluster service account).
     Run(crate::run::RunArgs),
-    /// Watch the rotation planner rotate a key on a simulated cluster, with traffic.
+    /// Watch keyrotor rotate a key with zero failed requests: the real
+    /// controller on an in-memory API, simulated pods and traffic, and a naive
+    /// overwrite for comparison.
+    #[cfg(feature = "testkit")]
     Demo(crate::demo::DemoArgs),
     /// Print the ApiKeyRotation CustomResourceDefinition as YAML.
     Crd,
@@ -59,7 +62,14 @@ pub fn run(cli: Cli) -> CliResult {
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
             runtime.block_on(crate::run::run(args))
         }
-        Command::Demo(args) => crate::demo::print(&args),
+        #[cfg(feature = "testkit")]
+        Command::Demo(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            runtime.block_on(crate::demo::print(args))
+        }
         Command::Crd => {
             print!("{}", crate::api::crd_yaml());
             Ok(())

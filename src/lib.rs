@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod conditions;
 pub mod controller;
+#[cfg(feature = "testkit")]
 pub mod demo;
 pub mod keys;
 pub mod ops;
