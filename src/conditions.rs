@@ -45,6 +45,12 @@ pub mod events {
     pub const ROLLBACK_REJECTED: &str = "RollbackRejected";
     pub const MIGRATION_STALLED: &str = "MigrationStalled";
     pub const PROJECTION_REPAIRED: &str = "ProjectionRepaired";
+    /// A version Secret deleted by hand was re-created from a projection holding its key.
+    pub const KEY_RECOVERED: &str = "KeyRecovered";
+    /// A key is gone for good; a new version replaces it.
+    pub const KEY_LOST: &str = "KeyLost";
+    /// A promote or retire step waits because the pod view lags behind the Secrets.
+    pub const STALE_VIEW: &str = "StaleView";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const SECRET_CONFLICT: &str = "SecretConflict";
 }

@@ -6,10 +6,12 @@
 mod apply;
 mod context;
 mod error;
+mod freshness;
 pub mod observe;
 pub mod pods;
 mod reconcile;
 pub mod render;
+mod repair;
 mod rollout;
 
 use std::sync::Arc;

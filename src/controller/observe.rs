@@ -103,31 +103,10 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         .pods
         .state()
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && is_running(p))
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
         .collect();
+    consumers(rot, v, ctx, &pods, &mut observed).await?;
     let spec = &rot.spec;
-    observed.verifiers = group_obs(
-        &name,
-        Group::Verifiers,
-        &spec.consumers.verifiers,
-        &v.verifier_secret,
-        &pods,
-        &ctx.client,
-        &ns,
-    )
-    .await?;
-    observed.presenters = group_obs(
-        &name,
-        Group::Presenters,
-        &spec.consumers.presenters,
-        &v.presenter_secret,
-        &pods,
-        &ctx.client,
-        &ns,
-    )
-    .await?;
-    observed.traffic = traffic(&name, &v.verifier_secret, &spec.consumers.verifiers, &pods);
-
     observed.rotate = Requests {
         spec: spec.rotation_request.clone(),
         annotation: rot.annotations().get(k::ROTATE_REQUEST).cloned(),
@@ -161,6 +140,43 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         adopted_key,
         conflicts,
     })
+}
+
+/// Fills the consumer groups and traffic of `observed` from `pods` (the pods
+/// of the rotation's namespace, from the cache or freshly listed).
+pub async fn consumers(
+    rot: &ApiKeyRotation,
+    v: &Validated,
+    ctx: &Context,
+    pods: &[std::sync::Arc<Pod>],
+    observed: &mut Observed,
+) -> Result<()> {
+    let ns = rot.namespace().unwrap_or_default();
+    let name = rot.name_any();
+    let pods: Vec<std::sync::Arc<Pod>> = pods.iter().filter(|p| is_running(p)).cloned().collect();
+    let spec = &rot.spec;
+    observed.verifiers = group_obs(
+        &name,
+        Group::Verifiers,
+        &spec.consumers.verifiers,
+        &v.verifier_secret,
+        &pods,
+        &ctx.client,
+        &ns,
+    )
+    .await?;
+    observed.presenters = group_obs(
+        &name,
+        Group::Presenters,
+        &spec.consumers.presenters,
+        &v.presenter_secret,
+        &pods,
+        &ctx.client,
+        &ns,
+    )
+    .await?;
+    observed.traffic = traffic(&name, &v.verifier_secret, &spec.consumers.verifiers, &pods);
+    Ok(())
 }
 
 /// A group is every running pod that references its Secret, plus pods its

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType};
@@ -16,8 +17,9 @@ use tracing::{debug, info, warn};
 use super::apply::{Writer, cleanup};
 use super::context::Context;
 use super::error::{Error, Result};
-use super::observe::observe;
+use super::observe::{consumers, observe};
 use super::render::Layout;
+use super::{freshness, repair};
 use crate::api::{ApiKeyRotation, ApiKeyRotationStatus, DeletionPolicy, FIELD_MANAGER, validate};
 use crate::conditions::{events, reasons, types};
 use crate::rotation::{ConditionState, EventType, plan};
@@ -30,6 +32,8 @@ const RESYNC: Duration = Duration::from_secs(3600);
 /// Status changes that only move confirmation counts are written at most this
 /// often: a step with many pods would otherwise write status once per report.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// How soon to look again when the pod cache lagged behind a decision.
+const STALE_RETRY: Duration = Duration::from_secs(1);
 /// How long to wait before re-checking a Secret name clash.
 const CONFLICT_RETRY: Duration = Duration::from_secs(300);
 
@@ -93,7 +97,6 @@ async fn reconcile_live(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> 
         .await?;
         return Ok(Requeue::requeue(CONFLICT_RETRY));
     }
-    let plan = plan(&validated.policy, &obs.observed, now);
     let writer = Writer {
         client: ctx.client.clone(),
         namespace: &ns,
@@ -109,6 +112,27 @@ async fn reconcile_live(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> 
         key_spec: &validated.key,
         now,
     };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    for v in repair::recover_versions(&secrets, &writer.layout, &mut obs, now).await? {
+        let note = format!(
+            "version {v}'s Secret was deleted; re-created from the projected Secret that still holds its key (same key, same fingerprint)"
+        );
+        warn!(version = v, "version Secret restored from a projection");
+        publish(ctx, rot, EventType::Warning, events::KEY_RECOVERED, &note).await;
+    }
+    repair::detect_tampering(&writer.layout, &mut obs, validated.policy.combined, now);
+    let mut plan = plan(&validated.policy, &obs.observed, now);
+    if let Some(rv) = freshness::dependency(&plan, &obs) {
+        let pods = freshness::pods_since(&ctx.client, &ns, &rv).await?;
+        consumers(rot, &validated, ctx, &pods, &mut obs.observed).await?;
+        let fresh = crate::rotation::plan(&validated.policy, &obs.observed, now);
+        if !freshness::same_decision(&plan, &fresh) {
+            // The cache lags behind the Secrets: wait for it rather than decide on it.
+            info!(stage = ?plan.report.stage, "pod cache behind the Secrets; step deferred");
+            return Ok(Requeue::requeue(STALE_RETRY));
+        }
+        plan = fresh;
+    }
     let writes = writer.apply(&plan.actions, &mut obs).await?;
     if writes > 0 {
         info!(writes, stage = ?plan.report.stage, current = ?plan.report.current, "applied plan");

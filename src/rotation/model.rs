@@ -220,6 +220,11 @@ pub struct Observed {
     pub rollback: Requests,
     pub adoption: Option<AdoptionObs>,
     pub record: Record,
+    /// The verifier (or combined) Secret's content differs from what its
+    /// published state should render to: someone edited it by hand.
+    pub verifier_tampered: bool,
+    /// The same for the presenter Secret.
+    pub presenter_tampered: bool,
 }
 
 /// The lifecycle of one version.

@@ -149,6 +149,10 @@ impl<'a> Planner<'a> {
             self.stage = self.derived_stage();
             return;
         }
+        if self.replace_lost_keys(current) {
+            self.stage = self.derived_stage();
+            return;
+        }
         self.stage = self.derived_stage();
         if self.policy.suspend {
             self.waiting_reason = reasons::SUSPENDED;
@@ -182,36 +186,118 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// A projected Secret deleted by hand is rebuilt from what status remembers.
+    /// A projected Secret deleted or edited by hand is rebuilt: a deleted one
+    /// from what status remembers, an edited one from what consumers were last
+    /// given (observe reads that back from its data). The presenter side needs
+    /// the current key; when that is lost, `replace_lost_keys` takes over.
     fn repair_missing_projection(&mut self) -> bool {
         let rec = &self.obs.record;
+        let combined = self.policy.combined;
+        let current_key_ok = self.current.is_none_or(|c| self.has_key(c));
         let verifier_missing = self.obs.verifier.is_none() && !rec.accepted.is_empty();
-        let presenter_missing =
-            !self.policy.combined && self.obs.presenter.is_none() && rec.current.is_some();
-        if !verifier_missing && !presenter_missing {
+        let presenter_missing = !combined && self.obs.presenter.is_none() && rec.current.is_some();
+        let verifier_edited = self.obs.verifier_tampered;
+        let presenter_edited = !combined && self.obs.presenter_tampered;
+        let rebuild_verifier =
+            (verifier_missing || verifier_edited) && (!combined || current_key_ok);
+        let rebuild_presenter = (presenter_missing || presenter_edited) && current_key_ok;
+        if !rebuild_verifier && !rebuild_presenter {
             return false;
         }
-        if verifier_missing {
-            let target = if self.policy.combined {
+        if rebuild_verifier {
+            let target = if combined {
                 Target::Combined
             } else {
                 Target::Verifier
             };
             self.verifier_rev += 1;
             self.verifier_written = Some(self.now);
+            if combined {
+                self.presenter_rev = self.verifier_rev;
+                self.presenter_written = self.verifier_written;
+            }
             self.push_publish(target, self.verifier_rev);
         }
-        if presenter_missing {
+        if rebuild_presenter {
             self.presenter_rev += 1;
             self.presenter_written = Some(self.now);
             self.push_publish(Target::Presenter, self.presenter_rev);
         }
-        self.event(
-            EventType::Warning,
-            events::PROJECTION_REPAIRED,
-            "a projected Secret was missing and has been rebuilt".into(),
-        );
+        let what = if (rebuild_verifier && verifier_edited)
+            || (rebuild_presenter && presenter_edited)
+        {
+            "a projected Secret was edited by hand and has been rewritten from the version Secrets"
+        } else {
+            "a projected Secret was missing and has been rebuilt"
+        };
+        self.event(EventType::Warning, events::PROJECTION_REPAIRED, what.into());
         true
+    }
+
+    /// Key material gone for good (version Secret deleted and no projection
+    /// holding the key) is never papered over: it is reported, and a fresh
+    /// version replaces it through the ordinary, confirmed protocol. Returns
+    /// true when this plan is complete.
+    fn replace_lost_keys(&mut self, current: Version) -> bool {
+        let lost_pending: BTreeSet<Version> = self
+            .accepted
+            .range(current + 1..)
+            .copied()
+            .filter(|v| !self.abandoned.contains(v) && !self.has_key(*v))
+            .collect();
+        if !lost_pending.is_empty() {
+            // Only verifiers ever had it, so it can leave the accepted set at
+            // once; the new version takes its place in the same write.
+            let mut a: BTreeSet<Version> =
+                self.accepted.difference(&lost_pending).copied().collect();
+            let next = self.create_version(Origin::Generated, Requests::default());
+            a.insert(next);
+            self.publish(a, Some(current));
+            self.event(
+                EventType::Warning,
+                events::KEY_LOST,
+                format!(
+                    "the key of staged version {} is lost (its version Secret was deleted and verifiers hold only its digest); version {next} replaces it",
+                    join(&lost_pending)
+                ),
+            );
+            return true;
+        }
+        if self.has_key(current) {
+            return false;
+        }
+        let replacement = self.pending(current).or_else(|| self.unpublished());
+        let msg = |r: Version| {
+            format!(
+                "the key of current version {current} is lost (its version Secret was deleted and no projected Secret holds it); version {r} replaces it"
+            )
+        };
+        match replacement {
+            Some(r) => {
+                self.blocked = Some((reasons::KEY_MATERIAL_MISSING, msg(r)));
+                false // the replacement is on its way: let the protocol carry it
+            }
+            None if self.policy.suspend => {
+                self.blocked = Some((
+                    reasons::KEY_MATERIAL_MISSING,
+                    format!(
+                        "the key of current version {current} is lost; resume the rotation to replace it"
+                    ),
+                ));
+                false
+            }
+            None => {
+                let next = self.create_version(Origin::Generated, Requests::default());
+                self.blocked = Some((reasons::KEY_MATERIAL_MISSING, msg(next)));
+                self.event(EventType::Warning, events::KEY_LOST, msg(next));
+                self.stage_version(current, next);
+                true
+            }
+        }
+    }
+
+    fn has_key(&self, v: Version) -> bool {
+        self.obs.versions.get(&v).is_some_and(|o| o.has_key)
     }
 
     /// Emergency revocation: runs even when suspended, and is the one path

@@ -212,6 +212,8 @@ impl World {
                 fingerprint: "sha256:adopted".into(),
             }),
             record: self.record.clone(),
+            verifier_tampered: false,
+            presenter_tampered: false,
         }
     }
 

@@ -68,6 +68,8 @@ struct State {
     rng: u64,
     delay: Duration,
     halt_after: Option<u64>,
+    /// Halt after this many more write requests from this field manager.
+    halt_by: Option<(String, u64)>,
     writes: u64,
     stale_lag: u64,
     log: Vec<WriteRecord>,
@@ -157,6 +159,20 @@ impl Faults {
         }
     }
 
+    /// Like [`Faults::halt_after_writes`], but counts only write requests made by field
+    /// manager `manager`, from now on: `k = 1` halts right after that client's next write.
+    /// Other clients (a simulated kubelet, the test itself) keep writing meanwhile, so this
+    /// is how a test crashes one controller at each of its own writes deterministically.
+    pub fn halt_after_writes_by(&self, manager: &str, k: u64) {
+        let mut s = self.lock();
+        if k == 0 {
+            drop(s);
+            self.halt_now();
+            return;
+        }
+        s.halt_by = Some((manager.to_string(), k));
+    }
+
     /// Halts now (see [`Faults::halt_after_writes`]).
     pub fn halt_now(&self) {
         self.halted.send_replace(true);
@@ -165,7 +181,10 @@ impl Faults {
 
     /// Lifts a halt; the next controller can start against the same state.
     pub fn resume(&self) {
-        self.lock().halt_after = None;
+        let mut s = self.lock();
+        s.halt_after = None;
+        s.halt_by = None;
+        drop(s);
         self.halted.send_replace(false);
     }
 
@@ -188,6 +207,7 @@ impl Faults {
         s.delay = Duration::ZERO;
         s.stale_lag = 0;
         s.halt_after = None;
+        s.halt_by = None;
         drop(s);
         self.halted.send_replace(false);
     }
@@ -275,8 +295,14 @@ impl Faults {
     pub(crate) fn after_write(&self, record: WriteRecord) {
         let mut s = self.lock();
         let seq = record.seq;
+        let mut halt = s.halt_after.is_some_and(|k| seq >= k);
+        if let Some((manager, left)) = s.halt_by.as_mut()
+            && *manager == record.field_manager
+        {
+            *left = left.saturating_sub(1);
+            halt |= *left == 0;
+        }
         s.log.push(record);
-        let halt = s.halt_after.is_some_and(|k| seq >= k);
         drop(s);
         if halt {
             self.halt_now();

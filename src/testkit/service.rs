@@ -233,6 +233,18 @@ fn list(inner: &Inner, route: &Route, q: &HashMap<String, String>) -> Result<Val
         after = Some((ns.to_string(), name.to_string()));
     } else if q.get("resourceVersionMatch").is_some_and(|m| m == "Exact") {
         at = q.get("resourceVersion").and_then(|r| r.parse().ok());
+    } else if let (Some(stale), Some(min)) = (
+        at,
+        q.get("resourceVersion")
+            .and_then(|r| r.parse::<u64>().ok())
+            .filter(|_| {
+                q.get("resourceVersionMatch")
+                    .is_some_and(|m| m == "NotOlderThan")
+            }),
+    ) {
+        // A lagging cache asked for a version it has not reached: the real
+        // apiserver waits for it to catch up; here it has caught up at once.
+        at = Some(stale.max(min));
     }
     let (rv, items, next) = inner.store.list(
         &route.ty,

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use keyrotor::api::keys as k;
 use keyrotor::rotation::invariants::{VersionLedger, check_current_accepted};
 use kube::api::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use tokio::task::JoinHandle;
@@ -46,8 +47,13 @@ impl Observer {
         let pods: Api<Pod> = Api::namespaced(client, NS);
         let l1 = log.clone();
         let t1 = tokio::spawn(async move {
-            let mut s = watcher::watcher(secrets, watcher::Config::default()).boxed();
-            while let Some(Ok(ev)) = s.next().await {
+            // Errors (a halted API, a cut watch, 410) are retried with backoff: the
+            // history must cover crashes too.
+            let mut s = watcher::watcher(secrets, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            while let Some(ev) = s.next().await {
+                let Ok(ev) = ev else { continue };
                 let mut log = l1.lock().unwrap();
                 match ev {
                     Event::Apply(o) | Event::InitApply(o) => {
@@ -60,8 +66,13 @@ impl Observer {
         });
         let l2 = log.clone();
         let t2 = tokio::spawn(async move {
-            let mut s = watcher::watcher(pods, watcher::Config::default()).boxed();
-            while let Some(Ok(ev)) = s.next().await {
+            // Errors (a halted API, a cut watch, 410) are retried with backoff: the
+            // history must cover crashes too.
+            let mut s = watcher::watcher(pods, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            while let Some(ev) = s.next().await {
+                let Ok(ev) = ev else { continue };
                 let mut log = l2.lock().unwrap();
                 match ev {
                     Event::Apply(o) | Event::InitApply(o) => {
