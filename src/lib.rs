@@ -1,7 +1,8 @@
 //! keyrotor: a Kubernetes operator that rotates API keys with zero failed requests.
 //!
 //! Layout: `api` (the CRD types and their validation), `rotation` (the pure
-//! planner), `keys` (key generation and the redacting key type), `cli`.
+//! planner), `keys` (key generation and the redacting key type), `cli`, `plugin`
+//! (`kubectl keyrotor`).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -10,6 +11,7 @@ pub mod conditions;
 pub mod controller;
 pub mod demo;
 pub mod keys;
+pub mod plugin;
 pub mod rotation;
 
 #[cfg(feature = "testkit")]

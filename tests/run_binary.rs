@@ -6,10 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, CustomResourceExt};
 use keyrotor::api::{ApiKeyRotation, keys as k};
 use keyrotor::testkit::FakeApi;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, CustomResourceExt};
 use serde_json::json;
 
 /// Kills the child by PID when the test ends, pass or fail.
@@ -49,20 +49,30 @@ async fn keyrotor_run_publishes_the_first_key_through_a_kubeconfig() {
         "metadata": {"name": "api", "namespace": "default"},
         "spec": {"secrets": {"verifier": "api-verifier", "presenter": "api-key"}},
     });
-    rotations.patch("api", &PatchParams::apply("test"), &Patch::Apply(&obj)).await.unwrap();
+    rotations
+        .patch("api", &PatchParams::apply("test"), &Patch::Apply(&obj))
+        .await
+        .unwrap();
 
     let secrets: Api<Secret> = Api::namespaced(client, "default");
     let mut published = None;
     for _ in 0..200 {
         if let Some(s) = secrets.get_opt("api-key").await.unwrap() {
-            published = s.metadata.annotations.and_then(|a| a.get(k::CURRENT).cloned());
+            published = s
+                .metadata
+                .annotations
+                .and_then(|a| a.get(k::CURRENT).cloned());
             if published.is_some() {
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(published.as_deref(), Some("1"), "the binary published version 1 within 20 s");
+    assert_eq!(
+        published.as_deref(),
+        Some("1"),
+        "the binary published version 1 within 20 s"
+    );
     let status = rotations.get("api").await.unwrap().status.unwrap();
     assert_eq!(status.current_version, Some(1));
     let _ = std::fs::remove_dir_all(&dir);
