@@ -32,9 +32,12 @@ pub struct Args {
 /// One subcommand per verb; each is a single read or write that RBAC governs.
 #[derive(Subcommand, Debug)]
 pub enum Verb {
-    /// Show rotations in one table: versions, stage, consumer confirmation,
-    /// readiness and the next scheduled rotation. With NAME, also list the
-    /// consumers a cycle in flight still waits for.
+    /// Show rotations in one table: versions, stage, confirmation, next rotation.
+    ///
+    /// Columns: current and accepted versions, stage, verifiers and presenters
+    /// confirmed out of total, the Ready condition with its reason, and the
+    /// next scheduled rotation. With NAME, also list the consumers a cycle in
+    /// flight still waits for and any stalled or not-Ready condition.
     Status {
         /// One ApiKeyRotation (default: every one in the namespace).
         name: Option<String>,
@@ -62,11 +65,10 @@ pub enum Verb {
         /// The ApiKeyRotation.
         name: String,
     },
-    /// Revoke a version in an emergency: verifiers stop accepting it at once
-    /// and its key material is deleted; if it is the current key, presenters
-    /// get a fresh one at once.
+    /// Revoke a version now (emergency): it stops being accepted at once.
     ///
-    /// Adds VERSION to spec.revokedVersions. Under GitOps, commit the same
+    /// Verifiers stop accepting VERSION and its key material is deleted; if
+    /// it is the current key, presenters get a fresh one at once. Adds VERSION to spec.revokedVersions. Under GitOps, commit the same
     /// change to Git, or the next sync removes the entry from the spec.
     Revoke {
         /// The ApiKeyRotation.
@@ -74,16 +76,18 @@ pub enum Verb {
         /// Version number to revoke (see `history`).
         version: u64,
     },
-    /// List every version in status: state, fingerprint and when it was
-    /// created, promoted and retired. Fingerprints only, never key material.
+    /// List versions: state, fingerprint, created, promoted, retired.
+    ///
+    /// Every version status keeps (the live ones and the most recent retired
+    /// ones). Fingerprints only: status never holds key material.
     History {
         /// The ApiKeyRotation.
         name: String,
     },
-    /// Pause rotation: no new cycle starts and a cycle in flight holds where it
-    /// is; every published key stays valid and revocation still applies.
+    /// Pause rotation; every published key stays valid.
     ///
-    /// Sets spec.suspend. Under GitOps, commit it to Git, or the next sync
+    /// No new cycle starts and a cycle in flight holds where it is; revocation
+    /// still applies. Sets spec.suspend. Under GitOps, commit it to Git, or the next sync
     /// reverts it.
     Suspend {
         /// The ApiKeyRotation.
