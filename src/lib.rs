@@ -1,7 +1,10 @@
 //! keyrotor: a Kubernetes operator that rotates API keys with zero failed requests.
 //!
 //! Layout: `api` (the CRD types and their validation), `rotation` (the pure
-//! planner), `keys` (key generation and the redacting key type), `cli`.
+//! planner), `keys` (key generation and the redacting key type), `controller`
+//! (the operator), `ops` (metrics, health, leader election), `run` (the
+//! operator process), `plugin` (`kubectl keyrotor`), `demo`, `testkit` (the
+//! in-memory Kubernetes API), `cli`.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -12,6 +15,7 @@ pub mod controller;
 pub mod demo;
 pub mod keys;
 pub mod ops;
+pub mod plugin;
 pub mod rotation;
 pub mod run;
 
