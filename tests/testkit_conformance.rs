@@ -2,6 +2,9 @@
 //! Conformance of the in-memory Kubernetes API: one test per apiserver rule the operator
 //! relies on. Each test names the rule it mirrors and fails if the fake stops honouring it.
 
+mod testkit_support;
+use testkit_support::*;
+
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -11,95 +14,9 @@ use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent,
     WatchParams,
 };
-use kube::{CustomResource, CustomResourceExt, Resource, ResourceExt};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 use std::time::Duration;
-
-/// A tiny custom resource with a status subresource.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
-#[kube(
-    group = "test.keyrotor.dev",
-    version = "v1",
-    kind = "Widget",
-    namespaced,
-    status = "WidgetStatus"
-)]
-pub struct WidgetSpec {
-    size: i32,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, Default, PartialEq)]
-pub struct WidgetStatus {
-    observed: i32,
-}
-
-const T: Duration = Duration::from_secs(10);
-
-async fn within<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(T, f)
-        .await
-        .expect("test step timed out")
-}
-
-fn api_with_widgets() -> FakeApi {
-    let api = FakeApi::new();
-    api.register_crd(&Widget::crd());
-    api
-}
-
-fn err(e: kube::Error) -> (u16, String) {
-    match e {
-        kube::Error::Api(s) => (s.code, s.reason.clone()),
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
-
-fn secret(name: &str, data: serde_json::Value) -> Secret {
-    serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap()
-}
-
-fn rv<K: Resource>(k: &K) -> u64 {
-    k.meta()
-        .resource_version
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// Waits for the next non-bookmark watch event.
-async fn next_event<K: Clone + serde::de::DeserializeOwned + std::fmt::Debug>(
-    s: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin),
-) -> WatchEvent<K> {
-    within(async {
-        loop {
-            match s.next().await.expect("watch ended").expect("watch error") {
-                WatchEvent::Bookmark(_) => continue,
-                e => return e,
-            }
-        }
-    })
-    .await
-}
-
-/// Asserts no non-bookmark event arrives within `d`.
-async fn no_event<K: Clone + serde::de::DeserializeOwned + std::fmt::Debug>(
-    s: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin),
-    d: Duration,
-) {
-    let got = tokio::time::timeout(d, async {
-        loop {
-            match s.next().await {
-                Some(Ok(WatchEvent::Bookmark(_))) => continue,
-                other => return other,
-            }
-        }
-    })
-    .await;
-    assert!(got.is_err(), "expected no watch event, got {got:?}");
-}
 
 /// Rule: create returns the stored object with uid, creationTimestamp and resourceVersion;
 /// get and list return it; stringData is folded into base64 data; type defaults to Opaque.
@@ -729,11 +646,4 @@ async fn owner_reference_garbage_collection() {
         assert!(s.owner_references().is_empty());
     })
     .await;
-}
-
-/// Bounds a whole test in time, so a hang fails the test instead of stalling the suite.
-async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
-    tokio::time::timeout(std::time::Duration::from_secs(60), test)
-        .await
-        .expect("test exceeded 60 s");
 }

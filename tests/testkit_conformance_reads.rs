@@ -3,75 +3,18 @@
 //! collection and namespace deletion, discovery, the HTTP listener and event recording.
 //! Each test names the apiserver rule it mirrors and fails if the fake stops honouring it.
 
+mod testkit_support;
+use testkit_support::*;
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use keyrotor::testkit::{FakeApi, ResourceType};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
-use kube::{CustomResource, CustomResourceExt, Resource, ResourceExt};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use kube::{CustomResourceExt, Resource, ResourceExt};
 use serde_json::json;
 use std::time::Duration;
-
-/// A tiny custom resource with a status subresource.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
-#[kube(
-    group = "test.keyrotor.dev",
-    version = "v1",
-    kind = "Widget",
-    namespaced,
-    status = "WidgetStatus"
-)]
-pub struct WidgetSpec {
-    size: i32,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, Default, PartialEq)]
-pub struct WidgetStatus {
-    observed: i32,
-}
-
-const T: Duration = Duration::from_secs(10);
-
-async fn within<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(T, f)
-        .await
-        .expect("test step timed out")
-}
-
-fn api_with_widgets() -> FakeApi {
-    let api = FakeApi::new();
-    api.register_crd(&Widget::crd());
-    api
-}
-
-fn err(e: kube::Error) -> (u16, String) {
-    match e {
-        kube::Error::Api(s) => (s.code, s.reason.clone()),
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
-
-fn secret(name: &str, data: serde_json::Value) -> Secret {
-    serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap()
-}
-
-/// Waits for the next non-bookmark watch event.
-async fn next_event<K: Clone + serde::de::DeserializeOwned + std::fmt::Debug>(
-    s: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin),
-) -> WatchEvent<K> {
-    within(async {
-        loop {
-            match s.next().await.expect("watch ended").expect("watch error") {
-                WatchEvent::Bookmark(_) => continue,
-                e => return e,
-            }
-        }
-    })
-    .await
-}
 
 /// Rule: label selectors support =, ==, !=, in, notin, exists and !exists; kube sends
 /// spaces as `+`, which the server decodes.
@@ -80,16 +23,7 @@ async fn label_selectors() {
     bounded(async {
         let api = FakeApi::new();
         let pods: Api<Pod> = Api::default_namespaced(api.client());
-        for (name, labels) in [
-            ("a", json!({"app": "x", "tier": "web"})),
-            ("b", json!({"app": "y"})),
-            ("c", json!({"other": "1"})),
-        ] {
-            let p: Pod =
-                serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
-                    .unwrap();
-            pods.create(&PostParams::default(), &p).await.unwrap();
-        }
+        create_labelled_pods(&pods).await;
         let names = |sel: &'static str| {
             let pods = pods.clone();
             async move {
@@ -631,11 +565,4 @@ async fn event_recorder_creates_then_patches_series() {
         assert_eq!(events[0].reason.as_deref(), Some("Rotated"));
     })
     .await;
-}
-
-/// Bounds a whole test in time, so a hang fails the test instead of stalling the suite.
-async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
-    tokio::time::timeout(std::time::Duration::from_secs(60), test)
-        .await
-        .expect("test exceeded 60 s");
 }

@@ -3,6 +3,9 @@
 //! a `Controller` that `.owns()` Secrets and `.watches()` Pods, writing with server-side
 //! apply (immutable Secrets, status through `/status`), then going quiet.
 
+mod testkit_support;
+use testkit_support::*;
+
 use futures::FutureExt;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -272,11 +275,4 @@ async fn converges_and_reacts(controller: fn(Arc<Ctx>) -> BoxFuture<'static, ()>
         mine.len() as u64
     );
     task.abort();
-}
-
-/// Bounds a whole test in time, so a hang fails the test instead of stalling the suite.
-async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
-    tokio::time::timeout(std::time::Duration::from_secs(60), test)
-        .await
-        .expect("test exceeded 60 s");
 }

@@ -3,56 +3,22 @@
 //! Controller) running against it, including through cut streams, 410 Gone, failing
 //! writes and a crash between any two writes.
 
+mod testkit_support;
+use testkit_support::*;
+
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use keyrotor::testkit::{FakeApi, Fault};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{CustomResource, CustomResourceExt, Resource, ResourceExt};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use kube::{CustomResourceExt, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// A tiny custom resource for the controller tests.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
-#[kube(
-    group = "test.keyrotor.dev",
-    version = "v1",
-    kind = "Widget",
-    namespaced,
-    status = "WidgetStatus"
-)]
-pub struct WidgetSpec {
-    size: i32,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, Default, PartialEq)]
-pub struct WidgetStatus {
-    observed: i32,
-}
-
 const T: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(T, f)
-        .await
-        .expect("test step timed out")
-}
-
-fn code(e: kube::Error) -> u16 {
-    match e {
-        kube::Error::Api(s) => s.code,
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
-
-fn cm(name: &str) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
-}
 
 /// Polls `f` until it returns true (bounded by the test timeout).
 async fn eventually<F, Fut>(mut f: F)
@@ -60,7 +26,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    within(async {
+    within_for(T, async {
         while !f().await {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -255,7 +221,7 @@ async fn stale_reads_lag_behind_writes() {
             409
         );
         // The watch holds the latest event back until it is one write old.
-        let first = within(async {
+        let first = within_for(T, async {
             loop {
                 match w.try_next().await.unwrap().unwrap() {
                     WatchEvent::Bookmark(_) => continue,
@@ -293,7 +259,7 @@ async fn cut_watches_ends_streams() {
             .unwrap()
             .boxed();
         api.faults().cut_watches();
-        let end = within(w.try_next()).await;
+        let end = within_for(T, w.try_next()).await;
         assert!(matches!(end, Ok(None) | Err(_)), "stream ended: {end:?}");
     })
     .await;
@@ -316,7 +282,7 @@ async fn halt_after_kth_write_and_write_log() {
         )
         .await
         .unwrap();
-        within(api.faults().halted()).await;
+        within_for(T, api.faults().halted()).await;
         assert_eq!(code(cms.get("a").await.unwrap_err()), 503);
         assert_eq!(
             code(
@@ -369,7 +335,7 @@ type WatcherRx =
 
 /// Waits until the watcher delivers `want`; returns how many 410 errors it saw meanwhile.
 async fn saw_object(rx: &mut WatcherRx, want: &str) -> usize {
-    within(async {
+    within_for(T, async {
         let mut errors_410 = 0;
         loop {
             match rx.recv().await.expect("watcher ended") {
@@ -448,7 +414,7 @@ async fn watcher_streaming_list() {
             .unwrap();
         let mut s = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
         let mut names = vec![];
-        within(async {
+        within_for(T, async {
             loop {
                 match s.try_next().await.unwrap().unwrap() {
                     watcher::Event::InitApply(o) => names.push(o.name_any()),
@@ -645,11 +611,4 @@ async fn controller_recovers_from_crash_at_every_write() {
         }
     })
     .await;
-}
-
-/// Bounds a whole test in time, so a hang fails the test instead of stalling the suite.
-async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
-    tokio::time::timeout(std::time::Duration::from_secs(60), test)
-        .await
-        .expect("test exceeded 60 s");
 }

@@ -3,6 +3,9 @@
 //! `kube::runtime::metadata_watcher` request them with
 //! `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`.
 
+mod testkit_support;
+use testkit_support::*;
+
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use keyrotor::testkit::FakeApi;
@@ -10,16 +13,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::{Value, json};
-use std::time::Duration;
-
-const T: Duration = Duration::from_secs(10);
-
-async fn within<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(T, f)
-        .await
-        .expect("test step timed out")
-}
+use serde_json::json;
 
 fn secret(name: &str) -> Secret {
     serde_json::from_value(json!({
@@ -27,20 +21,6 @@ fn secret(name: &str) -> Secret {
         "data": {"key": "c2VjcmV0"},
     }))
     .unwrap()
-}
-
-async fn raw(client: &kube::Client, uri: &str, accept: &str) -> (u16, Value) {
-    let req = http::Request::get(uri)
-        .header(http::header::ACCEPT, accept)
-        .body(vec![])
-        .unwrap();
-    let resp = client.send(req.map(Into::into)).await.unwrap();
-    let code = resp.status().as_u16();
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (code, serde_json::from_slice(&body).unwrap())
 }
 
 /// Rule (apiserver content negotiation): `as=PartialObjectMetadataList` answers a
@@ -57,7 +37,12 @@ async fn metadata_only_get_and_list() {
             .await
             .unwrap();
         let list_mime = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
-        let (code, list) = raw(&client, "/api/v1/namespaces/default/secrets", list_mime).await;
+        let (code, list) = raw_get(
+            &client,
+            "/api/v1/namespaces/default/secrets",
+            Some(list_mime),
+        )
+        .await;
         assert_eq!(code, 200);
         assert_eq!(list["apiVersion"], "meta.k8s.io/v1");
         assert_eq!(list["kind"], "PartialObjectMetadataList");
@@ -66,14 +51,19 @@ async fn metadata_only_get_and_list() {
         assert_eq!(list["items"][0]["metadata"]["name"], "s");
         assert!(list["items"][0].get("data").is_none(), "{list}");
         let one_mime = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
-        let (code, one) = raw(&client, "/api/v1/namespaces/default/secrets/s", one_mime).await;
+        let (code, one) = raw_get(
+            &client,
+            "/api/v1/namespaces/default/secrets/s",
+            Some(one_mime),
+        )
+        .await;
         assert_eq!(
             (code, one["kind"].as_str()),
             (200, Some("PartialObjectMetadata"))
         );
         assert!(one.get("data").is_none());
         let table = "application/json;as=Table;v=v1;g=meta.k8s.io";
-        let (code, _) = raw(&client, "/api/v1/namespaces/default/secrets", table).await;
+        let (code, _) = raw_get(&client, "/api/v1/namespaces/default/secrets", Some(table)).await;
         assert_eq!(code, 406);
 
         // kube's typed metadata calls.
@@ -206,11 +196,4 @@ async fn metadata_watcher_follows_changes() {
         follows_changes(&api, stream).await;
     })
     .await;
-}
-
-/// Bounds a whole test in time, so a hang fails the test instead of stalling the suite.
-async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
-    tokio::time::timeout(std::time::Duration::from_secs(60), test)
-        .await
-        .expect("test exceeded 60 s");
 }

@@ -3,10 +3,13 @@
 //! it relies on: SSA of immutable Secrets, SSA of a custom resource's status, merge and
 //! apply patches on Pods, finalizer-guarded deletion, and garbage collection vs. orphans.
 
+mod testkit_support;
+use testkit_support::*;
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use keyrotor::testkit::FakeApi;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::{CustomResource, CustomResourceExt, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -49,31 +52,8 @@ fn api() -> FakeApi {
     api
 }
 
-fn code(e: kube::Error) -> u16 {
-    match e {
-        kube::Error::Api(s) => s.code,
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
-
 fn generation<K: Resource>(k: &K) -> i64 {
     k.meta().generation.expect("generation is set")
-}
-
-/// Asserts the watch delivers no non-bookmark event for a while.
-async fn quiet<K: Clone + serde::de::DeserializeOwned + std::fmt::Debug>(
-    w: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin),
-) {
-    let got = tokio::time::timeout(Duration::from_millis(300), async {
-        loop {
-            match w.next().await {
-                Some(Ok(WatchEvent::Bookmark(_))) => continue,
-                other => return other,
-            }
-        }
-    })
-    .await;
-    assert!(got.is_err(), "expected no watch event, got {got:?}");
 }
 
 fn rotor_secret(owner: &Rotor, key: &str) -> Value {
@@ -136,7 +116,7 @@ async fn ssa_immutable_secret_and_identical_reapply() {
             .unwrap();
         assert_eq!(again.resource_version().unwrap(), rv);
         assert_eq!(again.managed_fields(), s.managed_fields());
-        quiet(&mut w).await;
+        no_event(&mut w, Duration::from_millis(300)).await;
         let changed = rotor_secret(&r, "czI=");
         let e = secrets
             .patch("r-key", &pp, &Patch::Apply(&changed))
@@ -424,13 +404,6 @@ async fn dependent_of_a_deleted_owner_is_collected() {
         assert_eq!(code(secrets.get("r-key").await.unwrap_err()), 404);
     })
     .await;
-}
-
-/// Bounds a whole test in time, so a hang fails the test instead of stalling the suite.
-async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
-    tokio::time::timeout(std::time::Duration::from_secs(60), test)
-        .await
-        .expect("test exceeded 60 s");
 }
 
 /// Rule (storage): an object to be created must not carry a resourceVersion — re-creating

@@ -2,39 +2,25 @@
 //! Label and field selectors as they arrive on the wire: kube's form encoding (`+` for
 //! spaces, `%2C`, `%28`, `%21`, `%3D`), hand-written percent-encoding, and set-based forms.
 
+mod testkit_support;
+use testkit_support::*;
+
 use k8s_openapi::api::core::v1::Pod;
 use keyrotor::testkit::FakeApi;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, PostParams};
-use serde_json::{Value, json};
+use kube::api::{Api, ListParams};
 
 async fn setup() -> (FakeApi, kube::Client) {
     let api = FakeApi::new();
     let client = api.client();
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    for (name, labels) in [
-        ("a", json!({"app": "x", "tier": "web"})),
-        ("b", json!({"app": "y"})),
-        ("c", json!({"other": "1"})),
-    ] {
-        let p: Pod =
-            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
-        pods.create(&PostParams::default(), &p).await.unwrap();
-    }
+    create_labelled_pods(&Api::default_namespaced(client.clone())).await;
     (api, client)
 }
 
 /// Lists pods with a raw (already encoded) query; returns (code, sorted names).
 async fn raw_list(client: &kube::Client, query: &str) -> (u16, String) {
     let uri = format!("/api/v1/namespaces/default/pods?{query}");
-    let req = http::Request::get(uri).body(vec![]).unwrap();
-    let resp = client.send(req.map(Into::into)).await.unwrap();
-    let code = resp.status().as_u16();
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let v: Value = serde_json::from_slice(&body).unwrap();
+    let (code, v) = raw_get(client, &uri, None).await;
     let mut names: Vec<&str> = v["items"]
         .as_array()
         .map(|i| {
@@ -110,11 +96,4 @@ async fn kube_encoded_set_based_selectors() {
         }
     })
     .await;
-}
-
-/// Bounds a whole test in time, so a hang fails the test instead of stalling the suite.
-async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
-    tokio::time::timeout(std::time::Duration::from_secs(60), test)
-        .await
-        .expect("test exceeded 60 s");
 }

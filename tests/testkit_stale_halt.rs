@@ -3,6 +3,9 @@
 //! the k-th write, counting writes by field manager, and a watcher on a lagging view
 //! catching up once the lag is removed.
 
+mod testkit_support;
+use testkit_support::*;
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use keyrotor::testkit::FakeApi;
@@ -12,19 +15,6 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use std::time::Duration;
-
-const T: Duration = Duration::from_secs(10);
-
-fn code(e: kube::Error) -> u16 {
-    match e {
-        kube::Error::Api(s) => s.code,
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
-
-fn cm(name: &str) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
-}
 
 fn apply(v: &str) -> Patch<serde_json::Value> {
     Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"v": v}}))
@@ -101,9 +91,9 @@ async fn writes_counted_by_field_manager() {
     .await;
 }
 
-/// Waits until the reflector store holds `name` with data `v` (or panics after T).
+/// Waits until the reflector store holds `name` with data `v` (or gives up after STEP).
 async fn store_shows(store: &Store<ConfigMap>, name: &str, v: &str) -> bool {
-    let deadline = tokio::time::Instant::now() + T;
+    let deadline = tokio::time::Instant::now() + STEP;
     while tokio::time::Instant::now() < deadline {
         let hit = store.state().iter().any(|c| {
             c.name_any() == name
@@ -162,11 +152,4 @@ async fn watcher_on_lagging_view_catches_up() {
         }
     })
     .await;
-}
-
-/// Bounds a whole test in time, so a hang fails the test instead of stalling the suite.
-async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
-    tokio::time::timeout(std::time::Duration::from_secs(60), test)
-        .await
-        .expect("test exceeded 60 s");
 }
