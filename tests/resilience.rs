@@ -72,12 +72,30 @@ fn text(s: &Secret, file: &str) -> Option<String> {
 /// The cycle to `version` is complete: published alone, the previous version
 /// Secret deleted, status Stable.
 async fn settled(h: &Harness, version: u64) -> bool {
-    h.accepted(V).await == [version].into()
-        && h.current(P).await == Some(version)
-        && h.secret(&format!("api-v{}", version - 1)).await.is_none()
-        && h.rotation("api")
-            .await
-            .status
+    // Reads may hit the halted API while a crash is being staged: an error
+    // means "not settled yet", never a panic.
+    let annotations = |s: Option<Option<k8s_openapi::api::core::v1::Secret>>| {
+        s.flatten()
+            .and_then(|s| s.metadata.annotations)
+            .unwrap_or_default()
+    };
+    let verifier = annotations(h.secrets().get_opt(V).await.ok());
+    let presenter = annotations(h.secrets().get_opt(P).await.ok());
+    let old_gone = matches!(
+        h.secrets().get_opt(&format!("api-v{}", version - 1)).await,
+        Ok(None)
+    );
+    let status = h
+        .rotations()
+        .get_opt("api")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.status);
+    verifier.get(k::ACCEPTED) == Some(&version.to_string())
+        && presenter.get(k::CURRENT) == Some(&version.to_string())
+        && old_gone
+        && status
             .is_some_and(|s| s.stage == Some(Stage::Stable) && s.current_version == Some(version))
 }
 
