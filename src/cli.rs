@@ -17,6 +17,9 @@ pub enum Command {
     Run(crate::run::RunArgs),
     /// Watch the rotation planner rotate a key on a simulated cluster, with traffic.
     Demo(crate::demo::DemoArgs),
+    /// Sidecar: report the revisions of the mounted projected Secrets as
+    /// annotations on this pod (POD_NAME, POD_NAMESPACE from the Downward API).
+    Reporter(crate::consumer::reporter::ReporterArgs),
     /// Print the ApiKeyRotation CustomResourceDefinition as YAML.
     Crd,
     /// Check ApiKeyRotation manifests (YAML files, `-` for stdin) against every
@@ -58,6 +61,15 @@ pub fn run(cli: Cli) -> CliResult {
                 .build()
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
             runtime.block_on(crate::run::run(args))
+        }
+        Command::Reporter(args) => {
+            init_logging(args.log_format);
+            // One thread is plenty for a sidecar that polls a few symlinks.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            runtime.block_on(crate::consumer::reporter::main(args))
         }
         Command::Demo(args) => crate::demo::print(&args),
         Command::Crd => {

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod conditions;
+pub mod consumer;
 pub mod controller;
 pub mod demo;
 pub mod keys;
