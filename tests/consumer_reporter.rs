@@ -216,3 +216,55 @@ async fn a_combined_secret_and_several_directories_report_every_role() {
     assert_eq!(ann["billing.keyrotor.dev/verifier-revision"], "9");
     assert_eq!(writes(&api), 1, "one patch carries every change");
 }
+
+/// Kills the child by PID when the test ends, pass or fail.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn keyrotor_reporter_reports_through_a_kubeconfig_with_the_downward_api_env() {
+    let api = FakeApi::new();
+    pod(&api, "orders-0").await;
+    let server = api.listen().await.expect("listen on 127.0.0.1");
+    let mut vol = Volume::new("binary");
+    vol.publish(&volume::verifier("api", 7, &[(1, &volume::key())]));
+    let kubeconfig = vol.dir.with_extension("kubeconfig");
+    server.write_kubeconfig(&kubeconfig, NS).unwrap();
+
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_keyrotor"))
+        .args(["reporter", "--dir"])
+        .arg(&vol.dir)
+        .args(["--poll-seconds", "1"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAME", "orders-0")
+        .env("POD_NAMESPACE", NS)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("keyrotor starts");
+    let _running = Running(child);
+
+    for revision in [7u64, 8] {
+        if revision == 8 {
+            vol.publish(&volume::verifier("api", 8, &[(1, &volume::key())]));
+        }
+        let want = revision.to_string();
+        for _ in 0..200 {
+            if annotations(&api, "orders-0").await.get(VERIFIER) == Some(&want) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            annotations(&api, "orders-0").await.get(VERIFIER),
+            Some(&want)
+        );
+    }
+    let _ = std::fs::remove_file(&kubeconfig);
+}

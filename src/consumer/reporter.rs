@@ -218,3 +218,33 @@ async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(rotation: &str, roles: &[&str], revision: u64) -> Meta {
+        Meta {
+            rotation: rotation.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            revision,
+        }
+    }
+
+    #[test]
+    fn each_rotation_and_role_gets_its_own_annotation() {
+        let a = annotations(&[
+            meta("api", &["verifier", "presenter"], 3),
+            meta("billing", &["verifier"], 9),
+        ]);
+        assert_eq!(a.len(), 3);
+        assert_eq!(a["api.keyrotor.dev/presenter-revision"], "3");
+        assert_eq!(a["billing.keyrotor.dev/verifier-revision"], "9");
+    }
+
+    #[test]
+    fn two_volumes_of_one_role_report_what_both_hold() {
+        let a = annotations(&[meta("api", &["verifier"], 5), meta("api", &["verifier"], 4)]);
+        assert_eq!(a["api.keyrotor.dev/verifier-revision"], "4");
+    }
+}

@@ -115,3 +115,30 @@ impl UsageReporter {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_value_is_version_equals_rfc3339_to_the_second() {
+        let t: Timestamp = "2026-03-01T10:14:03.6Z".parse().unwrap();
+        let u: Timestamp = "2026-03-01T10:15:00Z".parse().unwrap();
+        assert_eq!(
+            format(&BTreeMap::from([(1, t), (2, u)])),
+            "1=2026-03-01T10:14:04Z,2=2026-03-01T10:15:00Z"
+        );
+    }
+
+    #[test]
+    fn usage_keeps_the_latest_time_and_forgets_retired_versions() {
+        let usage = Usage::default();
+        let t: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
+        usage.record(1, t);
+        usage.record(1, t - jiff::SignedDuration::from_secs(5));
+        usage.record(2, t);
+        assert_eq!(usage.last_seen()[&1], t);
+        usage.retain(&BTreeSet::from([2]));
+        assert_eq!(usage.last_seen().keys().copied().collect::<Vec<_>>(), [2]);
+    }
+}
