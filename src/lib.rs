@@ -1,7 +1,8 @@
 //! keyrotor: a Kubernetes operator that rotates API keys with zero failed requests.
 //!
 //! Layout: `api` (the CRD types and their validation), `rotation` (the pure
-//! planner), `keys` (key generation and the redacting key type), `cli`.
+//! planner), `keys` (key generation and the redacting key type), `consumer`
+//! (the reporter sidecar and the client library for apps), `cli`.
 #![forbid(unsafe_code)]
 
 pub mod api;
