@@ -20,6 +20,9 @@ pub enum Command {
     /// overwrite for comparison.
     #[cfg(feature = "testkit")]
     Demo(crate::demo::DemoArgs),
+    /// Sidecar: report the revisions of the mounted projected Secrets as
+    /// annotations on this pod (POD_NAME, POD_NAMESPACE from the Downward API).
+    Reporter(crate::consumer::reporter::ReporterArgs),
     /// Print the ApiKeyRotation CustomResourceDefinition as YAML.
     Crd,
     /// Check ApiKeyRotation manifests (YAML files, `-` for stdin) against every
@@ -61,6 +64,15 @@ pub fn run(cli: Cli) -> CliResult {
                 .build()
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
             runtime.block_on(crate::run::run(args))
+        }
+        Command::Reporter(args) => {
+            init_logging(args.log_format);
+            // One thread is plenty for a sidecar that polls a few symlinks.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            runtime.block_on(crate::consumer::reporter::main(args))
         }
         #[cfg(feature = "testkit")]
         Command::Demo(args) => {

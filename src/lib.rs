@@ -3,13 +3,15 @@
 //! Layout: `api` (the CRD types and their validation), `rotation` (the pure
 //! planner), `keys` (key generation and the redacting key type), `controller`
 //! (the operator), `ops` (metrics, health, leader election), `run` (the
-//! operator process), `plugin` (`kubectl keyrotor`), `demo`, `testkit` (the
-//! in-memory Kubernetes API), `cli`.
+//! operator process), `consumer` (the reporter sidecar and the client library
+//! for apps), `plugin` (`kubectl keyrotor`), `demo`, `testkit` (the in-memory
+//! Kubernetes API), `cli`.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod cli;
 pub mod conditions;
+pub mod consumer;
 pub mod controller;
 #[cfg(feature = "testkit")]
 pub mod demo;

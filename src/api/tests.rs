@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use serde::Deserialize;
+
 use super::validate::validate;
 use super::*;
 
@@ -105,26 +107,50 @@ fn a_minimal_spec_gets_safe_defaults() {
     cel(&minimal()).unwrap();
 }
 
+/// Every `.yaml` under `examples/` (subdirectories too, except the invalid
+/// ones), each document of a multi-document file.
+fn example_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "invalid") {
+                example_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            out.push(path);
+        }
+    }
+}
+
 #[test]
 fn the_examples_are_valid_for_rust_and_cel() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files = Vec::new();
+    example_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"),
+        &mut files,
+    );
     let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            for doc in text
-                .split("\n---\n")
-                .filter(|d| d.contains("kind: ApiKeyRotation"))
-            {
-                let obj = parse(doc);
-                rust(&obj).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                cel(&obj).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                checked += 1;
+    let mut in_subdirs = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if value.get("kind").and_then(|k| k.as_str()) != Some("ApiKeyRotation") {
+                continue;
+            }
+            let obj: ApiKeyRotation =
+                serde_yaml::from_value(value).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            rust(&obj).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            cel(&obj).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            checked += 1;
+            if path.parent().is_some_and(|p| !p.ends_with("examples")) {
+                in_subdirs += 1;
             }
         }
     }
-    assert!(checked >= 2);
+    assert!(checked >= 3);
+    assert!(in_subdirs >= 1, "examples/reporter/ is checked too");
 }
 
 #[test]

@@ -1,0 +1,228 @@
+//! The contents of one projected-Secret directory as typed values, and a
+//! store that hot-reloads them when kubelet swaps the volume.
+//!
+//! Verifier digests are decoded to bytes and plain verifier keys are hashed
+//! at load time, so verification compares fixed-size digests only. Nothing
+//! here prints a key or a digest: `Debug` shows versions and revisions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::Version;
+use super::volume::{self, Files, Generation, VolumeError};
+use crate::keys::SecretKey;
+
+/// What every projected Secret says about itself: enough to report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// The ApiKeyRotation's name.
+    pub rotation: String,
+    /// `verifier`, `presenter`, or both.
+    pub roles: Vec<String>,
+    /// The projected Secret's revision (monotonic).
+    pub revision: u64,
+}
+
+impl Meta {
+    fn read(files: &Files) -> Result<Meta, VolumeError> {
+        let rotation = files.required("rotation")?;
+        let roles: Vec<String> = files
+            .required("role")?
+            .split(',')
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect();
+        if rotation.is_empty() || roles.is_empty() {
+            return Err(files.invalid("rotation", "rotation or role is empty"));
+        }
+        let revision = files
+            .required("revision")?
+            .parse()
+            .map_err(|_| files.invalid("revision", "is not a number"))?;
+        Ok(Meta {
+            rotation,
+            roles,
+            revision,
+        })
+    }
+
+    /// Reads only the metadata files (the reporter never touches a key).
+    pub fn load(dir: &Path) -> Result<(Meta, Option<Generation>), VolumeError> {
+        volume::read_consistent(dir, Meta::read)
+    }
+
+    /// Whether this directory serves `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// SHA-256 of an accepted key: what a presented key is compared with.
+pub(crate) type KeyDigest = Zeroizing<[u8; 32]>;
+
+/// One loaded generation of a projected-Secret directory.
+pub struct Snapshot {
+    pub meta: Meta,
+    /// Versions the verifier Secret accepts (empty for a presenter Secret).
+    pub accepted: BTreeSet<Version>,
+    pub(crate) digests: BTreeMap<Version, KeyDigest>,
+    /// The current key and its version (presenter Secrets only).
+    pub current: Option<(Version, SecretKey)>,
+    pub generation: Option<Generation>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("meta", &self.meta)
+            .field("accepted", &self.accepted)
+            .field("current", &self.current.as_ref().map(|(v, _)| v))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// Loads `dir` consistently (never half old, half new).
+    pub fn load(dir: &Path) -> Result<Snapshot, VolumeError> {
+        let (mut snap, generation) = volume::read_consistent(dir, Snapshot::read)?;
+        snap.generation = generation;
+        Ok(snap)
+    }
+
+    fn read(files: &Files) -> Result<Snapshot, VolumeError> {
+        let meta = Meta::read(files)?;
+        let mut accepted = BTreeSet::new();
+        let mut digests = BTreeMap::new();
+        if meta.has_role("verifier") {
+            accepted = parse_versions(files)?;
+            for v in &accepted {
+                digests.insert(*v, accepted_digest(files, *v)?);
+            }
+        }
+        let mut current = None;
+        if meta.has_role("presenter") {
+            let version = files
+                .required("version")?
+                .parse()
+                .map_err(|_| files.invalid("version", "is not a number"))?;
+            let mut bytes = files
+                .read("key")?
+                .ok_or_else(|| files.invalid("key", "is missing"))?;
+            // Tolerate a trailing newline from hand-made files; keyrotor never writes one.
+            if bytes.last() == Some(&b'\n') {
+                bytes.pop();
+            }
+            let key = SecretKey::adopt(bytes).map_err(|e| files.invalid("key", &e.to_string()))?;
+            current = Some((version, key));
+        }
+        Ok(Snapshot {
+            meta,
+            accepted,
+            digests,
+            current,
+            generation: None,
+        })
+    }
+}
+
+fn parse_versions(files: &Files) -> Result<BTreeSet<Version>, VolumeError> {
+    files
+        .required("accepted")?
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| p.trim().parse::<Version>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| files.invalid("accepted", "is not a comma-separated list of versions"))
+}
+
+fn accepted_digest(files: &Files, v: Version) -> Result<KeyDigest, VolumeError> {
+    let name = format!("v{v}.sha256");
+    if let Some(hex) = files.text(&name)? {
+        return decode_hex(&hex).ok_or_else(|| files.invalid(&name, "is not 64 hex digits"));
+    }
+    let name = format!("v{v}.key");
+    match files.read(&name)? {
+        Some(key) => {
+            let key = Zeroizing::new(key);
+            Ok(Zeroizing::new(Sha256::digest(&key[..]).into()))
+        }
+        None => Err(files.invalid(&name, "is missing for an accepted version")),
+    }
+}
+
+fn decode_hex(text: &str) -> Option<KeyDigest> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = Zeroizing::new([0u8; 32]);
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// A directory's latest good snapshot. A failed reload keeps the previous
+/// snapshot: an app keeps serving with the keys it has rather than failing.
+pub struct KeyStore {
+    dir: PathBuf,
+    current: RwLock<Arc<Snapshot>>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("dir", &self.dir)
+            .field("snapshot", &self.snapshot())
+            .finish()
+    }
+}
+
+impl KeyStore {
+    /// Loads `dir`; fails when its files are missing or malformed.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<KeyStore, VolumeError> {
+        let dir = dir.into();
+        let snap = Snapshot::load(&dir)?;
+        Ok(KeyStore {
+            dir,
+            current: RwLock::new(Arc::new(snap)),
+        })
+    }
+
+    /// The directory this store reads.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The latest loaded snapshot (cheap: an `Arc` clone).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reloads when the volume changed (one `readlink` when it did not).
+    /// Returns the new snapshot when there is one.
+    pub fn refresh(&self) -> Result<Option<Arc<Snapshot>>, VolumeError> {
+        let now = volume::generation(&self.dir)?;
+        let old = self.snapshot();
+        if now.is_some() && now == old.generation {
+            return Ok(None);
+        }
+        let snap = Snapshot::load(&self.dir)?;
+        // Without `..data` (a plain directory) the revision tells a change.
+        if snap.generation.is_none() && snap.meta == old.meta && snap.accepted == old.accepted {
+            return Ok(None);
+        }
+        let snap = Arc::new(snap);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
+        Ok(Some(snap))
+    }
+}

@@ -1,0 +1,250 @@
+//! `keyrotor reporter`: a sidecar that confirms what its pod's volumes hold.
+//!
+//! It polls each mounted projected-Secret directory's `..data` link (one
+//! `readlink` per directory and tick), and when a volume changed, or every
+//! resync interval, makes the pod's report annotations
+//! (`<rotation>.keyrotor.dev/<role>-revision`) match the revisions on disk.
+//! It reads the pod before writing, so a steady state costs no write and an
+//! annotation someone removed is reported again. Failures back off
+//! exponentially up to a bound, then keep retrying at that bound. It never
+//! reads a key file and never writes to disk.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::REPORTER_MANAGER;
+use super::keys::Meta;
+use super::pod::{PodAnnotator, PodRef};
+use super::volume::{self, Generation, VolumeError};
+use crate::api::keys::report;
+
+/// Command-line arguments of `keyrotor reporter`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReporterArgs {
+    /// A mounted projected-Secret directory (repeat for several).
+    #[arg(
+        long = "dir",
+        required = true,
+        env = "KEYROTOR_DIRS",
+        value_delimiter = ','
+    )]
+    pub dirs: Vec<PathBuf>,
+    /// Seconds between checks of the `..data` links.
+    #[arg(long, default_value_t = 2)]
+    pub poll_seconds: u64,
+    /// Seconds between full checks of the pod's annotations (repairs lost ones).
+    #[arg(long, default_value_t = 60)]
+    pub resync_seconds: u64,
+    /// Upper bound of the retry backoff, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub max_backoff_seconds: u64,
+    /// Log format.
+    #[arg(long, env = "KEYROTOR_LOG_FORMAT", value_enum, default_value_t = crate::cli::LogFormat::Text)]
+    pub log_format: crate::cli::LogFormat,
+}
+
+/// Timing of the reporter loop.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub poll: Duration,
+    pub resync: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            poll: Duration::from_secs(2),
+            resync: Duration::from_secs(60),
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a report failed (retried; never contains key material).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error("cannot annotate the pod: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// The report annotations for a set of directories' metadata. Two
+/// directories of one rotation and role (unusual) report the lower revision:
+/// confirmation must not claim more than every volume holds.
+pub fn annotations<'a>(metas: impl IntoIterator<Item = &'a Meta>) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for m in metas {
+        for role in &m.roles {
+            let e = out.entry(report(&m.rotation, role)).or_insert(m.revision);
+            *e = (*e).min(m.revision);
+        }
+    }
+    out.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+}
+
+/// The sidecar's state: directories, the pod, what it last saw.
+pub struct Reporter {
+    dirs: Vec<PathBuf>,
+    pod: PodAnnotator,
+    timing: Timing,
+    seen: Vec<Option<Generation>>,
+}
+
+/// What one pass did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// No volume changed and no resync was due: nothing read from the API.
+    Idle,
+    /// Checked the pod; `n` annotations written (0 when all were right).
+    Synced(usize),
+}
+
+impl Reporter {
+    pub fn new(client: kube::Client, pod: PodRef, dirs: Vec<PathBuf>, timing: Timing) -> Reporter {
+        let seen = vec![None; dirs.len()];
+        Reporter {
+            dirs,
+            pod: PodAnnotator::new(client, pod, REPORTER_MANAGER),
+            timing,
+            seen,
+        }
+    }
+
+    fn changed(&self) -> Result<bool, VolumeError> {
+        for (dir, seen) in self.dirs.iter().zip(&self.seen) {
+            let now = volume::generation(dir)?;
+            // A plain directory has no change token: always re-read it.
+            if now.is_none() || &now != seen {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// One pass: sync the pod when a volume changed or `force` (resync, retry).
+    pub async fn pass(&mut self, force: bool) -> Result<Pass, ReportError> {
+        if !force && !self.changed()? {
+            return Ok(Pass::Idle);
+        }
+        let mut metas = Vec::with_capacity(self.dirs.len());
+        let mut generations = Vec::with_capacity(self.dirs.len());
+        for dir in &self.dirs {
+            let (meta, generation) = Meta::load(dir)?;
+            metas.push(meta);
+            generations.push(generation);
+        }
+        let want = annotations(&metas);
+        let written = self.pod.ensure(&want).await?;
+        if written > 0 {
+            tracing::info!(pod = %self.pod.pod().name, reports = ?want, "reported loaded revisions");
+        }
+        // Only after a successful write: a failed pass is retried on the next tick.
+        self.seen = generations;
+        Ok(Pass::Synced(written))
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = self.timing.min_backoff;
+        let mut failing = false;
+        let mut last_sync = tokio::time::Instant::now();
+        let mut first = true;
+        loop {
+            let due = first || failing || last_sync.elapsed() >= self.timing.resync;
+            let delay = match self.pass(due).await {
+                Ok(pass) => {
+                    if pass != Pass::Idle {
+                        last_sync = tokio::time::Instant::now();
+                    }
+                    first = false;
+                    failing = false;
+                    backoff = self.timing.min_backoff;
+                    self.timing.poll
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "report failed");
+                    failing = true;
+                    let delay = backoff;
+                    backoff = (backoff * 2).min(self.timing.max_backoff);
+                    delay
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+/// `keyrotor reporter`: build the client, run until SIGTERM or Ctrl-C.
+pub async fn main(args: ReporterArgs) -> Result<(), String> {
+    let pod = PodRef::from_env()?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let timing = Timing {
+        poll: Duration::from_secs(args.poll_seconds.max(1)),
+        resync: Duration::from_secs(args.resync_seconds.max(1)),
+        max_backoff: Duration::from_secs(args.max_backoff_seconds.max(1)),
+        ..Timing::default()
+    };
+    tracing::info!(pod = %pod.name, namespace = %pod.namespace, dirs = ?args.dirs, "reporter started");
+    Reporter::new(client, pod, args.dirs, timing)
+        .run(shutdown_signal())
+        .await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM (kubelet stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(rotation: &str, roles: &[&str], revision: u64) -> Meta {
+        Meta {
+            rotation: rotation.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            revision,
+        }
+    }
+
+    #[test]
+    fn each_rotation_and_role_gets_its_own_annotation() {
+        let a = annotations(&[
+            meta("api", &["verifier", "presenter"], 3),
+            meta("billing", &["verifier"], 9),
+        ]);
+        assert_eq!(a.len(), 3);
+        assert_eq!(a["api.keyrotor.dev/presenter-revision"], "3");
+        assert_eq!(a["billing.keyrotor.dev/verifier-revision"], "9");
+    }
+
+    #[test]
+    fn two_volumes_of_one_role_report_what_both_hold() {
+        let a = annotations(&[meta("api", &["verifier"], 5), meta("api", &["verifier"], 4)]);
+        assert_eq!(a["api.keyrotor.dev/verifier-revision"], "4");
+    }
+}
