@@ -6,7 +6,7 @@
 //! late. Then the same pods and traffic under a naive overwrite-in-place
 //! rotation, for comparison.
 
-mod naive;
+pub mod naive;
 mod pods;
 mod run;
 
