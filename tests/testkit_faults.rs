@@ -9,7 +9,9 @@ use testkit_support::*;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use keyrotor::testkit::{FakeApi, Fault};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, GetParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{CustomResourceExt, Resource, ResourceExt};
@@ -200,15 +202,34 @@ async fn stale_reads_lag_behind_writes() {
         )
         .await
         .unwrap();
-        let stale = cms.get("c").await.unwrap();
+        // Reads a real apiserver serves from its watch cache lag…
+        let stale = cms.get_with("c", &GetParams::any()).await.unwrap();
         assert!(
             stale.data.is_none(),
-            "get serves the version before the last write"
+            "get with resourceVersion=0 serves the version before the last write"
         );
+        assert!(
+            cms.list(&ListParams::default().match_any())
+                .await
+                .unwrap()
+                .items[0]
+                .data
+                .is_none()
+        );
+        let rv: u64 = stale.resource_version().unwrap().parse().unwrap();
+        let newer = ListParams::default()
+            .at(&(rv + 1).to_string())
+            .matching(kube::api::VersionMatch::NotOlderThan);
+        assert!(
+            cms.list(&newer).await.unwrap().items[0].data.is_some(),
+            "NotOlderThan a version the view has not reached waits for it"
+        );
+        // …consistent reads (no resourceVersion) never do.
+        assert!(cms.get("c").await.unwrap().data.is_some());
         assert!(
             cms.list(&ListParams::default()).await.unwrap().items[0]
                 .data
-                .is_none()
+                .is_some()
         );
         let mut upd = stale.clone();
         upd.data = Some([("v".to_string(), "2".to_string())].into());
