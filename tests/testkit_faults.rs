@@ -68,6 +68,35 @@ async fn fail_next_writes_with_status_codes() {
     .await;
 }
 
+/// Fault: writes failed for one field manager only; other managers' writes pass meanwhile.
+#[tokio::test]
+async fn fail_next_writes_by_one_manager() {
+    bounded(async {
+        let api = FakeApi::new();
+        let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
+        api.faults()
+            .fail_next_writes_by("keyrotor", 2, Fault::Status(409));
+        let by = |m: &str| PostParams {
+            field_manager: Some(m.into()),
+            ..Default::default()
+        };
+        cms.create(&by("kubelet"), &cm("a")).await.unwrap();
+        for _ in 0..2 {
+            let e = cms.create(&by("keyrotor"), &cm("b")).await.unwrap_err();
+            assert_eq!(code(e), 409);
+        }
+        cms.create(&by("keyrotor"), &cm("b")).await.unwrap();
+        let refused: Vec<u16> = api
+            .faults()
+            .writes_by_manager("keyrotor")
+            .iter()
+            .map(|w| w.code)
+            .collect();
+        assert_eq!(refused, [409, 409, 201]);
+    })
+    .await;
+}
+
 /// Fault: a seeded fraction of writes fails, reproducibly for the same seed.
 #[tokio::test]
 async fn fail_fraction_is_deterministic() {

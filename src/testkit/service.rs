@@ -352,7 +352,7 @@ async fn write(
         _ if route.name.is_some() => "delete",
         _ => "deletecollection",
     };
-    let (seq, fault) = match inner.faults.on_write() {
+    let (seq, fault) = match inner.faults.on_write(&req.manager) {
         WriteAdmission::Halted => return error_response(&ApiError::halted()),
         WriteAdmission::Admitted { seq, fault } => (seq, fault),
     };
