@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, NS, annotation};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use keyrotor::api::keys as k;
 use keyrotor::keys::{SecretKey, digest_of};
 use keyrotor::rotation::Stage;
@@ -226,14 +226,28 @@ async fn rotation_survives(h: &Harness, during: impl Fn(&Harness)) {
     assert_invariants(h);
 }
 
+/// 25 consecutive 409s on keyrotor's own writes (the kubelets keep
+/// writing): each means "re-read and retry", so each costs a short retry,
+/// not an exponentially growing backoff.
 #[tokio::test]
-#[ignore = "open: 25 consecutive 409s push the error backoff past the 45 s bound; under investigation"]
 async fn a_409_storm_delays_but_never_breaks_a_rotation() {
     let h = started("").await;
+    let started_at = Instant::now();
     rotation_survives(&h, |h| {
-        h.api.faults().fail_next_writes(25, Fault::Status(409))
+        h.api
+            .faults()
+            .fail_next_writes_by("keyrotor", 25, Fault::Status(409))
     })
     .await;
+    let conflicts = h
+        .api
+        .faults()
+        .write_log()
+        .into_iter()
+        .filter(|w| w.field_manager == "keyrotor" && w.code == 409)
+        .count();
+    assert_eq!(conflicts, 25, "the whole storm hit keyrotor's writes");
+    println!("25 conflicts absorbed in {:?}", started_at.elapsed());
 }
 
 #[tokio::test]
@@ -303,11 +317,30 @@ async fn cut_watches_and_410_relists_do_not_stop_a_rotation() {
     chaos.abort();
 }
 
+/// The controller's watches and caches (rotations, owned Secrets, pods) lag
+/// 3 writes behind; its GET/LIST of Secrets are consistent reads, as on a
+/// real apiserver (see docs/testkit.md). The lag is counted in writes, so
+/// other tenants keep writing (as on any real cluster): a watch cache lags by
+/// a bounded time, it never holds an event back forever.
 #[tokio::test]
-#[ignore = "open: with every read 3 writes behind, the cycle does not finish within 45 s; under investigation"]
 async fn stale_reads_delay_a_step_but_never_break_an_invariant() {
     let h = started("").await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(h.client.clone(), NS);
+    let churn = tokio::spawn(async move {
+        for i in 0u64.. {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"n": i.to_string()}});
+            let _ = configmaps
+                .patch(
+                    "other-tenant",
+                    &PatchParams::apply("other-tenant"),
+                    &Patch::Apply(&cm),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
     rotation_survives(&h, |h| h.api.faults().serve_stale_reads(3)).await;
+    churn.abort();
 }
 
 #[tokio::test]
@@ -459,8 +492,12 @@ async fn a_staged_key_deleted_is_recovered_from_plain_verifier_files() {
     assert_invariants(&h);
 }
 
+/// The lost key is reported while its replacement is on its way: Ready stays
+/// False with KeyMaterialMissing until presenters get the new version. An
+/// unhindered cycle takes ~0.3 s here, so Ready=False would last only a few
+/// tens of milliseconds; a verifier that has not loaded the staged version
+/// holds the cycle so the condition can be checked as it stands, not raced.
 #[tokio::test]
-#[ignore = "open: the KeyMaterialMissing condition is not reached in this path yet; under investigation"]
 async fn a_truly_lost_key_is_reported_and_replaced_by_a_rotation() {
     let mut h = started("").await;
     h.stop_controller();
@@ -470,15 +507,35 @@ async fn a_truly_lost_key_is_reported_and_replaced_by_a_rotation() {
             .await
             .unwrap();
     }
+    h.set_stuck("server-0", true); // holds the replacement in Staging
     h.start_controller();
-    h.wait("Ready False with KeyMaterialMissing", 10, || async {
-        h.rotation("api").await.status.is_some_and(|s| {
-            s.condition("Ready")
-                .is_some_and(|c| c.status == "False" && c.reason == "KeyMaterialMissing")
-        })
+    let lost = |h: &Harness| {
+        let h = h.rotations();
+        async move {
+            h.get("api")
+                .await
+                .ok()
+                .and_then(|r| r.status)
+                .is_some_and(|s| {
+                    s.condition("Ready")
+                        .is_some_and(|c| c.status == "False" && c.reason == "KeyMaterialMissing")
+                })
+        }
+    };
+    h.wait("Ready False with KeyMaterialMissing", 10, || lost(&h))
+        .await;
+    h.wait("a KeyLost event", 10, || async {
+        event_reasons(&h).await.iter().any(|r| r == "KeyLost")
     })
     .await;
-    assert!(event_reasons(&h).await.iter().any(|r| r == "KeyLost"));
+    // Still reported on later looks while the replacement waits for verifiers.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        lost(&h).await,
+        "the condition stays until the key is replaced"
+    );
+    assert_eq!(h.current(P).await, None, "nobody is given a lost key");
+    h.set_stuck("server-0", false);
     h.wait("version 2 replaces the lost key", 20, || settled(&h, 2))
         .await;
     assert_current_key_intact(&h, 2).await;

@@ -9,7 +9,9 @@ use testkit_support::*;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use keyrotor::testkit::{FakeApi, Fault};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, GetParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{CustomResourceExt, Resource, ResourceExt};
@@ -62,6 +64,35 @@ async fn fail_next_writes_with_status_codes() {
         // Reads are never failed by write faults.
         api.faults().fail_next_writes(1, Fault::Status(500));
         cms.get("c").await.unwrap();
+    })
+    .await;
+}
+
+/// Fault: writes failed for one field manager only; other managers' writes pass meanwhile.
+#[tokio::test]
+async fn fail_next_writes_by_one_manager() {
+    bounded(async {
+        let api = FakeApi::new();
+        let cms: Api<ConfigMap> = Api::default_namespaced(api.client());
+        api.faults()
+            .fail_next_writes_by("keyrotor", 2, Fault::Status(409));
+        let by = |m: &str| PostParams {
+            field_manager: Some(m.into()),
+            ..Default::default()
+        };
+        cms.create(&by("kubelet"), &cm("a")).await.unwrap();
+        for _ in 0..2 {
+            let e = cms.create(&by("keyrotor"), &cm("b")).await.unwrap_err();
+            assert_eq!(code(e), 409);
+        }
+        cms.create(&by("keyrotor"), &cm("b")).await.unwrap();
+        let refused: Vec<u16> = api
+            .faults()
+            .writes_by_manager("keyrotor")
+            .iter()
+            .map(|w| w.code)
+            .collect();
+        assert_eq!(refused, [409, 409, 201]);
     })
     .await;
 }
@@ -200,15 +231,34 @@ async fn stale_reads_lag_behind_writes() {
         )
         .await
         .unwrap();
-        let stale = cms.get("c").await.unwrap();
+        // Reads a real apiserver serves from its watch cache lag…
+        let stale = cms.get_with("c", &GetParams::any()).await.unwrap();
         assert!(
             stale.data.is_none(),
-            "get serves the version before the last write"
+            "get with resourceVersion=0 serves the version before the last write"
         );
+        assert!(
+            cms.list(&ListParams::default().match_any())
+                .await
+                .unwrap()
+                .items[0]
+                .data
+                .is_none()
+        );
+        let rv: u64 = stale.resource_version().unwrap().parse().unwrap();
+        let newer = ListParams::default()
+            .at(&(rv + 1).to_string())
+            .matching(kube::api::VersionMatch::NotOlderThan);
+        assert!(
+            cms.list(&newer).await.unwrap().items[0].data.is_some(),
+            "NotOlderThan a version the view has not reached waits for it"
+        );
+        // …consistent reads (no resourceVersion) never do.
+        assert!(cms.get("c").await.unwrap().data.is_some());
         assert!(
             cms.list(&ListParams::default()).await.unwrap().items[0]
                 .data
-                .is_none()
+                .is_some()
         );
         let mut upd = stale.clone();
         upd.data = Some([("v".to_string(), "2".to_string())].into());

@@ -83,11 +83,16 @@ impl Writer<'_> {
                     // Created by an earlier attempt whose answer was lost: keep
                     // that key (one version number is one key, forever).
                     Err(kube::Error::Api(e)) if e.code == 409 => {
-                        let existing = secrets
-                            .get(&version_secret_name(self.rotation, *version))
-                            .await?;
-                        if let Some(key) = super::observe::key_of(&existing) {
-                            obs.keys.insert(*version, key);
+                        let name = version_secret_name(self.rotation, *version);
+                        match secrets.get_opt(&name).await? {
+                            Some(existing) => {
+                                if let Some(key) = super::observe::key_of(&existing) {
+                                    obs.keys.insert(*version, key);
+                                }
+                            }
+                            // A conflict and yet nothing there (deleted meanwhile):
+                            // still a conflict, so re-read and plan again soon.
+                            None => return Err(kube::Error::Api(e).into()),
                         }
                     }
                     Err(e) => return Err(e.into()),

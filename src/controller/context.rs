@@ -20,6 +20,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: std::sync::Arc<Metrics>,
     failures: Mutex<HashMap<ObjectRef<ApiKeyRotation>, u32>>,
+    conflicts: Mutex<HashMap<ObjectRef<ApiKeyRotation>, u32>>,
     status_written: Mutex<HashMap<ObjectRef<ApiKeyRotation>, std::time::Instant>>,
 }
 
@@ -40,6 +41,7 @@ impl Context {
             pods,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            conflicts: Mutex::new(HashMap::new()),
             status_written: Mutex::new(HashMap::new()),
         }
     }
@@ -50,6 +52,28 @@ impl Context {
         let n = f.entry(obj.clone()).or_insert(0);
         *n = (*n + 1).min(16);
         Duration::from_secs((1u64 << (*n - 1)).min(300))
+    }
+
+    /// Retry delay after a 409 Conflict: 100 ms, 200 ms, then 400 ms for
+    /// every further consecutive conflict, plus 0–100 ms of jitter (so at
+    /// most 0.5 s).
+    ///
+    /// A conflict is not the API being unwell: it says "your view is stale,
+    /// re-read and retry". The retry re-reads the Secrets (fresh GET/LIST) and
+    /// plans again, so it usually succeeds at once; growing the delay
+    /// exponentially, as for 429/5xx, would only stall a rotation for minutes
+    /// behind a burst of concurrent writers. The delay stays short but never
+    /// zero (the other writer gets to finish), the jitter keeps two racing
+    /// controllers from retrying in lockstep, and the cap bounds the load a
+    /// persistent conflict makes to a few reads and one write per second per
+    /// object. Conflicts are counted apart from other failures, so they
+    /// neither grow nor reset the exponential backoff of real errors.
+    pub fn conflict_backoff(&self, obj: &ObjectRef<ApiKeyRotation>) -> Duration {
+        let mut c = self.conflicts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = c.entry(obj.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        let base = CONFLICT_BASE * (1u32 << (*n - 1).min(2));
+        base + jitter(CONFLICT_JITTER)
     }
 
     /// How long ago this process last wrote the object's status.
@@ -73,5 +97,25 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(obj);
+        self.conflicts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(obj);
     }
+}
+
+/// First retry delay after a conflict (doubles twice, then stays).
+const CONFLICT_BASE: Duration = Duration::from_millis(100);
+/// Upper bound of the random delay added to a conflict retry.
+const CONFLICT_JITTER: Duration = Duration::from_millis(100);
+
+/// A random delay in `[0, max)`: randomly seeded std hashing is enough to
+/// spread retries.
+fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let max_ms = max.as_millis().max(1) as u64;
+    Duration::from_millis(r % max_ms)
 }

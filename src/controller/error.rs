@@ -20,9 +20,42 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error the reconcile itself hit, looking through the finalizer
+    /// wrapper every reconcile result passes through.
+    fn root(&self) -> &Error {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Finalizer(f) => match f.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.root(),
+                _ => self,
+            },
+            _ => self,
+        }
+    }
+
+    /// A 409 Conflict: the view this reconcile acted on was stale (a
+    /// resourceVersion precondition failed, or the finalizer patch raced).
+    pub fn is_conflict(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Kube(kube::Error::Api(s)) => s.code == 409,
+            Error::Finalizer(f) => match f.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.is_conflict(),
+                F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s)) => {
+                    s.code == 409
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// Fixed label for metrics and logs.
     pub fn category(&self) -> &'static str {
-        match self {
+        if self.is_conflict() {
+            return "conflict";
+        }
+        match self.root() {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             Error::Kube(kube::Error::Api(s)) if s.code == 429 => "throttled",
             Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",

@@ -53,7 +53,14 @@ pub async fn reconcile(rot: Arc<ApiKeyRotation>, ctx: Arc<Context>) -> Result<Re
 }
 
 pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) -> Requeue {
-    let delay = ctx.backoff(&ObjectRef::from_obj(rot.as_ref()));
+    let obj = ObjectRef::from_obj(rot.as_ref());
+    // A conflict means a stale view: re-read soon (see `Context::conflict_backoff`).
+    // Everything else (429, 5xx, timeouts, …) backs off exponentially.
+    let delay = if err.is_conflict() {
+        ctx.conflict_backoff(&obj)
+    } else {
+        ctx.backoff(&obj)
+    };
     ctx.metrics.reconcile_failed(err.category());
     warn!(category = err.category(), error = %err, retry_in = ?delay, "reconcile failed");
     Requeue::requeue(delay)

@@ -64,6 +64,8 @@ pub(crate) enum WriteAdmission {
 #[derive(Debug, Default)]
 struct State {
     fail_next: VecDeque<Fault>,
+    /// Faults for the next writes of one field manager each.
+    fail_next_by: std::collections::HashMap<String, VecDeque<Fault>>,
     fraction: Option<(f64, Fault)>,
     rng: u64,
     delay: Duration,
@@ -113,6 +115,17 @@ impl Faults {
     /// Fails the next `n` write requests with `fault`.
     pub fn fail_next_writes(&self, n: usize, fault: Fault) {
         self.lock().fail_next.extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Fails the next `n` write requests made by field manager `manager` (see
+    /// [`WriteRecord::field_manager`]) with `fault`; other clients' writes are untouched.
+    /// These come after any [`Faults::fail_next_writes`] still queued.
+    pub fn fail_next_writes_by(&self, manager: &str, n: usize, fault: Fault) {
+        self.lock()
+            .fail_next_by
+            .entry(manager.to_string())
+            .or_default()
+            .extend(std::iter::repeat_n(fault, n));
     }
 
     /// Fails each write with probability `fraction`, drawn from a generator seeded with `seed`.
@@ -203,6 +216,7 @@ impl Faults {
     pub fn clear(&self) {
         let mut s = self.lock();
         s.fail_next.clear();
+        s.fail_next_by.clear();
         s.fraction = None;
         s.delay = Duration::ZERO;
         s.stale_lag = 0;
@@ -266,14 +280,15 @@ impl Faults {
 
     /// Called when a write request arrives: refuses it if halted (also when it raced with
     /// the k-th write), else counts it and picks the fault, if any.
-    pub(crate) fn on_write(&self) -> WriteAdmission {
+    pub(crate) fn on_write(&self, manager: &str) -> WriteAdmission {
         let mut s = self.lock();
         if self.is_halted() || s.halt_after.is_some_and(|k| s.writes >= k) {
             return WriteAdmission::Halted;
         }
         s.writes += 1;
         let seq = s.writes;
-        if let Some(f) = s.fail_next.pop_front() {
+        let targeted = |s: &mut State| s.fail_next_by.get_mut(manager)?.pop_front();
+        if let Some(f) = s.fail_next.pop_front().or_else(|| targeted(&mut s)) {
             return WriteAdmission::Admitted {
                 seq,
                 fault: Some(f),

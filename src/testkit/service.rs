@@ -164,7 +164,7 @@ pub async fn handle(
         ));
     }
     let result = match (&parts.method, route.name.is_some()) {
-        (&Method::GET, true) => read_one(&inner, &route),
+        (&Method::GET, true) => read_one(&inner, &route, &q),
         (&Method::GET, false) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             return start_watch(&inner, &route, &q, view);
         }
@@ -197,6 +197,11 @@ pub async fn handle(
 
 /// The resourceVersion a stale view serves (never older than the retained history, so a
 /// stale read degrades to the oldest state still known instead of failing with 410).
+///
+/// Only reads a real apiserver may answer from its watch cache lag: a get or list with
+/// `resourceVersion=0` ("any"), or with a `resourceVersion` (`NotOlderThan`, the default
+/// match) older than the cache. A get or list *without* a resourceVersion is a consistent
+/// read from etcd and always sees the latest state (see [`read_at`]); watches lag too.
 fn stale_at(inner: &Inner) -> Option<u64> {
     let lag = inner.faults.stale_lag();
     (lag > 0).then(|| {
@@ -208,11 +213,30 @@ fn stale_at(inner: &Inner) -> Option<u64> {
     })
 }
 
-fn read_one(inner: &Inner, route: &Route) -> Result<Value, ApiError> {
+/// The resourceVersion a get or list (without a continue token or `Exact`) is served at:
+/// the latest state for a consistent read (no resourceVersion), the stale view for
+/// `resourceVersion=0`, and the stale view but no older than `N` for `resourceVersion=N`
+/// (a lagging cache asked for a version it has not reached: the real apiserver waits for
+/// it to catch up; here it has caught up at once).
+fn read_at(inner: &Inner, q: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
+    match q.get("resourceVersion").map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some("0") => Ok(stale_at(inner)),
+        Some(rv) => {
+            let min = rv
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
+            Ok(stale_at(inner).map(|stale| stale.max(min)))
+        }
+    }
+}
+
+fn read_one(inner: &Inner, route: &Route, q: &HashMap<String, String>) -> Result<Value, ApiError> {
     let name = route.name.as_deref().unwrap_or("");
+    let at = read_at(inner, q)?;
     inner
         .store
-        .get(&route.ty, route.namespace.as_deref(), name, stale_at(inner))
+        .get(&route.ty, route.namespace.as_deref(), name, at)
 }
 
 fn list(inner: &Inner, route: &Route, q: &HashMap<String, String>) -> Result<Value, ApiError> {
@@ -221,7 +245,7 @@ fn list(inner: &Inner, route: &Route, q: &HashMap<String, String>) -> Result<Val
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
-    let mut at = stale_at(inner);
+    let at;
     let mut after = None;
     if let Some(token) = q.get("continue").filter(|c| !c.is_empty()) {
         let mut parts = token.splitn(3, '|');
@@ -233,18 +257,8 @@ fn list(inner: &Inner, route: &Route, q: &HashMap<String, String>) -> Result<Val
         after = Some((ns.to_string(), name.to_string()));
     } else if q.get("resourceVersionMatch").is_some_and(|m| m == "Exact") {
         at = q.get("resourceVersion").and_then(|r| r.parse().ok());
-    } else if let (Some(stale), Some(min)) = (
-        at,
-        q.get("resourceVersion")
-            .and_then(|r| r.parse::<u64>().ok())
-            .filter(|_| {
-                q.get("resourceVersionMatch")
-                    .is_some_and(|m| m == "NotOlderThan")
-            }),
-    ) {
-        // A lagging cache asked for a version it has not reached: the real
-        // apiserver waits for it to catch up; here it has caught up at once.
-        at = Some(stale.max(min));
+    } else {
+        at = read_at(inner, q)?;
     }
     let (rv, items, next) = inner.store.list(
         &route.ty,
@@ -338,7 +352,7 @@ async fn write(
         _ if route.name.is_some() => "delete",
         _ => "deletecollection",
     };
-    let (seq, fault) = match inner.faults.on_write() {
+    let (seq, fault) = match inner.faults.on_write(&req.manager) {
         WriteAdmission::Halted => return error_response(&ApiError::halted()),
         WriteAdmission::Admitted { seq, fault } => (seq, fault),
     };
