@@ -27,16 +27,7 @@ fn spec(extra: &str) -> String {
 
 /// Two verifiers and two presenters, and the rotation published at version 1.
 async fn started(extra: &str) -> Harness {
-    let h = Harness::new().await;
-    for i in 0..2 {
-        h.add_pod(&format!("server-{i}"), &[V], &[("app", "server")])
-            .await;
-        h.add_pod(&format!("client-{i}"), &[P], &[("app", "client")])
-            .await;
-    }
-    h.apply("api", &spec(extra)).await;
-    h.wait_published(V, P, &[1], 1, 10).await;
-    h
+    Harness::with_rotation(V, P, &spec(extra)).await
 }
 
 async fn request_rotation(h: &Harness, extra: &str, token: &str) {

@@ -60,6 +60,21 @@ impl Harness {
         h
     }
 
+    /// Two verifier pods mounting `verifier`, two presenter pods mounting
+    /// `presenter`, and rotation `api` applied with `spec` and published at version 1.
+    pub async fn with_rotation(verifier: &str, presenter: &str, spec: &str) -> Harness {
+        let h = Harness::new().await;
+        for i in 0..2 {
+            h.add_pod(&format!("server-{i}"), &[verifier], &[("app", "server")])
+                .await;
+            h.add_pod(&format!("client-{i}"), &[presenter], &[("app", "client")])
+                .await;
+        }
+        h.apply("api", spec).await;
+        h.wait_published(verifier, presenter, &[1], 1, 10).await;
+        h
+    }
+
     pub fn start_controller(&mut self) {
         let client = self.client.clone();
         let config = controller::Config {
