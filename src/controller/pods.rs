@@ -4,11 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, EnvVarSource, PodSpec, PodStatus, ProjectedVolumeSource,
-    SecretEnvSource, SecretKeySelector, SecretProjection, SecretVolumeSource, Volume,
-    VolumeProjection,
+    EnvFromSource, EnvVar, Pod, PodSpec, PodStatus, SecretVolumeSource, Volume,
 };
 
 use crate::api::{LabelSelector, SelectorOperator};
@@ -119,22 +116,9 @@ pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) 
         })
 }
 
-// Keep the unused-import lint quiet for types only named in docs and tests.
-#[allow(dead_code)]
-type _Types = (
-    Container,
-    EnvVarSource,
-    SecretKeySelector,
-    SecretEnvSource,
-    SecretProjection,
-    VolumeProjection,
-    ProjectedVolumeSource,
-);
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{LocalObjectReference, SecretEnvSource};
 
     fn pod_json(spec: serde_json::Value) -> Pod {
         serde_json::from_value(serde_json::json!({
@@ -183,7 +167,6 @@ mod tests {
         assert_eq!(ann.len(), 1, "only keyrotor annotations stay");
         assert!(pod.metadata.managed_fields.is_none());
         assert_eq!(pod.metadata.labels.as_ref().unwrap()["app"], "web");
-        let _ = (LocalObjectReference::default(), SecretEnvSource::default());
     }
 
     #[test]
