@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 
 use super::NS;
 
-#[derive(Clone, Debug)]
+/// No `Debug`: a recorded Secret holds key material (I4).
+#[derive(Clone)]
 enum Change {
     Secret(Box<Secret>),
     SecretGone(String),
