@@ -45,7 +45,7 @@ impl Harness {
         let client = api.client();
         let stuck = Arc::new(Mutex::new(BTreeSet::new()));
         let kubelet = tokio::spawn(kubelet(client.clone(), stuck.clone()));
-        let observer = observer::Observer::start(client.clone()).await;
+        let observer = observer::Observer::start(client.clone(), NS).await;
         let metrics = Arc::new(keyrotor::ops::Metrics::new());
         let mut h = Harness {
             api,

@@ -19,8 +19,6 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use tokio::task::JoinHandle;
 
-use super::NS;
-
 /// No `Debug`: a recorded Secret holds key material (I4).
 #[derive(Clone)]
 enum Change {
@@ -41,11 +39,22 @@ fn rv(obj: &impl ResourceExt) -> u64 {
         .unwrap_or(0)
 }
 
+fn num(s: &Secret, key: &str) -> Option<u64> {
+    s.annotations().get(key).and_then(|v| v.parse::<u64>().ok())
+}
+
+fn set(s: &Secret) -> BTreeSet<u64> {
+    s.annotations()
+        .get(k::ACCEPTED)
+        .map(|a| a.split(',').filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
 impl Observer {
-    pub async fn start(client: Client) -> Observer {
+    pub async fn start(client: Client, ns: &str) -> Observer {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
-        let pods: Api<Pod> = Api::namespaced(client, NS);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+        let pods: Api<Pod> = Api::namespaced(client, ns);
         let l1 = log.clone();
         let t1 = tokio::spawn(async move {
             // Errors (a halted API, a cut watch, 410) are retried with backoff: the
@@ -96,15 +105,8 @@ impl Observer {
         }
     }
 
-    /// Checks the invariants of rotation `rotation` over everything recorded.
-    /// `excused` versions may be rejected (revoked, or retired on timeout).
-    pub fn check(
-        &self,
-        rotation: &str,
-        verifier: &str,
-        presenter: &str,
-        excused: &[u64],
-    ) -> Result<usize, String> {
+    /// Everything recorded, in the order the API server made the changes.
+    fn ordered(&self) -> Vec<(u64, Change)> {
         let mut log = self.log.lock().unwrap().clone();
         // Deletions carry no resourceVersion here; keep them in arrival order
         // after the change they follow.
@@ -117,14 +119,69 @@ impl Observer {
             }
         }
         log.sort_by_key(|(v, _)| *v);
-        let num =
-            |s: &Secret, key: &str| s.annotations().get(key).and_then(|v| v.parse::<u64>().ok());
-        let set = |s: &Secret| -> BTreeSet<u64> {
-            s.annotations()
-                .get(k::ACCEPTED)
-                .map(|a| a.split(',').filter_map(|v| v.parse().ok()).collect())
-                .unwrap_or_default()
-        };
+        log
+    }
+
+    /// Every key (plain key material) any recorded Secret held: what must
+    /// never show up in logs, events or status (I4).
+    pub fn keys(&self) -> BTreeSet<String> {
+        let log = self.log.lock().unwrap();
+        let mut keys = BTreeSet::new();
+        for (_, change) in log.iter() {
+            let Change::Secret(s) = change else { continue };
+            for (name, value) in s.data.iter().flatten() {
+                if name == "key" || name.ends_with(".key") {
+                    keys.insert(String::from_utf8_lossy(&value.0).into_owned());
+                }
+            }
+        }
+        keys
+    }
+
+    /// The pods that existed at the first recorded Secret change that
+    /// satisfies `when` (called on every Secret change in order); None if none did.
+    pub fn pods_at(&self, mut when: impl FnMut(&Secret) -> bool) -> Option<Vec<Pod>> {
+        let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
+        for (_, change) in self.ordered() {
+            match change {
+                Change::Secret(s) if when(&s) => return Some(pods.into_values().collect()),
+                Change::Pod(p) => {
+                    pods.insert(p.name_any(), *p);
+                }
+                Change::PodGone(name) => {
+                    pods.remove(&name);
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The pods that existed when the verifier Secret `verifier` first stopped
+    /// accepting `version` (after having accepted it).
+    pub fn pods_when_dropped(&self, verifier: &str, version: u64) -> Option<Vec<Pod>> {
+        let mut seen = false;
+        self.pods_at(|s| {
+            if s.name_any() != verifier {
+                return false;
+            }
+            let accepted = set(s).contains(&version);
+            let dropped = seen && !accepted;
+            seen |= accepted;
+            dropped
+        })
+    }
+
+    /// Checks the invariants of rotation `rotation` over everything recorded.
+    /// `excused` versions may be rejected (revoked, or retired on timeout).
+    pub fn check(
+        &self,
+        rotation: &str,
+        verifier: &str,
+        presenter: &str,
+        excused: &[u64],
+    ) -> Result<usize, String> {
+        let log = self.ordered();
         let combined = verifier == presenter;
         let mut accepted_by_rev: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
         let mut current_by_rev: BTreeMap<u64, u64> = BTreeMap::new();

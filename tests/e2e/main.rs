@@ -1,0 +1,30 @@
+//! End-to-end suite on a real Kubernetes control plane (tests/cluster/up:
+//! etcd, kube-apiserver, controller-manager, scheduler and kwok nodes, all on
+//! 127.0.0.1). The real `keyrotor` binary runs with a ServiceAccount token
+//! bound to the RBAC that deploy/ ships; an observer records every Secret and
+//! Pod change and checks the invariants over the whole history.
+//!
+//! Without `KEYROTOR_E2E_KUBECONFIG` every test returns at once, after one
+//! loud notice. With it:
+//!
+//!     tests/cluster/up && source tests/cluster/.run/env
+//!     cargo test --all-features --test e2e
+
+#[path = "../common/observer.rs"]
+#[allow(dead_code)]
+mod observer;
+
+#[path = "../volume/mod.rs"]
+mod volume;
+
+mod cluster;
+mod operator;
+mod support;
+
+mod cel;
+mod crash;
+mod deletion;
+mod leader;
+mod quiet;
+mod report;
+mod rollout;
