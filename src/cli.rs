@@ -23,6 +23,10 @@ pub enum Command {
     /// Sidecar: report the revisions of the mounted projected Secrets as
     /// annotations on this pod (POD_NAME, POD_NAMESPACE from the Downward API).
     Reporter(crate::consumer::reporter::ReporterArgs),
+    /// A sample service on the client library: a verifier that answers
+    /// requests and a presenter that calls it and records each outcome.
+    #[command(subcommand)]
+    SampleApp(crate::consumer::sample_app::SampleApp),
     /// Print the ApiKeyRotation CustomResourceDefinition as YAML.
     Crd,
     /// Check ApiKeyRotation manifests (YAML files, `-` for stdin) against every
@@ -76,6 +80,14 @@ pub fn run(cli: Cli) -> CliResult {
                 .build()
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
             runtime.block_on(crate::consumer::reporter::main(args))
+        }
+        Command::SampleApp(app) => {
+            init_logging(LogFormat::Text);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            runtime.block_on(crate::consumer::sample_app::main(app))
         }
         #[cfg(feature = "testkit")]
         Command::Demo(args) => {

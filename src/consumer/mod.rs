@@ -10,6 +10,7 @@
 //! - [`pod`]: writing annotations on the process's own Pod.
 //! - [`reload`]: background hot reload with revision reports, usage reports.
 //! - [`reporter`]: the `keyrotor reporter` sidecar.
+//! - [`sample_app`]: `keyrotor sample-app`, the library in a tiny service.
 //!
 //! The file layout and the annotations are documented for every language in
 //! docs/consumers.md.
@@ -19,6 +20,7 @@ pub mod pod;
 pub mod presenter;
 pub mod reload;
 pub mod reporter;
+pub mod sample_app;
 pub mod usage;
 pub mod verifier;
 pub mod volume;

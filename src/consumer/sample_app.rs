@@ -1,0 +1,169 @@
+//! `keyrotor sample-app`: the client library in a tiny service, for trying
+//! keyrotor on real pods (the real-node tests run it).
+//!
+//! - `verifier --dir D --listen ADDR`: answers `GET /` with 200 when the
+//!   `Authorization: Bearer` key is accepted by the directory's verifier
+//!   files, else 401.
+//! - `presenter --dir D --target ADDR --record FILE`: calls the verifier with
+//!   its current key every `--interval-ms` and appends each outcome to FILE
+//!   as a JSON line (`{"ms":…,"version":…,"status":…}`), never the key.
+//!
+//! Both re-check the volume before every request (a `readlink`), so they
+//! use what kubelet last delivered, as the reporter sidecar reports it.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::presenter::Presenter;
+use super::verifier::Verifier;
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum SampleApp {
+    /// Serve `GET /`, accepting the keys the verifier directory accepts.
+    Verifier {
+        /// The mounted verifier (or combined) Secret.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+    },
+    /// Call a verifier with the current key, and record every outcome.
+    Presenter {
+        /// The mounted presenter (or combined) Secret.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        target: SocketAddr,
+        /// Append one JSON line per request here.
+        #[arg(long)]
+        record: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        interval_ms: u64,
+    },
+}
+
+pub async fn main(app: SampleApp) -> Result<(), String> {
+    match app {
+        SampleApp::Verifier { dir, listen } => {
+            let verifier = Arc::new(open(|| Verifier::open(&dir)).await);
+            serve(verifier, listen).await
+        }
+        SampleApp::Presenter {
+            dir,
+            target,
+            record,
+            interval_ms,
+        } => {
+            let presenter = open(|| Presenter::open(&dir)).await;
+            present(presenter, target, record, Duration::from_millis(interval_ms)).await
+        }
+    }
+}
+
+/// Waits for kubelet to populate the volume (a pod may start before).
+async fn open<T, E: std::fmt::Display>(f: impl Fn() -> Result<T, E>) -> T {
+    loop {
+        match f() {
+            Ok(t) => return t,
+            Err(e) => {
+                tracing::warn!(error = %e, "keys not readable yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn serve(verifier: Arc<Verifier>, listen: SocketAddr) -> Result<(), String> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(address = %listen, "sample verifier listening");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let verifier = verifier.clone();
+        tokio::spawn(async move {
+            let _ = answer(stream, &verifier).await;
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, verifier: &Verifier) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .unwrap_or(Ok(0))?;
+    let request = String::from_utf8_lossy(&buf[..n]);
+    let presented = request
+        .lines()
+        .find_map(|l| l.strip_prefix("Authorization: Bearer "))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if let Err(e) = verifier.refresh() {
+        tracing::warn!(error = %e, "cannot reload keys; keeping the loaded ones");
+    }
+    let (code, body) = match verifier.verify(presented.as_bytes()) {
+        Some(v) => (200, format!("OK v{v}\n")),
+        None => (401, "Unauthorized\n".to_string()),
+    };
+    let head = format!(
+        "HTTP/1.1 {code} {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        if code == 200 { "OK" } else { "Unauthorized" },
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+async fn present(
+    presenter: Presenter,
+    target: SocketAddr,
+    record: PathBuf,
+    every: Duration,
+) -> Result<(), String> {
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&record)
+        .map_err(|e| format!("cannot open {}: {e}", record.display()))?;
+    tracing::info!(target = %target, "sample presenter calling");
+    loop {
+        if let Err(e) = presenter.refresh() {
+            tracing::warn!(error = %e, "cannot reload keys; keeping the loaded ones");
+        }
+        let (version, status) = match presenter.current() {
+            Some((v, key)) => (v, call(target, key.expose()).await.unwrap_or(0)),
+            None => (0, 0),
+        };
+        let ms = jiff::Timestamp::now().as_millisecond();
+        let line = format!("{{\"ms\":{ms},\"version\":{version},\"status\":{status}}}\n");
+        out.write_all(line.as_bytes())
+            .map_err(|e| format!("cannot record: {e}"))?;
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// One request; the HTTP status, or an I/O error (the verifier is down).
+async fn call(target: SocketAddr, key: &str) -> std::io::Result<u16> {
+    let mut s = TcpStream::connect(target).await?;
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: verifier\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
+}
