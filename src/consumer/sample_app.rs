@@ -4,9 +4,10 @@
 //! - `verifier --dir D --listen ADDR`: answers `GET /` with 200 when the
 //!   `Authorization: Bearer` key is accepted by the directory's verifier
 //!   files, else 401.
-//! - `presenter --dir D --target ADDR --record FILE`: calls the verifier with
-//!   its current key every `--interval-ms` and appends each outcome to FILE
-//!   as a JSON line (`{"ms":…,"version":…,"status":…}`), never the key.
+//! - `presenter --dir D --target ADDR… --record FILE`: calls the verifiers in
+//!   turn with its current key every `--interval-ms` and appends each outcome
+//!   to FILE as a JSON line (`{"ms":…,"target":…,"version":…,"status":…}`;
+//!   status 0: no answer), never the key.
 //!
 //! Both re-check the volume before every request (a `readlink`), so they
 //! use what kubelet last delivered, as the reporter sidecar reports it.
@@ -33,13 +34,14 @@ pub enum SampleApp {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
     },
-    /// Call a verifier with the current key, and record every outcome.
+    /// Call verifiers with the current key, and record every outcome.
     Presenter {
         /// The mounted presenter (or combined) Secret.
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:9090")]
-        target: SocketAddr,
+        /// Verifiers to call in turn (repeat).
+        #[arg(long = "target", required = true)]
+        targets: Vec<SocketAddr>,
         /// Append one JSON line per request here.
         #[arg(long)]
         record: PathBuf,
@@ -56,12 +58,12 @@ pub async fn main(app: SampleApp) -> Result<(), String> {
         }
         SampleApp::Presenter {
             dir,
-            target,
+            targets,
             record,
             interval_ms,
         } => {
             let presenter = open(|| Presenter::open(&dir)).await;
-            present(presenter, target, record, Duration::from_millis(interval_ms)).await
+            present(presenter, &targets, record, Duration::from_millis(interval_ms)).await
         }
     }
 }
@@ -126,7 +128,7 @@ async fn answer(mut stream: TcpStream, verifier: &Verifier) -> std::io::Result<(
 
 async fn present(
     presenter: Presenter,
-    target: SocketAddr,
+    targets: &[SocketAddr],
     record: PathBuf,
     every: Duration,
 ) -> Result<(), String> {
@@ -135,21 +137,24 @@ async fn present(
         .append(true)
         .open(&record)
         .map_err(|e| format!("cannot open {}: {e}", record.display()))?;
-    tracing::info!(target = %target, "sample presenter calling");
-    loop {
+    tracing::info!(?targets, "sample presenter calling");
+    for target in targets.iter().cycle() {
         if let Err(e) = presenter.refresh() {
             tracing::warn!(error = %e, "cannot reload keys; keeping the loaded ones");
         }
         let (version, status) = match presenter.current() {
-            Some((v, key)) => (v, call(target, key.expose()).await.unwrap_or(0)),
+            Some((v, key)) => (v, call(*target, key.expose()).await.unwrap_or(0)),
             None => (0, 0),
         };
         let ms = jiff::Timestamp::now().as_millisecond();
-        let line = format!("{{\"ms\":{ms},\"version\":{version},\"status\":{status}}}\n");
+        let line = format!(
+            "{{\"ms\":{ms},\"target\":\"{target}\",\"version\":{version},\"status\":{status}}}\n"
+        );
         out.write_all(line.as_bytes())
             .map_err(|e| format!("cannot record: {e}"))?;
         tokio::time::sleep(every).await;
     }
+    Ok(())
 }
 
 /// One request; the HTTP status, or an I/O error (the verifier is down).

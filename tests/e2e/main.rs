@@ -26,5 +26,6 @@ mod crash;
 mod deletion;
 mod leader;
 mod quiet;
+mod realpods;
 mod report;
 mod rollout;
