@@ -36,7 +36,8 @@ pub(crate) const NAME_RE: &str =
     printcolumn(name = "Stage", type_ = "string", description = "Stage of the rotation cycle", json_path = ".status.stage"),
     printcolumn(name = "Ready", type_ = "string", description = "Ready condition", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", priority = 1, description = "Ready condition reason", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Next", type_ = "date", description = "Next scheduled rotation", json_path = ".status.nextRotationTime"),
+    // A string, not a date: kubectl prints a future date as `<invalid>`.
+    printcolumn(name = "Next", type_ = "string", description = "Next scheduled rotation (UTC)", json_path = ".status.nextRotationTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 200").message("metadata.name must be at most 200 characters, so version Secret names (<name>-v<N>) stay valid")
 )]

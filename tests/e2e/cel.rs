@@ -69,15 +69,20 @@ async fn valid_examples_are_accepted_and_read_well() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "CURRENT", "STAGE", "READY", "REASON", "NEXT", "AGE"],
+        ["NAME", "CURRENT", "STAGE", "READY", "NEXT", "AGE"],
         "{table}"
     );
+    // A future time in a `date` column would print as <invalid>.
+    assert!(!table.contains("<invalid>"), "{table}");
     let row = table
         .lines()
         .find(|l| l.starts_with("orders-api-key "))
         .unwrap_or_else(|| panic!("no row for orders-api-key: {table}"));
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cells[1..4], ["1", "Stable", "True"], "{table}");
+    assert!(cells[4].starts_with("20") && cells[4].ends_with('Z'), "{table}");
+    let wide = cluster.ok(&["get", "akr", "-n", &ns.name, "-o", "wide"]);
+    assert!(wide.lines().next().unwrap().contains("REASON"), "{wide}");
     // The category lists it too.
     assert!(cluster.ok(&["get", "keyrotor", "-n", &ns.name]).contains("orders-api-key"));
 

@@ -185,10 +185,16 @@ impl Cluster {
         let client = self.client().await;
         let api: Api<Namespace> = Api::all(client.clone());
         let ns = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        // Left from an earlier run: no operator runs there any more.
+        self.release_rotations(name);
         let _ = api.delete(name, &DeleteParams::default()).await;
+        let mut created = false;
         for _ in 0..600 {
             match api.create(&PostParams::default(), &ns).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    created = true;
+                    break;
+                }
                 // Still terminating from an earlier run.
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     tokio::time::sleep(Duration::from_millis(100)).await
@@ -196,6 +202,7 @@ impl Cluster {
                 Err(e) => panic!("create namespace {name}: {e}"),
             }
         }
+        assert!(created, "namespace {name} is still terminating after 60 s");
         // Pods need the namespace's default ServiceAccount.
         let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(client, name);
@@ -212,6 +219,29 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Drops keyrotor's finalizer from every ApiKeyRotation in `ns`: once
+    /// a scenario's operator is gone, nobody else would (and the namespace
+    /// could never be deleted).
+    pub fn release_rotations(&self, ns: &str) {
+        let out = self.kubectl(&["get", "apikeyrotations", "-n", ns, "-o", "name"], None);
+        for name in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = self.kubectl(
+                &[
+                    "patch",
+                    name,
+                    "-n",
+                    ns,
+                    "--type=merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ],
+                None,
+            );
+        }
+    }
+}
+
 pub struct TestNamespace {
     pub name: String,
     pub cluster: &'static Cluster,
@@ -221,6 +251,7 @@ impl Drop for TestNamespace {
     fn drop(&mut self) {
         // Leave it when a test failed: its objects explain the failure.
         if !std::thread::panicking() {
+            self.cluster.release_rotations(&self.name);
             let _ = self
                 .cluster
                 .kubectl(&["delete", "namespace", &self.name, "--wait=false"], None);
