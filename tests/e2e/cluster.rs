@@ -59,7 +59,8 @@ pub fn repo() -> &'static Path {
 impl Cluster {
     async fn setup(kubeconfig: PathBuf) -> Cluster {
         let dir = kubeconfig.parent().unwrap().to_path_buf();
-        let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        // kubectl 1.37 from .ci/tools (`eval "$(.ci/tools)"`), else PATH's.
+        let kubectl = std::env::var("KEYROTOR_KUBECTL").unwrap_or_else(|_| "kubectl".into());
         let mut c = Cluster {
             operator_kubeconfig: dir.join("operator.kubeconfig"),
             kubeconfig,
@@ -152,7 +153,7 @@ impl Cluster {
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {} (set KUBECTL): {e}", self.kubectl));
+            .unwrap_or_else(|e| panic!("cannot run {} (set KEYROTOR_KUBECTL): {e}", self.kubectl));
         let input = stdin.unwrap_or("").to_string();
         let mut pipe = child.stdin.take().unwrap();
         let writer = std::thread::spawn(move || {

@@ -24,6 +24,7 @@ mod support;
 mod cel;
 mod crash;
 mod deletion;
+mod helm;
 mod leader;
 mod quiet;
 mod realpods;

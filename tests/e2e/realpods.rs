@@ -169,7 +169,7 @@ fn helm_install(cluster: &Cluster, release: &str, ns: &str, watch: &str) {
         .args(["--set", "image.tag=e2e", "--set", "image.pullPolicy=Never"])
         .args(["--set", "crds.enabled=false", "--set", "reporterPolicy.enabled=false"])
         .args(["--set", "hostNetwork=true", "--set", "replicaCount=1"])
-        .args(["--set", &format!("adminAddress=127.0.0.1:{admin}")])
+        .args(["--set", &format!("admin.port={admin}")])
         .args(["--set", &format!("watchNamespaces={{{watch}}}")])
         .args(["--set", "nodeSelector.type=real"])
         .args([
@@ -180,7 +180,7 @@ fn helm_install(cluster: &Cluster, release: &str, ns: &str, watch: &str) {
         .env("KUBECONFIG", &cluster.kubeconfig)
         .current_dir(repo())
         .output()
-        .expect("run helm (set HELM)");
+        .expect("run helm (set KEYROTOR_HELM)");
     assert!(
         out.status.success(),
         "helm install failed: {}{}",
@@ -189,8 +189,9 @@ fn helm_install(cluster: &Cluster, release: &str, ns: &str, watch: &str) {
     );
 }
 
+/// helm 4 from .ci/tools (`eval "$(.ci/tools)"`), else PATH's.
 pub fn helm() -> String {
-    std::env::var("HELM").unwrap_or_else(|_| "helm".into())
+    std::env::var("KEYROTOR_HELM").unwrap_or_else(|_| "helm".into())
 }
 
 fn key() -> SecretKey {
