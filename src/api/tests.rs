@@ -61,11 +61,7 @@ fn the_chart_and_crds_carry_the_same_spec_text() {
     let chart = crd_chart_template();
     let (_, chart_spec) = chart.split_once("\nspec:\n").unwrap();
     let chart_spec = chart_spec.strip_suffix("{{- end }}\n").unwrap();
-    let unindented: String = chart_spec
-        .lines()
-        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
-        .collect();
-    assert_eq!(unindented, plain_spec);
+    assert_eq!(chart_spec, plain_spec);
     let (plain_meta, _) = plain.split_once("\nspec:\n").unwrap();
     assert!(
         plain_meta.ends_with("metadata:\n  name: apikeyrotations.keyrotor.dev"),
