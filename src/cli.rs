@@ -28,7 +28,11 @@ pub enum Command {
     #[command(subcommand)]
     SampleApp(crate::consumer::sample_app::SampleApp),
     /// Print the ApiKeyRotation CustomResourceDefinition as YAML.
-    Crd,
+    Crd {
+        /// Print the Helm chart's template of it instead (charts/keyrotor/templates/crd.yaml).
+        #[arg(long)]
+        chart: bool,
+    },
     /// Check ApiKeyRotation manifests (YAML files, `-` for stdin) against every
     /// rule keyrotor enforces, and print each problem with its field path.
     Validate {
@@ -97,8 +101,12 @@ pub fn run(cli: Cli) -> CliResult {
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
             runtime.block_on(crate::demo::print(args))
         }
-        Command::Crd => {
-            print!("{}", crate::api::crd_yaml());
+        Command::Crd { chart } => {
+            if chart {
+                print!("{}", crate::api::crd_chart_template());
+            } else {
+                print!("{}", crate::api::crd_yaml());
+            }
             Ok(())
         }
         Command::Validate { files } => validate_files(&files),

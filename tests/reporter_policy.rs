@@ -1,4 +1,5 @@
-//! deploy/reporter-policy.yaml's CEL, read from the file and evaluated with
+//! The reporter admission policy's CEL (charts/keyrotor/templates/reporter-policy.yaml,
+//! read here from its render in deploy/operator/keyrotor.yaml) evaluated with
 //! kube-cel the way the apiserver evaluates a ValidatingAdmissionPolicy:
 //! match conditions first (not matched ⇒ allowed), then every validation.
 
@@ -13,7 +14,7 @@ struct Policy {
 }
 
 fn policy() -> Policy {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/reporter-policy.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/operator/keyrotor.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())

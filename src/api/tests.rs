@@ -43,6 +43,33 @@ fn the_committed_crd_is_the_generated_one() {
 }
 
 #[test]
+fn the_charts_crd_template_is_the_generated_one() {
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/keyrotor/templates/crd.yaml"),
+    )
+    .expect("charts/keyrotor/templates/crd.yaml exists");
+    assert!(
+        committed == crd_chart_template(),
+        "the chart's CRD drifted from the Rust types: run `cargo run -- crd --chart > charts/keyrotor/templates/crd.yaml`"
+    );
+}
+
+#[test]
+fn the_chart_and_crds_carry_the_same_spec_text() {
+    let plain = crd_yaml();
+    let (_, plain_spec) = plain.split_once("\nspec:\n").unwrap();
+    let chart = crd_chart_template();
+    let (_, chart_spec) = chart.split_once("\nspec:\n").unwrap();
+    let chart_spec = chart_spec.strip_suffix("{{- end }}\n").unwrap();
+    assert_eq!(chart_spec, plain_spec);
+    let (plain_meta, _) = plain.split_once("\nspec:\n").unwrap();
+    assert!(
+        plain_meta.ends_with("metadata:\n  name: apikeyrotations.keyrotor.dev"),
+        "the chart template rebuilds metadata from the name alone"
+    );
+}
+
+#[test]
 fn the_crd_has_the_names_design_fixes() {
     let crd = ApiKeyRotation::crd();
     assert_eq!(

@@ -2,7 +2,7 @@
 //!
 //! Writes are JSON merge patches of `metadata.annotations` alone, so they
 //! touch nothing else and pass the reporter admission policy
-//! (deploy/reporter-policy.yaml). The pod's identity comes from the Downward
+//! (charts/keyrotor/templates/reporter-policy.yaml). The pod's identity comes from the Downward
 //! API (`POD_NAME`, `POD_NAMESPACE`).
 
 use std::collections::BTreeMap;
