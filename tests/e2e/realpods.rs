@@ -266,7 +266,7 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
         .unwrap();
     assert!(image.success(), "packing the image failed");
 
-    let rbac = std::fs::read_to_string(repo().join("deploy/reporter-rbac.yaml"))
+    let rbac = std::fs::read_to_string(repo().join("examples/reporter-rbac.yaml"))
         .unwrap()
         .replace("namespace: shop", &format!("namespace: {}", ns.name))
         .replace("orders-api", "app");

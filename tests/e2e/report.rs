@@ -124,7 +124,7 @@ async fn report_mode_with_the_reporter_and_the_admission_policy() {
     let ns = cluster.namespace("e2e-report").await;
     let client = cluster.client().await;
     // The app's ServiceAccount with the reporter Role the docs ship.
-    let rbac = std::fs::read_to_string(cluster::repo().join("deploy/reporter-rbac.yaml"))
+    let rbac = std::fs::read_to_string(cluster::repo().join("examples/reporter-rbac.yaml"))
         .unwrap()
         .replace("namespace: shop", &format!("namespace: {}", ns.name))
         .replace("orders-api", "app");
