@@ -45,7 +45,9 @@ impl Shape {
     }
 
     fn presenters(&self) -> usize {
-        self.pods_per_rotation.saturating_sub(self.verifiers()).max(1)
+        self.pods_per_rotation
+            .saturating_sub(self.verifiers())
+            .max(1)
     }
 
     pub fn pods(&self) -> usize {
@@ -182,8 +184,9 @@ impl Cluster {
     /// Asks every rotation for a new version (the `kubectl keyrotor rotate` path).
     pub fn request_rotation(&self, shape: &Shape, token: &str) -> std::io::Result<()> {
         let rotations = ty(&self.api, "keyrotor.dev", "v1alpha1", "apikeyrotations");
-        let body = serde_json::to_vec(&json!({"metadata": {"annotations": {k::ROTATE_REQUEST: token}}}))
-            .map_err(std::io::Error::other)?;
+        let body =
+            serde_json::to_vec(&json!({"metadata": {"annotations": {k::ROTATE_REQUEST: token}}}))
+                .map_err(std::io::Error::other)?;
         for i in 0..shape.rotations {
             self.api
                 .store()
@@ -219,8 +222,7 @@ impl Cluster {
                         s.stage == Some(crate::rotation::Stage::Stable)
                             && s.current_version == Some(version)
                             && s.accepted_versions.len() == 1
-                            && s
-                                .condition(crate::conditions::types::READY)
+                            && s.condition(crate::conditions::types::READY)
                                 .is_some_and(|c| c.status == "True")
                     })
             })
@@ -229,7 +231,9 @@ impl Cluster {
 
     /// Effective writes made by keyrotor so far, by (resource, subresource, verb).
     pub fn keyrotor_writes(&self) -> Vec<crate::testkit::WriteRecord> {
-        self.api.faults().writes_by_manager(crate::api::FIELD_MANAGER)
+        self.api
+            .faults()
+            .writes_by_manager(crate::api::FIELD_MANAGER)
     }
 }
 
@@ -241,9 +245,12 @@ async fn kubelet(api: Arc<FakeApi>, mounts: Mounts) {
     let pods = ty(&api, "", "v1", "pods");
     let secrets: Api<Secret> = Api::all(api.client());
     let reported: Mutex<HashMap<(String, String, String), String>> = Mutex::new(HashMap::new());
-    let stream = watcher(secrets, watcher::Config::default().labels(k::ROTATION_LABEL))
-        .default_backoff()
-        .applied_objects();
+    let stream = watcher(
+        secrets,
+        watcher::Config::default().labels(k::ROTATION_LABEL),
+    )
+    .default_backoff()
+    .applied_objects();
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         let Ok(secret) = event else { continue };
@@ -252,7 +259,10 @@ async fn kubelet(api: Arc<FakeApi>, mounts: Mounts) {
             continue;
         };
         let data = secret.data.unwrap_or_default();
-        let text = |f: &str| data.get(f).map(|b| String::from_utf8_lossy(&b.0).to_string());
+        let text = |f: &str| {
+            data.get(f)
+                .map(|b| String::from_utf8_lossy(&b.0).to_string())
+        };
         let (Some(rotation), Some(role), Some(revision)) =
             (text("rotation"), text("role"), text("revision"))
         else {

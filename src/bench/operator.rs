@@ -174,7 +174,8 @@ impl Scrape {
     pub fn parse(text: &str) -> Scrape {
         let mut s = Scrape::default();
         for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("keyrotor_reconcile_duration_seconds_bucket{le=\"")
+            if let Some(rest) =
+                line.strip_prefix("keyrotor_reconcile_duration_seconds_bucket{le=\"")
             {
                 let le = rest.split('"').next().unwrap_or("");
                 let le = if le == "+Inf" {

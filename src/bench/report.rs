@@ -44,7 +44,8 @@ pub struct Report {
     pub cycle_latency: Vec<(f64, u64)>,
     pub all_latency: Vec<(f64, u64)>,
     pub failed_reconciles: u64,
-    pub restart_ready: Duration,
+    /// When `/readyz` first answered 200 (None: not while measured).
+    pub restart_ready: Option<Duration>,
     pub restart_converged: Duration,
     pub restart_writes: usize,
     pub restart_requests: RequestCounts,
@@ -68,7 +69,7 @@ impl Report {
             cycle_latency: Vec::new(),
             all_latency: Vec::new(),
             failed_reconciles: 0,
-            restart_ready: Duration::ZERO,
+            restart_ready: None,
             restart_converged: Duration::ZERO,
             restart_writes: 0,
             restart_requests: RequestCounts::default(),
@@ -98,11 +99,21 @@ impl Report {
     }
 
     pub fn peak_rss_mib(&self) -> f64 {
-        self.memory.iter().map(|m| m.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0
+        self.memory
+            .iter()
+            .map(|m| m.peak_rss_kib)
+            .max()
+            .unwrap_or(0) as f64
+            / 1024.0
     }
 
     pub fn peak_anon_mib(&self) -> f64 {
-        self.memory.iter().map(|m| m.peak_anon_kib).max().unwrap_or(0) as f64 / 1024.0
+        self.memory
+            .iter()
+            .map(|m| m.peak_anon_kib)
+            .max()
+            .unwrap_or(0) as f64
+            / 1024.0
     }
 }
 
@@ -133,7 +144,9 @@ pub fn table(reports: &[Report]) -> String {
         rows.push((name, reports.iter().map(f).collect()));
     };
     row("consumer pods", &|r| r.shape.pods().to_string());
-    row("peak RSS (VmHWM)", &|r| format!("{:.1} MiB", r.peak_rss_mib()));
+    row("peak RSS (VmHWM)", &|r| {
+        format!("{:.1} MiB", r.peak_rss_mib())
+    });
     row("peak heap (RssAnon, sampled)", &|r| {
         format!("{:.1} MiB", r.peak_anon_mib())
     });
@@ -184,9 +197,15 @@ pub fn table(reports: &[Report]) -> String {
     row("requests in the quiet period", &|r| {
         format!("{} in {} s", r.quiet_requests.total(), r.quiet_secs)
     });
-    row("first start: every rotation published", &|r| secs(r.initial));
+    row("first start: every rotation published", &|r| {
+        secs(r.initial)
+    });
     row("restart: ready / every rotation converged", &|r| {
-        format!("{} / {}", secs(r.restart_ready), secs(r.restart_converged))
+        format!(
+            "{} / {}",
+            r.restart_ready.map_or("not ready".into(), secs),
+            secs(r.restart_converged)
+        )
     });
     row("restart: writes needed", &|r| r.restart_writes.to_string());
     row("restart: API requests per rotation", &|r| {
@@ -220,7 +239,11 @@ pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|x| x.1.trim()))
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|x| x.1.trim())
+        })
         .unwrap_or("unknown CPU")
         .to_string();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -231,6 +254,8 @@ pub fn machine() -> String {
                 .find_map(|l| l.strip_prefix("MemTotal:"))
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         })
-        .map_or("unknown".into(), |kib| format!("{:.1} GiB", kib as f64 / 1048576.0));
+        .map_or("unknown".into(), |kib| {
+            format!("{:.1} GiB", kib as f64 / 1048576.0)
+        });
     format!("{model}, {cores} cores available, {mem} RAM")
 }
