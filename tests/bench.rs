@@ -31,6 +31,10 @@ async fn the_scale_benchmark_runs_a_cycle_and_a_restart_on_ten_rotations() {
         r.cycle_writes
     );
     assert!(r.peak_rss_mib() > 0.0, "memory was read from /proc");
+    assert!(
+        r.restart_ready.is_some(),
+        "/readyz turns 200 once the caches synced"
+    );
     let text = table(&reports);
     assert!(text.contains("| ApiKeyRotations | 10 |"), "{text}");
 }
