@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+#[cfg(feature = "testkit")]
+pub mod bench;
 pub mod cli;
 pub mod conditions;
 pub mod consumer;

@@ -119,9 +119,7 @@ async fn run_scope(
     let rotations = controller.store();
     let (synced_rotations, synced_pods) = (rotations.clone(), pod_store);
     tokio::spawn(async move {
-        if synced_rotations.wait_until_ready().await.is_ok()
-            && synced_pods.wait_until_ready().await.is_ok()
-        {
+        if synced(&synced_rotations).await && synced(&synced_pods).await {
             let _ = ready.send(()).await;
         }
     });
@@ -176,6 +174,28 @@ async fn run_scope(
         })
         .await;
     info!("controller stopped");
+}
+
+/// Whether a reflector store has synced (false if its writer went away).
+///
+/// kube's `Store::wait_until_ready` sits on one oneshot channel that keeps a
+/// single waker: with the `Controller` waiting on the same store, only the
+/// last waiter is woken and `/readyz` stayed 503 for good (found by the scale
+/// benchmark). Looking again every 100 ms does not depend on that wakeup.
+async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        let wait = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            store.wait_until_ready(),
+        );
+        if let Ok(result) = wait.await {
+            return result.is_ok();
+        }
+    }
 }
 
 /// The rotations a pod consumes: it references one of their projected

@@ -82,7 +82,8 @@ impl Metrics {
         let m = Metrics {
             reconciles: Family::default(),
             errors: Family::default(),
-            duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            // 0.25 ms to 1.4 s in steps of √2: fine enough to tell 10 ms from 20 ms.
+            duration: Histogram::new(exponential_buckets(0.00025, std::f64::consts::SQRT_2, 26)),
             rotations: Family::default(),
             key_created: Family::default(),
             next_rotation: Family::default(),

@@ -34,12 +34,12 @@ mod watch;
 pub use body::ResponseBody;
 pub use error::ApiError;
 pub use faults::{Fault, Faults, WriteRecord};
-pub use http::HttpServer;
+pub use http::{HttpServer, RequestCounts};
 pub use patch::PatchKind;
 pub use resources::ResourceType;
 pub use selector::{FieldSelector, LabelSelector};
 pub use service::FakeService;
-pub use store::Store;
+pub use store::{Store, WriteOpts};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use std::sync::Arc;
