@@ -281,6 +281,12 @@ async fn publish(ctx: &Context, rot: &ApiKeyRotation, kind: EventType, reason: &
     }
 }
 
+/// Whether namespace `ns` is being deleted (false when that cannot be read).
+async fn namespace_terminating(ctx: &Context, ns: &str) -> bool {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    matches!(api.get_opt(ns).await, Ok(Some(n)) if n.metadata.deletion_timestamp.is_some())
+}
+
 async fn delete(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
     let ns = rot.namespace().unwrap_or_default();
     let orphan = rot.spec.deletion_policy == DeletionPolicy::Orphan;
@@ -288,7 +294,7 @@ async fn delete(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
         rot.spec.secrets.verifier.as_str(),
         rot.spec.secrets.presenter.as_str(),
     ];
-    cleanup(
+    let done = cleanup(
         ctx.client.clone(),
         &ns,
         &rot.name_any(),
@@ -296,7 +302,22 @@ async fn delete(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
         orphan,
         &projected,
     )
-    .await?;
+    .await;
+    match done {
+        // Namespaced mode: deleting the namespace also deletes the Role that
+        // lets keyrotor in, often before this finalizer runs. Holding on
+        // would block the namespace forever. Letting go loses nothing when
+        // the namespace is going (everything in it goes), or with Delete
+        // (every Secret keyrotor made is owned by the rotation, so garbage
+        // collection deletes it). Orphan in a namespace that stays cannot
+        // be honoured without access: keep retrying, and say why.
+        Err(Error::Kube(kube::Error::Api(e)))
+            if e.code == 403 && (!orphan || namespace_terminating(ctx, &ns).await) =>
+        {
+            warn!(error = %e, "no access to clean up; the namespace is being deleted or garbage collection deletes the rotation's Secrets");
+        }
+        other => other?,
+    }
     ctx.metrics.forget(&ns, &rot.name_any());
     info!(policy = ?rot.spec.deletion_policy, "rotation deleted; Secrets cleaned up");
     Ok(Requeue::await_change())

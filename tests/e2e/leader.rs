@@ -30,7 +30,8 @@ async fn the_standby_finishes_when_the_leader_is_killed() {
     let ns = cluster.namespace("e2e-leader").await;
     let client = cluster.client().await;
     let observer = Observer::start(client.clone(), &ns.name).await;
-    let lease = "e2e-leader";
+    // The name deploy/ grants: its Role allows get/update of this Lease only.
+    let lease = "keyrotor-leader";
     let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
     let start = |name: &'static str| {
         Operator::start(

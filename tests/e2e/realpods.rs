@@ -127,13 +127,17 @@ fn deployment(ns: &str, name: &str, replicas: i32, template: Value) -> Deploymen
     .unwrap()
 }
 
-/// Every recorded request: (status, version) per line of every record file.
-fn requests(records: &Path) -> Vec<(u64, u64)> {
+/// Every request recorded since `since` (ms since the epoch): (status,
+/// version), from every presenter's record file.
+fn requests(records: &Path, since: i64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(records).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
         for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<Value>(line) {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue; // a line being written
+            };
+            if v["ms"].as_i64().unwrap_or(0) >= since {
                 out.push((
                     v["status"].as_u64().unwrap_or(0),
                     v["version"].as_u64().unwrap_or(0),
@@ -142,6 +146,10 @@ fn requests(records: &Path) -> Vec<(u64, u64)> {
         }
     }
     out
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
 }
 
 struct Tally {
@@ -164,7 +172,7 @@ fn helm_install(cluster: &Cluster, release: &str, ns: &str, watch: &str) {
     let env = api_env();
     let out = std::process::Command::new(helm())
         .args(["install", release, "charts/keyrotor", "--namespace", ns])
-        .args(["--create-namespace", "--wait", "--timeout", "120s"])
+        .args(["--wait", "--timeout", "120s"])
         .args(["--set", "image.repository=keyrotor.dev/keyrotor"])
         .args(["--set", "image.tag=e2e", "--set", "image.pullPolicy=Never"])
         .args(["--set", "crds.enabled=false", "--set", "reporterPolicy.enabled=false"])
@@ -256,6 +264,13 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
     if !real_nodes(cluster) {
         return;
     }
+    // A release left by an interrupted run would block the name (and its
+    // operator would fight this run's).
+    let _ = std::process::Command::new(helm())
+        .args(["uninstall", "keyrotor-real", "--ignore-not-found", "--wait"])
+        .args(["--namespace", "e2e-realpods-operator"])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .output();
     let ns = cluster.namespace("e2e-realpods").await;
     let client = cluster.client().await;
     let image = std::process::Command::new(repo().join("tests/cluster/images"))
@@ -281,8 +296,8 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
         .status()
         .unwrap();
 
-    let operator_ns = format!("{}-operator", ns.name);
-    helm_install(cluster, "keyrotor-real", &operator_ns, &ns.name);
+    let operator_ns = cluster.namespace(&format!("{}-operator", ns.name)).await;
+    helm_install(cluster, "keyrotor-real", &operator_ns.name, &ns.name);
     let observer = Observer::start(client.clone(), &ns.name).await;
 
     let name = "api";
@@ -317,12 +332,12 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
     })
     .await;
     eventually("traffic", Duration::from_secs(30), || async {
-        (requests(&records).iter().filter(|(s, _)| *s == 200).count() > 20).then_some(())
+        (requests(&records, 0).iter().filter(|(s, _)| *s == 200).count() > 20).then_some(())
     })
     .await;
 
     // keyrotor: rotations back to back.
-    let before = requests(&records).len();
+    let since = now_ms();
     let started = Instant::now();
     let mut cycles = Vec::new();
     for i in 0..ROTATIONS {
@@ -333,7 +348,7 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
     }
     let total = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ours = tally(&requests(&records)[before..]);
+    let ours = tally(&requests(&records, since));
     let mean = total / ROTATIONS as u32;
     let slowest = cycles.iter().max().unwrap();
     let _ = writeln!(
@@ -363,7 +378,7 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
     let revision: u64 = secrets.get("api-verifier").await.unwrap().annotations()[k::REVISION]
         .parse()
         .unwrap();
-    let before = requests(&records).len();
+    let since = now_ms();
     let mut naive = tally(&[]);
     // Each overwrite waits until every pod loaded it (kubelet's own pace:
     // up to ~90 s); stop once requests were rejected (bounded).
@@ -375,7 +390,7 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
         })
         .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        naive = tally(&requests(&records)[before..]);
+        naive = tally(&requests(&records, since));
         if naive.rejected > 0 {
             break;
         }
@@ -388,16 +403,25 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
     );
     assert!(naive.rejected > 0, "the naive overwrite rejected nothing");
 
+    // Deleting a watched namespace in namespaced mode also deletes the Role
+    // that lets keyrotor clean up; the namespace must still go away.
+    r["spec"]["deletionPolicy"] = "Delete".into();
+    r["metadata"]["name"] = "last".into();
+    r["spec"]["secrets"] = json!({"verifier": "last-verifier", "presenter": "last-key"});
+    apply(&client, &ns.name, &r).await;
+    wait_stable(&client, &ns.name, "last", 1, Duration::from_secs(60)).await;
+    cluster.ok(&["delete", "namespace", &ns.name, "--wait=false"]);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    eventually("the watched namespace to go", Duration::from_secs(90), || async {
+        namespaces.get_opt(&ns.name).await.unwrap().is_none().then_some(())
+    })
+    .await;
+
     let out = std::process::Command::new(helm())
-        .args(["uninstall", "keyrotor-real", "--namespace", &operator_ns, "--wait"])
+        .args(["uninstall", "keyrotor-real", "--namespace", &operator_ns.name, "--wait"])
         .env("KUBECONFIG", &cluster.kubeconfig)
         .output()
         .unwrap();
     assert!(out.status.success(), "helm uninstall failed");
-    deployments
-        .delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await
-        .unwrap();
-    let _ = cluster.kubectl(&["delete", "namespace", &operator_ns, "--wait=false"], None);
     observer.stop();
 }
