@@ -119,9 +119,7 @@ async fn run_scope(
     let rotations = controller.store();
     let (synced_rotations, synced_pods) = (rotations.clone(), pod_store);
     tokio::spawn(async move {
-        if synced_rotations.wait_until_ready().await.is_ok()
-            && synced_pods.wait_until_ready().await.is_ok()
-        {
+        if synced(&synced_rotations).await && synced(&synced_pods).await {
             let _ = ready.send(()).await;
         }
     });
@@ -178,6 +176,26 @@ async fn run_scope(
     info!("controller stopped");
 }
 
+/// Whether a store has synced (false: its writer is gone).
+///
+/// `Store::wait_until_ready` wakes only the task that polled it last (its
+/// one-shot channel keeps one waker), and the `Controller` waits on the
+/// rotations store too: waiting once here could sleep forever against a real
+/// apiserver, leaving `/readyz` at 503. Polling afresh every 100 ms always
+/// sees the store once it is ready.
+async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        let wait = store.wait_until_ready();
+        if let Ok(done) = tokio::time::timeout(std::time::Duration::from_millis(100), wait).await {
+            return done.is_ok();
+        }
+    }
+}
+
 /// The rotations a pod consumes: it references one of their projected
 /// Secrets, or a group's selector matches it.
 fn by_pod(store: &Store<ApiKeyRotation>, pod: &Pod) -> Vec<ObjectRef<ApiKeyRotation>> {
@@ -220,4 +238,25 @@ fn by_workload(
         })
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_is_seen_while_another_task_waits_on_the_same_store() {
+        let (store, mut writer) = reflector::store::<Pod>();
+        // Polled last before the store turns ready, like the Controller's own wait.
+        let other = store.clone();
+        let mine = tokio::spawn(async move { synced(&store).await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let theirs = tokio::spawn(async move { other.wait_until_ready().await.is_ok() });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(2), mine).await;
+        assert!(matches!(seen, Ok(Ok(true))), "readiness not seen: {seen:?}");
+        theirs.abort();
+    }
 }
