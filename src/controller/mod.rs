@@ -241,3 +241,24 @@ fn by_workload(
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_is_seen_while_another_task_waits_on_the_same_store() {
+        let (store, mut writer) = reflector::store::<Pod>();
+        // Polled last before the store turns ready, like the Controller's own wait.
+        let other = store.clone();
+        let mine = tokio::spawn(async move { synced(&store).await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let theirs = tokio::spawn(async move { other.wait_until_ready().await.is_ok() });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(2), mine).await;
+        assert!(matches!(seen, Ok(Ok(true))), "readiness not seen: {seen:?}");
+        theirs.abort();
+    }
+}
