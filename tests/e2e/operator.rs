@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::cluster::{Cluster, OPERATOR_NS};
@@ -31,12 +32,15 @@ impl Operator {
             .port();
         // Each process its own admin port (several run at once).
         let admin = format!("127.0.0.1:{port}");
-        let log = cluster.dir.join(format!("operator-{}.log", o.name));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
+        // One file per process and run: a log never shows an earlier one's lines.
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let log = cluster.dir.join(format!(
+            "operator-{}-{}-{}.log",
+            o.name,
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::SeqCst)
+        ));
+        let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyrotor"));
         cmd.args(["run", "--namespace", o.namespace, "--admin-address", &admin])
             .args(["--lease-namespace", OPERATOR_NS, "--lease-duration", "4"])
