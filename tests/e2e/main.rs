@@ -27,6 +27,7 @@ mod deletion;
 mod helm;
 mod leader;
 mod quiet;
+mod realnode;
 mod realpods;
 mod report;
 mod rollout;
