@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::cluster::{self, repo};
-use super::operator::{Operator, Options};
+use super::operator::Operator;
 use super::support::wait_stable;
 
 #[tokio::test]
@@ -49,14 +49,7 @@ async fn valid_examples_are_accepted_and_read_well() {
     };
     // The examples live in namespace `shop`.
     let ns = cluster.namespace("shop").await;
-    let _operator = Operator::start(
-        cluster,
-        Options {
-            namespace: &ns.name,
-            name: "cel",
-            lease: None,
-        },
-    );
+    let _operator = Operator::watching(cluster, &ns.name, "cel");
     cluster.ok(&["apply", "-f", "examples/rotation.yaml"]);
     cluster.ok(&["apply", "-f", "examples/single-secret.yaml"]);
     let client = cluster.client().await;

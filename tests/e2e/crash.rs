@@ -35,15 +35,7 @@ async fn sigkill_at_random_moments_and_the_rotation_completes() {
     };
     let mut operators = vec![start(0)];
     let name = "api";
-    create_deployment(&client, &deployment(&ns.name, "server", 2, "api-verifier")).await;
-    create_deployment(&client, &deployment(&ns.name, "client", 2, "api-key")).await;
-    apply(
-        &client,
-        &ns.name,
-        &rotation(&ns.name, name, rollout("server"), rollout("client")),
-    )
-    .await;
-    wait_stable(&client, &ns.name, name, 1, Duration::from_secs(120)).await;
+    rollout_rotation(&client, &ns.name, 2).await;
 
     let mut rng = rand::rng();
     let mut kills = 0;

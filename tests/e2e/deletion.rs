@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 
 use super::cluster;
 use super::observer::Observer;
-use super::operator::{Operator, Options};
+use super::operator::Operator;
 use super::support::*;
 
 #[tokio::test]
@@ -23,14 +23,7 @@ async fn deletion_cleans_up_per_policy_and_never_sticks() {
     let ns = cluster.namespace("e2e-deletion").await;
     let client = cluster.client().await;
     let observer = Observer::start(client.clone(), &ns.name).await;
-    let mut operator = Operator::start(
-        cluster,
-        Options {
-            namespace: &ns.name,
-            name: "deletion",
-            lease: None,
-        },
-    );
+    let mut operator = Operator::watching(cluster, &ns.name, "deletion");
     let delay = || serde_json::json!({"confirmation": "Delay", "propagationDelay": "1s"});
     for (name, policy) in [("gone", "Delete"), ("kept", "Orphan")] {
         let mut r = rotation(&ns.name, name, delay(), delay());

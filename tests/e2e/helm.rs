@@ -5,27 +5,8 @@
 //! chart's operator for real.) The CRD is the suite's, applied from crds/,
 //! so the chart's copy stays off here.
 
-use std::process::Command;
-
-use super::cluster::{self, Cluster, repo};
-use super::realnode::helm;
-
-fn run_helm(cluster: &Cluster, args: &[&str]) -> String {
-    let out = Command::new(helm())
-        .args(args)
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .current_dir(repo())
-        .output()
-        .expect("run helm (set KEYROTOR_HELM)");
-    assert!(
-        out.status.success(),
-        "helm {} failed: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use super::cluster::{self, Cluster};
+use super::realnode::run_helm;
 
 /// Names of `kind` objects labelled as this release's (all namespaces).
 fn names(cluster: &Cluster, kind: &str, release: &str) -> Vec<String> {
@@ -39,6 +20,20 @@ fn names(cluster: &Cluster, kind: &str, release: &str) -> Vec<String> {
         "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}",
     ]);
     out.lines().map(String::from).collect()
+}
+
+/// A field of the release's Deployment (a kubectl jsonpath).
+fn deployment_field(cluster: &Cluster, ns: &str, release: &str, path: &str) -> String {
+    cluster.ok(&[
+        "get",
+        "deployment",
+        "-n",
+        ns,
+        "-l",
+        &format!("app.kubernetes.io/instance={release}"),
+        "-o",
+        &format!("jsonpath={{.items[0].{path}}}"),
+    ])
 }
 
 #[tokio::test]
@@ -73,16 +68,7 @@ async fn helm_install_upgrade_uninstall() {
     // Cluster-wide: one ClusterRole bound to the release's ServiceAccount.
     let cluster_roles = names(cluster, "clusterroles", release);
     assert_eq!(cluster_roles.len(), 1, "{cluster_roles:?}");
-    let deployment = cluster.ok(&[
-        "get",
-        "deployment",
-        "-n",
-        &ns.name,
-        "-l",
-        &format!("app.kubernetes.io/instance={release}"),
-        "-o",
-        "jsonpath={.items[0].status.readyReplicas}",
-    ]);
+    let deployment = deployment_field(cluster, &ns.name, release, "status.readyReplicas");
     assert_eq!(deployment, "1");
     let sa = cluster.ok(&["get", "serviceaccounts", "-n", &ns.name, "-o", "name"]);
     assert!(sa.lines().count() >= 2, "no release ServiceAccount: {sa}");
@@ -103,16 +89,7 @@ async fn helm_install_upgrade_uninstall() {
         &watch,
     ]);
     run_helm(cluster, &upgrade);
-    let ready = cluster.ok(&[
-        "get",
-        "deployment",
-        "-n",
-        &ns.name,
-        "-l",
-        &format!("app.kubernetes.io/instance={release}"),
-        "-o",
-        "jsonpath={.items[0].status.readyReplicas}",
-    ]);
+    let ready = deployment_field(cluster, &ns.name, release, "status.readyReplicas");
     assert_eq!(ready, "2");
     assert_eq!(names(cluster, "poddisruptionbudgets", release).len(), 1);
     // Namespaced: Roles in the watched namespaces and nothing cluster-wide
@@ -133,16 +110,12 @@ async fn helm_install_upgrade_uninstall() {
             "namespaced mode still grants Secrets cluster-wide: {rules}"
         );
     }
-    let args = cluster.ok(&[
-        "get",
-        "deployment",
-        "-n",
+    let args = deployment_field(
+        cluster,
         &ns.name,
-        "-l",
-        &format!("app.kubernetes.io/instance={release}"),
-        "-o",
-        "jsonpath={.items[0].spec.template.spec.containers[0].args}",
-    ]);
+        release,
+        "spec.template.spec.containers[0].args",
+    );
     assert!(args.contains(&watched[0].name), "{args}");
 
     run_helm(

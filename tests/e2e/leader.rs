@@ -52,15 +52,7 @@ async fn the_standby_finishes_when_the_leader_is_killed() {
     let mut b = start("replica-b");
 
     let name = "api";
-    create_deployment(&client, &deployment(&ns.name, "server", 2, "api-verifier")).await;
-    create_deployment(&client, &deployment(&ns.name, "client", 2, "api-key")).await;
-    apply(
-        &client,
-        &ns.name,
-        &rotation(&ns.name, name, rollout("server"), rollout("client")),
-    )
-    .await;
-    wait_stable(&client, &ns.name, name, 1, Duration::from_secs(120)).await;
+    rollout_rotation(&client, &ns.name, 2).await;
     assert!(
         !b.logs().contains("caches synced"),
         "the standby ran the controller while the leader held the lease"

@@ -24,6 +24,16 @@ pub struct Options<'a> {
 }
 
 impl Operator {
+    /// One replica for `namespace`, without leader election.
+    pub fn watching(cluster: &Cluster, namespace: &str, name: &str) -> Operator {
+        let o = Options {
+            namespace,
+            name,
+            lease: None,
+        };
+        Operator::start(cluster, o)
+    }
+
     pub fn start(cluster: &Cluster, o: Options) -> Operator {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -31,15 +31,7 @@ async fn a_quiet_window_makes_zero_writes() {
     };
     let mut operator = Operator::start(cluster, options());
     let name = "api";
-    create_deployment(&client, &deployment(&ns.name, "server", 2, "api-verifier")).await;
-    create_deployment(&client, &deployment(&ns.name, "client", 2, "api-key")).await;
-    apply(
-        &client,
-        &ns.name,
-        &rotation(&ns.name, name, rollout("server"), rollout("client")),
-    )
-    .await;
-    wait_stable(&client, &ns.name, name, 1, Duration::from_secs(120)).await;
+    rollout_rotation(&client, &ns.name, 2).await;
     request_rotation(&client, &ns.name, name, "one").await;
     wait_stable(&client, &ns.name, name, 2, Duration::from_secs(180)).await;
     // Let the last status write and rollouts settle before counting.

@@ -164,33 +164,40 @@ pub fn tally(all: &[(u64, u64)]) -> Tally {
 
 /// Installs the operator with helm onto the real node, from the local image.
 fn helm_install(cluster: &Cluster, release: &str, ns: &str, watch: &str) {
-    let admin = free_port();
-    let env = api_env();
+    let admin = format!("admin.port={}", free_port());
+    let watch = format!("watchNamespaces={{{watch}}}");
+    let env = format!("extraEnv={}", api_env());
+    let tolerations =
+        r#"tolerations=[{"key":"keyrotor.dev/real","operator":"Exists","effect":"NoSchedule"}]"#;
+    #[rustfmt::skip]
+    let args = [
+        "install", release, "charts/keyrotor", "--namespace", ns, "--wait", "--timeout", "120s",
+        "--set", "image.repository=keyrotor.dev/keyrotor",
+        "--set", "image.tag=e2e", "--set", "image.pullPolicy=Never",
+        "--set", "crds.enabled=false", "--set", "reporterPolicy.enabled=false",
+        "--set", "hostNetwork=true", "--set", "replicaCount=1",
+        "--set", &admin, "--set", &watch, "--set", "nodeSelector.type=real",
+        "--set-json", tolerations, "--set-json", &env,
+    ];
+    run_helm(cluster, &args);
+}
+
+/// Runs helm against the cluster; it must succeed. Returns stdout.
+pub fn run_helm(cluster: &Cluster, args: &[&str]) -> String {
     let out = std::process::Command::new(helm())
-        .args(["install", release, "charts/keyrotor", "--namespace", ns])
-        .args(["--wait", "--timeout", "120s"])
-        .args(["--set", "image.repository=keyrotor.dev/keyrotor"])
-        .args(["--set", "image.tag=e2e", "--set", "image.pullPolicy=Never"])
-        .args(["--set", "crds.enabled=false", "--set", "reporterPolicy.enabled=false"])
-        .args(["--set", "hostNetwork=true", "--set", "replicaCount=1"])
-        .args(["--set", &format!("admin.port={admin}")])
-        .args(["--set", &format!("watchNamespaces={{{watch}}}")])
-        .args(["--set", "nodeSelector.type=real"])
-        .args([
-            "--set-json",
-            r#"tolerations=[{"key":"keyrotor.dev/real","operator":"Exists","effect":"NoSchedule"}]"#,
-        ])
-        .args(["--set-json", &format!("extraEnv={env}")])
+        .args(args)
         .env("KUBECONFIG", &cluster.kubeconfig)
         .current_dir(repo())
         .output()
         .expect("run helm (set KEYROTOR_HELM)");
     assert!(
         out.status.success(),
-        "helm install failed: {}{}",
+        "helm {} failed: {}{}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// helm 4 from .ci/tools (`eval "$(.ci/tools)"`), else PATH's.

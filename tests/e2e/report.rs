@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::cluster::{self, Cluster, client_for};
 use super::observer::Observer;
-use super::operator::{Operator, Options};
+use super::operator::Operator;
 use super::support::*;
 use super::volume::Volume;
 
@@ -138,14 +138,7 @@ async fn report_mode_with_the_reporter_and_the_admission_policy() {
     cluster.ok_stdin(&["apply", "-f", "-"], &rbac);
 
     let observer = Observer::start(client.clone(), &ns.name).await;
-    let mut operator = Operator::start(
-        cluster,
-        Options {
-            namespace: &ns.name,
-            name: "report",
-            lease: None,
-        },
-    );
+    let mut operator = Operator::watching(cluster, &ns.name, "report");
     let mut consumers = Vec::new();
     for (pod, secret) in [
         ("server-0", "api-verifier"),

@@ -12,7 +12,7 @@ use kube::api::Api;
 
 use super::cluster;
 use super::observer::Observer;
-use super::operator::{Operator, Options};
+use super::operator::Operator;
 use super::support::*;
 
 /// Revision the pod's template was stamped with for `role`, if any.
@@ -35,24 +35,9 @@ async fn rollout_mode_retires_the_old_key_only_after_every_pod_rolled() {
     let ns = cluster.namespace("e2e-rollout").await;
     let client = cluster.client().await;
     let observer = Observer::start(client.clone(), &ns.name).await;
-    let mut operator = Operator::start(
-        cluster,
-        Options {
-            namespace: &ns.name,
-            name: "rollout",
-            lease: None,
-        },
-    );
+    let mut operator = Operator::watching(cluster, &ns.name, "rollout");
     let name = "api";
-    create_deployment(&client, &deployment(&ns.name, "server", 3, "api-verifier")).await;
-    create_deployment(&client, &deployment(&ns.name, "client", 3, "api-key")).await;
-    apply(
-        &client,
-        &ns.name,
-        &rotation(&ns.name, name, rollout("server"), rollout("client")),
-    )
-    .await;
-    wait_stable(&client, &ns.name, name, 1, Duration::from_secs(120)).await;
+    rollout_rotation(&client, &ns.name, 3).await;
 
     request_rotation(&client, &ns.name, name, "first").await;
     wait_stable(&client, &ns.name, name, 2, Duration::from_secs(180)).await;

@@ -123,6 +123,17 @@ pub async fn create_deployment(client: &Client, d: &Deployment) {
     api.create(&Default::default(), d).await.unwrap();
 }
 
+/// Deployments `server` (verifiers) and `client` (presenters) of `replicas`
+/// kwok pods each, and rotation `api` over them in Rollout mode, published
+/// (Stable at version 1).
+pub async fn rollout_rotation(client: &Client, ns: &str, replicas: i32) {
+    create_deployment(client, &deployment(ns, "server", replicas, "api-verifier")).await;
+    create_deployment(client, &deployment(ns, "client", replicas, "api-key")).await;
+    let r = rotation(ns, "api", rollout("server"), rollout("client"));
+    apply(client, ns, &r).await;
+    wait_stable(client, ns, "api", 1, Duration::from_secs(120)).await;
+}
+
 pub async fn get(client: &Client, ns: &str, name: &str) -> ApiKeyRotation {
     Api::<ApiKeyRotation>::namespaced(client.clone(), ns)
         .get(name)
