@@ -122,8 +122,10 @@ fn stages(log: &[(Instant, Seen)], start: Instant, version: u64) -> Option<[Dura
     let mut staged: Option<(Instant, u64)> = None;
     let mut promoted: Option<(Instant, u64)> = None;
     let (mut loaded_v, mut loaded_p): (Option<Instant>, Option<Instant>) = (None, None);
-    for (t, seen) in log.iter().filter(|(t, _)| *t >= start) {
+    // Pod changes from before the start too: they are the pods' state then.
+    for (t, seen) in log {
         match seen {
+            Seen::Secret { .. } if *t < start => {}
             Seen::Secret {
                 name,
                 revision,
