@@ -262,7 +262,20 @@ impl Store {
         let st = self.lock();
         let key = (ns.unwrap_or("").to_string(), name.to_string());
         let found = match at {
-            Some(at) if at < st.rv => st.view(&ty.store_key(), at.max(st.compacted)).remove(&key),
+            Some(at) if at < st.rv => {
+                let (ns, name) = (key.0.as_str(), key.1.as_str());
+                st.select(
+                    &ty.store_key(),
+                    at.max(st.compacted),
+                    Some(ns),
+                    None,
+                    None,
+                    |o| meta(o, "name").as_deref() == Some(name),
+                )
+                .0
+                .pop()
+                .map(|(_, o)| o)
+            }
             _ => st
                 .objects
                 .get(&ty.store_key())
@@ -294,31 +307,12 @@ impl Store {
                 st.compacted
             )));
         }
-        let view = st.view(&ty.store_key(), at);
-        let mut items = vec![];
-        let mut next = None;
-        for (key, obj) in view {
-            if after.is_some_and(|a| &key <= a)
-                || ns.is_some_and(|n| n != key.0)
-                || !sel.matches(&obj)
-            {
-                continue;
-            }
-            if limit.is_some_and(|l| items.len() >= l) {
-                next = Some(key);
-                break;
-            }
-            items.push(with_type(obj, ty));
-        }
-        // The continue token must name the last returned item, not the first left out.
-        let next = next.and_then(|_| {
-            items.last().map(|o: &Value| {
-                (
-                    meta(o, "namespace").unwrap_or_default(),
-                    meta(o, "name").unwrap_or_default(),
-                )
-            })
-        });
+        let (found, more) = st.select(&ty.store_key(), at, ns, after, limit, |o| sel.matches(o));
+        // The continue token names the last returned item.
+        let next = more
+            .then(|| found.last().map(|(k, _)| k.clone()))
+            .flatten();
+        let items = found.into_iter().map(|(_, o)| with_type(o, ty)).collect();
         Ok((at, items, next))
     }
 
@@ -336,9 +330,10 @@ impl Store {
             WatchFrom::Now => {
                 let at = st.rv.saturating_sub(lag).max(st.compacted);
                 let initial = st
-                    .view(&key, at)
-                    .into_values()
-                    .map(|o| with_type(o, ty))
+                    .select(&key, at, None, None, None, |_| true)
+                    .0
+                    .into_iter()
+                    .map(|(_, o)| with_type(o, ty))
                     .collect();
                 let replay = st
                     .history
@@ -567,9 +562,9 @@ impl Store {
         let mut st = self.lock();
         let rv = st.rv;
         let keys: Vec<ObjKey> = st
-            .view(&ty.store_key(), rv)
+            .select(&ty.store_key(), rv, ns, None, None, |o| sel.matches(o))
+            .0
             .into_iter()
-            .filter(|(k, o)| ns.is_none_or(|n| n == k.0) && sel.matches(o))
             .map(|(k, _)| k)
             .collect();
         let mut out = vec![];
