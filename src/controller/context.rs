@@ -5,18 +5,18 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 
+use super::index::PodCache;
 use crate::api::ApiKeyRotation;
 use crate::ops::Metrics;
 
 pub struct Context {
     pub client: Client,
-    /// Pods, slimmed by `pods::strip` before they are stored.
-    pub pods: Store<Pod>,
+    /// Consumer pods, slimmed and indexed.
+    pub pods: std::sync::Arc<PodCache>,
     pub recorder: Recorder,
     pub metrics: std::sync::Arc<Metrics>,
     failures: Mutex<HashMap<ObjectRef<ApiKeyRotation>, u32>>,
@@ -27,7 +27,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
-        pods: Store<Pod>,
+        pods: std::sync::Arc<PodCache>,
         instance: Option<String>,
         metrics: std::sync::Arc<Metrics>,
     ) -> Context {

@@ -129,8 +129,10 @@ async fn reconcile_live(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> 
     }
     repair::detect_tampering(&writer.layout, &mut obs, validated.policy.combined, now);
     let mut plan = plan(&validated.policy, &obs.observed, now);
-    if let Some(rv) = freshness::dependency(&plan, &obs) {
-        let pods = freshness::pods_since(&ctx.client, &ns, &rv).await?;
+    let unwitnessed =
+        freshness::dependency(&plan, &obs).filter(|dep| !freshness::witnessed(dep, &obs.observed));
+    if let Some(dep) = unwitnessed {
+        let pods = freshness::pods_since(&ctx.client, &ns, &dep.resource_version).await?;
         consumers(rot, &validated, ctx, &pods, &mut obs.observed).await?;
         let fresh = crate::rotation::plan(&validated.policy, &obs.observed, now);
         if !freshness::same_decision(&plan, &fresh) {
