@@ -29,8 +29,9 @@ pub const FINALIZER: &str = "keyrotor.dev/cleanup";
 /// Even with nothing scheduled, look again this often (a missed watch event
 /// can delay a step by at most this much).
 const RESYNC: Duration = Duration::from_secs(3600);
-/// Status changes that only move confirmation counts are written at most this
-/// often: a step with many pods would otherwise write status once per report.
+/// Status changes that only report progress inside a step (confirmation
+/// counts, what the in-flight step waits for) are written at most this often:
+/// a step with many pods would otherwise write status once per report.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// How soon to look again when the pod cache lagged behind a decision.
 const STALE_RETRY: Duration = Duration::from_secs(1);
@@ -179,8 +180,9 @@ async fn reconcile_live(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> 
     Ok(Requeue::requeue(wait.max(Duration::from_millis(200))))
 }
 
-/// Writes status only when it changed (I8); a change of confirmation counts
-/// alone waits for `PROGRESS_INTERVAL` (the returned delay says when to look again).
+/// Writes status only when it changed (I8); a change of progress alone (see
+/// [`progress_only`]) waits for `PROGRESS_INTERVAL` (the returned delay says
+/// when to look again), and the next step's status carries it anyway.
 async fn write_status(
     rot: &ApiKeyRotation,
     ctx: &Context,
@@ -191,9 +193,7 @@ async fn write_status(
     }
     let key = ObjectRef::from_obj(rot);
     if let (Some(old), Some(since)) = (rot.status.as_ref(), ctx.since_status_write(&key)) {
-        let mut same_but_counts = old.clone();
-        same_but_counts.confirmation = status.confirmation.clone();
-        if same_but_counts == status && since < PROGRESS_INTERVAL {
+        if progress_only(old, &status) && since < PROGRESS_INTERVAL {
             return Ok(Some(PROGRESS_INTERVAL - since));
         }
     }
@@ -229,6 +229,31 @@ async fn write_status(
     .await?;
     ctx.status_written(&key);
     Ok(None)
+}
+
+/// Whether `new` differs from `old` only in progress inside the same step:
+/// the confirmation counts, and the reason and message of a `Progressing`
+/// condition that stays True (e.g. WaitingForPresenters → WaitingForGrace).
+/// Stage, versions, the current and accepted keys, `Ready` (what `kubectl get
+/// akr` shows) and `MigrationStalled` are never held back.
+fn progress_only(old: &ApiKeyRotationStatus, new: &ApiKeyRotationStatus) -> bool {
+    let mut moved = old.clone();
+    moved.confirmation = new.confirmation.clone();
+    let in_flight = |s: &ApiKeyRotationStatus| {
+        s.condition(types::PROGRESSING)
+            .filter(|c| c.status == "True")
+            .cloned()
+    };
+    if let (Some(_), Some(now)) = (in_flight(old), in_flight(new)) {
+        for c in moved
+            .conditions
+            .iter_mut()
+            .filter(|c| c.type_ == types::PROGRESSING)
+        {
+            *c = now.clone();
+        }
+    }
+    moved == *new
 }
 
 /// Reports a reason nothing can move (invalid spec, Secret clash): Ready
@@ -302,4 +327,48 @@ async fn delete(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
     ctx.metrics.forget(&ns, &rot.name_any());
     info!(policy = ?rot.spec.deletion_policy, "rotation deleted; Secrets cleaned up");
     Ok(Requeue::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotation::Stage;
+
+    fn status(stage: Stage, progressing: (&str, &str), ready: &str) -> ApiKeyRotationStatus {
+        serde_json::from_value(json!({
+            "stage": stage,
+            "currentVersion": 1,
+            "conditions": [
+                {"type": "Ready", "status": ready, "reason": "Rotating", "message": "m",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "Progressing", "status": progressing.0, "reason": progressing.1,
+                 "message": "Promoting version 2", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            ],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn waiting_for_grace_after_presenters_confirmed_is_progress_only() {
+        let old = status(Stage::Promoting, ("True", "WaitingForPresenters"), "True");
+        let new = status(Stage::Promoting, ("True", "WaitingForGrace"), "True");
+        assert!(progress_only(&old, &new));
+    }
+
+    #[test]
+    fn a_new_stage_a_finished_cycle_or_a_ready_change_is_written_at_once() {
+        let old = status(Stage::Promoting, ("True", "WaitingForPresenters"), "True");
+        assert!(!progress_only(
+            &old,
+            &status(Stage::Stable, ("True", "WaitingForPresenters"), "True")
+        ));
+        assert!(!progress_only(
+            &old,
+            &status(Stage::Promoting, ("False", "Idle"), "True")
+        ));
+        assert!(!progress_only(
+            &old,
+            &status(Stage::Promoting, ("True", "WaitingForPresenters"), "False")
+        ));
+    }
 }
