@@ -131,6 +131,7 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     progress(n, &format!("quiet for {} s", args.quiet));
     tokio::time::sleep(Duration::from_secs(args.quiet)).await;
     let quiet = writes_since(&cluster, writes_before);
+    dump(dir, "writes-quiet.txt", &quiet);
     report.quiet_writes = quiet.iter().filter(|w| w.changed).count();
     report.quiet_write_requests = quiet.len();
     report.quiet_requests = cluster.server.requests() - requests_before;
@@ -148,7 +149,9 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     .await?;
     // Trailing writes (a last status or nudge) belong to the cycle too.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    report.count_cycle(&writes_since(&cluster, writes_before));
+    let cycle = writes_since(&cluster, writes_before);
+    dump(dir, "writes-cycle.txt", &cycle);
+    report.count_cycle(&cycle);
     report.cycle_requests = cluster.server.requests() - requests_before;
     let scrape = op.metrics().await;
     report.cycle_latency = scrape.since(&scrape_before);
@@ -184,6 +187,7 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
         report.restart_ready = Some(started.elapsed());
     }
     let restart = writes_since(&cluster, writes_before);
+    dump(dir, "writes-restart.txt", &restart);
     report.restart_writes = restart.iter().filter(|w| w.changed).count();
     report.restart_requests = cluster.server.requests() - requests_before;
     let scrape = op.metrics().await;
@@ -192,6 +196,30 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     report.memory = [memory, second];
     progress(n, "done");
     Ok(report)
+}
+
+/// Writes one line per write request to `dir/name` (kept with `--work-dir`),
+/// so every write of a phase can be told apart.
+fn dump(dir: &Path, name: &str, writes: &[WriteRecord]) {
+    let text: String = writes
+        .iter()
+        .map(|w| {
+            format!(
+                "{} {} {}/{} {}/{} {} changed={}\n",
+                w.seq,
+                w.verb,
+                w.resource,
+                w.subresource,
+                w.namespace.as_deref().unwrap_or("-"),
+                w.name,
+                w.code,
+                w.changed
+            )
+        })
+        .collect();
+    if let Err(e) = std::fs::write(dir.join(name), text) {
+        eprintln!("{}: {e}", dir.join(name).display());
+    }
 }
 
 /// Requests per rotation, as a compact "reads/watches/writes" string.
