@@ -309,9 +309,7 @@ impl Store {
         }
         let (found, more) = st.select(&ty.store_key(), at, ns, after, limit, |o| sel.matches(o));
         // The continue token names the last returned item.
-        let next = more
-            .then(|| found.last().map(|(k, _)| k.clone()))
-            .flatten();
+        let next = more.then(|| found.last().map(|(k, _)| k.clone())).flatten();
         let items = found.into_iter().map(|(_, o)| with_type(o, ty)).collect();
         Ok((at, items, next))
     }

@@ -49,8 +49,7 @@ impl State {
     ) -> (Vec<(ObjKey, Value)>, bool) {
         use std::cmp::Ordering;
         use std::ops::Bound;
-        let in_range =
-            |k: &ObjKey| ns.is_none_or(|n| n == k.0) && after.is_none_or(|a| k > a);
+        let in_range = |k: &ObjKey| ns.is_none_or(|n| n == k.0) && after.is_none_or(|a| k > a);
         // Keys changed after `at`, with their state at `at` (None: absent then).
         // Walking back from the newest event, the oldest one's `prev` wins.
         let mut overlay: BTreeMap<ObjKey, Option<&Value>> = BTreeMap::new();
