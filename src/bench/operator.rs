@@ -56,7 +56,10 @@ impl Operator {
         let child = Command::new(binary)
             .args(["run", "--admin-address", &admin.to_string()])
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("KEYROTOR_NAMESPACES")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

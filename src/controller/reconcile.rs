@@ -67,8 +67,19 @@ pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) ->
     Requeue::requeue(delay)
 }
 
-async fn reconcile_live(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
+async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
     let now = Timestamp::now();
+    // The status this process just wrote, if the cache does not show it yet.
+    let newer;
+    let rot = match ctx.newer_status(cached) {
+        Some(status) => {
+            let mut r = cached.clone();
+            r.status = Some(status);
+            newer = r;
+            &newer
+        }
+        None => cached,
+    };
     let name = rot.name_any();
     let ns = rot.namespace().unwrap_or_default();
     let validated = match validate::validate(&name, &rot.spec) {
@@ -221,13 +232,14 @@ async fn write_status(
         "kind": ApiKeyRotation::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &rot.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    ctx.status_written(&key);
+    let written = api
+        .patch_status(
+            &rot.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    ctx.status_written(&key, &status, written.resource_version().as_deref());
     Ok(None)
 }
 
@@ -325,6 +337,7 @@ async fn delete(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
     )
     .await?;
     ctx.metrics.forget(&ns, &rot.name_any());
+    ctx.forget(&ObjectRef::from_obj(rot));
     info!(policy = ?rot.spec.deletion_policy, "rotation deleted; Secrets cleaned up");
     Ok(Requeue::await_change())
 }
