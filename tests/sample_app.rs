@@ -63,7 +63,13 @@ fn requests_pass_while_accepted_and_are_refused_after() {
         .port();
     let addr = format!("127.0.0.1:{port}");
     let record = presenter.dir.with_extension("jsonl");
-    let _v = spawn(&["verifier", "--dir", verifier.dir.to_str().unwrap(), "--listen", &addr]);
+    let _v = spawn(&[
+        "verifier",
+        "--dir",
+        verifier.dir.to_str().unwrap(),
+        "--listen",
+        &addr,
+    ]);
     let _p = spawn(&[
         "presenter",
         "--dir",
@@ -85,7 +91,9 @@ fn requests_pass_while_accepted_and_are_refused_after() {
     wait_for("refused requests", || statuses(&record).contains(&401));
     let refused = statuses(&record).len();
     verifier.publish(&volume::verifier("api", 2, &[(2, &new)]));
-    wait_for("accepted again", || statuses(&record)[refused..].contains(&200));
+    wait_for("accepted again", || {
+        statuses(&record)[refused..].contains(&200)
+    });
 
     let text = std::fs::read_to_string(&record).unwrap();
     for key in [&old, &new] {

@@ -63,7 +63,13 @@ pub async fn main(app: SampleApp) -> Result<(), String> {
             interval_ms,
         } => {
             let presenter = open(|| Presenter::open(&dir)).await;
-            present(presenter, &targets, record, Duration::from_millis(interval_ms)).await
+            present(
+                presenter,
+                &targets,
+                record,
+                Duration::from_millis(interval_ms),
+            )
+            .await
         }
     }
 }

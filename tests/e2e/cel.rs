@@ -80,11 +80,18 @@ async fn valid_examples_are_accepted_and_read_well() {
         .unwrap_or_else(|| panic!("no row for orders-api-key: {table}"));
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cells[1..4], ["1", "Stable", "True"], "{table}");
-    assert!(cells[4].starts_with("20") && cells[4].ends_with('Z'), "{table}");
+    assert!(
+        cells[4].starts_with("20") && cells[4].ends_with('Z'),
+        "{table}"
+    );
     let wide = cluster.ok(&["get", "akr", "-n", &ns.name, "-o", "wide"]);
     assert!(wide.lines().next().unwrap().contains("REASON"), "{wide}");
     // The category lists it too.
-    assert!(cluster.ok(&["get", "keyrotor", "-n", &ns.name]).contains("orders-api-key"));
+    assert!(
+        cluster
+            .ok(&["get", "keyrotor", "-n", &ns.name])
+            .contains("orders-api-key")
+    );
 
     let explain = cluster.ok(&["explain", "apikeyrotation.spec.gracePeriod"]);
     for field in ["minimum", "maximum", "onTimeout"] {

@@ -205,8 +205,7 @@ impl Cluster {
         }
         assert!(created, "namespace {name} is still terminating after 60 s");
         // Pods need the namespace's default ServiceAccount.
-        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-            Api::namespaced(client, name);
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client, name);
         for _ in 0..300 {
             if sa.get_opt("default").await.unwrap().is_some() {
                 break;

@@ -46,13 +46,23 @@ async fn deletion_cleans_up_per_policy_and_never_sticks() {
     for name in ["gone", "kept"] {
         let r = rotations.get(name).await.unwrap();
         assert!(r.finalizers().iter().any(|f| f == "keyrotor.dev/cleanup"));
-        rotations.delete(name, &DeleteParams::default()).await.unwrap();
+        rotations
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
     }
     for name in ["gone", "kept"] {
         eventually(
             &format!("{name} to be deleted (finalizer released)"),
             Duration::from_secs(60),
-            || async { rotations.get_opt(name).await.unwrap().is_none().then_some(()) },
+            || async {
+                rotations
+                    .get_opt(name)
+                    .await
+                    .unwrap()
+                    .is_none()
+                    .then_some(())
+            },
         )
         .await;
     }
@@ -64,7 +74,11 @@ async fn deletion_cleans_up_per_policy_and_never_sticks() {
     }
     // Orphaned: still there, same key, nothing of keyrotor's left on it.
     let kept = secrets.get("kept-key").await.unwrap();
-    assert_eq!(kept.data.as_ref().unwrap()["key"], kept_key, "the orphaned key changed");
+    assert_eq!(
+        kept.data.as_ref().unwrap()["key"],
+        kept_key,
+        "the orphaned key changed"
+    );
     assert!(kept.owner_references().is_empty(), "still owned");
     assert!(!kept.labels().contains_key(k::ROTATION_LABEL));
     assert!(secrets.get_opt("kept-verifier").await.unwrap().is_some());

@@ -88,7 +88,10 @@ async fn helm_install_upgrade_uninstall() {
     assert!(sa.lines().count() >= 2, "no release ServiceAccount: {sa}");
 
     // Upgrade: two replicas (leader election), a PDB, and namespaced mode.
-    let watch = format!("watchNamespaces={{{},{}}}", watched[0].name, watched[1].name);
+    let watch = format!(
+        "watchNamespaces={{{},{}}}",
+        watched[0].name, watched[1].name
+    );
     let mut upgrade = vec!["upgrade", release, "charts/keyrotor"];
     upgrade.extend(common);
     upgrade.extend([

@@ -65,14 +65,19 @@ async fn a_quiet_window_makes_zero_writes() {
     operator = Operator::start(cluster, options());
     tokio::time::sleep(Duration::from_secs(8)).await;
     let writes = operator_writes(cluster, &ns.name, mark);
-    assert!(writes.is_empty(), "writes while nothing was due: {writes:#?}");
+    assert!(
+        writes.is_empty(),
+        "writes while nothing was due: {writes:#?}"
+    );
 
     // The count can fail: the same log shows the writes of a rotation.
     request_rotation(&client, &ns.name, name, "two").await;
     wait_stable(&client, &ns.name, name, 3, Duration::from_secs(180)).await;
     let writes = operator_writes(cluster, &ns.name, mark);
     assert!(
-        writes.iter().any(|w| w.starts_with("create secrets/api-v3")),
+        writes
+            .iter()
+            .any(|w| w.starts_with("create secrets/api-v3")),
         "the audit log missed the rotation's writes: {writes:#?}"
     );
     println!("one rotation cycle, as the audit log saw it: {writes:#?}");

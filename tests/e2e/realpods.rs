@@ -228,7 +228,11 @@ async fn overwrite(secrets: &Api<Secret>, rotation: &str, v: u64, revision: u64)
     ] {
         let patch = json!({"apiVersion": "v1", "kind": "Secret", "data": data});
         secrets
-            .patch(&name, &PatchParams::apply("naive").force(), &Patch::Apply(&patch))
+            .patch(
+                &name,
+                &PatchParams::apply("naive").force(),
+                &Patch::Apply(&patch),
+            )
             .await
             .unwrap();
     }
@@ -294,27 +298,51 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let ports = [free_port(), free_port()];
     for (i, port) in ports.iter().enumerate() {
-        let args = json!(["sample-app", "verifier", "--dir", "/keys", "--listen", format!("127.0.0.1:{port}")]);
+        let args = json!([
+            "sample-app",
+            "verifier",
+            "--dir",
+            "/keys",
+            "--listen",
+            format!("127.0.0.1:{port}")
+        ]);
         let t = template("verifier", "api-verifier", args, &records);
         let d = deployment(&ns.name, &format!("verifier-{i}"), 1, t);
-        deployments.create(&PostParams::default(), &d).await.unwrap();
+        deployments
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
     }
-    let mut args = vec!["sample-app", "presenter", "--dir", "/keys", "--record", "/records/$(POD_NAME).jsonl", "--interval-ms", "25"]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
+    let mut args = vec![
+        "sample-app",
+        "presenter",
+        "--dir",
+        "/keys",
+        "--record",
+        "/records/$(POD_NAME).jsonl",
+        "--interval-ms",
+        "25",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
     for port in ports {
         args.extend(["--target".to_string(), format!("127.0.0.1:{port}")]);
     }
     let t = template("presenter", "api-key", json!(args), &records);
     deployments
-        .create(&PostParams::default(), &deployment(&ns.name, "presenter", 2, t))
+        .create(
+            &PostParams::default(),
+            &deployment(&ns.name, "presenter", 2, t),
+        )
         .await
         .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    eventually("pods to run and report", Duration::from_secs(120), || async {
-        all_report(&pods, name, 1).await.then_some(())
-    })
+    eventually(
+        "pods to run and report",
+        Duration::from_secs(120),
+        || async { all_report(&pods, name, 1).await.then_some(()) },
+    )
     .await;
     eventually("traffic", Duration::from_secs(30), || async {
         (requests(&records).iter().filter(|(s, _)| *s == 200).count() > 20).then_some(())
@@ -354,9 +382,17 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
     let rotations: Api<ApiKeyRotation> = Api::namespaced(client.clone(), &ns.name);
     r["spec"]["deletionPolicy"] = "Orphan".into();
     apply(&client, &ns.name, &r).await;
-    rotations.delete(name, &DeleteParams::default()).await.unwrap();
+    rotations
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
     eventually("the rotation to go", Duration::from_secs(60), || async {
-        rotations.get_opt(name).await.unwrap().is_none().then_some(())
+        rotations
+            .get_opt(name)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
     })
     .await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
@@ -370,9 +406,11 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
     for round in 1..=3u64 {
         let revision = revision + round;
         overwrite(&secrets, name, 1000 + round, revision).await;
-        eventually("pods to load the overwrite", Duration::from_secs(200), || async {
-            all_report(&pods, name, revision).await.then_some(())
-        })
+        eventually(
+            "pods to load the overwrite",
+            Duration::from_secs(200),
+            || async { all_report(&pods, name, revision).await.then_some(()) },
+        )
         .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         naive = tally(&requests(&records)[before..]);
@@ -389,7 +427,13 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
     assert!(naive.rejected > 0, "the naive overwrite rejected nothing");
 
     let out = std::process::Command::new(helm())
-        .args(["uninstall", "keyrotor-real", "--namespace", &operator_ns, "--wait"])
+        .args([
+            "uninstall",
+            "keyrotor-real",
+            "--namespace",
+            &operator_ns,
+            "--wait",
+        ])
         .env("KUBECONFIG", &cluster.kubeconfig)
         .output()
         .unwrap();

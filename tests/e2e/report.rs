@@ -12,10 +12,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use keyrotor::api::keys as k;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 
 use super::cluster::{self, Cluster, client_for};
@@ -71,7 +71,13 @@ async fn consumer(cluster: &Cluster, ns: &str, name: &str, secret: &str) -> Cons
     let log = cluster.dir.join(format!("reporter-{ns}-{name}.log"));
     let file = std::fs::File::create(&log).unwrap();
     let reporter = Command::new(env!("CARGO_BIN_EXE_keyrotor"))
-        .args(["reporter", "--poll-seconds", "1", "--max-backoff-seconds", "2"])
+        .args([
+            "reporter",
+            "--poll-seconds",
+            "1",
+            "--max-backoff-seconds",
+            "2",
+        ])
         .arg("--dir")
         .arg(&volume.dir)
         .env("KUBECONFIG", &kubeconfig)
@@ -157,7 +163,12 @@ async fn report_mode_with_the_reporter_and_the_admission_policy() {
     let kubelet = tokio::spawn(kubelet(client.clone(), ns.name.clone(), consumers));
 
     let name = "api";
-    apply(&client, &ns.name, &rotation(&ns.name, name, report(), report())).await;
+    apply(
+        &client,
+        &ns.name,
+        &rotation(&ns.name, name, report(), report()),
+    )
+    .await;
     wait_stable(&client, &ns.name, name, 1, Duration::from_secs(120)).await;
     request_rotation(&client, &ns.name, name, "first").await;
     wait_stable(&client, &ns.name, name, 2, Duration::from_secs(180)).await;
@@ -190,14 +201,20 @@ async fn report_mode_with_the_reporter_and_the_admission_policy() {
         .patch("client-0", &PatchParams::default(), &Patch::Merge(&relabel))
         .await
         .expect_err("a pod relabelled itself");
-    assert!(err.to_string().contains("labels"), "unexpected refusal: {err}");
+    assert!(
+        err.to_string().contains("labels"),
+        "unexpected refusal: {err}"
+    );
 
     check_history(&observer, name);
     kubelet.abort();
     let _ = kubelet.await; // drops the consumers: reporters are killed
     let mut all_logs = logs_of(&[&operator]);
     for l in logs {
-        all_logs.push((l.display().to_string(), std::fs::read_to_string(&l).unwrap()));
+        all_logs.push((
+            l.display().to_string(),
+            std::fs::read_to_string(&l).unwrap(),
+        ));
     }
     assert_no_key_material(cluster, &ns.name, &observer, &all_logs);
     operator.terminate();

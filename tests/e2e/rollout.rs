@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use keyrotor::api::keys as k;
-use kube::api::Api;
 use kube::ResourceExt;
+use kube::api::Api;
 
 use super::cluster;
 use super::observer::Observer;
@@ -58,7 +58,10 @@ async fn rollout_mode_retires_the_old_key_only_after_every_pod_rolled() {
     wait_stable(&client, &ns.name, name, 2, Duration::from_secs(180)).await;
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    assert!(secrets.get_opt("api-v1").await.unwrap().is_none(), "v1 kept");
+    assert!(
+        secrets.get_opt("api-v1").await.unwrap().is_none(),
+        "v1 kept"
+    );
     let revision = |s: &Secret| -> u64 { s.annotations()[k::REVISION].parse().unwrap() };
     let verifier = secrets.get("api-verifier").await.unwrap();
     let presenter = secrets.get("api-key").await.unwrap();

@@ -17,7 +17,10 @@ use super::operator::Operator;
 
 /// The logs of these operators, for [`assert_no_key_material`].
 pub fn logs_of(operators: &[&Operator]) -> Vec<(String, String)> {
-    operators.iter().map(|o| (o.name.clone(), o.logs())).collect()
+    operators
+        .iter()
+        .map(|o| (o.name.clone(), o.logs()))
+        .collect()
 }
 
 /// Polls `f` every 250 ms until it gives Some, for at most `limit`.
@@ -31,7 +34,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
