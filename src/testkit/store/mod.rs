@@ -119,6 +119,9 @@ struct State {
     compacted: u64,
     counter: u64,
     tx: broadcast::Sender<Arc<HistEvent>>,
+    /// uids some object has named as its owner: only their deletion can make
+    /// garbage, so only it pays for a collection over every object.
+    owners_seen: std::collections::HashSet<String>,
 }
 
 /// The shared store.
@@ -170,6 +173,7 @@ impl Store {
                 compacted: FIRST_RV,
                 counter: 0,
                 tx,
+                owners_seen: Default::default(),
             }),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -545,8 +549,9 @@ impl Store {
         if orphan {
             st.orphan_dependents(meta(&current.obj, "uid").as_deref().unwrap_or(""));
         }
+        let uid = meta(&current.obj, "uid").unwrap_or_default();
         let out = st.delete_entry(ty, key, current);
-        st.collect_garbage();
+        st.collect_garbage_after(&uid);
         Ok(out)
     }
 
@@ -566,15 +571,19 @@ impl Store {
             .map(|(k, _)| k)
             .collect();
         let mut out = vec![];
+        let mut uids = vec![];
         for key in keys {
             if let Ok(entry) = st.entry(ty, &key) {
+                uids.push(meta(&entry.obj, "uid").unwrap_or_default());
                 match st.delete_entry(ty, key, entry) {
                     Deleted::Pending(o) | Deleted::Removed(o) => out.push(o),
                     Deleted::AlreadyPending(_) => {}
                 }
             }
         }
-        st.collect_garbage();
+        if uids.iter().any(|u| st.owners_seen.contains(u)) {
+            st.collect_garbage();
+        }
         out
     }
 

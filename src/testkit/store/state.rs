@@ -348,7 +348,7 @@ impl State {
                 prev: Some(old.clone()),
             });
             self.on_crd_change(ty, &new);
-            self.collect_garbage();
+            self.collect_garbage_after(&meta(&new, "uid").unwrap_or_default());
             return Ok((new, true));
         }
         self.objects.entry(store_key.clone()).or_default().insert(
