@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Seconds of the quiet period in which no write is expected.
     #[arg(long, default_value_t = 10)]
     pub quiet: u64,
+    /// The operator's `--concurrency` (reconciles at once; 0: unbounded).
+    #[arg(long, default_value_t = 0)]
+    pub concurrency: u16,
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
@@ -112,10 +115,11 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     progress(n, &format!("setting up {} pods", shape.pods()));
     let cluster = Cluster::start(shape, dir).await.map_err(io)?;
     let mut report = Report::new(shape);
+    report.concurrency = args.concurrency;
     let log = dir.join("keyrotor.log");
 
     // First start: every rotation publishes version 1.
-    let op = Operator::start(binary, &cluster.kubeconfig, &log).map_err(io)?;
+    let op = Operator::start(binary, &cluster.kubeconfig, &log, args.concurrency).map_err(io)?;
     progress(
         n,
         &format!("operator pid {} publishing version 1", op.pid()),
@@ -163,7 +167,7 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     let memory = op.stop().await;
     let (writes_before, requests_before) =
         (cluster.keyrotor_writes().len(), cluster.server.requests());
-    let op = Operator::start(binary, &cluster.kubeconfig, &log).map_err(io)?;
+    let op = Operator::start(binary, &cluster.kubeconfig, &log, args.concurrency).map_err(io)?;
     progress(n, &format!("restarted as pid {}", op.pid()));
     let started = Instant::now();
     let ready = std::cell::Cell::new(None);
