@@ -8,7 +8,7 @@
 //! snapshot under one lock: the freshness check (`freshness.rs`) relies on a
 //! snapshot holding every pod event before the newest one it shows.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -17,38 +17,83 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 
-use super::pods::{is_running, secret_refs, selector_matches};
+use super::pods::{is_running, secret_refs, selector_matches_with};
 use crate::api::{ApiKeyRotation, LabelSelector};
 
-/// What keyrotor keeps of a pod: a few hundred bytes instead of a full Pod.
+/// A pod's labels or keyrotor annotations: a sorted boxed slice, a fraction
+/// of a `BTreeMap`'s footprint for the two or three entries a pod has.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pairs(Box<[(Box<str>, Box<str>)]>);
+
+impl Pairs {
+    fn from_map<'a>(map: impl Iterator<Item = (&'a String, &'a String)>) -> Pairs {
+        Pairs(
+            map.map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What keyrotor keeps of a pod: about a hundred bytes instead of a full Pod.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SlimPod {
     pub name: Arc<str>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Pairs,
     /// Only keyrotor's annotations (`…keyrotor.dev/…`).
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Pairs,
     /// Names of the Secrets its spec references (volumes, projected, env, envFrom).
-    pub secrets: BTreeSet<String>,
+    pub secrets: Box<[Box<str>]>,
     /// Running (see `pods::is_running`).
     pub running: bool,
 }
 
 impl SlimPod {
     pub fn from_pod(pod: &Pod) -> SlimPod {
-        let mut annotations = pod.annotations().clone();
-        annotations.retain(|k, _| k.contains("keyrotor.dev/"));
+        let ann = pod.annotations();
         SlimPod {
             name: pod.name_any().into(),
-            labels: pod.labels().clone(),
-            annotations,
-            secrets: pod.spec.as_ref().map(secret_refs).unwrap_or_default(),
+            labels: Pairs::from_map(pod.labels().iter()),
+            annotations: Pairs::from_map(ann.iter().filter(|(k, _)| k.contains("keyrotor.dev/"))),
+            secrets: pod
+                .spec
+                .as_ref()
+                .map(secret_refs)
+                .unwrap_or_default()
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
             running: is_running(pod),
         }
     }
 
+    /// Whether its spec references `secret`.
+    pub fn references(&self, secret: &str) -> bool {
+        self.secrets.iter().any(|s| s.as_ref() == secret)
+    }
+
+    /// Whether `selector` matches its labels.
+    pub fn selected_by(&self, selector: &LabelSelector) -> bool {
+        selector_matches_with(selector, |k| self.labels.get(k))
+    }
+
     /// Whether it belongs to a group: it references `secret`, or `selector` matches it.
     pub fn consumes(&self, secret: &str, selector: Option<&LabelSelector>) -> bool {
-        self.secrets.contains(secret) || selector.is_some_and(|s| selector_matches(s, &self.labels))
+        self.references(secret) || selector.is_some_and(|s| self.selected_by(s))
     }
 }
 
@@ -61,9 +106,9 @@ struct Namespace {
 impl Namespace {
     fn insert(&mut self, pod: SlimPod) {
         self.remove(&pod.name);
-        for s in &pod.secrets {
+        for s in pod.secrets.iter() {
             self.by_secret
-                .entry(s.clone())
+                .entry(s.to_string())
                 .or_default()
                 .insert(pod.name.clone());
         }
@@ -74,11 +119,11 @@ impl Namespace {
         let Some(old) = self.pods.remove(name) else {
             return;
         };
-        for s in &old.secrets {
-            if let Some(names) = self.by_secret.get_mut(s) {
+        for s in old.secrets.iter() {
+            if let Some(names) = self.by_secret.get_mut(s.as_ref()) {
                 names.remove(name);
                 if names.is_empty() {
-                    self.by_secret.remove(s);
+                    self.by_secret.remove(s.as_ref());
                 }
             }
         }
@@ -164,8 +209,8 @@ impl PodCache {
                 .pods
                 .values()
                 .filter(|p| {
-                    secrets.iter().any(|s| p.secrets.contains(*s))
-                        || selectors.iter().any(|s| selector_matches(s, &p.labels))
+                    secrets.iter().any(|s| p.references(s))
+                        || selectors.iter().any(|s| p.selected_by(s))
                 })
                 .cloned()
                 .collect();
@@ -305,14 +350,14 @@ impl RotationIndex {
         let mut names: BTreeSet<&String> = pod
             .secrets
             .iter()
-            .filter_map(|s| st.by_secret.get(&(ns.to_string(), s.clone())))
+            .filter_map(|s| st.by_secret.get(&(ns.to_string(), s.to_string())))
             .flatten()
             .collect();
         for name in st.with_selector.get(ns).into_iter().flatten() {
             let matches = st
                 .entries
                 .get(&(ns.to_string(), name.clone()))
-                .is_some_and(|e| e.selectors.iter().any(|s| selector_matches(s, &pod.labels)));
+                .is_some_and(|e| e.selectors.iter().any(|s| pod.selected_by(s)));
             if matches {
                 names.insert(name);
             }

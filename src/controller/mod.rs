@@ -135,7 +135,9 @@ async fn run_scope(
         watcher(
             api::<ApiKeyRotation>(&client, ns),
             watcher::Config::default().any_semantic(),
-        ),
+        )
+        // Nothing reads them, and every status write adds to them.
+        .modify(|r| r.metadata.managed_fields = None),
     )
     .default_backoff()
     .inspect(move |event| {

@@ -63,13 +63,22 @@ pub fn is_running(pod: &Pod) -> bool {
 
 /// Whether `labels` satisfy a label selector.
 pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    selector_matches_with(sel, |k| labels.get(k).map(String::as_str))
+}
+
+/// Whether the labels `label` looks up satisfy a label selector.
+pub fn selector_matches_with<'a>(
+    sel: &LabelSelector,
+    label: impl Fn(&str) -> Option<&'a str>,
+) -> bool {
     let labels_ok = sel
         .match_labels
         .iter()
-        .all(|(k, v)| labels.get(k) == Some(v));
+        .all(|(k, v)| label(k) == Some(v.as_str()));
     labels_ok
         && sel.match_expressions.iter().all(|r| {
-            let value = labels.get(&r.key);
+            let value = label(&r.key).map(str::to_string);
+            let value = value.as_ref();
             match r.operator {
                 SelectorOperator::In => value.is_some_and(|v| r.values.contains(v)),
                 SelectorOperator::NotIn => value.is_none_or(|v| !r.values.contains(v)),
