@@ -41,7 +41,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     pub quiet: u64,
     /// The operator's `--concurrency` (reconciles at once; 0: unbounded).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
