@@ -6,9 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 
+use super::events::Recorder;
 use super::index::PodCache;
 use crate::api::{ApiKeyRotation, ApiKeyRotationStatus};
 use crate::ops::Metrics;
@@ -33,12 +33,8 @@ impl Context {
         instance: Option<String>,
         metrics: std::sync::Arc<Metrics>,
     ) -> Context {
-        let reporter = Reporter {
-            controller: "keyrotor".into(),
-            instance,
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), "keyrotor", instance),
             client,
             pods,
             metrics,

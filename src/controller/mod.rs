@@ -6,6 +6,7 @@
 mod apply;
 mod context;
 mod error;
+mod events;
 mod freshness;
 pub mod index;
 pub mod observe;

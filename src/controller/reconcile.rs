@@ -7,7 +7,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType};
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -304,18 +303,12 @@ async fn blocked(
 }
 
 async fn publish(ctx: &Context, rot: &ApiKeyRotation, kind: EventType, reason: &str, note: &str) {
-    let ev = KubeEvent {
-        type_: match kind {
-            EventType::Normal => KubeEventType::Normal,
-            EventType::Warning => KubeEventType::Warning,
-        },
-        reason: reason.to_string(),
-        note: Some(note.to_string()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
     // An event is best effort: losing one must not fail or repeat a rotation step.
-    if let Err(e) = ctx.recorder.publish(&ev, &rot.object_ref(&())).await {
+    if let Err(e) = ctx
+        .recorder
+        .publish(kind, reason, note, &rot.object_ref(&()))
+        .await
+    {
         warn!(reason, error = %e, "could not publish event");
     }
 }

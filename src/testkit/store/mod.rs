@@ -587,6 +587,21 @@ impl Store {
         out
     }
 
+    /// Runs `f` on every stored object of `group/plural`, under the lock and
+    /// without copying them (for a benchmark's progress checks).
+    pub fn inspect_all<R>(
+        &self,
+        group: &str,
+        plural: &str,
+        mut f: impl FnMut(&Value) -> R,
+    ) -> Vec<R> {
+        let st = self.lock();
+        st.objects
+            .get(&format!("{group}/{plural}"))
+            .map(|m| m.values().map(|e| f(&e.obj)).collect())
+            .unwrap_or_default()
+    }
+
     /// A raw object by store coordinates (for tests).
     pub fn peek(&self, group: &str, plural: &str, ns: Option<&str>, name: &str) -> Option<Value> {
         let st = self.lock();
