@@ -217,7 +217,7 @@ async fn group_obs(
             Consumer {
                 pod: p.name.to_string(),
                 reported: ann.get(&report_key).and_then(|v| v.parse().ok()),
-                nudge: ann.get(&nudge_key).and_then(|v| parse_nudge(v)),
+                nudge: ann.get(&nudge_key).and_then(parse_nudge),
             }
         })
         .collect();

@@ -202,10 +202,11 @@ async fn write_status(
         return Ok(None);
     }
     let key = ObjectRef::from_obj(rot);
-    if let (Some(old), Some(since)) = (rot.status.as_ref(), ctx.since_status_write(&key)) {
-        if progress_only(old, &status) && since < PROGRESS_INTERVAL {
-            return Ok(Some(PROGRESS_INTERVAL - since));
-        }
+    if let (Some(old), Some(since)) = (rot.status.as_ref(), ctx.since_status_write(&key))
+        && progress_only(old, &status)
+        && since < PROGRESS_INTERVAL
+    {
+        return Ok(Some(PROGRESS_INTERVAL - since));
     }
     if tracing::enabled!(tracing::Level::DEBUG) {
         let (old, new) = (
