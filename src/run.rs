@@ -21,8 +21,11 @@ pub struct RunArgs {
     /// Address of the admin server (/metrics, /livez, /readyz).
     #[arg(long, env = "KEYROTOR_ADMIN_ADDRESS", default_value = "0.0.0.0:8080")]
     pub admin_address: SocketAddr,
-    /// Reconciles at once (0: no limit).
-    #[arg(long, env = "KEYROTOR_CONCURRENCY", default_value_t = 0)]
+    /// Reconciles at once (0: no limit). Bounded by default: every reconcile
+    /// in flight holds API connections and buffers, so an unbounded burst (a
+    /// restart, a rotation of everything) costs memory and latency and buys no
+    /// throughput (docs/performance.md).
+    #[arg(long, env = "KEYROTOR_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
     /// Elect a leader on a Lease; needed when more than one replica runs.
     #[arg(long, env = "KEYROTOR_LEADER_ELECTION", default_value_t = false)]

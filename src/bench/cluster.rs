@@ -204,28 +204,27 @@ impl Cluster {
     }
 
     /// How many rotations are Stable on `version` with only that version accepted
-    /// and Ready, as `kubectl get akr` shows them.
-    pub fn settled(&self, shape: &Shape, version: u64) -> usize {
-        let store = self.api.store();
-        (0..shape.rotations)
-            .filter(|&i| {
-                store
-                    .peek(
-                        "keyrotor.dev",
-                        "apikeyrotations",
-                        Some(&shape.namespace(i)),
-                        &Shape::name(i),
-                    )
-                    .and_then(|o| serde_json::from_value::<ApiKeyRotation>(o).ok())
-                    .and_then(|r| r.status)
-                    .is_some_and(|s| {
-                        s.stage == Some(crate::rotation::Stage::Stable)
-                            && s.current_version == Some(version)
-                            && s.accepted_versions.len() == 1
-                            && s.condition(crate::conditions::types::READY)
-                                .is_some_and(|c| c.status == "True")
+    /// and Ready, as `kubectl get akr` shows them. Read in place: copying and
+    /// decoding 10,000 rotations four times a second took most of the API's time.
+    pub fn settled(&self, _shape: &Shape, version: u64) -> usize {
+        self.api
+            .store()
+            .inspect_all("keyrotor.dev", "apikeyrotations", |o| {
+                let status = &o["status"];
+                let ready = status["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["type"] == crate::conditions::types::READY && c["status"] == "True"
                     })
+                });
+                status["stage"] == "Stable"
+                    && status["currentVersion"].as_u64() == Some(version)
+                    && status["acceptedVersions"]
+                        .as_array()
+                        .is_some_and(|a| a.len() == 1)
+                    && ready
             })
+            .into_iter()
+            .filter(|settled| *settled)
             .count()
     }
 

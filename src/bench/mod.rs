@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Seconds of the quiet period in which no write is expected.
     #[arg(long, default_value_t = 10)]
     pub quiet: u64,
+    /// The operator's `--concurrency` (reconciles at once; 0: unbounded).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
@@ -112,10 +115,11 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     progress(n, &format!("setting up {} pods", shape.pods()));
     let cluster = Cluster::start(shape, dir).await.map_err(io)?;
     let mut report = Report::new(shape);
+    report.concurrency = args.concurrency;
     let log = dir.join("keyrotor.log");
 
     // First start: every rotation publishes version 1.
-    let op = Operator::start(binary, &cluster.kubeconfig, &log).map_err(io)?;
+    let op = Operator::start(binary, &cluster.kubeconfig, &log, args.concurrency).map_err(io)?;
     progress(
         n,
         &format!("operator pid {} publishing version 1", op.pid()),
@@ -131,6 +135,7 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     progress(n, &format!("quiet for {} s", args.quiet));
     tokio::time::sleep(Duration::from_secs(args.quiet)).await;
     let quiet = writes_since(&cluster, writes_before);
+    dump(dir, "writes-quiet.txt", &quiet);
     report.quiet_writes = quiet.iter().filter(|w| w.changed).count();
     report.quiet_write_requests = quiet.len();
     report.quiet_requests = cluster.server.requests() - requests_before;
@@ -148,7 +153,9 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     .await?;
     // Trailing writes (a last status or nudge) belong to the cycle too.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    report.count_cycle(&writes_since(&cluster, writes_before));
+    let cycle = writes_since(&cluster, writes_before);
+    dump(dir, "writes-cycle.txt", &cycle);
+    report.count_cycle(&cycle);
     report.cycle_requests = cluster.server.requests() - requests_before;
     let scrape = op.metrics().await;
     report.cycle_latency = scrape.since(&scrape_before);
@@ -160,7 +167,7 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     let memory = op.stop().await;
     let (writes_before, requests_before) =
         (cluster.keyrotor_writes().len(), cluster.server.requests());
-    let op = Operator::start(binary, &cluster.kubeconfig, &log).map_err(io)?;
+    let op = Operator::start(binary, &cluster.kubeconfig, &log, args.concurrency).map_err(io)?;
     progress(n, &format!("restarted as pid {}", op.pid()));
     let started = Instant::now();
     let ready = std::cell::Cell::new(None);
@@ -184,6 +191,7 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
         report.restart_ready = Some(started.elapsed());
     }
     let restart = writes_since(&cluster, writes_before);
+    dump(dir, "writes-restart.txt", &restart);
     report.restart_writes = restart.iter().filter(|w| w.changed).count();
     report.restart_requests = cluster.server.requests() - requests_before;
     let scrape = op.metrics().await;
@@ -192,6 +200,30 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     report.memory = [memory, second];
     progress(n, "done");
     Ok(report)
+}
+
+/// Writes one line per write request to `dir/name` (kept with `--work-dir`),
+/// so every write of a phase can be told apart.
+fn dump(dir: &Path, name: &str, writes: &[WriteRecord]) {
+    let text: String = writes
+        .iter()
+        .map(|w| {
+            format!(
+                "{} {} {}/{} {}/{} {} changed={}\n",
+                w.seq,
+                w.verb,
+                w.resource,
+                w.subresource,
+                w.namespace.as_deref().unwrap_or("-"),
+                w.name,
+                w.code,
+                w.changed
+            )
+        })
+        .collect();
+    if let Err(e) = std::fs::write(dir.join(name), text) {
+        eprintln!("{}: {e}", dir.join(name).display());
+    }
 }
 
 /// Requests per rotation, as a compact "reads/watches/writes" string.

@@ -47,7 +47,12 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
 
 impl Operator {
     /// Starts `binary run` against `kubeconfig`; logs go to `log`.
-    pub fn start(binary: &Path, kubeconfig: &Path, log: &Path) -> std::io::Result<Operator> {
+    pub fn start(
+        binary: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+        concurrency: u16,
+    ) -> std::io::Result<Operator> {
         let admin = free_port()?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -55,8 +60,12 @@ impl Operator {
             .open(log)?;
         let child = Command::new(binary)
             .args(["run", "--admin-address", &admin.to_string()])
+            .args(["--concurrency", &concurrency.to_string()])
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("KEYROTOR_NAMESPACES")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

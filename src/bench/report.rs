@@ -33,6 +33,8 @@ impl CycleWrites {
 #[derive(Clone, Debug)]
 pub struct Report {
     pub shape: Shape,
+    /// The operator's `--concurrency` (0: unbounded).
+    pub concurrency: u16,
     pub initial: Duration,
     pub quiet_secs: u64,
     pub quiet_writes: usize,
@@ -58,6 +60,7 @@ impl Report {
     pub fn new(shape: Shape) -> Report {
         Report {
             shape,
+            concurrency: 0,
             initial: Duration::ZERO,
             quiet_secs: 0,
             quiet_writes: 0,
@@ -144,6 +147,10 @@ pub fn table(reports: &[Report]) -> String {
         rows.push((name, reports.iter().map(f).collect()));
     };
     row("consumer pods", &|r| r.shape.pods().to_string());
+    row("operator --concurrency", &|r| match r.concurrency {
+        0 => "unbounded".into(),
+        n => n.to_string(),
+    });
     row("peak RSS (VmHWM)", &|r| {
         format!("{:.1} MiB", r.peak_rss_mib())
     });

@@ -5,44 +5,43 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 
-use crate::api::ApiKeyRotation;
+use super::events::Recorder;
+use super::index::PodCache;
+use crate::api::{ApiKeyRotation, ApiKeyRotationStatus};
 use crate::ops::Metrics;
 
 pub struct Context {
     pub client: Client,
-    /// Pods, slimmed by `pods::strip` before they are stored.
-    pub pods: Store<Pod>,
+    /// Consumer pods, slimmed and indexed.
+    pub pods: std::sync::Arc<PodCache>,
     pub recorder: Recorder,
     pub metrics: std::sync::Arc<Metrics>,
     failures: Mutex<HashMap<ObjectRef<ApiKeyRotation>, u32>>,
     conflicts: Mutex<HashMap<ObjectRef<ApiKeyRotation>, u32>>,
     status_written: Mutex<HashMap<ObjectRef<ApiKeyRotation>, std::time::Instant>>,
+    /// The status this process wrote last, until the cache shows it.
+    pending_status: Mutex<HashMap<ObjectRef<ApiKeyRotation>, (u64, ApiKeyRotationStatus)>>,
 }
 
 impl Context {
     pub fn new(
         client: Client,
-        pods: Store<Pod>,
+        pods: std::sync::Arc<PodCache>,
         instance: Option<String>,
         metrics: std::sync::Arc<Metrics>,
     ) -> Context {
-        let reporter = Reporter {
-            controller: "keyrotor".into(),
-            instance,
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), "keyrotor", instance),
             client,
             pods,
             metrics,
             failures: Mutex::new(HashMap::new()),
             conflicts: Mutex::new(HashMap::new()),
             status_written: Mutex::new(HashMap::new()),
+            pending_status: Mutex::new(HashMap::new()),
         }
     }
 
@@ -85,11 +84,68 @@ impl Context {
             .map(|t| t.elapsed())
     }
 
-    pub fn status_written(&self, obj: &ObjectRef<ApiKeyRotation>) {
+    /// Records a status write and the resourceVersion the API server gave it.
+    pub fn status_written(
+        &self,
+        obj: &ObjectRef<ApiKeyRotation>,
+        status: &ApiKeyRotationStatus,
+        resource_version: Option<&str>,
+    ) {
         self.status_written
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(obj.clone(), std::time::Instant::now());
+        let mut pending = self
+            .pending_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match resource_version.and_then(|rv| rv.parse().ok()) {
+            Some(rv) => pending.insert(obj.clone(), (rv, status.clone())),
+            None => pending.remove(obj),
+        };
+    }
+
+    /// The status this process wrote, when the cached `rot` predates that
+    /// write (the watch has not delivered it yet). Planning and comparing on
+    /// the cached status would write the same step's status a second time.
+    ///
+    /// resourceVersions of one resource type are comparable as integers
+    /// (KEP-5504, GA in Kubernetes 1.35, and what etcd has always served);
+    /// when either does not parse, the cache is trusted as before.
+    pub fn newer_status(&self, rot: &ApiKeyRotation) -> Option<ApiKeyRotationStatus> {
+        let key = ObjectRef::from_obj(rot);
+        let mut pending = self
+            .pending_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (written, status) = pending.get(&key)?;
+        let cached: Option<u64> = rot
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|rv| rv.parse().ok());
+        match cached {
+            Some(cached) if cached < *written => Some(status.clone()),
+            _ => {
+                pending.remove(&key);
+                None
+            }
+        }
+    }
+
+    /// Forgets a deleted rotation.
+    pub fn forget(&self, obj: &ObjectRef<ApiKeyRotation>) {
+        for map in [&self.failures, &self.conflicts] {
+            map.lock().unwrap_or_else(|e| e.into_inner()).remove(obj);
+        }
+        self.status_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(obj);
+        self.pending_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(obj);
     }
 
     pub fn succeeded(&self, obj: &ObjectRef<ApiKeyRotation>) {

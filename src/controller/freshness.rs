@@ -7,10 +7,24 @@
 //! write lands. Pods come from a watch cache, which can lag: a pod created just
 //! before the verifier Secret was staged, still on the old content and missing
 //! from the cache, would be forgotten by a promotion computed on that cache.
-//! So before such a step the pods are listed from the API with
-//! `resourceVersionMatch=NotOlderThan` the dependency's resourceVersion, the
-//! plan is computed again, and the step is taken only if the fresh plan takes
-//! it too.
+//!
+//! Two ways to know the cache is fresh enough:
+//!
+//! - **A witness in the snapshot.** A pod of the counted group that reports a
+//!   revision at least the one written for the step wrote that report *after*
+//!   the Secret write (it loaded the written content first). The pod watch
+//!   delivers pod events in the order the API server committed them, and the
+//!   cache applies them in that order and is read as one snapshot under one
+//!   lock (`index::PodCache::consumers`); after a relist it is replaced whole by
+//!   the list's own consistent snapshot. So a snapshot that holds the report
+//!   holds every pod event committed before it, among them the creation of any
+//!   pod that existed before the Secret write. No resourceVersion is compared
+//!   (they are opaque, and only comparable within one resource type anyway).
+//! - **Otherwise** (no pod of the group has reported yet, e.g. an empty group,
+//!   Delay or Rollout mode), the pods are listed from the API with
+//!   `resourceVersionMatch=NotOlderThan` the dependency's resourceVersion, the
+//!   plan is computed again, and the step is taken only if the fresh plan takes
+//!   it too.
 
 use std::sync::Arc;
 
@@ -19,20 +33,37 @@ use kube::api::{ListParams, VersionMatch};
 use kube::{Api, Client};
 
 use super::error::Result;
+use super::index::SlimPod;
 use super::observe::Observation;
-use super::pods;
-use crate::rotation::{Action, Plan, Target};
+use crate::rotation::{Action, Group, Observed, Plan, Revision, Target};
 
-/// The resourceVersion of the projected Secret whose write the plan's
-/// promote or retire step depends on, if it takes one: a promotion counts
-/// verifiers' confirmations of the verifier Secret, a retirement counts
-/// presenters' confirmations of the presenter Secret.
-pub fn dependency(plan: &Plan, obs: &Observation) -> Option<String> {
+/// The Secret write a promote or retire step depends on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dependency {
+    /// resourceVersion of the projected Secret as read.
+    pub resource_version: String,
+    /// The group whose confirmations the step counts.
+    pub group: Group,
+    /// The revision that group must have loaded.
+    pub revision: Revision,
+}
+
+/// The projected Secret write the plan's promote or retire step depends on,
+/// if it takes one: a promotion counts verifiers' confirmations of the
+/// verifier Secret, a retirement counts presenters' confirmations of the
+/// presenter Secret.
+pub fn dependency(plan: &Plan, obs: &Observation) -> Option<Dependency> {
     let (verifier, presenter) = (
         obs.observed.verifier.as_ref()?,
         obs.observed.presenter.as_ref(),
     );
-    let rv = |s: &Option<Secret>| s.as_ref().and_then(|s| s.metadata.resource_version.clone());
+    let dep = |s: &Option<Secret>, group: Group, revision: Revision| {
+        Some(Dependency {
+            resource_version: s.as_ref()?.metadata.resource_version.clone()?,
+            group,
+            revision,
+        })
+    };
     let mut promotes = false;
     let mut retires = false;
     for a in &plan.actions {
@@ -57,16 +88,30 @@ pub fn dependency(plan: &Plan, obs: &Observation) -> Option<String> {
         }
     }
     if retires {
-        rv(&obs.presenter_secret)
+        let revision = presenter.map_or(0, |p| p.revision);
+        dep(&obs.presenter_secret, Group::Presenters, revision)
     } else if promotes {
-        rv(&obs.verifier_secret)
+        dep(&obs.verifier_secret, Group::Verifiers, verifier.revision)
     } else {
         None
     }
 }
 
+/// Whether the pod snapshot `observed` was built from holds a witness of the
+/// dependency: a pod of its group that reports its revision or a later one.
+pub fn witnessed(dep: &Dependency, observed: &Observed) -> bool {
+    let group = match dep.group {
+        Group::Verifiers => &observed.verifiers,
+        Group::Presenters => &observed.presenters,
+    };
+    group
+        .consumers
+        .iter()
+        .any(|c| c.reported.is_some_and(|r| r >= dep.revision))
+}
+
 /// The namespace's pods, listed from the API no older than `rv`.
-pub async fn pods_since(client: &Client, ns: &str, rv: &str) -> Result<Vec<Arc<Pod>>> {
+pub async fn pods_since(client: &Client, ns: &str, rv: &str) -> Result<Vec<Arc<SlimPod>>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let params = ListParams::default()
         .at(rv)
@@ -76,10 +121,7 @@ pub async fn pods_since(client: &Client, ns: &str, rv: &str) -> Result<Vec<Arc<P
         .await?
         .items
         .into_iter()
-        .map(|mut p| {
-            pods::strip(&mut p);
-            Arc::new(p)
-        })
+        .map(|p| Arc::new(SlimPod::from_pod(&p)))
         .collect())
 }
 
@@ -94,4 +136,47 @@ pub fn same_decision(a: &Plan, b: &Plan) -> bool {
             .collect()
     };
     decisive(a) == decisive(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotation::Consumer;
+
+    fn observed(reports: &[Option<Revision>]) -> Observed {
+        let mut o = Observed::default();
+        o.verifiers.consumers = reports
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Consumer {
+                pod: format!("p{i}"),
+                reported: *r,
+                nudge: None,
+            })
+            .collect();
+        o
+    }
+
+    fn dep(revision: Revision) -> Dependency {
+        Dependency {
+            resource_version: "7".into(),
+            group: Group::Verifiers,
+            revision,
+        }
+    }
+
+    #[test]
+    fn a_report_of_the_written_revision_witnesses_the_write() {
+        assert!(witnessed(&dep(3), &observed(&[None, Some(3)])));
+        assert!(witnessed(&dep(3), &observed(&[Some(4)])));
+    }
+
+    #[test]
+    fn without_a_report_of_the_written_revision_the_pods_are_listed() {
+        assert!(!witnessed(&dep(3), &observed(&[Some(2), None])));
+        assert!(!witnessed(&dep(3), &observed(&[])));
+        let mut presenters = dep(3);
+        presenters.group = Group::Presenters;
+        assert!(!witnessed(&presenters, &observed(&[Some(3)])));
+    }
 }

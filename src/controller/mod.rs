@@ -6,7 +6,9 @@
 mod apply;
 mod context;
 mod error;
+mod events;
 mod freshness;
+pub mod index;
 pub mod observe;
 pub mod pods;
 mod reconcile;
@@ -20,13 +22,14 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 pub use context::Context;
 pub use error::Error;
+use index::{PodCache, RotationIndex};
 pub use reconcile::{FINALIZER, error_policy, reconcile};
 
 use crate::api::{ApiKeyRotation, keys as k};
@@ -96,39 +99,66 @@ async fn run_scope(
     ready: tokio::sync::mpsc::Sender<()>,
 ) {
     let ns = &namespace;
-    let (pod_store, pod_writer) = reflector::store::<Pod>();
-    let pods = watcher(
-        api::<Pod>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    )
-    .modify(pods::strip)
-    .default_backoff()
-    .reflect(pod_writer)
-    .touched_objects();
+    let pod_cache = Arc::new(PodCache::default());
+    let rotation_index = Arc::new(RotationIndex::default());
+    // Pod events update the slim cache, then name the rotations to reconcile.
+    let pod_triggers = {
+        let (cache, index) = (pod_cache.clone(), rotation_index.clone());
+        watcher(
+            api::<Pod>(&client, ns),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .flat_map(move |event| {
+            let refs = match event {
+                Ok(event) => cache
+                    .apply(&event)
+                    .map(|(ns, pod)| index.rotations_for(&ns, &pod))
+                    .unwrap_or_default(),
+                Err(e) => {
+                    warn!(error = %e, "pod watch failed; retrying");
+                    Vec::new()
+                }
+            };
+            futures::stream::iter(refs)
+        })
+    };
     let ctx = Arc::new(Context::new(
         client.clone(),
-        pod_store.clone(),
+        pod_cache.clone(),
         config.instance.clone(),
         metrics,
     ));
-    let controller = Controller::new(
-        api::<ApiKeyRotation>(&client, ns),
-        watcher::Config::default().any_semantic(),
+    let (rotations, rotation_writer) = reflector::store::<ApiKeyRotation>();
+    let index = rotation_index.clone();
+    let rotation_events = reflector(
+        rotation_writer,
+        watcher(
+            api::<ApiKeyRotation>(&client, ns),
+            watcher::Config::default().any_semantic(),
+        )
+        // Nothing reads them, and every status write adds to them.
+        .modify(|r| r.metadata.managed_fields = None),
     )
-    .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
-    let rotations = controller.store();
-    let (synced_rotations, synced_pods) = (rotations.clone(), pod_store);
+    .default_backoff()
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            index.apply(event);
+        }
+    })
+    .applied_objects();
+    let controller = Controller::for_stream(rotation_events, rotations.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
+    let synced_rotations = rotations.clone();
     tokio::spawn(async move {
-        if synced(&synced_rotations).await && synced(&synced_pods).await {
+        if synced(&synced_rotations).await {
+            while !pod_cache.is_ready() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
             let _ = ready.send(()).await;
         }
     });
-    let (r1, r2, r3, r4) = (
-        rotations.clone(),
-        rotations.clone(),
-        rotations.clone(),
-        rotations,
-    );
+    let (r2, r3, r4) = (rotations.clone(), rotations.clone(), rotations);
     controller
         .owns(
             api::<Secret>(&client, ns),
@@ -136,7 +166,7 @@ async fn run_scope(
                 .labels(k::ROTATION_LABEL)
                 .any_semantic(),
         )
-        .watches_stream(pods, move |pod: Pod| by_pod(&r1, &pod))
+        .reconcile_on(pod_triggers)
         .watches_stream(
             watcher(
                 api::<PartialObjectMeta<Deployment>>(&client, ns),
@@ -196,30 +226,6 @@ where
             return result.is_ok();
         }
     }
-}
-
-/// The rotations a pod consumes: it references one of their projected
-/// Secrets, or a group's selector matches it.
-fn by_pod(store: &Store<ApiKeyRotation>, pod: &Pod) -> Vec<ObjectRef<ApiKeyRotation>> {
-    let refs = pod.spec.as_ref().map(pods::secret_refs).unwrap_or_default();
-    store
-        .state()
-        .iter()
-        .filter(|r| r.namespace() == pod.namespace())
-        .filter(|r| {
-            let s = &r.spec;
-            refs.contains(&s.secrets.verifier)
-                || refs.contains(&s.secrets.presenter)
-                || [&s.consumers.verifiers, &s.consumers.presenters]
-                    .iter()
-                    .any(|g| {
-                        g.selector
-                            .as_ref()
-                            .is_some_and(|sel| pods::selector_matches(sel, pod.labels()))
-                    })
-        })
-        .map(|r| ObjectRef::from_obj(r.as_ref()))
-        .collect()
 }
 
 /// The rotations that restart a workload in Rollout mode.

@@ -5,16 +5,17 @@
 //! planner's `Observed`, plus the key material the writes will need.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Secret};
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Secret};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::error::Result;
-use super::pods::{is_running, secret_refs, selector_matches};
+use super::index::SlimPod;
 use super::render::{self, KEY};
 use super::rollout;
 use crate::api::{ApiKeyRotation, ConsumerGroup, keys as k, validate::Validated};
@@ -99,12 +100,19 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
     observed.verifier = verifier_secret.as_ref().and_then(render::published);
     observed.presenter = presenter_secret.as_ref().and_then(render::published);
 
-    let pods: Vec<std::sync::Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
+    // One consistent snapshot of this rotation's pods (see `freshness`).
+    let selectors: Vec<&crate::api::LabelSelector> = [
+        &rot.spec.consumers.verifiers,
+        &rot.spec.consumers.presenters,
+    ]
+    .iter()
+    .filter_map(|g| g.selector.as_ref())
+    .collect();
+    let pods = ctx.pods.consumers(
+        &ns,
+        &[v.verifier_secret.as_str(), v.presenter_secret.as_str()],
+        &selectors,
+    );
     consumers(rot, v, ctx, &pods, &mut observed).await?;
     let spec = &rot.spec;
     observed.rotate = Requests {
@@ -142,18 +150,19 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
     })
 }
 
-/// Fills the consumer groups and traffic of `observed` from `pods` (the pods
-/// of the rotation's namespace, from the cache or freshly listed).
+/// Fills the consumer groups and traffic of `observed` from `pods` (pods of
+/// the rotation's namespace, from the cache or freshly listed; pods of other
+/// groups are ignored).
 pub async fn consumers(
     rot: &ApiKeyRotation,
     v: &Validated,
     ctx: &Context,
-    pods: &[std::sync::Arc<Pod>],
+    pods: &[Arc<SlimPod>],
     observed: &mut Observed,
 ) -> Result<()> {
     let ns = rot.namespace().unwrap_or_default();
     let name = rot.name_any();
-    let pods: Vec<std::sync::Arc<Pod>> = pods.iter().filter(|p| is_running(p)).cloned().collect();
+    let pods: Vec<Arc<SlimPod>> = pods.iter().filter(|p| p.running).cloned().collect();
     let spec = &rot.spec;
     observed.verifiers = group_obs(
         &name,
@@ -184,16 +193,10 @@ pub async fn consumers(
 fn members<'a>(
     group: &'a ConsumerGroup,
     secret: &'a str,
-    pods: &'a [std::sync::Arc<Pod>],
-) -> impl Iterator<Item = &'a std::sync::Arc<Pod>> {
-    pods.iter().filter(move |p| {
-        let refs = p.spec.as_ref().map(secret_refs).unwrap_or_default();
-        refs.contains(secret)
-            || group
-                .selector
-                .as_ref()
-                .is_some_and(|s| selector_matches(s, p.labels()))
-    })
+    pods: &'a [Arc<SlimPod>],
+) -> impl Iterator<Item = &'a Arc<SlimPod>> {
+    pods.iter()
+        .filter(move |p| p.consumes(secret, group.selector.as_ref()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -202,7 +205,7 @@ async fn group_obs(
     g: Group,
     group: &ConsumerGroup,
     secret: &str,
-    pods: &[std::sync::Arc<Pod>],
+    pods: &[Arc<SlimPod>],
     client: &kube::Client,
     ns: &str,
 ) -> Result<GroupObs> {
@@ -210,11 +213,11 @@ async fn group_obs(
     let nudge_key = nudge_annotation(rotation);
     let consumers = members(group, secret, pods)
         .map(|p| {
-            let ann = p.annotations();
+            let ann = &p.annotations;
             Consumer {
-                pod: p.name_any(),
+                pod: p.name.to_string(),
                 reported: ann.get(&report_key).and_then(|v| v.parse().ok()),
-                nudge: ann.get(&nudge_key).and_then(|v| parse_nudge(v)),
+                nudge: ann.get(&nudge_key).and_then(parse_nudge),
             }
         })
         .collect();
@@ -251,12 +254,12 @@ fn traffic(
     rotation: &str,
     secret: &str,
     group: &ConsumerGroup,
-    pods: &[std::sync::Arc<Pod>],
+    pods: &[Arc<SlimPod>],
 ) -> BTreeMap<Version, Timestamp> {
     let key = traffic_annotation(rotation);
     let mut out: BTreeMap<Version, Timestamp> = BTreeMap::new();
     for p in members(group, secret, pods) {
-        let Some(text) = p.annotations().get(&key) else {
+        let Some(text) = p.annotations.get(&key) else {
             continue;
         };
         for entry in text.split(',') {

@@ -1,12 +1,9 @@
-//! Consumer pods: which Secrets a pod references, which rotation groups it
-//! belongs to, and the slimmed copy of it the cache keeps (metadata, the
-//! Secret references and the phase; everything else stripped before storing).
+//! Consumer pods: which Secrets a pod references and which rotation groups it
+//! belongs to (the slim copy the cache keeps is `index::SlimPod`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{
-    EnvFromSource, EnvVar, Pod, PodSpec, PodStatus, SecretVolumeSource, Volume,
-};
+use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, Pod, PodSpec};
 
 use crate::api::{LabelSelector, SelectorOperator};
 
@@ -58,40 +55,6 @@ fn collect_env(
     }
 }
 
-/// Replaces a watched pod with the little keyrotor needs, so a cache of
-/// 100,000 pods stays small: name, namespace, labels, keyrotor annotations,
-/// the Secret references (as one volume each) and the phase.
-pub fn strip(pod: &mut Pod) {
-    let refs = pod.spec.as_ref().map(secret_refs).unwrap_or_default();
-    let meta = &mut pod.metadata;
-    meta.managed_fields = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    if let Some(a) = meta.annotations.as_mut() {
-        a.retain(|k, _| k.contains("keyrotor.dev/"));
-    }
-    pod.spec = Some(PodSpec {
-        volumes: Some(
-            refs.into_iter()
-                .map(|name| Volume {
-                    name: String::new(),
-                    secret: Some(SecretVolumeSource {
-                        secret_name: Some(name),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })
-                .collect(),
-        ),
-        containers: Vec::new(),
-        ..Default::default()
-    });
-    pod.status = Some(PodStatus {
-        phase: pod.status.as_ref().and_then(|s| s.phase.clone()),
-        ..Default::default()
-    });
-}
-
 /// A pod that serves traffic now: Running (also while terminating, since it
 /// still answers requests during its grace period).
 pub fn is_running(pod: &Pod) -> bool {
@@ -100,13 +63,22 @@ pub fn is_running(pod: &Pod) -> bool {
 
 /// Whether `labels` satisfy a label selector.
 pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    selector_matches_with(sel, |k| labels.get(k).map(String::as_str))
+}
+
+/// Whether the labels `label` looks up satisfy a label selector.
+pub fn selector_matches_with<'a>(
+    sel: &LabelSelector,
+    label: impl Fn(&str) -> Option<&'a str>,
+) -> bool {
     let labels_ok = sel
         .match_labels
         .iter()
-        .all(|(k, v)| labels.get(k) == Some(v));
+        .all(|(k, v)| label(k) == Some(v.as_str()));
     labels_ok
         && sel.match_expressions.iter().all(|r| {
-            let value = labels.get(&r.key);
+            let value = label(&r.key).map(str::to_string);
+            let value = value.as_ref();
             match r.operator {
                 SelectorOperator::In => value.is_some_and(|v| r.values.contains(v)),
                 SelectorOperator::NotIn => value.is_none_or(|v| !r.values.contains(v)),
@@ -147,26 +119,6 @@ mod tests {
             .map(String::from)
             .into();
         assert_eq!(refs, want);
-    }
-
-    #[test]
-    fn stripping_keeps_what_keyrotor_needs_and_drops_the_rest() {
-        let mut pod = pod_json(serde_json::json!({
-            "volumes": [{"name": "a", "secret": {"secretName": "vol"}}],
-            "containers": [{"name": "c", "image": "big/image:tag", "command": ["run"]}]
-        }));
-        let before = serde_json::to_string(&pod).unwrap().len();
-        strip(&mut pod);
-        assert!(serde_json::to_string(&pod).unwrap().len() < before);
-        assert_eq!(
-            secret_refs(pod.spec.as_ref().unwrap()),
-            ["vol".to_string()].into()
-        );
-        assert!(is_running(&pod));
-        let ann = pod.metadata.annotations.as_ref().unwrap();
-        assert_eq!(ann.len(), 1, "only keyrotor annotations stay");
-        assert!(pod.metadata.managed_fields.is_none());
-        assert_eq!(pod.metadata.labels.as_ref().unwrap()["app"], "web");
     }
 
     #[test]

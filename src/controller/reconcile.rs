@@ -7,7 +7,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType};
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -29,8 +28,9 @@ pub const FINALIZER: &str = "keyrotor.dev/cleanup";
 /// Even with nothing scheduled, look again this often (a missed watch event
 /// can delay a step by at most this much).
 const RESYNC: Duration = Duration::from_secs(3600);
-/// Status changes that only move confirmation counts are written at most this
-/// often: a step with many pods would otherwise write status once per report.
+/// Status changes that only report progress inside a step (confirmation
+/// counts, what the in-flight step waits for) are written at most this often:
+/// a step with many pods would otherwise write status once per report.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// How soon to look again when the pod cache lagged behind a decision.
 const STALE_RETRY: Duration = Duration::from_secs(1);
@@ -66,8 +66,19 @@ pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) ->
     Requeue::requeue(delay)
 }
 
-async fn reconcile_live(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
+async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
     let now = Timestamp::now();
+    // The status this process just wrote, if the cache does not show it yet.
+    let newer;
+    let rot = match ctx.newer_status(cached) {
+        Some(status) => {
+            let mut r = cached.clone();
+            r.status = Some(status);
+            newer = r;
+            &newer
+        }
+        None => cached,
+    };
     let name = rot.name_any();
     let ns = rot.namespace().unwrap_or_default();
     let validated = match validate::validate(&name, &rot.spec) {
@@ -129,8 +140,10 @@ async fn reconcile_live(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> 
     }
     repair::detect_tampering(&writer.layout, &mut obs, validated.policy.combined, now);
     let mut plan = plan(&validated.policy, &obs.observed, now);
-    if let Some(rv) = freshness::dependency(&plan, &obs) {
-        let pods = freshness::pods_since(&ctx.client, &ns, &rv).await?;
+    let unwitnessed =
+        freshness::dependency(&plan, &obs).filter(|dep| !freshness::witnessed(dep, &obs.observed));
+    if let Some(dep) = unwitnessed {
+        let pods = freshness::pods_since(&ctx.client, &ns, &dep.resource_version).await?;
         consumers(rot, &validated, ctx, &pods, &mut obs.observed).await?;
         let fresh = crate::rotation::plan(&validated.policy, &obs.observed, now);
         if !freshness::same_decision(&plan, &fresh) {
@@ -177,8 +190,9 @@ async fn reconcile_live(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> 
     Ok(Requeue::requeue(wait.max(Duration::from_millis(200))))
 }
 
-/// Writes status only when it changed (I8); a change of confirmation counts
-/// alone waits for `PROGRESS_INTERVAL` (the returned delay says when to look again).
+/// Writes status only when it changed (I8); a change of progress alone (see
+/// [`progress_only`]) waits for `PROGRESS_INTERVAL` (the returned delay says
+/// when to look again), and the next step's status carries it anyway.
 async fn write_status(
     rot: &ApiKeyRotation,
     ctx: &Context,
@@ -188,12 +202,11 @@ async fn write_status(
         return Ok(None);
     }
     let key = ObjectRef::from_obj(rot);
-    if let (Some(old), Some(since)) = (rot.status.as_ref(), ctx.since_status_write(&key)) {
-        let mut same_but_counts = old.clone();
-        same_but_counts.confirmation = status.confirmation.clone();
-        if same_but_counts == status && since < PROGRESS_INTERVAL {
-            return Ok(Some(PROGRESS_INTERVAL - since));
-        }
+    if let (Some(old), Some(since)) = (rot.status.as_ref(), ctx.since_status_write(&key))
+        && progress_only(old, &status)
+        && since < PROGRESS_INTERVAL
+    {
+        return Ok(Some(PROGRESS_INTERVAL - since));
     }
     if tracing::enabled!(tracing::Level::DEBUG) {
         let (old, new) = (
@@ -219,14 +232,40 @@ async fn write_status(
         "kind": ApiKeyRotation::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &rot.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    ctx.status_written(&key);
+    let written = api
+        .patch_status(
+            &rot.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    ctx.status_written(&key, &status, written.resource_version().as_deref());
     Ok(None)
+}
+
+/// Whether `new` differs from `old` only in progress inside the same step:
+/// the confirmation counts, and the reason and message of a `Progressing`
+/// condition that stays True (e.g. WaitingForPresenters → WaitingForGrace).
+/// Stage, versions, the current and accepted keys, `Ready` (what `kubectl get
+/// akr` shows) and `MigrationStalled` are never held back.
+fn progress_only(old: &ApiKeyRotationStatus, new: &ApiKeyRotationStatus) -> bool {
+    let mut moved = old.clone();
+    moved.confirmation = new.confirmation.clone();
+    let in_flight = |s: &ApiKeyRotationStatus| {
+        s.condition(types::PROGRESSING)
+            .filter(|c| c.status == "True")
+            .cloned()
+    };
+    if let (Some(_), Some(now)) = (in_flight(old), in_flight(new)) {
+        for c in moved
+            .conditions
+            .iter_mut()
+            .filter(|c| c.type_ == types::PROGRESSING)
+        {
+            *c = now.clone();
+        }
+    }
+    moved == *new
 }
 
 /// Reports a reason nothing can move (invalid spec, Secret clash): Ready
@@ -265,18 +304,12 @@ async fn blocked(
 }
 
 async fn publish(ctx: &Context, rot: &ApiKeyRotation, kind: EventType, reason: &str, note: &str) {
-    let ev = KubeEvent {
-        type_: match kind {
-            EventType::Normal => KubeEventType::Normal,
-            EventType::Warning => KubeEventType::Warning,
-        },
-        reason: reason.to_string(),
-        note: Some(note.to_string()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
     // An event is best effort: losing one must not fail or repeat a rotation step.
-    if let Err(e) = ctx.recorder.publish(&ev, &rot.object_ref(&())).await {
+    if let Err(e) = ctx
+        .recorder
+        .publish(kind, reason, note, &rot.object_ref(&()))
+        .await
+    {
         warn!(reason, error = %e, "could not publish event");
     }
 }
@@ -319,6 +352,51 @@ async fn delete(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
         other => other?,
     }
     ctx.metrics.forget(&ns, &rot.name_any());
+    ctx.forget(&ObjectRef::from_obj(rot));
     info!(policy = ?rot.spec.deletion_policy, "rotation deleted; Secrets cleaned up");
     Ok(Requeue::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotation::Stage;
+
+    fn status(stage: Stage, progressing: (&str, &str), ready: &str) -> ApiKeyRotationStatus {
+        serde_json::from_value(json!({
+            "stage": stage,
+            "currentVersion": 1,
+            "conditions": [
+                {"type": "Ready", "status": ready, "reason": "Rotating", "message": "m",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "Progressing", "status": progressing.0, "reason": progressing.1,
+                 "message": "Promoting version 2", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            ],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn waiting_for_grace_after_presenters_confirmed_is_progress_only() {
+        let old = status(Stage::Promoting, ("True", "WaitingForPresenters"), "True");
+        let new = status(Stage::Promoting, ("True", "WaitingForGrace"), "True");
+        assert!(progress_only(&old, &new));
+    }
+
+    #[test]
+    fn a_new_stage_a_finished_cycle_or_a_ready_change_is_written_at_once() {
+        let old = status(Stage::Promoting, ("True", "WaitingForPresenters"), "True");
+        assert!(!progress_only(
+            &old,
+            &status(Stage::Stable, ("True", "WaitingForPresenters"), "True")
+        ));
+        assert!(!progress_only(
+            &old,
+            &status(Stage::Promoting, ("False", "Idle"), "True")
+        ));
+        assert!(!progress_only(
+            &old,
+            &status(Stage::Promoting, ("True", "WaitingForPresenters"), "False")
+        ));
+    }
 }

@@ -97,9 +97,9 @@ operator with exactly these rules.
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["get", "list", "watch", "patch"]
-# Events about a rotation (events.k8s.io/v1, kube-runtime's Recorder): `create`
-# a new one, `patch` the series count of a repeated one.
+# Events about a rotation (events.k8s.io/v1): one is created per step, never
+# updated (src/controller/events.rs).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}

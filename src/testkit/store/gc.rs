@@ -72,14 +72,51 @@ impl State {
         }
     }
 
+    /// After deleting the object with `uid`: a collection, if anything ever named it as owner.
+    pub(super) fn collect_garbage_after(&mut self, uid: &str) {
+        if self.owners_seen.contains(uid) {
+            self.collect_garbage();
+        }
+    }
+
+    /// Whether the owner an ownerReference names exists (same uid) in `ns` or cluster-wide.
+    fn owner_exists(&self, ns: &str, owner: &Value) -> bool {
+        let field = |f: &str| owner.get(f).and_then(Value::as_str).unwrap_or("");
+        let Some(ty) = self
+            .types
+            .iter()
+            .find(|t| t.kind == field("kind") && t.api_version() == field("apiVersion"))
+        else {
+            return false;
+        };
+        let Some(objects) = self.objects.get(&ty.store_key()) else {
+            return false;
+        };
+        [ns, ""].iter().any(|n| {
+            objects
+                .get(&(n.to_string(), field("name").to_string()))
+                .is_some_and(|e| meta(&e.obj, "uid").as_deref() == Some(field("uid")))
+        })
+    }
+
     /// A written object whose owners are all absent (e.g. the owner was deleted just before
     /// the dependent was created) is collected, as the real collector eventually would.
+    /// Its owners are looked up directly, so a write does not scan every object.
     pub(super) fn collect_garbage_if_owned(&mut self, obj: &Value) {
-        if obj
+        let Some(owners) = obj
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
-            .is_some_and(|r| !r.is_empty())
-        {
+            .filter(|r| !r.is_empty())
+        else {
+            return;
+        };
+        for o in owners {
+            if let Some(uid) = o.get("uid").and_then(Value::as_str) {
+                self.owners_seen.insert(uid.to_string());
+            }
+        }
+        let ns = meta(obj, "namespace").unwrap_or_default();
+        if !owners.iter().any(|o| self.owner_exists(&ns, o)) {
             self.collect_garbage();
         }
     }

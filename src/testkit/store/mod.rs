@@ -119,6 +119,9 @@ struct State {
     compacted: u64,
     counter: u64,
     tx: broadcast::Sender<Arc<HistEvent>>,
+    /// uids some object has named as its owner: only their deletion can make
+    /// garbage, so only it pays for a collection over every object.
+    owners_seen: std::collections::HashSet<String>,
 }
 
 /// The shared store.
@@ -170,6 +173,7 @@ impl Store {
                 compacted: FIRST_RV,
                 counter: 0,
                 tx,
+                owners_seen: Default::default(),
             }),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -262,7 +266,20 @@ impl Store {
         let st = self.lock();
         let key = (ns.unwrap_or("").to_string(), name.to_string());
         let found = match at {
-            Some(at) if at < st.rv => st.view(&ty.store_key(), at.max(st.compacted)).remove(&key),
+            Some(at) if at < st.rv => {
+                let (ns, name) = (key.0.as_str(), key.1.as_str());
+                st.select(
+                    &ty.store_key(),
+                    at.max(st.compacted),
+                    Some(ns),
+                    None,
+                    None,
+                    |o| meta(o, "name").as_deref() == Some(name),
+                )
+                .0
+                .pop()
+                .map(|(_, o)| o)
+            }
             _ => st
                 .objects
                 .get(&ty.store_key())
@@ -294,31 +311,10 @@ impl Store {
                 st.compacted
             )));
         }
-        let view = st.view(&ty.store_key(), at);
-        let mut items = vec![];
-        let mut next = None;
-        for (key, obj) in view {
-            if after.is_some_and(|a| &key <= a)
-                || ns.is_some_and(|n| n != key.0)
-                || !sel.matches(&obj)
-            {
-                continue;
-            }
-            if limit.is_some_and(|l| items.len() >= l) {
-                next = Some(key);
-                break;
-            }
-            items.push(with_type(obj, ty));
-        }
-        // The continue token must name the last returned item, not the first left out.
-        let next = next.and_then(|_| {
-            items.last().map(|o: &Value| {
-                (
-                    meta(o, "namespace").unwrap_or_default(),
-                    meta(o, "name").unwrap_or_default(),
-                )
-            })
-        });
+        let (found, more) = st.select(&ty.store_key(), at, ns, after, limit, |o| sel.matches(o));
+        // The continue token names the last returned item.
+        let next = more.then(|| found.last().map(|(k, _)| k.clone())).flatten();
+        let items = found.into_iter().map(|(_, o)| with_type(o, ty)).collect();
         Ok((at, items, next))
     }
 
@@ -336,9 +332,10 @@ impl Store {
             WatchFrom::Now => {
                 let at = st.rv.saturating_sub(lag).max(st.compacted);
                 let initial = st
-                    .view(&key, at)
-                    .into_values()
-                    .map(|o| with_type(o, ty))
+                    .select(&key, at, None, None, None, |_| true)
+                    .0
+                    .into_iter()
+                    .map(|(_, o)| with_type(o, ty))
                     .collect();
                 let replay = st
                     .history
@@ -552,8 +549,9 @@ impl Store {
         if orphan {
             st.orphan_dependents(meta(&current.obj, "uid").as_deref().unwrap_or(""));
         }
+        let uid = meta(&current.obj, "uid").unwrap_or_default();
         let out = st.delete_entry(ty, key, current);
-        st.collect_garbage();
+        st.collect_garbage_after(&uid);
         Ok(out)
     }
 
@@ -567,22 +565,41 @@ impl Store {
         let mut st = self.lock();
         let rv = st.rv;
         let keys: Vec<ObjKey> = st
-            .view(&ty.store_key(), rv)
+            .select(&ty.store_key(), rv, ns, None, None, |o| sel.matches(o))
+            .0
             .into_iter()
-            .filter(|(k, o)| ns.is_none_or(|n| n == k.0) && sel.matches(o))
             .map(|(k, _)| k)
             .collect();
         let mut out = vec![];
+        let mut uids = vec![];
         for key in keys {
             if let Ok(entry) = st.entry(ty, &key) {
+                uids.push(meta(&entry.obj, "uid").unwrap_or_default());
                 match st.delete_entry(ty, key, entry) {
                     Deleted::Pending(o) | Deleted::Removed(o) => out.push(o),
                     Deleted::AlreadyPending(_) => {}
                 }
             }
         }
-        st.collect_garbage();
+        if uids.iter().any(|u| st.owners_seen.contains(u)) {
+            st.collect_garbage();
+        }
         out
+    }
+
+    /// Runs `f` on every stored object of `group/plural`, under the lock and
+    /// without copying them (for a benchmark's progress checks).
+    pub fn inspect_all<R>(
+        &self,
+        group: &str,
+        plural: &str,
+        mut f: impl FnMut(&Value) -> R,
+    ) -> Vec<R> {
+        let st = self.lock();
+        st.objects
+            .get(&format!("{group}/{plural}"))
+            .map(|m| m.values().map(|e| f(&e.obj)).collect())
+            .unwrap_or_default()
     }
 
     /// A raw object by store coordinates (for tests).

@@ -29,24 +29,82 @@ impl State {
             .ok_or_else(|| ApiError::not_found(&ty.group, &ty.plural, &key.1))
     }
 
-    /// The objects of one type as of resourceVersion `at`, undoing later history.
-    pub(super) fn view(&self, store_key: &str, at: u64) -> BTreeMap<ObjKey, Value> {
-        let mut view: BTreeMap<ObjKey, Value> = self
-            .objects
-            .get(store_key)
-            .map(|m| m.iter().map(|(k, e)| (k.clone(), e.obj.clone())).collect())
-            .unwrap_or_default();
+    /// The objects of one type as of resourceVersion `at` that lie in `ns` (every
+    /// namespace: None), come after `after` in key order and satisfy `keep`: at most
+    /// `limit` of them, in key order, and whether more remain.
+    ///
+    /// Only the matching objects are cloned: the current objects are walked in key
+    /// order from the start of the range (a namespace is a contiguous key range, as
+    /// it is in etcd), and the few keys changed after `at` are overlaid from the
+    /// history. A page of a list therefore costs its own size plus the history
+    /// since `at`, not the size of the whole type.
+    pub(super) fn select(
+        &self,
+        store_key: &str,
+        at: u64,
+        ns: Option<&str>,
+        after: Option<&ObjKey>,
+        limit: Option<usize>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> (Vec<(ObjKey, Value)>, bool) {
+        use std::cmp::Ordering;
+        use std::ops::Bound;
+        let in_range = |k: &ObjKey| ns.is_none_or(|n| n == k.0) && after.is_none_or(|a| k > a);
+        // Keys changed after `at`, with their state at `at` (None: absent then).
+        // Walking back from the newest event, the oldest one's `prev` wins.
+        let mut overlay: BTreeMap<ObjKey, Option<&Value>> = BTreeMap::new();
         for e in self.history.iter().rev().take_while(|e| e.rv > at) {
             if e.store_key != store_key {
                 continue;
             }
             let key = (e.namespace.clone(), e.name.clone());
-            match &e.prev {
-                Some(p) => view.insert(key, p.clone()),
-                None => view.remove(&key),
-            };
+            if in_range(&key) {
+                overlay.insert(key, e.prev.as_ref());
+            }
         }
-        view
+        let start = match (ns, after) {
+            (_, Some(a)) if ns.is_none_or(|n| n <= a.0.as_str()) => Bound::Excluded(a.clone()),
+            (Some(n), _) => Bound::Included((n.to_string(), String::new())),
+            (None, _) => Bound::Unbounded,
+        };
+        let empty = BTreeMap::new();
+        let objects = self.objects.get(store_key).unwrap_or(&empty);
+        let mut current = objects
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| ns.is_none_or(|n| n == k.0))
+            .peekable();
+        let mut changed = overlay.into_iter().peekable();
+        let (mut out, mut more) = (Vec::new(), false);
+        loop {
+            let (key, obj) = match (current.peek(), changed.peek()) {
+                (None, None) => break,
+                (Some(_), None) => {
+                    let (k, e) = current.next().expect("peeked");
+                    (k.clone(), Some(&e.obj))
+                }
+                (None, Some(_)) => changed.next().expect("peeked"),
+                (Some((ck, _)), Some((ok, _))) => match (*ck).cmp(ok) {
+                    Ordering::Less => {
+                        let (k, e) = current.next().expect("peeked");
+                        (k.clone(), Some(&e.obj))
+                    }
+                    Ordering::Greater => changed.next().expect("peeked"),
+                    Ordering::Equal => {
+                        current.next();
+                        changed.next().expect("peeked")
+                    }
+                },
+            };
+            let Some(obj) = obj.filter(|o| keep(o)) else {
+                continue;
+            };
+            if limit.is_some_and(|l| out.len() >= l) {
+                more = true;
+                break;
+            }
+            out.push((key, obj.clone()));
+        }
+        (out, more)
     }
 
     pub(super) fn emit(&mut self, ev: HistEvent) {
@@ -290,7 +348,7 @@ impl State {
                 prev: Some(old.clone()),
             });
             self.on_crd_change(ty, &new);
-            self.collect_garbage();
+            self.collect_garbage_after(&meta(&new, "uid").unwrap_or_default());
             return Ok((new, true));
         }
         self.objects.entry(store_key.clone()).or_default().insert(
