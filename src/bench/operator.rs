@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 /// A running `keyrotor run`; stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Operator {
     child: Child,
@@ -124,25 +122,12 @@ impl Operator {
 
     /// GET `path` from the admin server: (status code, body).
     pub async fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(self.admin).await?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").as_bytes())
-            .await?;
-        let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf))
-            .await
-            .map_err(|_| std::io::Error::other("admin server timed out"))??;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let code = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Ok((code, body))
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            crate::ops::admin::get(self.admin, path),
+        )
+        .await
+        .map_err(|_| std::io::Error::other("admin server timed out"))?
     }
 
     pub async fn ready(&self) -> bool {

@@ -45,19 +45,8 @@ async fn deletion_cleans_up_per_policy_and_never_sticks() {
             .unwrap();
     }
     for name in ["gone", "kept"] {
-        eventually(
-            &format!("{name} to be deleted (finalizer released)"),
-            Duration::from_secs(60),
-            || async {
-                rotations
-                    .get_opt(name)
-                    .await
-                    .unwrap()
-                    .is_none()
-                    .then_some(())
-            },
-        )
-        .await;
+        let what = format!("{name} to be deleted (finalizer released)");
+        wait_gone(&rotations, name, &what, Duration::from_secs(60)).await;
     }
 
     let names = |list: Vec<Secret>| -> Vec<String> { list.iter().map(|s| s.name_any()).collect() };

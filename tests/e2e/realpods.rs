@@ -72,14 +72,12 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
         .delete(name, &DeleteParams::default())
         .await
         .unwrap();
-    eventually("the rotation to go", Duration::from_secs(60), || async {
-        rotations
-            .get_opt(name)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
+    wait_gone(
+        &rotations,
+        name,
+        "the rotation to go",
+        Duration::from_secs(60),
+    )
     .await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let revision: u64 = secrets.get("api-verifier").await.unwrap().annotations()[k::REVISION]
@@ -121,19 +119,8 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
     wait_stable(client, &ns.name, "last", 1, Duration::from_secs(60)).await;
     cluster.ok(&["delete", "namespace", &ns.name, "--wait=false"]);
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    eventually(
-        "the watched namespace to go",
-        Duration::from_secs(90),
-        || async {
-            namespaces
-                .get_opt(&ns.name)
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
+    let what = "the watched namespace to go";
+    wait_gone(&namespaces, &ns.name, what, Duration::from_secs(90)).await;
 
     stage.uninstall(cluster);
     observer.stop();

@@ -42,6 +42,17 @@ where
     }
 }
 
+/// Waits until `name` no longer exists in `api` (deleted, finalizers done).
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, what: &str, limit: Duration)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(what, limit, || async {
+        api.get_opt(name).await.unwrap().is_none().then_some(())
+    })
+    .await
+}
+
 /// A consumer group's `consumers.*` entry.
 pub fn rollout(workload: &str) -> Value {
     json!({"confirmation": "Rollout", "workloads": [{"kind": "Deployment", "name": workload}]})
