@@ -38,6 +38,9 @@ struct Planner<'a> {
     verifier_written: Option<Timestamp>,
     presenter_written: Option<Timestamp>,
     highest: Version,
+    /// The highest version number a projected Secret records: the only
+    /// record of issued numbers that survives a lost status (I5).
+    durable_highest: Version,
     abandoned: BTreeSet<Version>,
     revoked_now: BTreeSet<Version>,
     created: Vec<(Version, Origin)>,
@@ -87,6 +90,10 @@ impl<'a> Planner<'a> {
         .flatten()
         .max()
         .unwrap_or(0);
+        let durable_highest = verifier
+            .map(|p| p.highest)
+            .max(presenter.map(|p| p.highest))
+            .unwrap_or(0);
         let abandoned = obs
             .versions
             .iter()
@@ -110,6 +117,7 @@ impl<'a> Planner<'a> {
             verifier_written: verifier.map(|p| p.written_at),
             presenter_written: presenter.map(|p| p.written_at),
             highest,
+            durable_highest,
             abandoned,
             revoked_now: BTreeSet::new(),
             created: Vec::new(),
@@ -766,20 +774,11 @@ impl<'a> Planner<'a> {
         self.accepted = accepted;
         let old_current = std::mem::replace(&mut self.current, current);
         if self.policy.combined {
-            self.verifier_rev = self.verifier_rev.max(self.presenter_rev) + 1;
-            self.presenter_rev = self.verifier_rev;
-            self.verifier_written = Some(self.now);
-            self.presenter_written = Some(self.now);
-            self.push_publish(Target::Combined, self.verifier_rev);
+            self.write_verifier();
             return;
         }
-        let write_verifier = |p: &mut Self| {
-            p.verifier_rev += 1;
-            p.verifier_written = Some(p.now);
-            p.push_publish(Target::Verifier, p.verifier_rev);
-        };
         if a_changed && grows {
-            write_verifier(self);
+            self.write_verifier();
         }
         if c_changed {
             // The presenter Secret shows `current`; the verifier side keeps the
@@ -790,11 +789,29 @@ impl<'a> Planner<'a> {
             self.push_publish(Target::Presenter, self.presenter_rev);
         }
         if a_changed && !grows {
-            write_verifier(self);
+            self.write_verifier();
+        }
+    }
+
+    /// Writes the verifier Secret (the only one, in the single-Secret layout)
+    /// with the state planned so far.
+    fn write_verifier(&mut self) {
+        self.verifier_written = Some(self.now);
+        if self.policy.combined {
+            self.verifier_rev = self.verifier_rev.max(self.presenter_rev) + 1;
+            self.presenter_rev = self.verifier_rev;
+            self.presenter_written = Some(self.now);
+            self.push_publish(Target::Combined, self.verifier_rev);
+        } else {
+            self.verifier_rev += 1;
+            self.push_publish(Target::Verifier, self.verifier_rev);
         }
     }
 
     fn push_publish(&mut self, target: Target, revision: Revision) {
+        if matches!(target, Target::Verifier | Target::Combined) {
+            self.durable_highest = self.highest;
+        }
         self.actions.push(Action::Publish {
             target,
             accepted: self.accepted.clone(),
@@ -825,6 +842,12 @@ impl<'a> Planner<'a> {
     }
 
     fn delete_version(&mut self, v: Version) {
+        if v > self.durable_highest {
+            // A version never published (abandoned before staging) is known
+            // only by its own Secret: record its number before deleting it,
+            // or a restart that lost status would issue it again.
+            self.write_verifier();
+        }
         if self.deleted.insert(v) {
             self.actions.push(Action::DeleteVersion { version: v });
         }

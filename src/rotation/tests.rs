@@ -763,3 +763,31 @@ proptest! {
         }
     }
 }
+
+/// Found by the property test in CI: a rollback, a crash mid-apply and a
+/// restart that loses status once reissued version 2 with another key.
+#[test]
+fn a_crash_after_a_rollback_never_reissues_a_version_number() {
+    let mut p = policy();
+    p.grace_minimum = SignedDuration::ZERO;
+    p.grace_maximum = SignedDuration::ZERO;
+    p.verifiers = GroupPolicy {
+        mode: Mode::Rollout,
+        nudge: false,
+        propagation_delay: SignedDuration::from_secs(30),
+        workloads: vec![workload_id(Group::Verifiers)],
+    };
+    p.presenters.nudge = false;
+    p.presenters.propagation_delay = SignedDuration::from_secs(30);
+    let steps = vec![
+        Step::Advance(0),
+        Step::Rotate(0),
+        Step::Rollback(0),
+        Step::Rollout(true),
+        Step::Crash(1),
+        Step::Advance(0),
+        Step::Advance(0),
+        Step::Restart(0),
+    ];
+    run_history(p, steps).unwrap();
+}
