@@ -586,3 +586,59 @@ async fn adoption_imports_the_existing_key_and_consumers_see_no_change() {
     );
     assert_invariants(&h);
 }
+
+/// A rotation rolled back before its version was staged, then a restart that
+/// lost status: the abandoned number stays issued (I5), so the rotation that
+/// follows gets version 3, never a second key under version 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_abandoned_before_staging_is_never_reissued_after_status_is_lost() {
+    let mut h = started("").await;
+    // Crash right after version 2's Secret is created, before it is staged.
+    h.api.faults().halt_after_writes_by("keyrotor", 1);
+    request_rotation(&h, "", "r1").await;
+    tokio::time::timeout(Duration::from_secs(20), h.api.faults().halted())
+        .await
+        .expect("version 2 created");
+    h.stop_controller();
+    h.api.faults().resume();
+    assert!(h.secret("api-v2").await.is_some());
+    h.apply(
+        "api",
+        &format!("{}\nrotationRequest: r1\nrollbackRequest: b1", spec("")),
+    )
+    .await;
+    h.start_controller();
+    h.wait("version 2 abandoned and deleted", 20, || async {
+        deleted(&h, "api-v2")
+    })
+    .await;
+    h.wait("status records the rollback", 20, || async {
+        h.rotation("api")
+            .await
+            .status
+            .is_some_and(|s| s.stage == Some(Stage::Stable) && s.current_version == Some(1))
+    })
+    .await;
+
+    // Status lost (restored from an old backup, or wiped by hand).
+    h.stop_controller();
+    h.rotations()
+        .patch_status(
+            "api",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": null})),
+        )
+        .await
+        .unwrap();
+    assert!(h.rotation("api").await.status.is_none());
+    h.start_controller();
+    // The request, no longer remembered as handled, rotates again: to
+    // version 3, as the verifier Secret remembers 2 was issued.
+    h.wait("cycle to version 3", 20, || settled(&h, 3)).await;
+    assert!(
+        h.secret("api-v2").await.is_none(),
+        "version 2 stays abandoned"
+    );
+    assert_current_key_intact(&h, 3).await;
+    assert_invariants(&h);
+}

@@ -57,6 +57,23 @@ struct Planner<'a> {
     handled_rollback: Requests,
 }
 
+/// The requests to record as handled. A version Secret may be the only
+/// record that a request was acted on (a crash before the status write);
+/// status takes it over before that Secret is deleted, or the request would
+/// be acted on twice.
+fn handled<'r>(
+    asked: &Requests,
+    recorded: &'r Requests,
+    by_versions: impl Iterator<Item = &'r Requests>,
+) -> Requests {
+    let handled: Vec<&Requests> = std::iter::once(recorded).chain(by_versions).collect();
+    if asked.pending_against(&handled) {
+        recorded.clone()
+    } else {
+        asked.clone()
+    }
+}
+
 impl<'a> Planner<'a> {
     fn new(policy: &'a Policy, obs: &'a Observed, now: Timestamp) -> Self {
         let rec = &obs.record;
@@ -130,8 +147,16 @@ impl<'a> Planner<'a> {
             waiting_reason: reasons::IDLE,
             stalled: None,
             blocked: None,
-            handled_rotate: rec.handled_rotate.clone(),
-            handled_rollback: rec.handled_rollback.clone(),
+            handled_rotate: handled(
+                &obs.rotate,
+                &rec.handled_rotate,
+                obs.versions.values().map(|v| &v.requests),
+            ),
+            handled_rollback: handled(
+                &obs.rollback,
+                &rec.handled_rollback,
+                obs.versions.values().filter_map(|v| v.abandoned.as_ref()),
+            ),
         }
     }
 
@@ -508,7 +533,16 @@ impl<'a> Planner<'a> {
     fn promoting(&mut self, current: Version, olds: BTreeSet<Version>) {
         self.stage = Stage::Promoting;
         self.target = Some(current);
-        let promoted_at = self.presenter_written.unwrap_or(self.now);
+        // The later of the last presenter write and the promotion status
+        // recorded: a clock that stepped back must not shorten the grace.
+        let recorded = self
+            .obs
+            .record
+            .history
+            .iter()
+            .find(|h| h.version == current)
+            .and_then(|h| h.promoted_at);
+        let promoted_at = self.presenter_written.max(recorded).unwrap_or(self.now);
         let confirmed = self.confirm(
             Group::Presenters,
             self.presenter_rev,

@@ -454,6 +454,30 @@ fn rollback_during_grace_returns_presenters_to_the_previous_key() {
 }
 
 #[test]
+fn a_rollback_before_staging_holds_even_when_status_missed_the_rotation() {
+    let mut w = world(policy());
+    // Crash after creating version 2: only its Secret knows request r1.
+    w.crash_after = Some(1);
+    rotate(&mut w, "r1");
+    assert!(w.versions.contains_key(&2));
+    w.rollback.spec = Some("b1".into());
+    for _ in 0..5 {
+        w.reconcile().unwrap();
+        w.advance(60);
+    }
+    assert!(
+        !w.versions.contains_key(&2),
+        "version 2 abandoned and deleted"
+    );
+    assert_eq!((w.accepted(), w.current()), (set(&[1]), Some(1)));
+    assert_eq!(w.highest_issued(), Some(2), "no new rotation for r1");
+    assert!(
+        !has_event(&w, events::ROLLBACK_REJECTED),
+        "b1 acted on once"
+    );
+}
+
+#[test]
 fn rollback_with_nothing_to_return_to_is_rejected_with_an_event() {
     let mut w = world(policy());
     w.rollback.spec = Some("b1".into());
@@ -788,6 +812,31 @@ fn a_crash_after_a_rollback_never_reissues_a_version_number() {
         Step::Advance(0),
         Step::Advance(0),
         Step::Restart(0),
+    ];
+    run_history(p, steps).unwrap();
+}
+
+/// Found by the property test: a rollback right after promotion, with the
+/// clock stepping back, in the single-Secret layout.
+#[test]
+fn a_rollback_right_after_promotion_keeps_the_grace_when_the_clock_steps_back() {
+    let mut p = policy();
+    p.grace_minimum = SignedDuration::from_secs(27);
+    p.grace_maximum = SignedDuration::from_secs(27);
+    p.combined = true;
+    p.verifiers = GroupPolicy {
+        mode: Mode::Rollout,
+        nudge: false,
+        propagation_delay: SignedDuration::from_secs(30),
+        workloads: vec![workload_id(Group::Verifiers)],
+    };
+    p.presenters.propagation_delay = SignedDuration::from_secs(30);
+    let steps = vec![
+        Step::Restart(0),
+        Step::Rotate(0),
+        Step::Rollout(true),
+        Step::Advance(-5),
+        Step::Rollback(0),
     ];
     run_history(p, steps).unwrap();
 }
