@@ -439,7 +439,11 @@ impl World {
             self.excused.insert(v);
             return Ok(());
         }
+        // The grace covers requests in flight with `v`; a version presenters
+        // never held (staged, then rolled back) has none.
+        let presented = self.promoted_at.contains_key(&v);
         if let Some(t) = promoted
+            && presented
             && self.now < t + self.policy.grace_minimum
         {
             return Err(format!(

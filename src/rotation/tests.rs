@@ -840,3 +840,25 @@ fn a_rollback_right_after_promotion_keeps_the_grace_when_the_clock_steps_back() 
     ];
     run_history(p, steps).unwrap();
 }
+
+/// Found by the property test: the clock steps back, status is lost, and a
+/// staged version is rolled back; presenters never held it, so it goes at once.
+#[test]
+fn a_version_presenters_never_held_needs_no_grace() {
+    let mut p = policy();
+    p.grace_minimum = SignedDuration::from_secs(30);
+    p.grace_maximum = SignedDuration::from_secs(30);
+    p.combined = true;
+    p.verifiers.propagation_delay = SignedDuration::from_secs(30);
+    p.presenters.propagation_delay = SignedDuration::from_secs(30);
+    let steps = vec![
+        Step::Advance(0),
+        Step::Rollout(false),
+        Step::Advance(-2),
+        Step::Rollback(0),
+        Step::Rotate(0),
+        Step::Sync(8692945967864240796),
+        Step::Restart(0),
+    ];
+    run_history(p, steps).unwrap();
+}
