@@ -62,17 +62,27 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let owned = |s: &Secret| s.owner_references().iter().any(|o| o.uid == uid);
 
-    let selector = format!("{}={name},{}=version", k::ROTATION_LABEL, k::ROLE_LABEL);
-    let mut observed = Observed::default();
-    let mut keys = BTreeMap::new();
-    for s in secrets
+    // One LIST by the rotation label returns the version Secrets and, as they
+    // carry the label too, both projected Secrets: one round trip, one
+    // consistent view. A projected Secret missing from it is read by name,
+    // which tells "absent" from "someone else's Secret of that name".
+    let selector = format!("{}={name}", k::ROTATION_LABEL);
+    let listed = secrets
         .list(&ListParams::default().labels(&selector))
         .await?
-        .items
-        .iter()
-        .filter(|s| owned(s))
-    {
-        if let Some((version, obs, key)) = render::version_obs(s) {
+        .items;
+    let mut observed = Observed::default();
+    let mut keys = BTreeMap::new();
+    let (mut verifier_secret, mut presenter_secret) = (None, None);
+    for s in listed.into_iter().filter(|s| owned(s)) {
+        let secret_name = s.name_any();
+        if secret_name == v.verifier_secret {
+            verifier_secret = Some(s);
+        } else if !v.policy.combined && secret_name == v.presenter_secret {
+            presenter_secret = Some(s);
+        } else if s.labels().get(k::ROLE_LABEL).map(String::as_str) == Some("version")
+            && let Some((version, obs, key)) = render::version_obs(&s)
+        {
             if let Some(key) = key {
                 keys.insert(version, key);
             }
@@ -81,9 +91,11 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
     }
 
     let mut conflicts = Vec::new();
-    let mut fetch = async |secret_name: &str| -> Result<Option<Secret>> {
-        let s = secrets.get_opt(secret_name).await?;
-        Ok(match s {
+    let mut by_name = async |secret_name: &str, listed: Option<Secret>| -> Result<Option<Secret>> {
+        if listed.is_some() {
+            return Ok(listed);
+        }
+        Ok(match secrets.get_opt(secret_name).await? {
             Some(s) if !owned(&s) => {
                 conflicts.push(secret_name.to_string());
                 None
@@ -91,11 +103,11 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
             other => other,
         })
     };
-    let verifier_secret = fetch(&v.verifier_secret).await?;
+    let verifier_secret = by_name(&v.verifier_secret, verifier_secret).await?;
     let presenter_secret = if v.policy.combined {
         verifier_secret.clone()
     } else {
-        fetch(&v.presenter_secret).await?
+        by_name(&v.presenter_secret, presenter_secret).await?
     };
     observed.verifier = verifier_secret.as_ref().and_then(render::published);
     observed.presenter = presenter_secret.as_ref().and_then(render::published);

@@ -157,10 +157,13 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
     if writes > 0 {
         info!(writes, stage = ?plan.report.stage, current = ?plan.report.current, "applied plan");
     }
-    for e in &plan.events {
-        publish(ctx, rot, e.kind, e.reason, &e.note).await;
-        ctx.metrics.event(e.reason);
-    }
+    // Events go out in order, beside the status write rather than before it.
+    let events = async {
+        for e in &plan.events {
+            publish(ctx, rot, e.kind, e.reason, &e.note).await;
+            ctx.metrics.event(e.reason);
+        }
+    };
     let mut status = ApiKeyRotationStatus::from_report(
         &plan.report,
         rot.meta().generation,
@@ -178,7 +181,8 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         }
     }
     ctx.metrics.observe(&ns, &name, &status);
-    let deferred = write_status(rot, ctx, status).await?;
+    let ((), deferred) = futures::join!(events, write_status(rot, ctx, status));
+    let deferred = deferred?;
     ctx.succeeded(&ObjectRef::from_obj(rot));
     ctx.metrics.reconcile_ok();
     let wait = plan

@@ -73,25 +73,34 @@ impl State {
             .range((start, Bound::Unbounded))
             .take_while(|(k, _)| ns.is_none_or(|n| n == k.0))
             .peekable();
-        let mut changed = overlay.into_iter().peekable();
+        let mut changed = overlay.iter().map(|(k, o)| (k, *o)).peekable();
         let (mut out, mut more) = (Vec::new(), false);
         loop {
-            let (key, obj) = match (current.peek(), changed.peek()) {
+            // Keys are cloned only for objects the filter keeps: a selective
+            // LIST in a big namespace scans many objects and returns few.
+            let (key, obj): (&ObjKey, Option<&Value>) = match (current.peek(), changed.peek()) {
                 (None, None) => break,
                 (Some(_), None) => {
                     let (k, e) = current.next().expect("peeked");
-                    (k.clone(), Some(&e.obj))
+                    (k, Some(&e.obj))
                 }
-                (None, Some(_)) => changed.next().expect("peeked"),
+                (None, Some(_)) => {
+                    let (k, o) = changed.next().expect("peeked");
+                    (k, o)
+                }
                 (Some((ck, _)), Some((ok, _))) => match (*ck).cmp(ok) {
                     Ordering::Less => {
                         let (k, e) = current.next().expect("peeked");
-                        (k.clone(), Some(&e.obj))
+                        (k, Some(&e.obj))
                     }
-                    Ordering::Greater => changed.next().expect("peeked"),
+                    Ordering::Greater => {
+                        let (k, o) = changed.next().expect("peeked");
+                        (k, o)
+                    }
                     Ordering::Equal => {
                         current.next();
-                        changed.next().expect("peeked")
+                        let (k, o) = changed.next().expect("peeked");
+                        (k, o)
                     }
                 },
             };
@@ -102,7 +111,7 @@ impl State {
                 more = true;
                 break;
             }
-            out.push((key, obj.clone()));
+            out.push((key.clone(), obj.clone()));
         }
         (out, more)
     }
