@@ -125,7 +125,7 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
         &format!("operator pid {} publishing version 1", op.pid()),
     );
     report.initial = until("version 1 everywhere", timeout, || async {
-        cluster.settled(&shape, 1) == n
+        cluster.settled(1) == n
     })
     .await?;
 
@@ -148,7 +148,7 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     progress(n, "rotating every key");
     cluster.request_rotation(&shape, "bench-1").map_err(io)?;
     report.cycle = until("version 2 everywhere", timeout, || async {
-        cluster.settled(&shape, 2) == n
+        cluster.settled(2) == n
     })
     .await?;
     // Trailing writes (a last status or nudge) belong to the cycle too.
