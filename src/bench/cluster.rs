@@ -241,9 +241,10 @@ async fn watch_settled(api: Arc<FakeApi>, settled: Settled) {
     let mut stream = std::pin::pin!(stream);
     while let Some(Ok(rot)) = stream.next().await {
         let version = rot.status.as_ref().and_then(|s| {
-            let ready = s.conditions.iter().any(|c| {
-                c.type_ == crate::conditions::types::READY && c.status == "True"
-            });
+            let ready = s
+                .conditions
+                .iter()
+                .any(|c| c.type_ == crate::conditions::types::READY && c.status == "True");
             (s.stage == Some(crate::rotation::Stage::Stable)
                 && s.accepted_versions.len() == 1
                 && ready)
