@@ -154,16 +154,26 @@ pub async fn get(client: &Client, ns: &str, name: &str) -> ApiKeyRotation {
 
 /// Waits until the rotation is Stable at `version` for its latest spec.
 pub async fn wait_stable(client: &Client, ns: &str, name: &str, version: u64, limit: Duration) {
-    let what = format!("{ns}/{name} Stable at version {version}");
-    eventually(&what, limit, || async {
+    let deadline = Instant::now() + limit;
+    loop {
         let r = get(client, ns, name).await;
-        let s = r.status.as_ref()?;
-        (s.stage == Some(Stage::Stable)
-            && s.current_version == Some(version)
-            && s.observed_generation == r.metadata.generation)
-            .then_some(())
-    })
-    .await
+        let stable = r.status.as_ref().is_some_and(|s| {
+            s.stage == Some(Stage::Stable)
+                && s.current_version == Some(version)
+                && s.observed_generation == r.metadata.generation
+        });
+        if stable {
+            return;
+        }
+        // Status says what the rotation waits for (and holds no key, I4).
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?}: {ns}/{name} Stable at version {version}; generation {:?}, last status: {}",
+            r.metadata.generation,
+            serde_json::to_string(&r.status).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Checks I1, I5 and zero rejections over the recorded history of
