@@ -535,13 +535,7 @@ impl<'a> Planner<'a> {
         self.target = Some(current);
         // The later of the last presenter write and the promotion status
         // recorded: a clock that stepped back must not shorten the grace.
-        let recorded = self
-            .obs
-            .record
-            .history
-            .iter()
-            .find(|h| h.version == current)
-            .and_then(|h| h.promoted_at);
+        let recorded = self.record(current).and_then(|h| h.promoted_at);
         let promoted_at = self.presenter_written.max(recorded).unwrap_or(self.now);
         let confirmed = self.confirm(
             Group::Presenters,

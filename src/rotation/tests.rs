@@ -788,21 +788,27 @@ proptest! {
     }
 }
 
+/// The policy shape the property test's minimal failing inputs share.
+fn found_policy(grace_secs: i64, combined: bool, rollout_verifiers: bool) -> Policy {
+    let mut p = policy();
+    p.grace_minimum = SignedDuration::from_secs(grace_secs);
+    p.grace_maximum = SignedDuration::from_secs(grace_secs);
+    p.combined = combined;
+    for g in [&mut p.verifiers, &mut p.presenters] {
+        g.propagation_delay = SignedDuration::from_secs(30);
+    }
+    if rollout_verifiers {
+        p.verifiers.mode = Mode::Rollout;
+        p.verifiers.workloads = vec![workload_id(Group::Verifiers)];
+    }
+    p
+}
+
 /// Found by the property test in CI: a rollback, a crash mid-apply and a
 /// restart that loses status once reissued version 2 with another key.
 #[test]
 fn a_crash_after_a_rollback_never_reissues_a_version_number() {
-    let mut p = policy();
-    p.grace_minimum = SignedDuration::ZERO;
-    p.grace_maximum = SignedDuration::ZERO;
-    p.verifiers = GroupPolicy {
-        mode: Mode::Rollout,
-        nudge: false,
-        propagation_delay: SignedDuration::from_secs(30),
-        workloads: vec![workload_id(Group::Verifiers)],
-    };
-    p.presenters.nudge = false;
-    p.presenters.propagation_delay = SignedDuration::from_secs(30);
+    let p = found_policy(0, false, true);
     let steps = vec![
         Step::Advance(0),
         Step::Rotate(0),
@@ -820,17 +826,7 @@ fn a_crash_after_a_rollback_never_reissues_a_version_number() {
 /// clock stepping back, in the single-Secret layout.
 #[test]
 fn a_rollback_right_after_promotion_keeps_the_grace_when_the_clock_steps_back() {
-    let mut p = policy();
-    p.grace_minimum = SignedDuration::from_secs(27);
-    p.grace_maximum = SignedDuration::from_secs(27);
-    p.combined = true;
-    p.verifiers = GroupPolicy {
-        mode: Mode::Rollout,
-        nudge: false,
-        propagation_delay: SignedDuration::from_secs(30),
-        workloads: vec![workload_id(Group::Verifiers)],
-    };
-    p.presenters.propagation_delay = SignedDuration::from_secs(30);
+    let p = found_policy(27, true, true);
     let steps = vec![
         Step::Restart(0),
         Step::Rotate(0),
@@ -845,12 +841,7 @@ fn a_rollback_right_after_promotion_keeps_the_grace_when_the_clock_steps_back() 
 /// staged version is rolled back; presenters never held it, so it goes at once.
 #[test]
 fn a_version_presenters_never_held_needs_no_grace() {
-    let mut p = policy();
-    p.grace_minimum = SignedDuration::from_secs(30);
-    p.grace_maximum = SignedDuration::from_secs(30);
-    p.combined = true;
-    p.verifiers.propagation_delay = SignedDuration::from_secs(30);
-    p.presenters.propagation_delay = SignedDuration::from_secs(30);
+    let p = found_policy(30, true, false);
     let steps = vec![
         Step::Advance(0),
         Step::Rollout(false),
