@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::logging::{LogFormat, init_logging};
+
 /// keyrotor: rotate API keys with zero failed requests.
 #[derive(Parser, Debug)]
 #[command(name = "keyrotor", version, about)]
@@ -22,11 +24,11 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Sidecar: report the revisions of the mounted projected Secrets as
     /// annotations on this pod (POD_NAME, POD_NAMESPACE from the Downward API).
-    Reporter(crate::consumer::reporter::ReporterArgs),
+    Reporter(crate::reporter::ReporterArgs),
     /// A sample service on the client library: a verifier that answers
     /// requests and a presenter that calls it and records each outcome.
     #[command(subcommand)]
-    SampleApp(crate::consumer::sample_app::SampleApp),
+    SampleApp(crate::sample_app::SampleApp),
     /// Print the ApiKeyRotation CustomResourceDefinition as YAML.
     Crd {
         /// Print the Helm chart's template of it instead (charts/keyrotor/templates/crd.yaml).
@@ -40,29 +42,6 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<String>,
     },
-}
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Logs go to stderr through tracing; `RUST_LOG` filters (default `info`).
-pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    // kube-client logs an unparsable response body at WARN; for a Secret that
-    // body could hold a key (I4), so its client module is held to errors.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,kube_client::client=error"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
 }
 
 /// Runs a parsed command, returning the process exit code.
@@ -83,7 +62,7 @@ pub fn run(cli: Cli) -> CliResult {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime.block_on(crate::consumer::reporter::main(args))
+            runtime.block_on(crate::reporter::main(args))
         }
         Command::SampleApp(app) => {
             init_logging(LogFormat::Text);
@@ -91,7 +70,7 @@ pub fn run(cli: Cli) -> CliResult {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime.block_on(crate::consumer::sample_app::main(app))
+            runtime.block_on(crate::sample_app::main(app))
         }
         #[cfg(feature = "testkit")]
         Command::Demo(args) => {

@@ -1,11 +1,13 @@
 //! keyrotor: a Kubernetes operator that rotates API keys with zero failed requests.
 //!
 //! Layout: `api` (the CRD types and their validation), `rotation` (the pure
-//! planner), `keys` (key generation and the redacting key type), `controller`
-//! (the operator), `ops` (metrics, health, leader election), `run` (the
-//! operator process), `consumer` (the reporter sidecar and the client library
-//! for apps), `plugin` (`kubectl keyrotor`), `demo`, `testkit` (the in-memory
-//! Kubernetes API), `cli`.
+//! planner), `controller` (the operator: observe → plan → apply → status),
+//! `ops` (metrics, health, leader election), `run` (the operator process),
+//! `plugin` (`kubectl keyrotor`), `demo`, `cli`, `logging`, and the
+//! consumer-side subcommands `reporter` and `sample_app`. The wire contract,
+//! the key type and the client library live in the `keyrotor-consumer` crate
+//! (re-exported here as `wire`, `keys` and `consumer`), so apps can use them
+//! without the operator's dependencies. The design: docs/design.md.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -13,15 +15,19 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod conditions;
-pub mod consumer;
 pub mod controller;
 #[cfg(feature = "testkit")]
 pub mod demo;
-pub mod keys;
+pub mod logging;
 pub mod ops;
 pub mod plugin;
+pub mod reporter;
 pub mod rotation;
 pub mod run;
+pub mod sample_app;
+
+pub use keyrotor_consumer as consumer;
+pub use keyrotor_consumer::{keys, wire};
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

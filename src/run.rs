@@ -43,8 +43,8 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
     /// Log format.
-    #[arg(long, env = "KEYROTOR_LOG_FORMAT", value_enum, default_value_t = crate::cli::LogFormat::Text)]
-    pub log_format: crate::cli::LogFormat,
+    #[arg(long, env = "KEYROTOR_LOG_FORMAT", value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
 }
 
 pub async fn run(args: RunArgs) -> Result<(), String> {

@@ -78,7 +78,7 @@ async fn secrets_of_a_rotation_argo_cd_tracks_carry_no_argo_cd_metadata() {
         .items;
     let written: Vec<_> = secrets
         .iter()
-        .filter(|s| s.labels().contains_key(keyrotor::api::keys::ROTATION_LABEL))
+        .filter(|s| s.labels().contains_key(keyrotor::wire::ROTATION_LABEL))
         .collect();
     assert!(
         written.len() >= 3,

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use keyrotor::consumer::REPORTER_MANAGER;
 use keyrotor::consumer::pod::PodRef;
 use keyrotor::consumer::reporter::{Pass, Reporter, Timing};
 use keyrotor::testkit::{FakeApi, Fault};
+use keyrotor::wire::REPORTER_MANAGER;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use volume::Volume;

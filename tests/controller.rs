@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{Harness, NS, annotation};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Secret};
-use keyrotor::api::keys as k;
 use keyrotor::rotation::{Stage, VersionState};
+use keyrotor::wire as k;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -288,7 +288,7 @@ async fn traffic_mode_holds_the_old_key_while_a_verifier_still_sees_it() {
     request_rotation(&h, extra, "r1").await;
     h.wait_published(V, P, &[1, 2], 2, 10).await;
     // An outside client keeps presenting version 1 to server-0 for 3 seconds.
-    let key = keyrotor::controller::observe::traffic_annotation("api");
+    let key = keyrotor::wire::last_seen("api");
     for _ in 0..6 {
         let seen = format!("1={}", jiff::Timestamp::now());
         let patch = json!({"metadata": {"annotations": {&key: seen}}});

@@ -8,11 +8,12 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use keyrotor::api::{ApiKeyRotation, keys as k};
+use keyrotor::api::ApiKeyRotation;
 use keyrotor::ops::lease::{Leadership, LeaseConfig};
 use keyrotor::ops::{Health, Metrics, admin};
 use keyrotor::run::{RunArgs, serve};
 use keyrotor::testkit::FakeApi;
+use keyrotor::wire as k;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt};
 use serde_json::json;
@@ -27,7 +28,7 @@ fn args(leader_election: bool, instance: &str) -> RunArgs {
         lease_name: "keyrotor-leader".into(),
         lease_duration: 2,
         instance: Some(instance.into()),
-        log_format: keyrotor::cli::LogFormat::Text,
+        log_format: keyrotor::logging::LogFormat::Text,
     }
 }
 

@@ -8,8 +8,9 @@ use std::process::Command;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Namespace;
-use keyrotor::api::{ApiKeyRotation, keys as k};
+use keyrotor::api::ApiKeyRotation;
 use keyrotor::testkit::{FakeApi, Fault, HttpServer};
+use keyrotor::wire as k;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, CustomResourceExt, ResourceExt};
 use serde_json::{Value, json};

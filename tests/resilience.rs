@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use common::{Harness, NS, annotation};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use keyrotor::api::keys as k;
 use keyrotor::keys::{SecretKey, digest_of};
 use keyrotor::rotation::Stage;
 use keyrotor::testkit::Fault;
+use keyrotor::wire as k;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -448,6 +448,57 @@ async fn a_deleted_version_secret_is_recovered_from_the_presenter_secret() {
     .await;
     assert_current_key_intact(&h, 1).await;
     assert!(event_reasons(&h).await.iter().any(|r| r == "KeyRecovered"));
+    assert!(
+        h.secret("api-v2").await.is_none(),
+        "no rotation for a recovered key"
+    );
+    assert_invariants(&h);
+}
+
+async fn restored(h: &Harness, fingerprint: &str) -> bool {
+    h.secret("api-v1")
+        .await
+        .is_some_and(|s| annotation(&s, k::FINGERPRINT) == Some(fingerprint))
+}
+
+/// Restoring a deleted version Secret is a planned write like any other:
+/// a crash after any write of that reconcile loses no key and restores the
+/// same key once the operator is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_write_of_a_recovery_loses_nothing_and_restores_the_same_key() {
+    let mut h = started("").await;
+    let fp = annotation(&h.secret("api-v1").await.unwrap(), k::FINGERPRINT)
+        .unwrap()
+        .to_string();
+    let mut crash_points = 0;
+    for n in 1..=10u64 {
+        h.api.faults().halt_after_writes_by("keyrotor", n);
+        h.secrets()
+            .delete("api-v1", &DeleteParams::default())
+            .await
+            .unwrap();
+        let halted = tokio::select! {
+            _ = h.api.faults().halted() => true,
+            _ = h.wait("version 1 restored", 20, || restored(&h, &fp)) => false,
+        };
+        if !halted {
+            h.api.faults().resume();
+            break;
+        }
+        crash_points = n;
+        h.stop_controller();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        h.api.faults().resume();
+        h.start_controller();
+        h.wait(
+            &format!("version 1 restored after a crash at write {n}"),
+            20,
+            || restored(&h, &fp),
+        )
+        .await;
+        assert_current_key_intact(&h, 1).await;
+    }
+    assert!(crash_points >= 1, "the restore is a keyrotor write");
     assert!(
         h.secret("api-v2").await.is_none(),
         "no rotation for a recovered key"

@@ -6,8 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use keyrotor::api::{ApiKeyRotation, keys as k};
+use keyrotor::api::ApiKeyRotation;
 use keyrotor::testkit::FakeApi;
+use keyrotor::wire as k;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, CustomResourceExt};
 use serde_json::json;

@@ -1,5 +1,5 @@
 //! The `ApiKeyRotation` API (`keyrotor.dev/v1alpha1`): types, validation, the
-//! CRD manifest, and the label and annotation names keyrotor writes.
+//! CRD manifest. The names keyrotor writes on objects live in [`crate::wire`].
 
 mod spec;
 mod status;
@@ -9,40 +9,6 @@ pub use spec::*;
 pub use status::*;
 
 use kube::CustomResourceExt;
-
-/// API group.
-pub const GROUP: &str = "keyrotor.dev";
-/// Field manager for every server-side apply.
-pub const FIELD_MANAGER: &str = "keyrotor";
-
-/// Labels and annotations keyrotor reads and writes (all under `keyrotor.dev/`).
-pub mod keys {
-    /// Label on every Secret keyrotor owns: the rotation's name.
-    pub const ROTATION_LABEL: &str = "keyrotor.dev/rotation";
-    /// Label on version Secrets: the version number.
-    pub const VERSION_LABEL: &str = "keyrotor.dev/version";
-    /// Label on Secrets: `version` or `projection`.
-    pub const ROLE_LABEL: &str = "keyrotor.dev/role";
-    /// Annotation on version Secrets: the key's fingerprint.
-    pub const FINGERPRINT: &str = "keyrotor.dev/fingerprint";
-    /// Annotation on projected Secrets: their revision.
-    pub const REVISION: &str = "keyrotor.dev/revision";
-    /// Annotation on verifier Secrets: accepted versions, comma-separated.
-    pub const ACCEPTED: &str = "keyrotor.dev/accepted";
-    /// Annotation on presenter Secrets: the current version.
-    pub const CURRENT: &str = "keyrotor.dev/current";
-    /// Annotation on the ApiKeyRotation: imperative rotate token (`kubectl keyrotor rotate`).
-    pub const ROTATE_REQUEST: &str = "keyrotor.dev/rotate";
-    /// Annotation on the ApiKeyRotation: imperative rollback token.
-    pub const ROLLBACK_REQUEST: &str = "keyrotor.dev/rollback";
-
-    /// Annotation a consumer pod writes on itself: the revision of `role`'s
-    /// projected Secret it loaded. One key per rotation and role, so several
-    /// reporters never overwrite each other.
-    pub fn report(rotation: &str, role: &str) -> String {
-        format!("{rotation}.keyrotor.dev/{role}-revision")
-    }
-}
 
 /// The CRD manifest as YAML, exactly as committed in `crds/`.
 pub fn crd_yaml() -> String {

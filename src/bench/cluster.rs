@@ -13,8 +13,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, CustomResourceExt, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::api::{ApiKeyRotation, keys as k};
+use crate::api::ApiKeyRotation;
 use crate::testkit::{FakeApi, HttpServer, PatchKind, ResourceType, WriteOpts};
+use crate::wire as k;
 
 /// Field manager of the benchmark's own writes (setup, rotation requests).
 pub const BENCH_MANAGER: &str = "bench";
@@ -96,7 +97,7 @@ fn opts(manager: &str, subresource: &str) -> WriteOpts {
 fn rotation(shape: &Shape, i: usize) -> Value {
     let name = Shape::name(i);
     json!({
-        "apiVersion": "keyrotor.dev/v1alpha1", "kind": "ApiKeyRotation",
+        "apiVersion": k::API_VERSION, "kind": "ApiKeyRotation",
         "metadata": {"name": name, "namespace": shape.namespace(i)},
         "spec": {
             "secrets": {"verifier": format!("{name}-verifier"), "presenter": format!("{name}-key")},

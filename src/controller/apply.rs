@@ -3,19 +3,22 @@
 //! server-side apply as field manager `keyrotor`; objects it does not own
 //! (workloads, pods) only get a merge patch of keyrotor's own annotations.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
+use tracing::warn;
 
 use super::error::Result;
-use super::observe::{Observation, nudge_annotation, role};
-use super::render::{ABANDONED, Layout, version_secret_name};
-use crate::api::{FIELD_MANAGER, keys as k};
+use super::observe::{Observation, key_of, role};
+use super::render::Layout;
 use crate::keys::{KeySpec, SecretKey};
-use crate::rotation::{Action, Origin, Target, WorkloadKind};
+use crate::rotation::{Action, Origin, Requests, Target, Version, WorkloadKind};
+use crate::wire::{self as k, ABANDONED, FIELD_MANAGER, version_secret_name};
 
 /// Everything one reconcile's writes need.
 pub struct Writer<'a> {
@@ -44,15 +47,20 @@ impl Writer<'_> {
     }
 
     /// Runs `actions` in order; `obs.keys` gains every key created on the way.
-    pub async fn apply(&self, actions: &[Action], obs: &mut Observation) -> Result<usize> {
-        let mut writes = 0;
+    pub async fn apply(&self, actions: &[Action], obs: &mut Observation) -> Result<Applied> {
+        let mut applied = Applied::default();
         for action in actions {
-            writes += self.apply_one(action, obs).await?;
+            applied.writes += self.apply_one(action, obs, &mut applied.created).await?;
         }
-        Ok(writes)
+        Ok(applied)
     }
 
-    async fn apply_one(&self, action: &Action, obs: &mut Observation) -> Result<usize> {
+    async fn apply_one(
+        &self,
+        action: &Action,
+        obs: &mut Observation,
+        created: &mut BTreeMap<Version, String>,
+    ) -> Result<usize> {
         let secrets = self.secrets();
         match action {
             Action::CreateVersion {
@@ -67,35 +75,31 @@ impl Writer<'_> {
                 let secret = self
                     .layout
                     .version_secret(*version, &key, *origin, requests, self.now);
-                match secrets
-                    .create(
-                        &PostParams {
-                            field_manager: Some(FIELD_MANAGER.into()),
-                            ..Default::default()
-                        },
-                        &secret,
-                    )
-                    .await
-                {
-                    Ok(_) => {
-                        obs.keys.insert(*version, key);
-                    }
-                    // Created by an earlier attempt whose answer was lost: keep
-                    // that key (one version number is one key, forever).
-                    Err(kube::Error::Api(e)) if e.code == 409 => {
-                        let name = version_secret_name(self.rotation, *version);
-                        match secrets.get_opt(&name).await? {
-                            Some(existing) => {
-                                if let Some(key) = super::observe::key_of(&existing) {
-                                    obs.keys.insert(*version, key);
-                                }
-                            }
-                            // A conflict and yet nothing there (deleted meanwhile):
-                            // still a conflict, so re-read and plan again soon.
-                            None => return Err(kube::Error::Api(e).into()),
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
+                if let Some(key) = create_or_keep(&secrets, &secret, key).await? {
+                    created.insert(*version, key.fingerprint());
+                    obs.keys.insert(*version, key);
+                }
+            }
+            Action::RestoreVersion {
+                version,
+                origin,
+                created_at,
+            } => {
+                // The key a projection holds (see `repair::find_recoverable`).
+                let Some(key) = obs.keys.get(version).cloned() else {
+                    return Ok(0);
+                };
+                let secret = self.layout.version_secret(
+                    *version,
+                    &key,
+                    *origin,
+                    &Requests::default(),
+                    *created_at,
+                );
+                warn!(version, "restoring a version Secret from a projection");
+                if let Some(key) = create_or_keep(&secrets, &secret, key).await? {
+                    created.insert(*version, key.fingerprint());
+                    obs.keys.insert(*version, key);
                 }
             }
             Action::Publish {
@@ -186,7 +190,7 @@ impl Writer<'_> {
             }
             Action::Nudge { revision, pods, .. } => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace);
-                let key = nudge_annotation(self.rotation);
+                let key = k::nudge(self.rotation);
                 let mut writes = 0;
                 for (pod, attempt) in pods {
                     let value = format!("{revision}/{attempt}/{}", self.now.as_second());
@@ -202,6 +206,44 @@ impl Writer<'_> {
             }
         }
         Ok(1)
+    }
+}
+
+/// What a plan's writes did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// API writes made (a nudge of three pods is three).
+    pub writes: usize,
+    /// Fingerprints of the version Secrets created or restored: the planner
+    /// could not know them, status reports them.
+    pub created: BTreeMap<Version, String>,
+}
+
+/// Creates a version Secret holding `key`, or, when it already exists (an
+/// earlier attempt whose answer was lost, or a restore racing another),
+/// keeps the existing Secret's key: one version number is one key, forever
+/// (I5). Returns the key the Secret holds (`None`: it exists, emptied).
+async fn create_or_keep(
+    secrets: &Api<Secret>,
+    secret: &Secret,
+    key: SecretKey,
+) -> Result<Option<SecretKey>> {
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match secrets.create(&params, secret).await {
+        Ok(_) => Ok(Some(key)),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let name = secret.metadata.name.as_deref().unwrap_or_default();
+            match secrets.get_opt(name).await? {
+                Some(existing) => Ok(key_of(&existing)),
+                // A conflict and yet nothing there (deleted meanwhile):
+                // still a conflict, so re-read and plan again soon.
+                None => Err(kube::Error::Api(e).into()),
+            }
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

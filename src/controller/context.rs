@@ -34,7 +34,7 @@ impl Context {
         metrics: std::sync::Arc<Metrics>,
     ) -> Context {
         Context {
-            recorder: Recorder::new(client.clone(), "keyrotor", instance),
+            recorder: Recorder::new(client.clone(), crate::wire::FIELD_MANAGER, instance),
             client,
             pods,
             metrics,

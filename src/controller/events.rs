@@ -15,6 +15,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client};
 
+use kube::Resource;
+use tracing::warn;
+
+use crate::api::ApiKeyRotation;
 use crate::rotation::EventType;
 
 /// Who reports: `reportingController` and `reportingInstance`.
@@ -34,7 +38,7 @@ impl Recorder {
     }
 
     /// Creates one Event about `regarding` (action `Reconcile`).
-    pub async fn publish(
+    pub async fn create(
         &self,
         kind: EventType,
         reason: &str,
@@ -76,5 +80,22 @@ impl Recorder {
             .create(&PostParams::default(), &event)
             .await
             .map(drop)
+    }
+}
+
+/// Creates an event about `rot`, best effort: losing one must not fail or
+/// repeat a rotation step.
+pub async fn emit(
+    recorder: &Recorder,
+    rot: &ApiKeyRotation,
+    kind: EventType,
+    reason: &str,
+    note: &str,
+) {
+    if let Err(e) = recorder
+        .create(kind, reason, note, &rot.object_ref(&()))
+        .await
+    {
+        warn!(reason, error = %e, "could not create event");
     }
 }

@@ -68,7 +68,10 @@ impl SlimPod {
         SlimPod {
             name: pod.name_any().into(),
             labels: Pairs::from_map(pod.labels().iter()),
-            annotations: Pairs::from_map(ann.iter().filter(|(k, _)| k.contains("keyrotor.dev/"))),
+            annotations: Pairs::from_map(
+                ann.iter()
+                    .filter(|(k, _)| k.contains(crate::wire::POD_ANNOTATION_DOMAIN)),
+            ),
             secrets: pod
                 .spec
                 .as_ref()

@@ -15,6 +15,7 @@ mod reconcile;
 pub mod render;
 mod repair;
 mod rollout;
+mod status;
 
 use std::sync::Arc;
 
@@ -30,11 +31,12 @@ use tracing::{debug, info, warn};
 pub use context::Context;
 pub use error::Error;
 use index::{PodCache, RotationIndex};
-pub use reconcile::{FINALIZER, error_policy, reconcile};
+pub use reconcile::{error_policy, reconcile};
 
-use crate::api::{ApiKeyRotation, keys as k};
+use crate::api::ApiKeyRotation;
 use crate::ops::{Health, Metrics};
 use crate::rotation::WorkloadKind;
+use crate::wire as k;
 
 /// Where the controller looks.
 #[derive(Clone, Debug, Default)]

@@ -16,31 +16,21 @@ use kube::{Api, ResourceExt};
 use super::context::Context;
 use super::error::Result;
 use super::index::SlimPod;
-use super::render::{self, KEY};
+use super::render;
 use super::rollout;
-use crate::api::{ApiKeyRotation, ConsumerGroup, keys as k, validate::Validated};
+use crate::api::{ApiKeyRotation, ConsumerGroup, validate::Validated};
 use crate::keys::SecretKey;
 use crate::rotation::{
     AdoptionObs, Consumer, Group, GroupObs, Nudge, Observed, Requests, Version, WorkloadId,
     WorkloadKind, WorkloadObs,
 };
-
-/// Annotation on pods: the last nudge keyrotor sent (`revision/attempt/unix-seconds`).
-pub fn nudge_annotation(rotation: &str) -> String {
-    format!("{rotation}.keyrotor.dev/nudge")
-}
-
-/// Annotation on verifier pods: when each version was last presented
-/// (`<version>=<RFC 3339>,…`), for Traffic mode.
-pub fn traffic_annotation(rotation: &str) -> String {
-    format!("{rotation}.keyrotor.dev/last-seen")
-}
+use crate::wire::{self as k, KEY};
 
 /// Role name of a group in report annotations.
 pub fn role(g: Group) -> &'static str {
     match g {
-        Group::Verifiers => "verifier",
-        Group::Presenters => "presenter",
+        Group::Verifiers => k::ROLE_VERIFIER,
+        Group::Presenters => k::ROLE_PRESENTER,
     }
 }
 
@@ -80,7 +70,7 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
             verifier_secret = Some(s);
         } else if !v.policy.combined && secret_name == v.presenter_secret {
             presenter_secret = Some(s);
-        } else if s.labels().get(k::ROLE_LABEL).map(String::as_str) == Some("version")
+        } else if s.labels().get(k::ROLE_LABEL).map(String::as_str) == Some(k::ROLE_VERSION)
             && let Some((version, obs, key)) = render::version_obs(&s)
         {
             if let Some(key) = key {
@@ -152,14 +142,29 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         });
     }
 
-    Ok(Observation {
+    let mut obs = Observation {
         observed,
         keys,
         verifier_secret,
         presenter_secret,
         adopted_key,
         conflicts,
-    })
+    };
+    // The list may predate a version Secret a projection publishes: look
+    // again by name before calling it lost.
+    for version in super::repair::missing_versions(&obs) {
+        let secret = secrets
+            .get_opt(&k::version_secret_name(&name, version))
+            .await?;
+        if let Some((n, vo, key)) = secret.as_ref().and_then(render::version_obs) {
+            if let Some(key) = key {
+                obs.keys.insert(n, key);
+            }
+            obs.observed.versions.insert(n, vo);
+        }
+    }
+    super::repair::find_recoverable(&mut obs, v.verifier_format);
+    Ok(obs)
 }
 
 /// Fills the consumer groups and traffic of `observed` from `pods` (pods of
@@ -222,7 +227,7 @@ async fn group_obs(
     ns: &str,
 ) -> Result<GroupObs> {
     let report_key = k::report(rotation, role(g));
-    let nudge_key = nudge_annotation(rotation);
+    let nudge_key = k::nudge(rotation);
     let consumers = members(group, secret, pods)
         .map(|p| {
             let ann = &p.annotations;
@@ -268,7 +273,7 @@ fn traffic(
     group: &ConsumerGroup,
     pods: &[Arc<SlimPod>],
 ) -> BTreeMap<Version, Timestamp> {
-    let key = traffic_annotation(rotation);
+    let key = k::last_seen(rotation);
     let mut out: BTreeMap<Version, Timestamp> = BTreeMap::new();
     for p in members(group, secret, pods) {
         let Some(text) = p.annotations.get(&key) else {

@@ -1,41 +1,37 @@
-//! One reconcile: validate → observe → plan (pure) → apply → events → status.
+//! One reconcile of an ApiKeyRotation, as a pipeline of named steps (see
+//! [`reconcile_live`]), and the deletion policy at work on deletion.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::apply::{Writer, cleanup};
 use super::context::Context;
 use super::error::{Error, Result};
-use super::observe::{consumers, observe};
+use super::events::emit;
+use super::observe::{Observation, observe};
 use super::render::Layout;
-use super::{freshness, repair};
-use crate::api::{ApiKeyRotation, ApiKeyRotationStatus, DeletionPolicy, FIELD_MANAGER, validate};
-use crate::conditions::{events, reasons, types};
-use crate::rotation::{ConditionState, EventType, plan};
+use super::{freshness, repair, status};
+use crate::api::{ApiKeyRotation, DeletionPolicy, validate};
+use crate::conditions::{events, reasons};
+use crate::rotation::{Plan, plan};
+use crate::wire::FINALIZER;
 
-/// Finalizer that lets keyrotor apply the deletion policy before the rotation goes.
-pub const FINALIZER: &str = "keyrotor.dev/cleanup";
 /// Even with nothing scheduled, look again this often (a missed watch event
 /// can delay a step by at most this much).
 const RESYNC: Duration = Duration::from_secs(3600);
-/// Status changes that only report progress inside a step (confirmation
-/// counts, what the in-flight step waits for) are written at most this often:
-/// a step with many pods would otherwise write status once per report.
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// How soon to look again when the pod cache lagged behind a decision.
 const STALE_RETRY: Duration = Duration::from_secs(1);
 /// How long to wait before re-checking a Secret name clash.
 const CONFLICT_RETRY: Duration = Duration::from_secs(300);
+/// Never requeue sooner than this (a wake-up due now still yields to others).
+const MIN_REQUEUE: Duration = Duration::from_millis(200);
 
 #[tracing::instrument(skip_all, fields(namespace = rot.namespace().unwrap_or_default(), name = rot.name_any()))]
 pub async fn reconcile(rot: Arc<ApiKeyRotation>, ctx: Arc<Context>) -> Result<Requeue> {
@@ -66,35 +62,41 @@ pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) ->
     Requeue::requeue(delay)
 }
 
+/// One reconcile of a live rotation. Each step is pure or I/O:
+///
+/// 1. **latest** (pure): the cached rotation, with the status this process
+///    last wrote when the cache does not show it yet.
+/// 2. **validate** (pure): spec → policy. An invalid spec blocks: `Ready=False`
+///    and an event say what to fix; every key stays as it is.
+/// 3. **observe** (I/O): the rotation's Secrets (one LIST), its consumer pods
+///    (from the cache), workloads, requests, status record; a version Secret
+///    the list lacks is read again before it counts as lost. A projected
+///    Secret of the same name owned by someone else blocks.
+/// 4. **detect tampering** (pure): projected Secrets edited by hand are
+///    flagged, so the plan rewrites them from what consumers were given.
+/// 5. **plan** (pure, [`crate::rotation::plan`]): the ordered writes (among
+///    them re-creating a lost version Secret from a projection), events,
+///    status report and wake-up.
+/// 6. **freshness** (I/O when needed): a promote or retire step decided on a
+///    pod cache that may lag behind the Secret write it counts on is planned
+///    again on freshly listed pods, and deferred if the decision changes.
+/// 7. **apply** (I/O): the writes in order, stopping at the first failure
+///    (every prefix of a plan is safe); returns the versions it created.
+/// 8. **status** (pure): the plan's report, with the fingerprints apply
+///    returned.
+/// 9. **report** (I/O): events, beside the status write, which happens only
+///    if the status changed (I8).
+/// 10. **requeue** (pure): at the plan's wake-up, bounded by the resync.
 async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
     let now = Timestamp::now();
-    // The status this process just wrote, if the cache does not show it yet.
-    let newer;
-    let rot = match ctx.newer_status(cached) {
-        Some(status) => {
-            let mut r = cached.clone();
-            r.status = Some(status);
-            newer = r;
-            &newer
-        }
-        None => cached,
-    };
-    let name = rot.name_any();
-    let ns = rot.namespace().unwrap_or_default();
-    let validated = match validate::validate(&name, &rot.spec) {
+    let latest = latest(cached, ctx);
+    let rot = latest.as_ref().unwrap_or(cached);
+    let validated = match validate::validate(&rot.name_any(), &rot.spec) {
         Ok(v) => v,
         Err(invalid) => {
-            // Keys stay as they are; nothing moves until the spec is fixed.
             let msg = format!("fix the spec: {invalid}");
-            blocked(
-                rot,
-                ctx,
-                reasons::INVALID_SPEC,
-                events::INVALID_SPEC,
-                &msg,
-                now,
-            )
-            .await?;
+            let (reason, event) = (reasons::INVALID_SPEC, events::INVALID_SPEC);
+            status::blocked(rot, ctx, reason, event, &msg, now).await?;
             return Ok(Requeue::await_change());
         }
     };
@@ -104,24 +106,62 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
             "Secret {} already exists and is not owned by this ApiKeyRotation; keyrotor never writes Secrets it does not own: rename it in spec.secrets or delete it",
             obs.conflicts.join(", ")
         );
-        blocked(
-            rot,
-            ctx,
-            reasons::SECRET_CONFLICT,
-            events::SECRET_CONFLICT,
-            &msg,
-            now,
-        )
-        .await?;
+        let (reason, event) = (reasons::SECRET_CONFLICT, events::SECRET_CONFLICT);
+        status::blocked(rot, ctx, reason, event, &msg, now).await?;
         return Ok(Requeue::requeue(CONFLICT_RETRY));
     }
-    let writer = Writer {
+    let writer = writer(rot, &validated, ctx, now);
+    repair::detect_tampering(&writer.layout, &mut obs, validated.policy.combined, now);
+    let decided = plan(&validated.policy, &obs.observed, now);
+    let Some(decided) = fresh(decided, rot, &validated, ctx, &mut obs, now).await? else {
+        return Ok(Requeue::requeue(STALE_RETRY));
+    };
+    let applied = writer.apply(&decided.actions, &mut obs).await?;
+    if applied.writes > 0 {
+        let (writes, stage, current) =
+            (applied.writes, decided.report.stage, decided.report.current);
+        info!(writes, ?stage, ?current, "applied plan");
+    }
+    let status = status::of_plan(&decided, &applied.created, rot, now);
+    ctx.metrics.observe(
+        &rot.namespace().unwrap_or_default(),
+        &rot.name_any(),
+        &status,
+    );
+    let deferred = report(rot, ctx, &decided, status).await?;
+    ctx.succeeded(&ObjectRef::from_obj(rot));
+    ctx.metrics.reconcile_ok();
+    Ok(requeue(&decided, deferred, now))
+}
+
+/// Step 1: the cached rotation with the status this process just wrote, if
+/// the cache does not show it yet (`None`: the cache is current).
+fn latest(cached: &ApiKeyRotation, ctx: &Context) -> Option<ApiKeyRotation> {
+    ctx.newer_status(cached).map(|status| {
+        let mut r = cached.clone();
+        r.status = Some(status);
+        r
+    })
+}
+
+/// Everything apply needs for this rotation.
+fn writer<'a>(
+    rot: &'a ApiKeyRotation,
+    validated: &'a validate::Validated,
+    ctx: &Context,
+    now: Timestamp,
+) -> Writer<'a> {
+    let (ns, name) = (
+        rot.metadata.namespace.as_deref().unwrap_or_default(),
+        rot.metadata.name.as_deref().unwrap_or_default(),
+    );
+    Writer {
         client: ctx.client.clone(),
-        namespace: &ns,
-        rotation: &name,
+        namespace: ns,
+        rotation: name,
         layout: Layout {
-            rotation: &name,
-            namespace: &ns,
+            rotation: name,
+            namespace: ns,
             owner: rot.controller_owner_ref(&()).unwrap_or_default(),
             verifier_secret: &validated.verifier_secret,
             presenter_secret: &validated.presenter_secret,
@@ -129,193 +169,67 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         },
         key_spec: &validated.key,
         now,
+    }
+}
+
+/// Step 6: `decided` if the pods it counted on are fresh enough, else the
+/// plan on freshly listed pods if it decides the same; `None` when the cache
+/// lags behind the Secrets (wait for it rather than decide on it).
+async fn fresh(
+    decided: Plan,
+    rot: &ApiKeyRotation,
+    validated: &validate::Validated,
+    ctx: &Context,
+    obs: &mut Observation,
+    now: Timestamp,
+) -> Result<Option<Plan>> {
+    let Some(dep) = freshness::dependency(&decided, obs)
+        .filter(|dep| !freshness::witnessed(dep, &obs.observed))
+    else {
+        return Ok(Some(decided));
     };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    for v in repair::recover_versions(&secrets, &writer.layout, &mut obs, now).await? {
-        let note = format!(
-            "version {v}'s Secret was deleted; re-created from the projected Secret that still holds its key (same key, same fingerprint)"
-        );
-        warn!(version = v, "version Secret restored from a projection");
-        publish(ctx, rot, EventType::Warning, events::KEY_RECOVERED, &note).await;
+    let ns = rot.namespace().unwrap_or_default();
+    let pods = freshness::pods_since(&ctx.client, &ns, &dep.resource_version).await?;
+    super::observe::consumers(rot, validated, ctx, &pods, &mut obs.observed).await?;
+    let again = plan(&validated.policy, &obs.observed, now);
+    if freshness::same_decision(&decided, &again) {
+        Ok(Some(again))
+    } else {
+        info!(stage = ?decided.report.stage, "pod cache behind the Secrets; step deferred");
+        Ok(None)
     }
-    repair::detect_tampering(&writer.layout, &mut obs, validated.policy.combined, now);
-    let mut plan = plan(&validated.policy, &obs.observed, now);
-    let unwitnessed =
-        freshness::dependency(&plan, &obs).filter(|dep| !freshness::witnessed(dep, &obs.observed));
-    if let Some(dep) = unwitnessed {
-        let pods = freshness::pods_since(&ctx.client, &ns, &dep.resource_version).await?;
-        consumers(rot, &validated, ctx, &pods, &mut obs.observed).await?;
-        let fresh = crate::rotation::plan(&validated.policy, &obs.observed, now);
-        if !freshness::same_decision(&plan, &fresh) {
-            // The cache lags behind the Secrets: wait for it rather than decide on it.
-            info!(stage = ?plan.report.stage, "pod cache behind the Secrets; step deferred");
-            return Ok(Requeue::requeue(STALE_RETRY));
-        }
-        plan = fresh;
-    }
-    let writes = writer.apply(&plan.actions, &mut obs).await?;
-    if writes > 0 {
-        info!(writes, stage = ?plan.report.stage, current = ?plan.report.current, "applied plan");
-    }
-    // Events go out in order, beside the status write rather than before it.
+}
+
+/// Step 9: the plan's events in order, beside the status write. Returns when
+/// to look again for a held-back progress update.
+async fn report(
+    rot: &ApiKeyRotation,
+    ctx: &Context,
+    decided: &Plan,
+    status: crate::api::ApiKeyRotationStatus,
+) -> Result<Option<Duration>> {
     let events = async {
-        for e in &plan.events {
-            publish(ctx, rot, e.kind, e.reason, &e.note).await;
+        for e in &decided.events {
+            emit(&ctx.recorder, rot, e.kind, e.reason, &e.note).await;
             ctx.metrics.event(e.reason);
         }
     };
-    let mut status = ApiKeyRotationStatus::from_report(
-        &plan.report,
-        rot.meta().generation,
-        rot.status.as_ref(),
-        now,
-    );
-    // Versions created just now: the planner could not know their fingerprints.
-    for v in status
-        .versions
-        .iter_mut()
-        .filter(|v| v.fingerprint.is_empty())
-    {
-        if let Some(key) = obs.keys.get(&v.version) {
-            v.fingerprint = key.fingerprint();
-        }
-    }
-    ctx.metrics.observe(&ns, &name, &status);
-    let ((), deferred) = futures::join!(events, write_status(rot, ctx, status));
-    let deferred = deferred?;
-    ctx.succeeded(&ObjectRef::from_obj(rot));
-    ctx.metrics.reconcile_ok();
-    let wait = plan
+    let ((), deferred) = futures::join!(events, status::write_status(rot, ctx, status));
+    deferred
+}
+
+/// Step 10: at the plan's wake-up or a held-back status write, whichever is
+/// first, and at least once per [`RESYNC`].
+fn requeue(decided: &Plan, deferred: Option<Duration>, now: Timestamp) -> Requeue {
+    let wake = decided
         .wake_at
-        .map(|t| Duration::from_millis(t.duration_since(now).as_millis().max(0) as u64 + 1))
-        .unwrap_or(RESYNC)
-        .min(RESYNC)
-        .min(deferred.unwrap_or(RESYNC));
-    Ok(Requeue::requeue(wait.max(Duration::from_millis(200))))
-}
-
-/// Writes status only when it changed (I8); a change of progress alone (see
-/// [`progress_only`]) waits for `PROGRESS_INTERVAL` (the returned delay says
-/// when to look again), and the next step's status carries it anyway.
-async fn write_status(
-    rot: &ApiKeyRotation,
-    ctx: &Context,
-    status: ApiKeyRotationStatus,
-) -> Result<Option<Duration>> {
-    if rot.status.as_ref() == Some(&status) {
-        return Ok(None);
-    }
-    let key = ObjectRef::from_obj(rot);
-    if let (Some(old), Some(since)) = (rot.status.as_ref(), ctx.since_status_write(&key))
-        && progress_only(old, &status)
-        && since < PROGRESS_INTERVAL
-    {
-        return Ok(Some(PROGRESS_INTERVAL - since));
-    }
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        let (old, new) = (
-            serde_json::to_value(&rot.status).unwrap_or_default(),
-            serde_json::to_value(&status).unwrap_or_default(),
-        );
-        let changed: Vec<&String> = new
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, v)| old.get(k.as_str()) != Some(v))
-            .map(|(k, _)| k)
-            .collect();
-        debug!(?changed, old_last = ?old.get("lastRotationTime"), new_last = ?new.get("lastRotationTime"), "writing status");
-        if changed.is_empty() {
-            debug!(old = ?rot.status, new = ?status, "status differs outside its JSON form");
-        }
-    }
-    let api: Api<ApiKeyRotation> =
-        Api::namespaced(ctx.client.clone(), &rot.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": ApiKeyRotation::api_version(&()),
-        "kind": ApiKeyRotation::kind(&()),
-        "status": status,
-    });
-    let written = api
-        .patch_status(
-            &rot.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await?;
-    ctx.status_written(&key, &status, written.resource_version().as_deref());
-    Ok(None)
-}
-
-/// Whether `new` differs from `old` only in progress inside the same step:
-/// the confirmation counts, and the reason and message of a `Progressing`
-/// condition that stays True (e.g. WaitingForPresenters → WaitingForGrace).
-/// Stage, versions, the current and accepted keys, `Ready` (what `kubectl get
-/// akr` shows) and `MigrationStalled` are never held back.
-fn progress_only(old: &ApiKeyRotationStatus, new: &ApiKeyRotationStatus) -> bool {
-    let mut moved = old.clone();
-    moved.confirmation = new.confirmation.clone();
-    let in_flight = |s: &ApiKeyRotationStatus| {
-        s.condition(types::PROGRESSING)
-            .filter(|c| c.status == "True")
-            .cloned()
-    };
-    if let (Some(_), Some(now)) = (in_flight(old), in_flight(new)) {
-        for c in moved
-            .conditions
-            .iter_mut()
-            .filter(|c| c.type_ == types::PROGRESSING)
-        {
-            *c = now.clone();
-        }
-    }
-    moved == *new
-}
-
-/// Reports a reason nothing can move (invalid spec, Secret clash): Ready
-/// becomes False with what to fix, once per change, and every key stays valid.
-async fn blocked(
-    rot: &ApiKeyRotation,
-    ctx: &Context,
-    reason: &'static str,
-    event_reason: &'static str,
-    message: &str,
-    now: Timestamp,
-) -> Result<()> {
-    let previous = rot.status.clone().unwrap_or_default();
-    let generation = rot.meta().generation;
-    let already = previous
-        .condition(types::READY)
-        .is_some_and(|c| c.reason == reason && c.message == message)
-        && previous.observed_generation == generation;
-    if already {
-        return Ok(());
-    }
-    publish(ctx, rot, EventType::Warning, event_reason, message).await;
-    let mut status = previous.clone();
-    let ready = ConditionState {
-        type_: types::READY,
-        status: false,
-        reason,
-        message: message.to_string(),
-    };
-    let fresh =
-        ApiKeyRotationStatus::from_report_conditions(&[ready], generation, Some(&previous), now);
-    status.conditions.retain(|c| c.type_ != types::READY);
-    status.conditions.splice(0..0, fresh);
-    status.observed_generation = generation;
-    write_status(rot, ctx, status).await.map(drop)
-}
-
-async fn publish(ctx: &Context, rot: &ApiKeyRotation, kind: EventType, reason: &str, note: &str) {
-    // An event is best effort: losing one must not fail or repeat a rotation step.
-    if let Err(e) = ctx
-        .recorder
-        .publish(kind, reason, note, &rot.object_ref(&()))
-        .await
-    {
-        warn!(reason, error = %e, "could not publish event");
-    }
+        .map(|t| Duration::from_millis(t.duration_since(now).as_millis().max(0) as u64 + 1));
+    let wait = [wake, deferred, Some(RESYNC)]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(RESYNC);
+    Requeue::requeue(wait.max(MIN_REQUEUE))
 }
 
 /// Whether namespace `ns` is being deleted (false when that cannot be read).
@@ -359,48 +273,4 @@ async fn delete(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
     ctx.forget(&ObjectRef::from_obj(rot));
     info!(policy = ?rot.spec.deletion_policy, "rotation deleted; Secrets cleaned up");
     Ok(Requeue::await_change())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rotation::Stage;
-
-    fn status(stage: Stage, progressing: (&str, &str), ready: &str) -> ApiKeyRotationStatus {
-        serde_json::from_value(json!({
-            "stage": stage,
-            "currentVersion": 1,
-            "conditions": [
-                {"type": "Ready", "status": ready, "reason": "Rotating", "message": "m",
-                 "lastTransitionTime": "2026-01-01T00:00:00Z"},
-                {"type": "Progressing", "status": progressing.0, "reason": progressing.1,
-                 "message": "Promoting version 2", "lastTransitionTime": "2026-01-01T00:00:00Z"},
-            ],
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn waiting_for_grace_after_presenters_confirmed_is_progress_only() {
-        let old = status(Stage::Promoting, ("True", "WaitingForPresenters"), "True");
-        let new = status(Stage::Promoting, ("True", "WaitingForGrace"), "True");
-        assert!(progress_only(&old, &new));
-    }
-
-    #[test]
-    fn a_new_stage_a_finished_cycle_or_a_ready_change_is_written_at_once() {
-        let old = status(Stage::Promoting, ("True", "WaitingForPresenters"), "True");
-        assert!(!progress_only(
-            &old,
-            &status(Stage::Stable, ("True", "WaitingForPresenters"), "True")
-        ));
-        assert!(!progress_only(
-            &old,
-            &status(Stage::Promoting, ("False", "Idle"), "True")
-        ));
-        assert!(!progress_only(
-            &old,
-            &status(Stage::Promoting, ("True", "WaitingForPresenters"), "False")
-        ));
-    }
 }

@@ -13,30 +13,13 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::api::{VerifierFormat, keys as k};
+use crate::api::VerifierFormat;
 use crate::keys::SecretKey;
 use crate::rotation::{Origin, Published, Requests, Revision, Target, Version, VersionObs};
-
-/// Annotation: when a projected Secret was last written.
-pub const WRITTEN_AT: &str = "keyrotor.dev/written-at";
-/// Annotation: the highest version number ever issued.
-pub const HIGHEST: &str = "keyrotor.dev/highest-version";
-/// Annotation on version Secrets: when the version was created.
-pub const CREATED_AT: &str = "keyrotor.dev/created-at";
-/// Annotation on version Secrets: Generated or Adopted.
-pub const ORIGIN: &str = "keyrotor.dev/origin";
-/// Annotation on version Secrets: the rotate requests this version answered (JSON).
-pub const REQUESTS: &str = "keyrotor.dev/requests";
-/// Annotation on version Secrets: set when a rollback abandoned the version (JSON).
-pub const ABANDONED: &str = "keyrotor.dev/abandoned";
-
-/// Data key of the key in a version Secret and of the current key in a presenter Secret.
-pub const KEY: &str = "key";
-
-/// Name of version `v`'s Secret: deterministic, so creating it twice is harmless.
-pub fn version_secret_name(rotation: &str, v: Version) -> String {
-    format!("{rotation}-v{v}")
-}
+use crate::wire::{
+    self as k, ABANDONED, CREATED_AT, HIGHEST, KEY, ORIGIN, REQUESTS, WRITTEN_AT,
+    version_secret_name,
+};
 
 /// Everything needed to render the Secrets of one rotation.
 pub struct Layout<'a> {
@@ -89,7 +72,7 @@ impl Layout<'_> {
                 serde_json::to_string(requests).unwrap_or_default(),
             );
         }
-        let mut meta = self.meta(version_secret_name(self.rotation, v), "version", ann);
+        let mut meta = self.meta(version_secret_name(self.rotation, v), k::ROLE_VERSION, ann);
         meta.labels
             .get_or_insert_default()
             .insert(k::VERSION_LABEL.to_string(), v.to_string());
@@ -123,10 +106,11 @@ impl Layout<'_> {
         previous: Option<&Secret>,
         now: Timestamp,
     ) -> Result<Secret, RenderError> {
+        let combined = format!("{},{}", k::ROLE_VERIFIER, k::ROLE_PRESENTER);
         let (name, role) = match target {
-            Target::Verifier => (self.verifier_secret, "verifier"),
-            Target::Presenter => (self.presenter_secret, "presenter"),
-            Target::Combined => (self.verifier_secret, "verifier,presenter"),
+            Target::Verifier => (self.verifier_secret, k::ROLE_VERIFIER),
+            Target::Presenter => (self.presenter_secret, k::ROLE_PRESENTER),
+            Target::Combined => (self.verifier_secret, combined.as_str()),
         };
         let mut data: BTreeMap<String, ByteString> = BTreeMap::new();
         let mut put = |k: &str, v: &[u8]| {
@@ -136,23 +120,23 @@ impl Layout<'_> {
         ann.insert(k::REVISION.to_string(), revision.to_string());
         ann.insert(WRITTEN_AT.to_string(), now.to_string());
         ann.insert(HIGHEST.to_string(), highest.to_string());
-        put("revision", revision.to_string().as_bytes());
-        put("rotation", self.rotation.as_bytes());
-        put("role", role.as_bytes());
+        put(k::REVISION_FILE, revision.to_string().as_bytes());
+        put(k::ROTATION_FILE, self.rotation.as_bytes());
+        put(k::ROLE_FILE, role.as_bytes());
         if matches!(target, Target::Verifier | Target::Combined) {
             let list = join(accepted);
             ann.insert(k::ACCEPTED.to_string(), list.clone());
-            put("accepted", list.as_bytes());
+            put(k::ACCEPTED_FILE, list.as_bytes());
             for v in accepted {
                 let (file, value) = match (self.format, keys.get(v)) {
                     (VerifierFormat::Sha256, Some(key)) => {
-                        (format!("v{v}.sha256"), key.digest().into_bytes())
+                        (k::digest_file(*v), key.digest().into_bytes())
                     }
                     (VerifierFormat::Plain, Some(key)) => {
-                        (format!("v{v}.key"), key.expose().as_bytes().to_vec())
+                        (k::plain_file(*v), key.expose().as_bytes().to_vec())
                     }
                     (VerifierFormat::Sha256, None) => {
-                        let file = format!("v{v}.sha256");
+                        let file = k::digest_file(*v);
                         let kept = previous
                             .and_then(|s| s.data.as_ref())
                             .and_then(|d| d.get(&file))
@@ -170,10 +154,10 @@ impl Layout<'_> {
             let key = keys.get(&c).ok_or(RenderError::KeyMissing(c))?;
             ann.insert(k::CURRENT.to_string(), c.to_string());
             put(KEY, key.expose().as_bytes());
-            put("version", c.to_string().as_bytes());
+            put(k::VERSION, c.to_string().as_bytes());
         }
         Ok(Secret {
-            metadata: self.meta(name.to_string(), "projection", ann),
+            metadata: self.meta(name.to_string(), k::ROLE_PROJECTION, ann),
             type_: Some("Opaque".into()),
             data: Some(data),
             ..Default::default()

@@ -1,5 +1,6 @@
-//! Hand edits, undone: version Secrets deleted while their key still sits in a
-//! projection are re-created from it (same key, same fingerprint), and
+//! Hand edits, found (pure): version Secrets deleted while their key still
+//! sits in a projection are offered to the planner to re-create from it
+//! (same key, same fingerprint; `rotation::restore`), and
 //! projected Secrets whose content no longer matches what they publish are
 //! flagged so the planner rewrites them. A key that is truly gone is left to
 //! the planner, which reports it and rotates it out (never silently).
@@ -9,24 +10,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
-use kube::api::PostParams;
 
-use super::error::Result;
-use super::observe::{Observation, key_of};
-use super::render::{KEY, Layout, version_secret_name};
-use crate::api::{FIELD_MANAGER, VerifierFormat};
+use super::observe::Observation;
+use super::render::Layout;
+use crate::api::VerifierFormat;
 use crate::keys::SecretKey;
-use crate::rotation::{Origin, Published, Requests, Target, Version, VersionObs};
+use crate::rotation::{Published, Target, Version};
+use crate::wire::{self as w, KEY};
 
-/// Re-creates the version Secrets of published versions whose Secret is gone
-/// but whose key a projection still holds. Returns the recovered versions.
-pub async fn recover_versions(
-    secrets: &Api<Secret>,
-    layout: &Layout<'_>,
-    obs: &mut Observation,
-    now: Timestamp,
-) -> Result<Vec<Version>> {
+/// Versions a projection publishes whose version Secret is missing.
+pub fn missing_versions(obs: &Observation) -> BTreeSet<Version> {
     let mut wanted: BTreeSet<Version> = BTreeSet::new();
     if let Some(v) = &obs.observed.verifier {
         wanted.extend(v.accepted.iter().copied());
@@ -34,73 +27,21 @@ pub async fn recover_versions(
     if let Some(c) = obs.observed.presenter.as_ref().and_then(|p| p.current) {
         wanted.insert(c);
     }
-    let mut recovered = Vec::new();
-    for v in wanted {
-        if obs.keys.contains_key(&v) || obs.observed.versions.contains_key(&v) {
-            continue; // present (an emptied immutable Secret cannot be refilled: lost)
+    // Present, or emptied (an immutable Secret cannot be refilled: lost).
+    wanted.retain(|v| !obs.keys.contains_key(v) && !obs.observed.versions.contains_key(v));
+    wanted
+}
+
+/// For each missing version Secret whose key a projection still holds: the
+/// key joins `obs.keys` and its fingerprint `observed.recoverable`, so the
+/// planner restores the Secret (`Action::RestoreVersion`) and apply writes it.
+pub fn find_recoverable(obs: &mut Observation, format: VerifierFormat) {
+    for v in missing_versions(obs) {
+        if let Some(key) = key_in_projections(v, obs, format) {
+            obs.observed.recoverable.insert(v, key.fingerprint());
+            obs.keys.insert(v, key);
         }
-        let name = version_secret_name(layout.rotation, v);
-        // Listed a moment ago, but that list may predate the Secret: look again
-        // before calling anything lost.
-        if let Some(s) = secrets.get_opt(&name).await?
-            && let Some((n, vo, key)) = super::render::version_obs(&s)
-        {
-            if let Some(key) = key {
-                obs.keys.insert(n, key);
-            }
-            obs.observed.versions.insert(n, vo);
-            continue;
-        }
-        let Some(key) = key_in_projections(v, obs, layout.format) else {
-            continue;
-        };
-        let record = obs
-            .observed
-            .record
-            .history
-            .iter()
-            .find(|r| r.version == v)
-            .cloned();
-        // A projection edited by hand must not smuggle a different key in.
-        if record
-            .as_ref()
-            .is_some_and(|r| !r.fingerprint.is_empty() && r.fingerprint != key.fingerprint())
-        {
-            continue;
-        }
-        let origin = record.as_ref().map_or(Origin::Generated, |r| r.origin);
-        let created_at = record.as_ref().map_or(now, |r| r.created_at);
-        let secret = layout.version_secret(v, &key, origin, &Requests::default(), created_at);
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        let key = match secrets.create(&params, &secret).await {
-            Ok(_) => key,
-            // Re-created meanwhile (a lost answer): that Secret's key wins.
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                match secrets.get_opt(&name).await?.as_ref().and_then(key_of) {
-                    Some(k) => k,
-                    None => continue,
-                }
-            }
-            Err(e) => return Err(e.into()),
-        };
-        obs.observed.versions.insert(
-            v,
-            VersionObs {
-                fingerprint: key.fingerprint(),
-                has_key: true,
-                created_at,
-                origin,
-                requests: Requests::default(),
-                abandoned: None,
-            },
-        );
-        obs.keys.insert(v, key);
-        recovered.push(v);
     }
-    Ok(recovered)
 }
 
 /// Version `v`'s key as a projection holds it: the presenter's `key` file
@@ -114,18 +55,18 @@ fn key_in_projections(v: Version, obs: &Observation, format: VerifierFormat) -> 
         let b = s.as_ref()?.data.as_ref()?.get(name)?;
         String::from_utf8(b.0.clone()).ok()
     };
-    let presenter_has_it = text(&obs.presenter_secret, "version").and_then(|t| t.parse().ok())
+    let presenter_has_it = text(&obs.presenter_secret, w::VERSION).and_then(|t| t.parse().ok())
         == Some(v)
         && obs.observed.presenter.as_ref().and_then(|p| p.current) == Some(v);
     let from_presenter = presenter_has_it
         .then(|| file(&obs.presenter_secret, KEY))
         .flatten();
     let from_verifier = (format == VerifierFormat::Plain)
-        .then(|| file(&obs.verifier_secret, &format!("v{v}.key")))
+        .then(|| file(&obs.verifier_secret, &w::plain_file(v)))
         .flatten();
     let key = from_presenter.or(from_verifier)?;
     // A verifier digest, when there is one, must agree.
-    let digest = text(&obs.verifier_secret, &format!("v{v}.sha256"));
+    let digest = text(&obs.verifier_secret, &w::digest_file(v));
     if digest.is_some_and(|d| d != key.digest()) {
         return None;
     }
@@ -187,10 +128,10 @@ fn check(
     // version) are an edit even when the claimed key cannot be rendered.
     let files_agree = match target {
         Target::Presenter => {
-            file("version").and_then(|v| v.trim().parse().ok()) == published.current
+            file(w::VERSION).and_then(|v| v.trim().parse().ok()) == published.current
         }
         _ => {
-            let accepted: BTreeSet<Version> = file("accepted")
+            let accepted: BTreeSet<Version> = file(w::ACCEPTED_FILE)
                 .map(|a| a.split(',').filter_map(|v| v.trim().parse().ok()).collect())
                 .unwrap_or_default();
             accepted == published.accepted
@@ -238,11 +179,11 @@ fn given(
     };
     let rec = &obs.observed.record;
     let mut fixed = published.clone();
-    if let Some(r) = text("revision").and_then(|r| r.trim().parse().ok()) {
+    if let Some(r) = text(w::REVISION_FILE).and_then(|r| r.trim().parse().ok()) {
         fixed.revision = fixed.revision.max(r);
     }
     if target != Target::Presenter {
-        let from_files: BTreeSet<Version> = text("accepted")
+        let from_files: BTreeSet<Version> = text(w::ACCEPTED_FILE)
             .map(|a| a.split(',').filter_map(|v| v.trim().parse().ok()).collect())
             .unwrap_or_default();
         fixed.accepted = published
@@ -252,11 +193,11 @@ fn given(
             .chain(&rec.accepted)
             .copied()
             // Only versions whose key or digest keyrotor can still write.
-            .filter(|v| obs.keys.contains_key(v) || data.contains_key(&format!("v{v}.sha256")))
+            .filter(|v| obs.keys.contains_key(v) || data.contains_key(&w::digest_file(*v)))
             .collect();
     }
     if target != Target::Verifier {
-        let in_files: Option<Version> = text("version").and_then(|v| v.trim().parse().ok());
+        let in_files: Option<Version> = text(w::VERSION).and_then(|v| v.trim().parse().ok());
         let candidates = [published.current, in_files];
         fixed.current = match rec.current {
             Some(c) if candidates.contains(&Some(c)) => Some(c),

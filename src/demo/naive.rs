@@ -44,11 +44,11 @@ async fn overwrite(client: &Client, version: u64) -> Result<(), String> {
         }
     };
     let digest = BTreeMap::from([(
-        format!("v{version}.sha256"),
+        crate::wire::digest_file(version),
         ByteString(key.digest().into_bytes()),
     )]);
     let current = BTreeMap::from([(
-        "key".to_string(),
+        crate::wire::KEY.to_string(),
         ByteString(key.expose().as_bytes().to_vec()),
     )]);
     write("naive-verifier", digest)

@@ -17,9 +17,8 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::api::keys as k;
-use crate::controller::observe::{nudge_annotation, traffic_annotation};
 use crate::keys::digest_of;
+use crate::wire::{self as k, REPORTER_MANAGER, USAGE_MANAGER};
 
 const NS: &str = "default";
 
@@ -155,7 +154,7 @@ fn files(s: &Secret) -> BTreeMap<String, Vec<u8>> {
 async fn kubelet(client: Client, sims: Arc<Mutex<Vec<SimPod>>>, rotation: String, report: bool) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client, NS);
-    let nudge_key = nudge_annotation(&rotation);
+    let nudge_key = k::nudge(&rotation);
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (Ok(secret_list), Ok(pod_list)) = (
@@ -196,7 +195,7 @@ async fn kubelet(client: Client, sims: Arc<Mutex<Vec<SimPod>>>, rotation: String
                 if nudged || since.elapsed() >= pod.delay || pod.loaded.is_none() {
                     let data = files(secret);
                     if let (true, Some(rev), Some(role)) =
-                        (report, data.get("revision"), data.get("role"))
+                        (report, data.get(k::REVISION_FILE), data.get(k::ROLE_FILE))
                     {
                         let rev = String::from_utf8_lossy(rev).to_string();
                         for role in String::from_utf8_lossy(role).split(',') {
@@ -218,7 +217,7 @@ async fn kubelet(client: Client, sims: Arc<Mutex<Vec<SimPod>>>, rotation: String
                 .patch(
                     &pod,
                     &PatchParams {
-                        field_manager: Some("keyrotor-reporter".into()),
+                        field_manager: Some(REPORTER_MANAGER.into()),
                         ..Default::default()
                     },
                     &Patch::Merge(&patch),
@@ -258,7 +257,7 @@ async fn traffic(
         tokio::time::sleep(Duration::from_millis(20)).await;
         if outside_read.elapsed() >= Duration::from_secs(3) {
             if let Ok(Some(s)) = secrets.get_opt(&presenter_secret).await {
-                outside = files(&s).remove("key");
+                outside = files(&s).remove(k::KEY);
             }
             outside_read = Instant::now();
         }
@@ -272,7 +271,7 @@ async fn traffic(
         let keys: Vec<Option<Vec<u8>>> = sims
             .iter()
             .filter(|p| p.role == Role::Presenter)
-            .map(|p| p.loaded.as_ref().and_then(|(_, f)| f.get("key").cloned()))
+            .map(|p| p.loaded.as_ref().and_then(|(_, f)| f.get(k::KEY).cloned()))
             .chain(std::iter::once(outside.clone()))
             .collect();
         let last = keys.len() - 1;
@@ -300,7 +299,7 @@ async fn traffic(
 /// per pod (the client library's coarse usage report), for Traffic mode.
 async fn report_traffic(client: Client, sims: Arc<Mutex<Vec<SimPod>>>, rotation: String) {
     let pods: Api<Pod> = Api::namespaced(client, NS);
-    let key = traffic_annotation(&rotation);
+    let key = k::last_seen(&rotation);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let updates: Vec<(String, String)> = {
@@ -321,7 +320,7 @@ async fn report_traffic(client: Client, sims: Arc<Mutex<Vec<SimPod>>>, rotation:
                 .patch(
                     &pod,
                     &PatchParams {
-                        field_manager: Some("keyrotor-reporter".into()),
+                        field_manager: Some(USAGE_MANAGER.into()),
                         ..Default::default()
                     },
                     &Patch::Merge(&patch),

@@ -12,11 +12,12 @@ use serde_json::json;
 
 use super::DemoArgs;
 use super::pods::{self, PodsConfig, Stats};
-use crate::api::{ApiKeyRotation, keys as k};
+use crate::api::ApiKeyRotation;
 use crate::controller;
 use crate::ops::{Health, Metrics};
 use crate::rotation::Stage;
 use crate::testkit::FakeApi;
+use crate::wire as k;
 
 const NS: &str = "default";
 const VERIFIER: &str = "api-verifier";
@@ -63,7 +64,7 @@ fn spec(args: &DemoArgs, request: &str) -> serde_json::Value {
 
 async fn apply(client: &Client, args: &DemoArgs, request: &str) -> Result<(), String> {
     let api: Api<ApiKeyRotation> = Api::namespaced(client.clone(), NS);
-    let obj = json!({"apiVersion": "keyrotor.dev/v1alpha1", "kind": "ApiKeyRotation",
+    let obj = json!({"apiVersion": k::API_VERSION, "kind": "ApiKeyRotation",
                      "metadata": {"name": "api", "namespace": NS}, "spec": spec(args, request)});
     api.patch(
         "api",

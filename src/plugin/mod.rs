@@ -13,9 +13,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Field manager of every plugin write, so `managedFields` shows who asked.
-pub const FIELD_MANAGER: &str = "kubectl-keyrotor";
-
 /// Operate keyrotor API key rotations: see where each stands, start, roll back,
 /// revoke, pause.
 #[derive(Parser, Debug)]
@@ -232,6 +229,6 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(help.contains("Argo CD"), "{help}");
-        assert!(help.contains(crate::api::keys::ROTATE_REQUEST), "{help}");
+        assert!(help.contains(crate::wire::ROTATE_REQUEST), "{help}");
     }
 }

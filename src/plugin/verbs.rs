@@ -8,9 +8,10 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::{Error, FIELD_MANAGER, table};
-use crate::api::{ApiKeyRotation, keys as k};
+use super::{Error, table};
+use crate::api::ApiKeyRotation;
 use crate::rotation::VersionState;
+use crate::wire::{self as k, PLUGIN_MANAGER};
 
 /// Attempts at a revoke before giving up when the object keeps changing
 /// under it. keyrotor's status writes bump the resourceVersion too, so a
@@ -55,7 +56,7 @@ impl Target {
 
     async fn merge(&self, patch: serde_json::Value) -> Result<ApiKeyRotation, kube::Error> {
         let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
+            field_manager: Some(PLUGIN_MANAGER.to_string()),
             ..PatchParams::default()
         };
         self.api

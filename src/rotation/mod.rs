@@ -7,6 +7,7 @@ pub mod duration;
 pub mod invariants;
 pub mod model;
 mod plan;
+mod restore;
 pub mod schedule;
 
 pub use model::*;

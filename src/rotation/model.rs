@@ -225,6 +225,9 @@ pub struct Observed {
     pub verifier_tampered: bool,
     /// The same for the presenter Secret.
     pub presenter_tampered: bool,
+    /// Versions whose Secret is gone (deleted by hand) while a projected
+    /// Secret still holds their key: the fingerprint of that key.
+    pub recoverable: BTreeMap<Version, String>,
 }
 
 /// The lifecycle of one version.
@@ -329,6 +332,13 @@ pub enum Action {
         current: Option<Version>,
         revision: Revision,
         highest: Version,
+    },
+    /// Re-create a version Secret deleted by hand, with the key a projected
+    /// Secret still holds (same key, same fingerprint; idempotent by name).
+    RestoreVersion {
+        version: Version,
+        origin: Origin,
+        created_at: Timestamp,
     },
     /// Mark a version abandoned by a rollback (metadata only).
     MarkAbandoned {

@@ -22,9 +22,13 @@ const WAITING_SHOWN: usize = 5;
 
 /// Plans the next step of one rotation.
 pub fn plan(policy: &Policy, obs: &Observed, now: Timestamp) -> Plan {
-    let mut p = Planner::new(policy, obs, now);
+    let (obs, restores, notes) = super::restore::restore_lost(obs, now);
+    let mut p = Planner::new(policy, &obs, now);
     p.decide();
-    p.finish()
+    let mut decided = p.finish();
+    decided.actions.splice(0..0, restores);
+    decided.events.splice(0..0, notes);
+    decided
 }
 
 struct Planner<'a> {

@@ -214,6 +214,7 @@ impl World {
             record: self.record.clone(),
             verifier_tampered: false,
             presenter_tampered: false,
+            recoverable: Default::default(),
         }
     }
 
@@ -278,6 +279,10 @@ impl World {
                 highest,
             } => {
                 self.publish(*target, accepted, *current, *revision, *highest)?;
+            }
+            Action::RestoreVersion { version, .. } => {
+                // The simulator never deletes a version Secret by hand.
+                return Err(format!("version {version} restored, but it was never lost"));
             }
             Action::MarkAbandoned { version, requests } => {
                 if let Some(v) = self.versions.get_mut(version) {

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use keyrotor::api::{ApiKeyRotation, keys as k};
+use keyrotor::api::ApiKeyRotation;
 use keyrotor::controller::{self, pods::secret_refs};
 use keyrotor::testkit::FakeApi;
+use keyrotor::wire as k;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use keyrotor::api::keys as k;
 use keyrotor::rotation::invariants::{VersionLedger, check_current_accepted};
+use keyrotor::wire as k;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};

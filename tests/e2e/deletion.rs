@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use keyrotor::api::{ApiKeyRotation, keys as k};
+use keyrotor::api::ApiKeyRotation;
+use keyrotor::wire as k;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 

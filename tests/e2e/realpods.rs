@@ -11,7 +11,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use keyrotor::api::{ApiKeyRotation, keys as k};
+use keyrotor::api::ApiKeyRotation;
+use keyrotor::wire as k;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;

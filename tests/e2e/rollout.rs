@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use keyrotor::api::keys as k;
+use keyrotor::wire as k;
 use kube::ResourceExt;
 use kube::api::Api;
 

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::keys::{KeyStore, Snapshot};
-use super::pod::PodAnnotator;
-use super::presenter::Presenter;
-use super::reporter::annotations;
-use super::usage::{Usage, UsageReporter};
-use super::verifier::Verifier;
-use super::volume::VolumeError;
+use crate::pod::PodAnnotator;
+use crate::presenter::Presenter;
+use crate::reporter::annotations;
+use crate::store::{KeyStore, Snapshot};
+use crate::usage::{Usage, UsageReporter};
+use crate::verifier::Verifier;
+use crate::volume::VolumeError;
 
 /// Something that reloads a projected-Secret directory.
 pub trait Reload: Send + Sync + 'static {
@@ -52,7 +52,7 @@ impl Reload for Presenter {
 }
 
 /// Polls `source` every `every` and, with `report` (a [`PodAnnotator`] with
-/// the [`super::REPORTER_MANAGER`] field manager), keeps the pod's report
+/// the [`crate::wire::REPORTER_MANAGER`] field manager), keeps the pod's report
 /// annotations equal to the loaded revision.
 pub fn spawn_reload<R: Reload>(
     store: Arc<R>,

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use jiff::{Timestamp, Unit};
 
-use super::Version;
-use super::pod::PodAnnotator;
-use crate::controller::observe::traffic_annotation;
+use crate::pod::PodAnnotator;
+use crate::wire::Version;
+use crate::wire::last_seen;
 
 /// Default interval between usage reports.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -72,11 +72,11 @@ pub struct UsageReporter {
 }
 
 impl UsageReporter {
-    /// `pod` should use the [`super::USAGE_MANAGER`] field manager.
+    /// `pod` should use the [`crate::wire::USAGE_MANAGER`] field manager.
     pub fn new(pod: PodAnnotator, rotation: &str, interval: Duration) -> UsageReporter {
         UsageReporter {
             pod,
-            key: traffic_annotation(rotation),
+            key: last_seen(rotation),
             interval,
             reported: BTreeMap::new(),
             last_attempt: None,

@@ -21,8 +21,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::presenter::Presenter;
-use super::verifier::Verifier;
+use keyrotor_consumer::presenter::Presenter;
+use keyrotor_consumer::verifier::Verifier;
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum SampleApp {

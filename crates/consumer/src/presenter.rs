@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::Version;
-use super::keys::{KeyStore, Snapshot};
-use super::volume::VolumeError;
 use crate::keys::SecretKey;
+use crate::store::{KeyStore, Snapshot};
+use crate::volume::VolumeError;
+use crate::wire::Version;
 
 /// Hands out the current key of a hot-reloaded presenter directory.
 #[derive(Debug)]

@@ -12,9 +12,9 @@ use std::sync::{Arc, RwLock};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::Version;
-use super::volume::{self, Files, Generation, VolumeError};
 use crate::keys::SecretKey;
+use crate::volume::{self, Files, Generation, VolumeError};
+use crate::wire::{self as w, Version};
 
 /// What every projected Secret says about itself: enough to report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,20 +29,20 @@ pub struct Meta {
 
 impl Meta {
     fn read(files: &Files) -> Result<Meta, VolumeError> {
-        let rotation = files.required("rotation")?;
+        let rotation = files.required(w::ROTATION_FILE)?;
         let roles: Vec<String> = files
-            .required("role")?
+            .required(w::ROLE_FILE)?
             .split(',')
             .map(|r| r.trim().to_string())
             .filter(|r| !r.is_empty())
             .collect();
         if rotation.is_empty() || roles.is_empty() {
-            return Err(files.invalid("rotation", "rotation or role is empty"));
+            return Err(files.invalid(w::ROTATION_FILE, "rotation or role is empty"));
         }
         let revision = files
-            .required("revision")?
+            .required(w::REVISION_FILE)?
             .parse()
-            .map_err(|_| files.invalid("revision", "is not a number"))?;
+            .map_err(|_| files.invalid(w::REVISION_FILE, "is not a number"))?;
         Ok(Meta {
             rotation,
             roles,
@@ -97,26 +97,26 @@ impl Snapshot {
         let meta = Meta::read(files)?;
         let mut accepted = BTreeSet::new();
         let mut digests = BTreeMap::new();
-        if meta.has_role("verifier") {
+        if meta.has_role(w::ROLE_VERIFIER) {
             accepted = parse_versions(files)?;
             for v in &accepted {
                 digests.insert(*v, accepted_digest(files, *v)?);
             }
         }
         let mut current = None;
-        if meta.has_role("presenter") {
+        if meta.has_role(w::ROLE_PRESENTER) {
             let version = files
-                .required("version")?
+                .required(w::VERSION)?
                 .parse()
-                .map_err(|_| files.invalid("version", "is not a number"))?;
+                .map_err(|_| files.invalid(w::VERSION, "is not a number"))?;
             let mut bytes = files
-                .read("key")?
-                .ok_or_else(|| files.invalid("key", "is missing"))?;
+                .read(w::KEY)?
+                .ok_or_else(|| files.invalid(w::KEY, "is missing"))?;
             // Tolerate a trailing newline from hand-made files; keyrotor never writes one.
             if bytes.last() == Some(&b'\n') {
                 bytes.pop();
             }
-            let key = SecretKey::adopt(bytes).map_err(|e| files.invalid("key", &e.to_string()))?;
+            let key = SecretKey::adopt(bytes).map_err(|e| files.invalid(w::KEY, &e.to_string()))?;
             current = Some((version, key));
         }
         Ok(Snapshot {
@@ -131,20 +131,25 @@ impl Snapshot {
 
 fn parse_versions(files: &Files) -> Result<BTreeSet<Version>, VolumeError> {
     files
-        .required("accepted")?
+        .required(w::ACCEPTED_FILE)?
         .split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|p| p.trim().parse::<Version>())
         .collect::<Result<_, _>>()
-        .map_err(|_| files.invalid("accepted", "is not a comma-separated list of versions"))
+        .map_err(|_| {
+            files.invalid(
+                w::ACCEPTED_FILE,
+                "is not a comma-separated list of versions",
+            )
+        })
 }
 
 fn accepted_digest(files: &Files, v: Version) -> Result<KeyDigest, VolumeError> {
-    let name = format!("v{v}.sha256");
+    let name = w::digest_file(v);
     if let Some(hex) = files.text(&name)? {
         return decode_hex(&hex).ok_or_else(|| files.invalid(&name, "is not 64 hex digits"));
     }
-    let name = format!("v{v}.key");
+    let name = w::plain_file(v);
     match files.read(&name)? {
         Some(key) => {
             let key = Zeroizing::new(key);

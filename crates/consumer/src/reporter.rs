@@ -14,36 +14,10 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::REPORTER_MANAGER;
-use super::keys::Meta;
-use super::pod::{PodAnnotator, PodRef};
-use super::volume::{self, Generation, VolumeError};
-use crate::api::keys::report;
-
-/// Command-line arguments of `keyrotor reporter`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ReporterArgs {
-    /// A mounted projected-Secret directory (repeat for several).
-    #[arg(
-        long = "dir",
-        required = true,
-        env = "KEYROTOR_DIRS",
-        value_delimiter = ','
-    )]
-    pub dirs: Vec<PathBuf>,
-    /// Seconds between checks of the `..data` links.
-    #[arg(long, default_value_t = 2)]
-    pub poll_seconds: u64,
-    /// Seconds between full checks of the pod's annotations (repairs lost ones).
-    #[arg(long, default_value_t = 60)]
-    pub resync_seconds: u64,
-    /// Upper bound of the retry backoff, in seconds.
-    #[arg(long, default_value_t = 60)]
-    pub max_backoff_seconds: u64,
-    /// Log format.
-    #[arg(long, env = "KEYROTOR_LOG_FORMAT", value_enum, default_value_t = crate::cli::LogFormat::Text)]
-    pub log_format: crate::cli::LogFormat,
-}
+use crate::pod::{PodAnnotator, PodRef};
+use crate::store::Meta;
+use crate::volume::{self, Generation, VolumeError};
+use crate::wire::{REPORTER_MANAGER, report};
 
 /// Timing of the reporter loop.
 #[derive(Clone, Debug)]
@@ -185,19 +159,13 @@ impl Reporter {
 }
 
 /// `keyrotor reporter`: build the client, run until SIGTERM or Ctrl-C.
-pub async fn main(args: ReporterArgs) -> Result<(), String> {
+pub async fn main(dirs: Vec<PathBuf>, timing: Timing) -> Result<(), String> {
     let pod = PodRef::from_env()?;
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
-    let timing = Timing {
-        poll: Duration::from_secs(args.poll_seconds.max(1)),
-        resync: Duration::from_secs(args.resync_seconds.max(1)),
-        max_backoff: Duration::from_secs(args.max_backoff_seconds.max(1)),
-        ..Timing::default()
-    };
-    tracing::info!(pod = %pod.name, namespace = %pod.namespace, dirs = ?args.dirs, "reporter started");
-    Reporter::new(client, pod, args.dirs, timing)
+    tracing::info!(pod = %pod.name, namespace = %pod.namespace, dirs = ?dirs, "reporter started");
+    Reporter::new(client, pod, dirs, timing)
         .run(shutdown_signal())
         .await;
     Ok(())

@@ -13,10 +13,10 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use super::Version;
-use super::keys::{KeyStore, Snapshot};
-use super::usage::Usage;
-use super::volume::VolumeError;
+use crate::store::{KeyStore, Snapshot};
+use crate::usage::Usage;
+use crate::volume::VolumeError;
+use crate::wire::Version;
 
 /// Verifies presented keys against a hot-reloaded verifier directory.
 #[derive(Debug)]

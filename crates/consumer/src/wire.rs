@@ -1,0 +1,155 @@
+//! The wire contract: every name keyrotor and its consumers agree on outside
+//! the code — labels, annotations, Secret data keys (the files consumers
+//! read), field managers and the finalizer. This module is their one home;
+//! docs/design.md#the-wire-contract tables them, docs/consumers.md shows them
+//! to apps written in other languages. Renaming anything here breaks
+//! clusters that run an older keyrotor or consumer: treat it as an API.
+
+/// A version number, as in the projected files.
+pub type Version = u64;
+
+/// API group of `ApiKeyRotation`.
+pub const GROUP: &str = "keyrotor.dev";
+/// `apiVersion` of `ApiKeyRotation` objects.
+pub const API_VERSION: &str = "keyrotor.dev/v1alpha1";
+
+// --- Field managers and the finalizer --------------------------------------
+
+/// Field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "keyrotor";
+/// Field manager of the revision reports (reporter sidecar and client library).
+pub const REPORTER_MANAGER: &str = "keyrotor-reporter";
+/// Field manager of the `last-seen` usage reports (client library).
+pub const USAGE_MANAGER: &str = "keyrotor-usage";
+/// Field manager of `kubectl keyrotor` (rotate and rollback requests).
+pub const PLUGIN_MANAGER: &str = "kubectl-keyrotor";
+/// Finalizer that lets keyrotor apply the deletion policy before a rotation goes.
+pub const FINALIZER: &str = "keyrotor.dev/cleanup";
+
+// --- Labels on the Secrets keyrotor owns ------------------------------------
+
+/// Label on every Secret keyrotor owns: the rotation's name.
+pub const ROTATION_LABEL: &str = "keyrotor.dev/rotation";
+/// Label on version Secrets: the version number.
+pub const VERSION_LABEL: &str = "keyrotor.dev/version";
+/// Label on Secrets: [`ROLE_VERSION`] or [`ROLE_PROJECTION`].
+pub const ROLE_LABEL: &str = "keyrotor.dev/role";
+/// [`ROLE_LABEL`] of a version Secret (one key, immutable).
+pub const ROLE_VERSION: &str = "version";
+/// [`ROLE_LABEL`] of a projected Secret (what consumers mount).
+pub const ROLE_PROJECTION: &str = "projection";
+
+// --- Annotations on Secrets -------------------------------------------------
+
+/// Annotation on version Secrets: the key's fingerprint (`sha256:…`).
+pub const FINGERPRINT: &str = "keyrotor.dev/fingerprint";
+/// Annotation on version Secrets: when the version was created.
+pub const CREATED_AT: &str = "keyrotor.dev/created-at";
+/// Annotation on version Secrets: `Generated` or `Adopted`.
+pub const ORIGIN: &str = "keyrotor.dev/origin";
+/// Annotation on version Secrets: the rotate requests this version answered (JSON).
+pub const REQUESTS: &str = "keyrotor.dev/requests";
+/// Annotation on version Secrets: set when a rollback abandoned the version (JSON).
+pub const ABANDONED: &str = "keyrotor.dev/abandoned";
+/// Annotation on projected Secrets: their revision (grows with every write).
+pub const REVISION: &str = "keyrotor.dev/revision";
+/// Annotation on verifier Secrets: accepted versions, comma-separated.
+pub const ACCEPTED: &str = "keyrotor.dev/accepted";
+/// Annotation on presenter Secrets: the current version.
+pub const CURRENT: &str = "keyrotor.dev/current";
+/// Annotation on projected Secrets: when they were last written.
+pub const WRITTEN_AT: &str = "keyrotor.dev/written-at";
+/// Annotation on projected Secrets: the highest version number ever issued (I5).
+pub const HIGHEST: &str = "keyrotor.dev/highest-version";
+
+// --- Annotations on the ApiKeyRotation --------------------------------------
+
+/// Imperative rotate token (`kubectl keyrotor rotate`; a GitOps sync keeps it).
+pub const ROTATE_REQUEST: &str = "keyrotor.dev/rotate";
+/// Imperative rollback token (`kubectl keyrotor rollback`).
+pub const ROLLBACK_REQUEST: &str = "keyrotor.dev/rollback";
+
+// --- Annotations on consumer pods (one key per rotation) ---------------------
+
+/// The role of a consumer group in report annotations and projected files.
+pub const ROLE_VERIFIER: &str = "verifier";
+/// See [`ROLE_VERIFIER`].
+pub const ROLE_PRESENTER: &str = "presenter";
+
+/// The domain part every per-rotation pod annotation shares; keyrotor's pod
+/// cache keeps only annotations containing it.
+pub const POD_ANNOTATION_DOMAIN: &str = ".keyrotor.dev/";
+
+/// Written by a consumer pod on itself: the revision of `role`'s projected
+/// Secret it loaded. One key per rotation and role, so several reporters
+/// never overwrite each other.
+pub fn report(rotation: &str, role: &str) -> String {
+    format!("{rotation}{POD_ANNOTATION_DOMAIN}{role}-revision")
+}
+
+/// Written by keyrotor on a consumer pod: the last nudge
+/// (`revision/attempt/unix-seconds`); a pod update makes kubelet resync.
+pub fn nudge(rotation: &str) -> String {
+    format!("{rotation}{POD_ANNOTATION_DOMAIN}nudge")
+}
+
+/// Written by a verifier pod on itself: when each version was last presented
+/// (`<version>=<RFC 3339>,…`), for Traffic mode.
+pub fn last_seen(rotation: &str) -> String {
+    format!("{rotation}{POD_ANNOTATION_DOMAIN}last-seen")
+}
+
+// --- Secret data keys: the files consumers read ------------------------------
+
+/// The key: in a version Secret, and the current key in a presenter Secret.
+pub const KEY: &str = "key";
+/// Presenter file: the current version number.
+pub const VERSION: &str = "version";
+/// Verifier file: accepted versions, comma-separated.
+pub const ACCEPTED_FILE: &str = "accepted";
+/// Every projected Secret: its revision (what reports confirm).
+pub const REVISION_FILE: &str = "revision";
+/// Every projected Secret: the rotation's name.
+pub const ROTATION_FILE: &str = "rotation";
+/// Every projected Secret: its roles, comma-separated (`verifier`, `presenter`).
+pub const ROLE_FILE: &str = "role";
+
+/// Verifier file holding version `v`'s SHA-256 digest (the default format).
+pub fn digest_file(v: Version) -> String {
+    format!("v{v}.sha256")
+}
+
+/// Verifier file holding version `v`'s plain key (`verifierFormat: Plain`).
+pub fn plain_file(v: Version) -> String {
+    format!("v{v}.key")
+}
+
+/// Name of version `v`'s Secret: deterministic, so creating it twice is harmless (I6).
+pub fn version_secret_name(rotation: &str, v: Version) -> String {
+    format!("{rotation}-v{v}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_rotation_pod_annotations_never_collide_across_rotations_or_roles() {
+        let names = [
+            report("api", ROLE_VERIFIER),
+            report("api", ROLE_PRESENTER),
+            report("billing", ROLE_VERIFIER),
+            nudge("api"),
+            last_seen("api"),
+        ];
+        let unique: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
+        assert_eq!(names[0], "api.keyrotor.dev/verifier-revision");
+        assert!(names.iter().all(|n| n.contains(POD_ANNOTATION_DOMAIN)));
+    }
+
+    #[test]
+    fn api_version_is_the_group_and_version() {
+        assert_eq!(API_VERSION, format!("{GROUP}/v1alpha1"));
+    }
+}
