@@ -1,5 +1,6 @@
 //! The normal cycle: the first key, the four stages in order, triggers
-//! (schedule, requests), and how many writes a cycle takes (I8).
+//! (schedule, requests), how many writes a cycle takes, and none when
+//! nothing changed (I8).
 
 use super::*;
 
