@@ -13,6 +13,7 @@ pub mod schedule;
 pub use model::*;
 pub use plan::plan;
 
-pub mod sim;
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod tests;

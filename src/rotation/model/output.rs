@@ -1,0 +1,171 @@
+//! What the planner answers: the ordered writes, the events, and the report
+//! that becomes status.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Group, Mode, Origin, Record, Requests, Revision, Version, VersionRecord, WorkloadId};
+
+/// Where a rotation is in its cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Stage {
+    /// No key published yet.
+    Initializing,
+    /// One version, accepted and presented.
+    Stable,
+    /// A new version is accepted by verifiers; waiting for them to confirm.
+    Staging,
+    /// Presenters have the new version; the old one stays accepted during grace.
+    Promoting,
+    /// The old version left the accepted set; its key material is being deleted.
+    Retiring,
+}
+
+/// Which projected Secret a publish writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Verifier,
+    Presenter,
+    /// The single Secret of a single-Secret layout.
+    Combined,
+}
+
+/// One write the controller performs. Plans are ordered: executing any prefix
+/// keeps every invariant, so a crash between two actions is safe.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Create the immutable version Secret (idempotent by its deterministic name).
+    CreateVersion {
+        version: Version,
+        origin: Origin,
+        requests: Requests,
+    },
+    /// Write a projected Secret: verifiers get `accepted`, presenters `current`.
+    Publish {
+        target: Target,
+        accepted: BTreeSet<Version>,
+        current: Option<Version>,
+        revision: Revision,
+        highest: Version,
+    },
+    /// Re-create a version Secret deleted by hand, with the key a projected
+    /// Secret still holds (same key, same fingerprint; idempotent by name).
+    RestoreVersion {
+        version: Version,
+        origin: Origin,
+        created_at: Timestamp,
+    },
+    /// Mark a version abandoned by a rollback (metadata only).
+    MarkAbandoned {
+        version: Version,
+        requests: Requests,
+    },
+    /// Delete a version Secret: its key material is gone for good.
+    DeleteVersion { version: Version },
+    /// Stamp a revision into a workload's pod template (Rollout mode).
+    StampWorkload {
+        group: Group,
+        workload: WorkloadId,
+        revision: Revision,
+    },
+    /// Touch consumer pods so kubelet resyncs their volumes now (a hint only).
+    Nudge {
+        group: Group,
+        revision: Revision,
+        pods: Vec<(String, u32)>,
+    },
+}
+
+/// Event severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// A Kubernetes Event to publish once the plan's actions succeeded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub kind: EventType,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// One condition as the planner sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConditionState {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Confirmation progress of one group, for status and `kubectl keyrotor status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupProgress {
+    /// Confirmation mode of the group.
+    pub mode: Mode,
+    /// Projected Secret revision being confirmed.
+    pub revision: Revision,
+    /// Consumers (pods, or workloads in Rollout mode) that confirmed it.
+    pub confirmed: u32,
+    /// Consumers that must confirm it.
+    pub total: u32,
+    /// A few of the consumers still to confirm.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+}
+
+/// The planner's view of the rotation after this plan, for status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub stage: Stage,
+    pub current: Option<Version>,
+    pub target: Option<Version>,
+    pub accepted: BTreeSet<Version>,
+    pub versions: Vec<VersionRecord>,
+    pub verifiers: GroupProgress,
+    pub presenters: GroupProgress,
+    pub conditions: Vec<ConditionState>,
+    pub last_rotation: Option<Timestamp>,
+    pub next_rotation: Option<Timestamp>,
+    pub handled_rotate: Requests,
+    pub handled_rollback: Requests,
+    pub verifier_revision: Revision,
+    pub presenter_revision: Revision,
+    pub traffic: BTreeMap<Version, Timestamp>,
+}
+
+/// The planner's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub events: Vec<Event>,
+    pub report: Report,
+    /// When to plan again if nothing changes before.
+    pub wake_at: Option<Timestamp>,
+}
+
+impl Report {
+    /// What the next plan may rely on, as status keeps it.
+    pub fn to_record(&self) -> Record {
+        Record {
+            history: self.versions.clone(),
+            handled_rotate: self.handled_rotate.clone(),
+            handled_rollback: self.handled_rollback.clone(),
+            accepted: self.accepted.clone(),
+            current: self.current,
+            verifier_revision: self.verifier_revision,
+            presenter_revision: self.presenter_revision,
+            traffic: self.traffic.clone(),
+            stalled: self
+                .conditions
+                .iter()
+                .any(|c| c.type_ == crate::conditions::types::MIGRATION_STALLED && c.status),
+        }
+    }
+}

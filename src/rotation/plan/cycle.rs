@@ -1,0 +1,190 @@
+//! The normal cycle: start a rotation when one is asked for or due, stage
+//! the new version, promote it once verifiers confirmed, retire the old one
+//! once presenters confirmed and the grace passed.
+
+use std::collections::BTreeSet;
+
+use super::{Planner, join};
+use crate::conditions::{events, reasons};
+use crate::rotation::model::*;
+
+impl Planner<'_> {
+    /// The normal cycle, one step per plan: promote a staged version, retire
+    /// the old ones, delete leftover key material, stage a version created
+    /// before a crash, or start a rotation.
+    pub(super) fn cycle(&mut self, current: Version) {
+        let staged = self.staged_successor(current);
+        let olds: BTreeSet<Version> = self
+            .projected
+            .accepted
+            .iter()
+            .copied()
+            .filter(|v| *v != current && Some(*v) != staged)
+            .collect();
+        if let Some(next) = staged {
+            self.staging(current, next);
+        } else if !olds.is_empty() {
+            self.promoting(current, olds);
+        } else if let Some(leftovers) = self.leftovers(current) {
+            self.report.stage = Stage::Retiring;
+            self.report.waiting_reason = reasons::DELETING_OLD_KEYS;
+            for v in leftovers {
+                self.delete_version(v);
+            }
+        } else if let Some(next) = self.unstaged_version() {
+            self.stage_version(current, next);
+        } else {
+            self.start_rotation_if_due(current);
+        }
+    }
+
+    /// Staging: presenters get `next` once every verifier confirmed it.
+    fn staging(&mut self, current: Version, next: Version) {
+        self.report.stage = Stage::Staging;
+        self.report.target = Some(next);
+        if self.confirm(
+            Group::Verifiers,
+            self.projected.verifier_rev,
+            self.projected.verifier_written,
+        ) {
+            self.move_projection_to(self.projected.accepted.clone(), Some(next));
+            self.event(EventType::Normal, events::VERSION_PROMOTED, format!(
+                "every verifier accepts version {next}; presenters now get it (version {current} stays accepted)"
+            ));
+        } else {
+            self.report.waiting_reason = reasons::WAITING_FOR_VERIFIERS;
+            self.stall_check(
+                self.projected.verifier_written,
+                reasons::VERIFIERS_STALLED,
+                Group::Verifiers,
+            );
+        }
+    }
+
+    /// Promoting: the old versions retire once presenters confirmed, the
+    /// minimum grace passed and their traffic went quiet; at the maximum grace
+    /// `onTimeout` decides.
+    fn promoting(&mut self, current: Version, olds: BTreeSet<Version>) {
+        self.report.stage = Stage::Promoting;
+        self.report.target = Some(current);
+        // The later of the last presenter write and the promotion status
+        // recorded: a clock that stepped back must not shorten the grace.
+        let recorded = self.record(current).and_then(|h| h.promoted_at);
+        let promoted_at = self
+            .projected
+            .presenter_written
+            .max(recorded)
+            .unwrap_or(self.input.now);
+        let confirmed = self.confirm(
+            Group::Presenters,
+            self.projected.presenter_rev,
+            self.projected.presenter_written,
+        );
+        let grace_end = promoted_at + self.input.policy.grace_minimum;
+        let grace_ok = self.input.now >= grace_end;
+        if !grace_ok {
+            self.wake_at(grace_end);
+        }
+        let mut quiet_ok = true;
+        if let Some(window) = self.input.policy.quiet_window {
+            for v in &olds {
+                let last_seen = self
+                    .last_seen(*v)
+                    .map_or(promoted_at, |t| t.max(promoted_at));
+                let quiet_end = last_seen + window;
+                if self.input.now < quiet_end {
+                    quiet_ok = false;
+                    self.wake_at(quiet_end);
+                }
+            }
+        }
+        if confirmed && grace_ok && quiet_ok {
+            self.retire(current, &olds, false);
+            return;
+        }
+        self.report.waiting_reason = if !confirmed {
+            reasons::WAITING_FOR_PRESENTERS
+        } else if !grace_ok {
+            reasons::WAITING_FOR_GRACE
+        } else {
+            reasons::WAITING_FOR_QUIET
+        };
+        let max_end = promoted_at + self.input.policy.grace_maximum;
+        if self.input.now < max_end {
+            self.wake_at(max_end);
+        } else if self.input.policy.on_timeout == OnTimeout::Retire {
+            self.retire(current, &olds, true);
+        } else {
+            self.stall_check(
+                Some(promoted_at),
+                reasons::PRESENTERS_STALLED,
+                Group::Presenters,
+            );
+        }
+    }
+
+    /// Retiring: drops `olds` from the accepted set and deletes their keys.
+    fn retire(&mut self, current: Version, olds: &BTreeSet<Version>, on_timeout: bool) {
+        let remaining: BTreeSet<Version> =
+            self.projected.accepted.difference(olds).copied().collect();
+        self.move_projection_to(remaining, Some(current));
+        for v in olds {
+            if self.input.obs.versions.contains_key(v) {
+                self.delete_version(*v);
+            }
+            let (kind, reason, why) = if on_timeout {
+                (
+                    EventType::Warning,
+                    events::RETIRED_ON_TIMEOUT,
+                    "the maximum grace period passed (onTimeout: Retire)",
+                )
+            } else {
+                (
+                    EventType::Normal,
+                    events::VERSION_RETIRED,
+                    "every presenter moved on",
+                )
+            };
+            self.event(kind, reason, format!("version {v} retired: {why}"));
+        }
+        self.report.stage = Stage::Stable;
+    }
+
+    /// Verifiers start accepting `next`; presenters keep `current`.
+    pub(super) fn stage_version(&mut self, current: Version, next: Version) {
+        self.report.stage = Stage::Staging;
+        self.report.target = Some(next);
+        let mut a = self.projected.accepted.clone();
+        a.insert(next);
+        self.move_projection_to(a, Some(current));
+        self.event(
+            EventType::Normal,
+            events::VERSION_STAGED,
+            format!(
+                "verifiers now accept versions {}",
+                join(&self.projected.accepted)
+            ),
+        );
+    }
+
+    /// Stable: starts a rotation when one is asked for or the schedule is due,
+    /// else sleeps until it is.
+    fn start_rotation_if_due(&mut self, current: Version) {
+        self.report.stage = Stage::Stable;
+        let handled: Vec<&Requests> = std::iter::once(&self.input.obs.record.handled_rotate)
+            .chain(self.input.obs.versions.values().map(|v| &v.requests))
+            .collect();
+        let asked = self.input.obs.rotate.pending_against(&handled);
+        let next = self.next_rotation();
+        let scheduled = next.is_some_and(|t| t <= self.input.now);
+        if !asked && !scheduled {
+            if let Some(t) = next {
+                self.wake_at(t);
+            }
+            return;
+        }
+        let version = self.create_version(Origin::Generated, self.input.obs.rotate.clone());
+        self.report.handled_rotate = self.input.obs.rotate.clone();
+        self.stage_version(current, version);
+    }
+}

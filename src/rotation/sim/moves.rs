@@ -1,0 +1,199 @@
+//! The simulated world moving: pods come and go, kubelet syncs volumes,
+//! reporters report, the clock advances, rollouts finish, outside clients
+//! present keys, keyrotor restarts, and everyone cooperates until settled.
+
+use jiff::SignedDuration;
+
+use super::{SimPod, StatusOnRestart, World, group_key};
+use crate::rotation::*;
+
+impl World {
+    // ---- the world moving -----------------------------------------------------
+
+    pub fn add_pod(&mut self, group: Group, stuck: bool) -> String {
+        self.pod_counter += 1;
+        let name = format!(
+            "{}-{}",
+            group.as_str().trim_end_matches('s'),
+            self.pod_counter
+        );
+        // A pod starts with whatever its Secret holds now (or waits for it).
+        let loaded = self.latest(group);
+        // Delay mode trusts kubelet's sync bound; a wedged pod is outside its model.
+        let mode = if group == Group::Verifiers {
+            self.policy.verifiers.mode
+        } else {
+            self.policy.presenters.mode
+        };
+        let stuck = stuck && mode != Mode::Delay;
+        self.pods.push(SimPod {
+            name: name.clone(),
+            group,
+            loaded,
+            reported: None,
+            stuck,
+            nudge: None,
+        });
+        name
+    }
+
+    pub fn remove_pod(&mut self, i: usize) {
+        if !self.pods.is_empty() {
+            self.pods.remove(i % self.pods.len());
+        }
+    }
+
+    /// Kubelet updates the pod's volume.
+    pub fn sync(&mut self, i: usize) {
+        if self.pods.is_empty() {
+            return;
+        }
+        let i = i % self.pods.len();
+        let latest = self.latest(self.pods[i].group);
+        let p = &mut self.pods[i];
+        if !p.stuck {
+            p.loaded = latest;
+        }
+    }
+
+    /// The pod reports what it loaded (the reporter sidecar).
+    pub fn report(&mut self, i: usize) {
+        if self.pods.is_empty() {
+            return;
+        }
+        let i = i % self.pods.len();
+        let p = &mut self.pods[i];
+        if !p.stuck && p.loaded > 0 {
+            p.reported = Some(p.loaded);
+        }
+    }
+
+    pub fn sync_and_report_all(&mut self) {
+        for i in 0..self.pods.len() {
+            self.sync(i);
+            self.report(i);
+        }
+    }
+
+    /// The clock moves; kubelet's sync bound applies to Delay-mode groups.
+    pub fn advance(&mut self, secs: i64) {
+        self.now += SignedDuration::from_secs(secs);
+        for g in [Group::Verifiers, Group::Presenters] {
+            let policy = if g == Group::Verifiers {
+                &self.policy.verifiers
+            } else {
+                &self.policy.presenters
+            };
+            if policy.mode != Mode::Delay {
+                continue;
+            }
+            let secret = if g == Group::Verifiers {
+                self.verifier.as_ref()
+            } else {
+                self.presenter_secret()
+            };
+            let Some(s) = secret else { continue };
+            if self.now >= s.written_at + policy.propagation_delay {
+                let latest = s.revision;
+                for p in self.pods.iter_mut().filter(|p| p.group == g && !p.stuck) {
+                    p.loaded = latest;
+                }
+            }
+        }
+    }
+
+    /// Rollout mode: the stamped workload restarts its pods, which load the
+    /// latest revision, then the rollout completes.
+    pub fn rollout_progress(&mut self, group: Group) {
+        let latest = self.latest(group);
+        let Some(w) = self.workloads.get_mut(group_key(group)) else {
+            return;
+        };
+        if w.stamped.is_none() || w.rolled_out {
+            return;
+        }
+        w.rolled_out = true;
+        for p in self.pods.iter_mut().filter(|p| p.group == group) {
+            p.loaded = latest;
+            p.stuck = false;
+        }
+    }
+
+    /// A client outside the cluster presents its version to a verifier, which
+    /// records when it saw it.
+    pub fn outside_presents(&mut self) {
+        if let Some(v) = self.outside
+            && self.accepted().contains(&v)
+        {
+            self.traffic.insert(v, self.now);
+        }
+    }
+
+    pub fn outside_moves(&mut self) {
+        self.outside = self.current();
+    }
+
+    /// keyrotor restarts: a fresh process plans from the cluster; status is
+    /// kept, lost, or read stale.
+    pub fn restart(&mut self, status: StatusOnRestart) {
+        match status {
+            StatusOnRestart::Kept => {}
+            StatusOnRestart::Lost => self.record = Record::default(),
+            StatusOnRestart::Stale(k) => {
+                if !self.old_records.is_empty() {
+                    let i = self.old_records.len() - 1 - (k % self.old_records.len());
+                    self.record = self.old_records[i].clone();
+                }
+            }
+        }
+    }
+
+    /// Drives the rotation with every consumer cooperating until it is Stable
+    /// with a single accepted version and no leftover key material (I6).
+    pub fn settle(&mut self) -> Result<(), String> {
+        self.policy.suspend = false;
+        for p in &mut self.pods {
+            p.stuck = false;
+        }
+        let step = [
+            self.policy.grace_minimum,
+            self.policy.verifiers.propagation_delay,
+            self.policy.presenters.propagation_delay,
+            self.policy.quiet_window.unwrap_or_default(),
+            SignedDuration::from_secs(5),
+        ]
+        .into_iter()
+        .max()
+        .unwrap()
+        .as_secs()
+            + 1;
+        for _ in 0..100 {
+            self.sync_and_report_all();
+            self.rollout_progress(Group::Verifiers);
+            self.rollout_progress(Group::Presenters);
+            self.outside_moves();
+            self.outside_presents();
+            self.reconcile()?;
+            self.check()?;
+            let settled = self.stage() == Some(Stage::Stable)
+                && self.current().is_some()
+                && self.accepted().len() == 1
+                && self.versions.keys().all(|v| Some(*v) == self.current());
+            if settled {
+                return Ok(());
+            }
+            self.advance(step);
+        }
+        Err(format!(
+            "did not settle: stage {:?}, accepted {:?}, current {:?}, versions {:?}",
+            self.stage(),
+            self.accepted(),
+            self.current(),
+            self.versions.keys().collect::<Vec<_>>()
+        ))
+    }
+
+    pub fn highest_issued(&self) -> Option<Version> {
+        self.ledger.highest()
+    }
+}

@@ -1,0 +1,166 @@
+//! The exceptions to the normal cycle: revocation, rollback, suspend,
+//! adoption, and restarts or crashes that lose status.
+
+use super::*;
+
+#[test]
+fn emergency_revoke_drops_the_current_key_and_promotes_a_fresh_one_at_once() {
+    let mut w = world(policy());
+    w.policy.revoked.insert(1);
+    w.reconcile().unwrap();
+    assert_eq!((w.accepted(), w.current()), (set(&[2]), Some(2)));
+    assert!(!w.versions.contains_key(&1));
+    assert!(has_event(&w, events::VERSION_REVOKED));
+    let state = w
+        .record
+        .history
+        .iter()
+        .find(|r| r.version == 1)
+        .unwrap()
+        .state;
+    assert_eq!(state, VersionState::Revoked);
+}
+
+#[test]
+fn revoking_the_previous_key_during_grace_drops_only_it() {
+    let mut w = world(policy());
+    rotate(&mut w, "r1");
+    w.sync_and_report_all();
+    w.reconcile().unwrap();
+    w.policy.revoked.insert(1);
+    w.reconcile().unwrap();
+    assert_eq!((w.accepted(), w.current()), (set(&[2]), Some(2)));
+}
+
+#[test]
+fn a_version_revoked_in_advance_is_never_issued() {
+    let mut w = world(policy());
+    w.policy.revoked.insert(2);
+    rotate(&mut w, "r1");
+    assert_eq!(w.accepted(), set(&[1, 3]));
+}
+
+#[test]
+fn rollback_during_grace_returns_presenters_to_the_previous_key() {
+    let mut w = world(policy());
+    rotate(&mut w, "r1");
+    w.sync_and_report_all();
+    w.reconcile().unwrap();
+    assert_eq!(w.current(), Some(2));
+    w.rollback.annotation = Some("b1".into());
+    w.reconcile().unwrap();
+    assert_eq!((w.accepted(), w.current()), (set(&[1, 2]), Some(1)));
+    assert!(has_event(&w, events::ROLLED_BACK));
+    w.settle().unwrap();
+    assert_eq!((w.accepted(), w.current()), (set(&[1]), Some(1)));
+    let state = w
+        .record
+        .history
+        .iter()
+        .find(|r| r.version == 2)
+        .unwrap()
+        .state;
+    assert_eq!(state, VersionState::Abandoned);
+    rotate(&mut w, "r2");
+    assert_eq!(w.accepted(), set(&[1, 3]), "version 2 is never reused");
+}
+
+#[test]
+fn a_rollback_before_staging_holds_even_when_status_missed_the_rotation() {
+    let mut w = world(policy());
+    // Crash after creating version 2: only its Secret knows request r1.
+    w.crash_after = Some(1);
+    rotate(&mut w, "r1");
+    assert!(w.versions.contains_key(&2));
+    w.rollback.spec = Some("b1".into());
+    for _ in 0..5 {
+        w.reconcile().unwrap();
+        w.advance(60);
+    }
+    assert!(
+        !w.versions.contains_key(&2),
+        "version 2 abandoned and deleted"
+    );
+    assert_eq!((w.accepted(), w.current()), (set(&[1]), Some(1)));
+    assert_eq!(w.highest_issued(), Some(2), "no new rotation for r1");
+    assert!(
+        !has_event(&w, events::ROLLBACK_REJECTED),
+        "b1 acted on once"
+    );
+}
+
+#[test]
+fn rollback_with_nothing_to_return_to_is_rejected_with_an_event() {
+    let mut w = world(policy());
+    w.rollback.spec = Some("b1".into());
+    w.reconcile().unwrap();
+    assert!(has_event(&w, events::ROLLBACK_REJECTED));
+    assert_eq!(w.current(), Some(1));
+    let n = w.events.len();
+    w.reconcile().unwrap();
+    assert_eq!(w.events.len(), n, "handled once");
+}
+
+#[test]
+fn suspend_holds_a_cycle_where_it_is() {
+    let mut w = world(policy());
+    rotate(&mut w, "r1");
+    w.policy.suspend = true;
+    w.sync_and_report_all();
+    w.reconcile().unwrap();
+    assert_eq!(w.current(), Some(1));
+    assert_eq!(
+        w.condition(types::READY).unwrap().reason,
+        reasons::SUSPENDED
+    );
+    w.policy.suspend = false;
+    w.reconcile().unwrap();
+    assert_eq!(w.current(), Some(2));
+}
+
+#[test]
+fn adoption_publishes_the_existing_key_as_version_one_on_both_sides() {
+    let mut p = policy();
+    p.adopt = true;
+    let mut w = World::new(p);
+    w.adoption_available = false;
+    w.add_pod(Group::Verifiers, true);
+    w.reconcile().unwrap();
+    assert_eq!(
+        w.condition(types::READY).unwrap().reason,
+        reasons::ADOPTION_PENDING
+    );
+    assert!(w.versions.is_empty());
+    w.adoption_available = true;
+    w.reconcile().unwrap();
+    assert_eq!((w.accepted(), w.current()), (set(&[1]), Some(1)));
+    assert_eq!(w.versions[&1].origin, Origin::Adopted);
+}
+
+#[test]
+fn a_restart_that_loses_status_replans_from_the_secrets() {
+    let mut w = world(policy());
+    rotate(&mut w, "r1");
+    w.sync_and_report_all();
+    w.reconcile().unwrap();
+    w.restart(StatusOnRestart::Lost);
+    w.sync_and_report_all();
+    w.advance(301);
+    w.reconcile().unwrap();
+    assert_eq!((w.accepted(), w.current()), (set(&[2]), Some(2)));
+}
+
+#[test]
+fn a_crash_between_creating_and_staging_a_version_reuses_it() {
+    let mut w = world(policy());
+    w.crash_after = Some(1);
+    rotate(&mut w, "r1");
+    assert!(w.versions.contains_key(&2));
+    assert_eq!(w.accepted(), set(&[1]));
+    w.restart(StatusOnRestart::Lost);
+    w.reconcile().unwrap();
+    assert_eq!(w.accepted(), set(&[1, 2]));
+    w.settle().unwrap();
+    assert_eq!(w.current(), Some(2));
+    assert_eq!(w.highest_issued(), Some(2), "the request did not run twice");
+}
