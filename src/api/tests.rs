@@ -297,9 +297,9 @@ fn status_keeps_what_the_next_plan_needs() {
     let mut obs = Observed::default();
     let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
     obs.rotate.spec = Some("r1".into());
-    let plan = plan(&policy, &obs, now);
-    let status = ApiKeyRotationStatus::from_report(&plan.report, Some(3), None, now);
-    assert_eq!(status.record(), plan.report.to_record());
+    let planned = plan(&policy, &obs, now);
+    let status = ApiKeyRotationStatus::from_report(&planned.report, Some(3), None, now);
+    assert_eq!(status.record(), planned.report.to_record());
     // Through JSON, as the apiserver stores it.
     let json = serde_json::to_string(&status).unwrap();
     let back: ApiKeyRotationStatus = serde_json::from_str(&json).unwrap();
@@ -313,10 +313,10 @@ fn an_unchanged_report_gives_an_identical_status() {
     use crate::rotation::*;
     let policy = rust(&minimal()).unwrap().policy;
     let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-    let plan = plan(&policy, &Observed::default(), t0);
-    let first = ApiKeyRotationStatus::from_report(&plan.report, Some(1), None, t0);
+    let planned = plan(&policy, &Observed::default(), t0);
+    let first = ApiKeyRotationStatus::from_report(&planned.report, Some(1), None, t0);
     let later = t0 + jiff::SignedDuration::from_hours(1);
-    let second = ApiKeyRotationStatus::from_report(&plan.report, Some(1), Some(&first), later);
+    let second = ApiKeyRotationStatus::from_report(&planned.report, Some(1), Some(&first), later);
     assert_eq!(
         first, second,
         "transition times carry over, so there is nothing to write"

@@ -14,7 +14,7 @@ use serde_json::json;
 use tracing::warn;
 
 use super::error::Result;
-use super::observe::{Observation, key_of, role};
+use super::observe::{Snapshot, key_of, role};
 use super::render::Layout;
 use crate::keys::{KeySpec, SecretKey};
 use crate::rotation::{Action, Origin, Requests, Target, Version, WorkloadKind};
@@ -47,7 +47,7 @@ impl Writer<'_> {
     }
 
     /// Runs `actions` in order; `obs.keys` gains every key created on the way.
-    pub async fn apply(&self, actions: &[Action], obs: &mut Observation) -> Result<Applied> {
+    pub async fn apply(&self, actions: &[Action], obs: &mut Snapshot) -> Result<Applied> {
         let mut applied = Applied::default();
         for action in actions {
             applied.writes += self.apply_one(action, obs, &mut applied.created).await?;
@@ -58,7 +58,7 @@ impl Writer<'_> {
     async fn apply_one(
         &self,
         action: &Action,
-        obs: &mut Observation,
+        obs: &mut Snapshot,
         created: &mut BTreeMap<Version, String>,
     ) -> Result<usize> {
         let secrets = self.secrets();
@@ -102,7 +102,7 @@ impl Writer<'_> {
                     obs.keys.insert(*version, key);
                 }
             }
-            Action::Publish {
+            Action::WriteProjection {
                 target,
                 accepted,
                 current,

@@ -34,7 +34,7 @@ use kube::{Api, Client};
 
 use super::error::Result;
 use super::index::SlimPod;
-use super::observe::Observation;
+use super::observe::Snapshot;
 use crate::rotation::{Action, Group, Observed, Plan, Revision, Target};
 
 /// The Secret write a promote or retire step depends on.
@@ -52,7 +52,7 @@ pub struct Dependency {
 /// if it takes one: a promotion counts verifiers' confirmations of the
 /// verifier Secret, a retirement counts presenters' confirmations of the
 /// presenter Secret.
-pub fn dependency(plan: &Plan, obs: &Observation) -> Option<Dependency> {
+pub fn dependency(plan: &Plan, obs: &Snapshot) -> Option<Dependency> {
     let (verifier, presenter) = (
         obs.observed.verifier.as_ref()?,
         obs.observed.presenter.as_ref(),
@@ -67,7 +67,7 @@ pub fn dependency(plan: &Plan, obs: &Observation) -> Option<Dependency> {
     let mut promotes = false;
     let mut retires = false;
     for a in &plan.actions {
-        let Action::Publish {
+        let Action::WriteProjection {
             target,
             accepted,
             current,

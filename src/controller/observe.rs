@@ -34,8 +34,9 @@ pub fn role(g: Group) -> &'static str {
     }
 }
 
-/// What one reconcile knows.
-pub struct Observation {
+/// What one reconcile read from the cluster: the planner's [`Observed`] plus
+/// what only the I/O steps may touch (key material, the raw projected Secrets).
+pub struct Snapshot {
     pub observed: Observed,
     pub keys: BTreeMap<Version, SecretKey>,
     pub verifier_secret: Option<Secret>,
@@ -45,7 +46,7 @@ pub struct Observation {
     pub conflicts: Vec<String>,
 }
 
-pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Result<Observation> {
+pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Result<Snapshot> {
     let ns = rot.namespace().unwrap_or_default();
     let name = rot.name_any();
     let uid = rot.uid().unwrap_or_default();
@@ -142,7 +143,7 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         });
     }
 
-    let mut obs = Observation {
+    let mut obs = Snapshot {
         observed,
         keys,
         verifier_secret,

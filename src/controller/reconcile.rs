@@ -15,7 +15,7 @@ use super::apply::{Writer, cleanup};
 use super::context::Context;
 use super::error::{Error, Result};
 use super::events::emit;
-use super::observe::{Observation, observe};
+use super::observe::{Snapshot, observe};
 use super::render::Layout;
 use super::{freshness, repair, status};
 use crate::api::{ApiKeyRotation, DeletionPolicy, validate};
@@ -180,7 +180,7 @@ async fn fresh(
     rot: &ApiKeyRotation,
     validated: &validate::Validated,
     ctx: &Context,
-    obs: &mut Observation,
+    obs: &mut Snapshot,
     now: Timestamp,
 ) -> Result<Option<Plan>> {
     let Some(dep) = freshness::dependency(&decided, obs)

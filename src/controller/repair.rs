@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
-use super::observe::Observation;
+use super::observe::Snapshot;
 use super::render::Layout;
 use crate::api::VerifierFormat;
 use crate::keys::SecretKey;
@@ -19,7 +19,7 @@ use crate::rotation::{Published, Target, Version};
 use crate::wire::{self as w, KEY};
 
 /// Versions a projection publishes whose version Secret is missing.
-pub fn missing_versions(obs: &Observation) -> BTreeSet<Version> {
+pub fn missing_versions(obs: &Snapshot) -> BTreeSet<Version> {
     let mut wanted: BTreeSet<Version> = BTreeSet::new();
     if let Some(v) = &obs.observed.verifier {
         wanted.extend(v.accepted.iter().copied());
@@ -35,7 +35,7 @@ pub fn missing_versions(obs: &Observation) -> BTreeSet<Version> {
 /// For each missing version Secret whose key a projection still holds: the
 /// key joins `obs.keys` and its fingerprint `observed.recoverable`, so the
 /// planner restores the Secret (`Action::RestoreVersion`) and apply writes it.
-pub fn find_recoverable(obs: &mut Observation, format: VerifierFormat) {
+pub fn find_recoverable(obs: &mut Snapshot, format: VerifierFormat) {
     for v in missing_versions(obs) {
         if let Some(key) = key_in_projections(v, obs, format) {
             obs.observed.recoverable.insert(v, key.fingerprint());
@@ -46,7 +46,7 @@ pub fn find_recoverable(obs: &mut Observation, format: VerifierFormat) {
 
 /// Version `v`'s key as a projection holds it: the presenter's `key` file
 /// when `v` is current, or a plain verifier's `v<N>.key`.
-fn key_in_projections(v: Version, obs: &Observation, format: VerifierFormat) -> Option<SecretKey> {
+fn key_in_projections(v: Version, obs: &Snapshot, format: VerifierFormat) -> Option<SecretKey> {
     let file = |s: &Option<Secret>, name: &str| -> Option<SecretKey> {
         let b = s.as_ref()?.data.as_ref()?.get(name)?;
         SecretKey::adopt(b.0.clone()).ok()
@@ -77,12 +77,7 @@ fn key_in_projections(v: Version, obs: &Observation, format: VerifierFormat) -> 
 /// their published state renders to (an edit by hand) and, for those, takes
 /// the published state from what consumers were actually given, so the
 /// rewrite never moves them to a version the protocol has not reached.
-pub fn detect_tampering(
-    layout: &Layout<'_>,
-    obs: &mut Observation,
-    combined: bool,
-    now: Timestamp,
-) {
+pub fn detect_tampering(layout: &Layout<'_>, obs: &mut Snapshot, combined: bool, now: Timestamp) {
     let verifier_target = if combined {
         Target::Combined
     } else {
@@ -102,12 +97,7 @@ pub fn detect_tampering(
 }
 
 /// `Some(what consumers were given)` when the Secret of `target` was edited.
-fn check(
-    layout: &Layout<'_>,
-    target: Target,
-    obs: &Observation,
-    now: Timestamp,
-) -> Option<Published> {
+fn check(layout: &Layout<'_>, target: Target, obs: &Snapshot, now: Timestamp) -> Option<Published> {
     let (secret, published) = match target {
         Target::Presenter => (
             obs.presenter_secret.as_ref()?,
@@ -170,7 +160,7 @@ fn check(
 fn given(
     published: &Published,
     data: &BTreeMap<String, ByteString>,
-    obs: &Observation,
+    obs: &Snapshot,
     target: Target,
 ) -> Published {
     let text = |k: &str| {

@@ -44,7 +44,7 @@ pub enum Action {
         requests: Requests,
     },
     /// Write a projected Secret: verifiers get `accepted`, presenters `current`.
-    Publish {
+    WriteProjection {
         target: Target,
         accepted: BTreeSet<Version>,
         current: Option<Version>,

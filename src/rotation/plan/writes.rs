@@ -69,7 +69,7 @@ impl Planner<'_> {
         if matches!(target, Target::Verifier | Target::Combined) {
             self.versions.durable_highest = self.versions.highest;
         }
-        self.actions.push(Action::Publish {
+        self.actions.push(Action::WriteProjection {
             target,
             accepted: self.projected.accepted.clone(),
             current: self.projected.current,

@@ -59,7 +59,7 @@ impl World {
                     },
                 );
             }
-            Action::Publish {
+            Action::WriteProjection {
                 target,
                 accepted,
                 current,
