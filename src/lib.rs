@@ -5,12 +5,10 @@
 //! (the operator), `ops` (metrics, health, leader election), `run` (the
 //! operator process), `consumer` (the reporter sidecar and the client library
 //! for apps), `plugin` (`kubectl keyrotor`), `demo`, `testkit` (the in-memory
-//! Kubernetes API), `cli`.
+//! Kubernetes API, crate keyrotor-testkit, re-exported for the demo), `cli`.
 #![forbid(unsafe_code)]
 
 pub mod api;
-#[cfg(feature = "testkit")]
-pub mod bench;
 pub mod cli;
 pub mod conditions;
 pub mod consumer;
@@ -24,4 +22,4 @@ pub mod rotation;
 pub mod run;
 
 #[cfg(feature = "testkit")]
-pub mod testkit;
+pub use keyrotor_testkit as testkit;

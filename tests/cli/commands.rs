@@ -1,0 +1,46 @@
+//! The `keyrotor` binary's offline commands, run as a user would.
+
+use std::process::Command;
+
+fn keyrotor(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_keyrotor"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("keyrotor runs")
+}
+
+#[test]
+fn crd_prints_exactly_the_committed_manifest() {
+    let out = keyrotor(&["crd"]);
+    assert!(out.status.success());
+    let committed = std::fs::read("crds/apikeyrotations.keyrotor.dev.yaml").unwrap();
+    assert!(
+        out.stdout == committed,
+        "run `cargo run -- crd > crds/apikeyrotations.keyrotor.dev.yaml`"
+    );
+}
+
+#[test]
+fn validate_accepts_the_examples() {
+    let out = keyrotor(&[
+        "validate",
+        "examples/rotation.yaml",
+        "examples/single-secret.yaml",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(stdout.matches(": valid").count(), 2, "{stdout}");
+}
+
+#[test]
+fn validate_names_the_field_to_fix_and_fails() {
+    let out = keyrotor(&[
+        "validate",
+        "examples/invalid/grace-minimum-above-maximum.yaml",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("grace-minimum-above-maximum: spec.gracePeriod: gracePeriod.minimum must not exceed gracePeriod.maximum"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 invalid ApiKeyRotation"));
+}
