@@ -32,9 +32,9 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
+use keyrotor_testsupport::e2e::cluster;
 use keyrotor_testsupport::e2e::realnode::{self, ROTATION, Stage};
 use keyrotor_testsupport::e2e::scenario::{request_rotation, wait_stable};
-use keyrotor_testsupport::e2e::cluster;
 
 const GRACE: Duration = Duration::from_secs(1);
 
@@ -172,7 +172,13 @@ async fn measure(
     } else {
         "bench-no-nudge"
     };
-    let stage = Stage::start(cluster, ns, nudge, Path::new(env!("CARGO_BIN_EXE_keyrotor"))).await;
+    let stage = Stage::start(
+        cluster,
+        ns,
+        nudge,
+        Path::new(env!("CARGO_BIN_EXE_keyrotor")),
+    )
+    .await;
     // The pods exist before recording starts: their first events seed the state.
     let log = record(&stage.client, &stage.ns.name);
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use keyrotor_testsupport::harness::{Harness, NS};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::events::v1::Event;
+use keyrotor_testsupport::harness::{Harness, NS};
 use kube::Api;
 use kube::api::ListParams;
 

@@ -16,9 +16,9 @@ use keyrotor::consumer::usage::{DEFAULT_INTERVAL, UsageReporter};
 use keyrotor::consumer::verifier::Verifier;
 use keyrotor::consumer::{REPORTER_MANAGER, USAGE_MANAGER};
 use keyrotor_testkit::FakeApi;
+use keyrotor_testsupport::volume::{self, Volume};
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use keyrotor_testsupport::volume::{self, Volume};
 
 const NS: &str = "default";
 

@@ -11,10 +11,10 @@ use keyrotor::consumer::REPORTER_MANAGER;
 use keyrotor::consumer::pod::PodRef;
 use keyrotor::consumer::reporter::{Pass, Reporter, Timing};
 use keyrotor_testkit::{FakeApi, Fault};
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::json;
 use keyrotor_testsupport::eventually_every;
 use keyrotor_testsupport::volume::{self, Volume};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
 
 const NS: &str = "default";
 const VERIFIER: &str = "api.keyrotor.dev/verifier-revision";
@@ -158,13 +158,18 @@ async fn the_running_reporter_follows_swaps_and_retries_failed_writes() {
         Reporter::new(api.client(), me, vec![vol.dir.clone()], fast()).run(std::future::pending()),
     );
 
-    eventually_every("the report survives three failed writes", WAIT, POLL, async || {
-        annotations(&api, "checkout-0")
-            .await
-            .get(PRESENTER)
-            .map(String::as_str)
-            == Some("1")
-    })
+    eventually_every(
+        "the report survives three failed writes",
+        WAIT,
+        POLL,
+        async || {
+            annotations(&api, "checkout-0")
+                .await
+                .get(PRESENTER)
+                .map(String::as_str)
+                == Some("1")
+        },
+    )
     .await;
     for revision in 2..=6 {
         vol.publish(&volume::presenter(

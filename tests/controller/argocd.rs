@@ -10,7 +10,6 @@ use serde_json::json;
 
 use crate::scenario::{P, V};
 
-
 /// What Argo CD puts on the objects it syncs: the label-based tracking label,
 /// the annotation-based tracking id, and sync options and waves.
 const ARGO_LABELS: [(&str, &str); 2] = [

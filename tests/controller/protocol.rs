@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use keyrotor_testsupport::harness::{Harness, NS, annotation};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Secret};
 use keyrotor::api::keys as k;
 use keyrotor::rotation::{Stage, VersionState};
+use keyrotor_testsupport::harness::{Harness, NS, annotation};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -204,7 +204,8 @@ async fn a_lagging_presenter_keeps_the_old_key_and_stalls_after_the_maximum_grac
         "api",
         &format!(
             "{}\nrotationRequest: r1",
-            API.spec("").replace("maximum: 60s", "maximum: 3s, onTimeout: Retire")
+            API.spec("")
+                .replace("maximum: 60s", "maximum: 3s, onTimeout: Retire")
         ),
     )
     .await;

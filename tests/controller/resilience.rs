@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use keyrotor_testsupport::harness::{Harness, NS, annotation};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use keyrotor::api::keys as k;
 use keyrotor::keys::{SecretKey, digest_of};
 use keyrotor::rotation::Stage;
 use keyrotor_testkit::Fault;
+use keyrotor_testsupport::harness::{Harness, NS, annotation};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;

@@ -34,8 +34,11 @@ impl Scenario {
     }
 
     pub async fn request_rotation(&self, h: &Harness, extra: &str, token: &str) {
-        h.apply("api", &format!("{}\nrotationRequest: {token}", self.spec(extra)))
-            .await;
+        h.apply(
+            "api",
+            &format!("{}\nrotationRequest: {token}", self.spec(extra)),
+        )
+        .await;
     }
 }
 

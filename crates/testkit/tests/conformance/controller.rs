@@ -202,7 +202,10 @@ async fn converges_and_reacts(controller: fn(Arc<Ctx>) -> BoxFuture<'static, ()>
         )
         .await
         .unwrap();
-    eventually("first reconcile", T, || async { status(&api) == Some((1, 0)) }).await;
+    eventually("first reconcile", T, || async {
+        status(&api) == Some((1, 0))
+    })
+    .await;
     let s = secrets.get("r-g1").await.unwrap();
     assert_eq!(s.immutable, Some(true));
     assert_eq!(s.data.as_ref().unwrap()["key"].0, b"k1");
