@@ -13,14 +13,17 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 # Dependencies first, from the manifests and the lockfile alone, so source
-# edits reuse the layer. The workspace's other members (the in-memory API and
-# the test support) only need a manifest and a stub to resolve.
+# edits reuse the layer. Every target the manifests declare (benches too) and
+# the workspace's other members (the in-memory API, the test support) only
+# need a stub to resolve.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/testkit/Cargo.toml crates/testkit/
 COPY crates/testsupport/Cargo.toml crates/testsupport/
-RUN mkdir -p src/bin crates/testkit/src crates/testsupport/src \
+RUN mkdir -p src/bin benches crates/testkit/src crates/testsupport/src \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > src/bin/kubectl-keyrotor.rs \
+ && echo 'fn main() {}' > benches/scale.rs \
+ && echo 'fn main() {}' > benches/nudge.rs \
  && echo '' > src/lib.rs \
  && echo '' > crates/testkit/src/lib.rs \
  && echo '' > crates/testsupport/src/lib.rs \
