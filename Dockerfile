@@ -12,19 +12,27 @@ ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
-# Dependencies first, from the lockfile alone, so source edits reuse the layer.
+# Dependencies first, from the manifests and the lockfile alone, so source
+# edits reuse the layer. Every target the manifests declare (benches too) and
+# the workspace's other members (the in-memory API, the test support) only
+# need a stub to resolve.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin examples \
+COPY crates/testkit/Cargo.toml crates/testkit/
+COPY crates/testsupport/Cargo.toml crates/testsupport/
+RUN mkdir -p src/bin benches crates/testkit/src crates/testsupport/src \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > src/bin/kubectl-keyrotor.rs \
+ && echo 'fn main() {}' > benches/scale.rs \
+ && echo 'fn main() {}' > benches/nudge.rs \
  && echo '' > src/lib.rs \
- && echo 'fn main() {}' > examples/testkit_server.rs \
+ && echo '' > crates/testkit/src/lib.rs \
+ && echo '' > crates/testsupport/src/lib.rs \
  && cargo fetch --locked
 COPY src ./src
 # The crates come from the fetch layer above (no network here); the target
 # directory is a build cache only, the binary is copied out of it.
 RUN --mount=type=cache,target=/src/target \
-    cargo build --release --locked --offline --no-default-features --bin keyrotor \
+    cargo build --release --locked --offline --no-default-features -p keyrotor --bin keyrotor \
  && install -D -m 0755 target/release/keyrotor /out/keyrotor
 
 # glibc and libgcc (what a Rust binary links), no shell, no package manager;

@@ -18,20 +18,9 @@
 //! The floor is what no operator could beat with these consumers: both
 //! groups loading the change, and the presenters' load or the minimum grace,
 //! whichever is longer.
-#![allow(dead_code)]
-
-#[path = "../tests/e2e/cluster.rs"]
-mod cluster;
-#[path = "../tests/common/observer.rs"]
-mod observer;
-#[path = "../tests/e2e/operator.rs"]
-mod operator;
-#[path = "../tests/e2e/realnode.rs"]
-mod realnode;
-#[path = "../tests/e2e/support.rs"]
-mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,8 +32,9 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
-use realnode::{ROTATION, Stage};
-use support::{request_rotation, wait_stable};
+use keyrotor_testsupport::e2e::cluster;
+use keyrotor_testsupport::e2e::realnode::{self, ROTATION, Stage};
+use keyrotor_testsupport::e2e::scenario::{request_rotation, wait_stable};
 
 const GRACE: Duration = Duration::from_secs(1);
 
@@ -182,7 +172,13 @@ async fn measure(
     } else {
         "bench-no-nudge"
     };
-    let stage = Stage::start(cluster, ns, nudge).await;
+    let stage = Stage::start(
+        cluster,
+        ns,
+        nudge,
+        Path::new(env!("CARGO_BIN_EXE_keyrotor")),
+    )
+    .await;
     // The pods exist before recording starts: their first events seed the state.
     let log = record(&stage.client, &stage.ns.name);
     tokio::time::sleep(Duration::from_secs(2)).await;

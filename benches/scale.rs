@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use keyrotor::bench::{BenchArgs, machine, run, table};
+use keyrotor_testsupport::bench::{BenchArgs, machine, run, table};
 
 fn main() -> std::process::ExitCode {
     let args = BenchArgs::parse();

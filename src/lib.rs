@@ -3,7 +3,9 @@
 //! Layout: `api` (the CRD types and their validation), `rotation` (the pure
 //! planner), `controller` (the operator: observe → plan → apply → status),
 //! `ops` (metrics, health, leader election), `run` (the operator process),
-//! `plugin` (`kubectl keyrotor`), `demo`, `cli`, `logging`, and the
+//! `plugin` (`kubectl keyrotor`), `demo`, `cli`, `logging`, `testkit` (the
+//! in-memory Kubernetes API, crate keyrotor-testkit, re-exported for the
+//! demo), and the
 //! consumer-side subcommands `reporter` and `sample_app`. The wire contract,
 //! the key type and the client library live in the `keyrotor-consumer` crate
 //! (re-exported here as `wire`, `keys` and `consumer`), so apps can use them
@@ -11,8 +13,6 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-#[cfg(feature = "testkit")]
-pub mod bench;
 pub mod cli;
 pub mod conditions;
 pub mod controller;
@@ -30,4 +30,4 @@ pub use keyrotor_consumer as consumer;
 pub use keyrotor_consumer::{keys, wire};
 
 #[cfg(feature = "testkit")]
-pub mod testkit;
+pub use keyrotor_testkit as testkit;

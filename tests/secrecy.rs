@@ -5,16 +5,14 @@
 //! can be set only once per process.
 #![cfg(feature = "testkit")]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::{Harness, NS};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::events::v1::Event;
+use keyrotor_testsupport::harness::{Harness, NS};
 use kube::Api;
 use kube::api::ListParams;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::cluster::{self, repo};
 use super::operator::Operator;
-use super::support::wait_stable;
+use super::scenario::wait_stable;
 
 #[tokio::test]
 async fn invalid_examples_are_refused_by_the_api_server_with_their_message() {

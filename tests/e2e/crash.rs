@@ -12,8 +12,8 @@ use rand::RngExt;
 
 use super::cluster;
 use super::observer::Observer;
-use super::operator::{Operator, Options};
-use super::support::*;
+use super::operator::{Operator, Options, logs_of};
+use super::scenario::*;
 
 #[tokio::test]
 async fn sigkill_at_random_moments_and_the_rotation_completes() {

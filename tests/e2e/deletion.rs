@@ -13,8 +13,8 @@ use kube::api::{Api, DeleteParams, ListParams};
 
 use super::cluster;
 use super::observer::Observer;
-use super::operator::Operator;
-use super::support::*;
+use super::operator::{Operator, logs_of};
+use super::scenario::*;
 
 #[tokio::test]
 async fn deletion_cleans_up_per_policy_and_never_sticks() {

@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
+use keyrotor_testsupport::eventually;
 use kube::api::Api;
 
 use super::cluster::{self, OPERATOR_NS};
 use super::observer::Observer;
-use super::operator::{Operator, Options};
-use super::support::*;
+use super::operator::{Operator, Options, logs_of};
+use super::scenario::*;
 
 async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
     leases

@@ -10,16 +10,11 @@
 //!     tests/cluster/up && source tests/cluster/.run/env
 //!     cargo test --all-features --test e2e
 
-#[path = "../common/observer.rs"]
-#[allow(dead_code)]
-mod observer;
+// The shared helpers (keyrotor-testsupport), under the names the scenarios use.
+use keyrotor_testsupport::e2e::{cluster, realnode, scenario};
+use keyrotor_testsupport::{observer, volume};
 
-#[path = "../volume/mod.rs"]
-mod volume;
-
-mod cluster;
 mod operator;
-mod support;
 
 mod cel;
 mod crash;
@@ -27,7 +22,6 @@ mod deletion;
 mod helm;
 mod leader;
 mod quiet;
-mod realnode;
 mod realpods;
 mod report;
 mod rollout;

@@ -2,12 +2,17 @@
 //! operator's ServiceAccount. Stopped by PID (SIGKILL) when dropped.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::cluster::{Cluster, OPERATOR_NS};
+
+/// The `keyrotor` binary cargo built for this package's tests.
+pub fn keyrotor() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_keyrotor"))
+}
 
 pub struct Operator {
     child: Option<Child>,
@@ -51,7 +56,7 @@ impl Operator {
             STARTED.fetch_add(1, Ordering::SeqCst)
         ));
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyrotor"));
+        let mut cmd = Command::new(keyrotor());
         cmd.args(["run", "--namespace", o.namespace, "--admin-address", &admin])
             .args(["--lease-namespace", OPERATOR_NS, "--lease-duration", "4"])
             .env("KUBECONFIG", &cluster.operator_kubeconfig)
@@ -106,6 +111,14 @@ impl Operator {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// The logs of these operators (name, text), for `assert_no_key_material`.
+pub fn logs_of(operators: &[&Operator]) -> Vec<(String, String)> {
+    operators
+        .iter()
+        .map(|o| (o.name.clone(), o.logs()))
+        .collect()
 }
 
 impl Drop for Operator {

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::cluster;
 use super::observer::Observer;
-use super::operator::{Operator, Options};
-use super::support::*;
+use super::operator::{Operator, Options, logs_of};
+use super::scenario::*;
 
 #[tokio::test]
 async fn a_quiet_window_makes_zero_writes() {

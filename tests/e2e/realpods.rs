@@ -13,14 +13,16 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use keyrotor::api::ApiKeyRotation;
 use keyrotor::wire as k;
+use keyrotor_testsupport::eventually;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
 
 use super::cluster;
 use super::observer::Observer;
+use super::operator::keyrotor;
 use super::realnode::*;
-use super::support::*;
+use super::scenario::*;
 
 #[tokio::test]
 async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
@@ -30,7 +32,7 @@ async fn real_pods_see_zero_rejections_and_the_naive_overwrite_does_not() {
     if !real_nodes(cluster) {
         return;
     }
-    let stage = Stage::start(cluster, "e2e-realpods", true).await;
+    let stage = Stage::start(cluster, "e2e-realpods", true, keyrotor()).await;
     let (ns, client, records, pods) = (&stage.ns, &stage.client, &stage.records, &stage.pods);
     let mut r = stage.rotation.clone();
     let name = ROTATION;

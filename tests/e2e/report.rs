@@ -20,8 +20,8 @@ use serde_json::json;
 
 use super::cluster::{self, Cluster, client_for};
 use super::observer::Observer;
-use super::operator::Operator;
-use super::support::*;
+use super::operator::{Operator, logs_of};
+use super::scenario::*;
 use super::volume::Volume;
 
 /// A kwok pod, its volume directory, and its reporter process.

@@ -12,8 +12,8 @@ use kube::api::Api;
 
 use super::cluster;
 use super::observer::Observer;
-use super::operator::Operator;
-use super::support::*;
+use super::operator::{Operator, logs_of};
+use super::scenario::*;
 
 /// Revision the pod's template was stamped with for `role`, if any.
 fn stamped(p: &Pod, rotation: &str, role: &str) -> Option<u64> {

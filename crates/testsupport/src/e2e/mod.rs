@@ -1,0 +1,6 @@
+//! Helpers for a real control plane (tests/cluster/up), shared by the
+//! end-to-end suite (tests/e2e) and the nudge bench (benches/nudge.rs).
+
+pub mod cluster;
+pub mod realnode;
+pub mod scenario;

@@ -1,0 +1,413 @@
+//! The real-pod stage (tests/cluster/up --real-nodes 1), shared by the
+//! real-pod scenario and the nudge benchmark: the operator installed by helm
+//! as a pod on the real node, verifier and presenter pods running keyrotor's
+//! sample app and reporter sidecar from a hand-made image, traffic between
+//! them recorded; and the naive overwrite to compare with.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use keyrotor::keys::{Alphabet, KeySpec, SecretKey};
+use keyrotor::wire as k;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use super::cluster::{Cluster, TestNamespace, repo};
+use super::scenario::*;
+use crate::eventually::eventually;
+
+pub const ROTATIONS: u64 = 20;
+const IMAGE: &str = "keyrotor.dev/keyrotor:e2e";
+
+/// Whether real nodes run; if not, why (said loudly, past the capture).
+pub fn real_nodes(cluster: &Cluster) -> bool {
+    let n: u32 = std::env::var("KEYROTOR_CLUSTER_REAL_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if n == 0 {
+        let why = std::fs::read_to_string(cluster.dir.join("real-nodes-skipped"))
+            .unwrap_or_else(|_| "the cluster was started without --real-nodes".into());
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** real-pod scenario SKIPPED: {} ***\n",
+            why.trim()
+        );
+    }
+    n > 0
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The API server as pods on a hostNetwork node reach it (the `kubernetes`
+/// Service's cluster IP is not routed here: there is no kube-proxy).
+fn api_env() -> Value {
+    let server = std::env::var("KEYROTOR_CLUSTER_SERVER").expect("KEYROTOR_CLUSTER_SERVER");
+    let port = server.rsplit(':').next().unwrap().to_string();
+    json!([
+        {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": port},
+    ])
+}
+
+/// A real-node pod template: the sample app and the reporter sidecar, both
+/// keyrotor's binary, reading the Secret kubelet projects at /keys.
+fn template(app: &str, secret: &str, args: Value, records: &Path) -> Value {
+    let mut env = api_env();
+    for (name, path) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        env.as_array_mut()
+            .unwrap()
+            .push(json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}));
+    }
+    let security = json!({
+        "runAsNonRoot": true, "runAsUser": 65532, "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]},
+    });
+    json!({
+        "metadata": {"labels": {"app": app}},
+        "spec": {
+            "hostNetwork": true,
+            "enableServiceLinks": false,
+            "serviceAccountName": "app",
+            "nodeSelector": {"type": "real"},
+            "tolerations": [{"key": "keyrotor.dev/real", "operator": "Exists", "effect": "NoSchedule"}],
+            "terminationGracePeriodSeconds": 2,
+            "containers": [
+                {
+                    "name": "app", "image": IMAGE, "imagePullPolicy": "Never",
+                    "args": args, "env": env.clone(), "securityContext": security.clone(),
+                    "volumeMounts": [
+                        {"name": "keys", "mountPath": "/keys", "readOnly": true},
+                        {"name": "records", "mountPath": "/records"},
+                    ],
+                },
+                {
+                    "name": "reporter", "image": IMAGE, "imagePullPolicy": "Never",
+                    "args": ["reporter", "--dir", "/keys", "--poll-seconds", "1"],
+                    "env": env, "securityContext": security,
+                    "volumeMounts": [{"name": "keys", "mountPath": "/keys", "readOnly": true}],
+                },
+            ],
+            "volumes": [
+                {"name": "keys", "projected": {"sources": [{"secret": {"name": secret}}]}},
+                {"name": "records", "hostPath": {"path": records.to_str().unwrap(), "type": "Directory"}},
+            ],
+        }
+    })
+}
+
+fn deployment(ns: &str, name: &str, replicas: i32, template: Value) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": template["metadata"]["labels"]["app"]}},
+            "template": template,
+        }
+    }))
+    .unwrap()
+}
+
+/// Every request recorded since `since` (ms since the epoch): (status,
+/// version), from every presenter's record file.
+pub fn requests(records: &Path, since: i64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(records).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue; // a line being written
+            };
+            if v["ms"].as_i64().unwrap_or(0) >= since {
+                out.push((
+                    v["status"].as_u64().unwrap_or(0),
+                    v["version"].as_u64().unwrap_or(0),
+                ));
+            }
+        }
+    }
+    out
+}
+
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+pub struct Tally {
+    pub sent: usize,
+    pub rejected: usize,
+    pub unanswered: usize,
+}
+
+pub fn tally(all: &[(u64, u64)]) -> Tally {
+    Tally {
+        sent: all.len(),
+        rejected: all.iter().filter(|(s, _)| *s == 401).count(),
+        unanswered: all.iter().filter(|(s, _)| *s == 0).count(),
+    }
+}
+
+/// Installs the operator with helm onto the real node, from the local image.
+fn helm_install(cluster: &Cluster, release: &str, ns: &str, watch: &str) {
+    let admin = format!("admin.port={}", free_port());
+    let watch = format!("watchNamespaces={{{watch}}}");
+    let env = format!("extraEnv={}", api_env());
+    let tolerations =
+        r#"tolerations=[{"key":"keyrotor.dev/real","operator":"Exists","effect":"NoSchedule"}]"#;
+    #[rustfmt::skip]
+    let args = [
+        "install", release, "charts/keyrotor", "--namespace", ns, "--wait", "--timeout", "120s",
+        "--set", "image.repository=keyrotor.dev/keyrotor",
+        "--set", "image.tag=e2e", "--set", "image.pullPolicy=Never",
+        "--set", "crds.enabled=false", "--set", "reporterPolicy.enabled=false",
+        "--set", "hostNetwork=true", "--set", "replicaCount=1",
+        "--set", &admin, "--set", &watch, "--set", "nodeSelector.type=real",
+        "--set-json", tolerations, "--set-json", &env,
+    ];
+    run_helm(cluster, &args);
+}
+
+/// Runs helm against the cluster; it must succeed. Returns stdout.
+pub fn run_helm(cluster: &Cluster, args: &[&str]) -> String {
+    let out = std::process::Command::new(helm())
+        .args(args)
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .current_dir(repo())
+        .output()
+        .expect("run helm (set KEYROTOR_HELM)");
+    assert!(
+        out.status.success(),
+        "helm {} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// helm 4 from .ci/tools (`eval "$(.ci/tools)"`), else PATH's.
+pub fn helm() -> String {
+    std::env::var("KEYROTOR_HELM").unwrap_or_else(|_| "helm".into())
+}
+
+fn key() -> SecretKey {
+    SecretKey::generate(&KeySpec {
+        alphabet: Alphabet::Base62,
+        length: 32,
+        prefix: String::new(),
+        checksum: false,
+    })
+    .unwrap()
+}
+
+/// The naive strategy: overwrite both Secrets in place with version `v`
+/// (verifiers accept only it, presenters send it), as most tools do.
+pub async fn overwrite(secrets: &Api<Secret>, rotation: &str, v: u64, revision: u64) {
+    let key = key();
+    let b = |s: &str| ByteString(s.as_bytes().to_vec());
+    let common = |role: &str| {
+        BTreeMap::from([
+            ("rotation".to_string(), b(rotation)),
+            ("role".to_string(), b(role)),
+            ("revision".to_string(), b(&revision.to_string())),
+        ])
+    };
+    let mut verifier = common("verifier");
+    verifier.insert("accepted".into(), b(&v.to_string()));
+    verifier.insert(format!("v{v}.sha256"), b(&key.digest()));
+    let mut presenter = common("presenter");
+    presenter.insert("version".into(), b(&v.to_string()));
+    presenter.insert("key".into(), b(key.expose()));
+    for (name, data) in [
+        (format!("{rotation}-verifier"), verifier),
+        (format!("{rotation}-key"), presenter),
+    ] {
+        let patch = json!({"apiVersion": "v1", "kind": "Secret", "data": data});
+        secrets
+            .patch(
+                &name,
+                &PatchParams::apply("naive").force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Whether every pod of the namespace reports `revision` for its role.
+pub async fn all_report(pods: &Api<Pod>, rotation: &str, revision: u64) -> bool {
+    let list = pods.list(&ListParams::default()).await.unwrap().items;
+    !list.is_empty()
+        && list.iter().all(|p| {
+            ["verifier", "presenter"].iter().any(|role| {
+                p.annotations()
+                    .get(&k::report(rotation, role))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    == Some(revision)
+            })
+        })
+}
+
+/// Real pods on a real node, with the operator installed by helm, running
+/// rotation `api` (Report mode, 1 s minimum grace) under traffic.
+pub struct Stage {
+    pub ns: TestNamespace,
+    pub operator_ns: TestNamespace,
+    pub client: kube::Client,
+    pub records: PathBuf,
+    pub pods: Api<Pod>,
+    pub rotation: Value,
+}
+
+pub const ROTATION: &str = "api";
+const RELEASE: &str = "keyrotor-real";
+
+impl Stage {
+    /// `nudge`: whether keyrotor nudges pods after a Secret write. `keyrotor`:
+    /// the binary packed into the pods' image (the caller's build of it).
+    pub async fn start(cluster: &'static Cluster, ns: &str, nudge: bool, keyrotor: &Path) -> Stage {
+        // A release left by an interrupted run would block the name (and its
+        // operator would fight this run's).
+        let operator_ns = format!("{ns}-operator");
+        let _ = std::process::Command::new(helm())
+            .args(["uninstall", RELEASE, "--ignore-not-found", "--wait"])
+            .args(["--namespace", &operator_ns])
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .output();
+        let ns = cluster.namespace(ns).await;
+        let client = cluster.client().await;
+        let image = std::process::Command::new(repo().join("tests/cluster/images"))
+            .arg("app")
+            .arg(keyrotor)
+            .arg("--dir")
+            .arg(&cluster.dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(image.success(), "packing the image failed");
+
+        let rbac = std::fs::read_to_string(repo().join("examples/reporter-rbac.yaml"))
+            .unwrap()
+            .replace("namespace: shop", &format!("namespace: {}", ns.name))
+            .replace("orders-api", "app");
+        cluster.ok(&["create", "serviceaccount", "app", "-n", &ns.name]);
+        cluster.ok_stdin(&["apply", "-f", "-"], &rbac);
+        let records: PathBuf = cluster.dir.join(format!("records-{}", ns.name));
+        let _ = std::fs::remove_dir_all(&records);
+        std::fs::create_dir_all(&records).unwrap();
+        // The apps run as a non-root user and write their records here.
+        std::process::Command::new("chmod")
+            .args(["1777", records.to_str().unwrap()])
+            .status()
+            .unwrap();
+
+        let operator_ns = cluster.namespace(&operator_ns).await;
+        helm_install(cluster, RELEASE, &operator_ns.name, &ns.name);
+
+        let mut rotation = rotation(&ns.name, ROTATION, report(), report());
+        rotation["spec"]["gracePeriod"]["minimum"] = "1s".into();
+        for group in ["verifiers", "presenters"] {
+            rotation["spec"]["consumers"][group]["nudge"] = nudge.into();
+        }
+        apply(&client, &ns.name, &rotation).await;
+        wait_stable(&client, &ns.name, ROTATION, 1, Duration::from_secs(60)).await;
+
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+        let ports = [free_port(), free_port()];
+        for (i, port) in ports.iter().enumerate() {
+            let args = json!([
+                "sample-app",
+                "verifier",
+                "--dir",
+                "/keys",
+                "--listen",
+                format!("127.0.0.1:{port}")
+            ]);
+            let t = template("verifier", "api-verifier", args, &records);
+            let d = deployment(&ns.name, &format!("verifier-{i}"), 1, t);
+            deployments
+                .create(&PostParams::default(), &d)
+                .await
+                .unwrap();
+        }
+        let mut args = [
+            "sample-app",
+            "presenter",
+            "--dir",
+            "/keys",
+            "--record",
+            "/records/$(POD_NAME).jsonl",
+            "--interval-ms",
+            "25",
+        ]
+        .map(String::from)
+        .to_vec();
+        for port in ports {
+            args.extend(["--target".to_string(), format!("127.0.0.1:{port}")]);
+        }
+        let t = template("presenter", "api-key", json!(args), &records);
+        deployments
+            .create(
+                &PostParams::default(),
+                &deployment(&ns.name, "presenter", 2, t),
+            )
+            .await
+            .unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+        eventually(
+            "pods to run and report",
+            Duration::from_secs(120),
+            || async { all_report(&pods, ROTATION, 1).await.then_some(()) },
+        )
+        .await;
+        eventually("traffic", Duration::from_secs(30), || async {
+            (requests(&records, 0)
+                .iter()
+                .filter(|(s, _)| *s == 200)
+                .count()
+                > 20)
+                .then_some(())
+        })
+        .await;
+        Stage {
+            ns,
+            operator_ns,
+            client,
+            records,
+            pods,
+            rotation,
+        }
+    }
+
+    /// helm uninstall (the chart's objects go; the namespaces go on drop).
+    pub fn uninstall(&self, cluster: &Cluster) {
+        let out = std::process::Command::new(helm())
+            .args([
+                "uninstall",
+                RELEASE,
+                "--namespace",
+                &self.operator_ns.name,
+                "--wait",
+            ])
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "helm uninstall failed");
+    }
+}

@@ -1,0 +1,6 @@
+//! The consumer side, one test binary: the client library for apps and
+//! `keyrotor reporter`, each on a simulated kubelet Secret volume
+//! (keyrotor-testsupport) and the in-memory API.
+
+mod library;
+mod reporter;

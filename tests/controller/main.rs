@@ -1,0 +1,12 @@
+//! The controller on the in-memory API, one test binary: the zero-downtime
+//! protocol scenario by scenario, resilience to crashes and API faults,
+//! running the operator (readiness, metrics, leader election), and Argo CD.
+//! Every scenario runs the real kube-runtime `Controller` in the shared
+//! harness (keyrotor-testsupport) and checks the invariants over its history.
+
+mod scenario;
+
+mod argocd;
+mod operations;
+mod protocol;
+mod resilience;
