@@ -17,18 +17,22 @@ WORKDIR /src
 # the workspace's other members (the in-memory API, the test support) only
 # need a stub to resolve.
 COPY Cargo.toml Cargo.lock ./
+COPY crates/consumer/Cargo.toml crates/consumer/
 COPY crates/testkit/Cargo.toml crates/testkit/
 COPY crates/testsupport/Cargo.toml crates/testsupport/
-RUN mkdir -p src/bin benches crates/testkit/src crates/testsupport/src \
+RUN mkdir -p src/bin benches crates/consumer/src crates/testkit/src crates/testsupport/src \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > src/bin/kubectl-keyrotor.rs \
  && echo 'fn main() {}' > benches/scale.rs \
  && echo 'fn main() {}' > benches/nudge.rs \
  && echo '' > src/lib.rs \
+ && echo '' > crates/consumer/src/lib.rs \
  && echo '' > crates/testkit/src/lib.rs \
  && echo '' > crates/testsupport/src/lib.rs \
  && cargo fetch --locked
 COPY src ./src
+# The consumer crate is part of the product (wire contract, key type).
+COPY crates/consumer ./crates/consumer
 # The crates come from the fetch layer above (no network here); the target
 # directory is a build cache only, the binary is copied out of it.
 RUN --mount=type=cache,target=/src/target \
