@@ -75,10 +75,8 @@ impl Writer<'_> {
                 let secret = self
                     .layout
                     .version_secret(*version, &key, *origin, requests, self.now);
-                if let Some(key) = create_or_keep(&secrets, &secret, key).await? {
-                    created.insert(*version, key.fingerprint());
-                    obs.keys.insert(*version, key);
-                }
+                let held = create_or_keep(&secrets, &secret, key).await?;
+                keep(obs, created, *version, held);
             }
             Action::RestoreVersion {
                 version,
@@ -89,18 +87,13 @@ impl Writer<'_> {
                 let Some(key) = obs.keys.get(version).cloned() else {
                     return Ok(0);
                 };
-                let secret = self.layout.version_secret(
-                    *version,
-                    &key,
-                    *origin,
-                    &Requests::default(),
-                    *created_at,
-                );
+                let no_requests = Requests::default();
+                let secret =
+                    self.layout
+                        .version_secret(*version, &key, *origin, &no_requests, *created_at);
                 warn!(version, "restoring a version Secret from a projection");
-                if let Some(key) = create_or_keep(&secrets, &secret, key).await? {
-                    created.insert(*version, key.fingerprint());
-                    obs.keys.insert(*version, key);
-                }
+                let held = create_or_keep(&secrets, &secret, key).await?;
+                keep(obs, created, *version, held);
             }
             Action::WriteProjection {
                 target,
@@ -217,6 +210,20 @@ pub struct Applied {
     /// Fingerprints of the version Secrets created or restored: the planner
     /// could not know them, status reports them.
     pub created: BTreeMap<Version, String>,
+}
+
+/// The key version `v`'s Secret ended up holding, kept for rendering and
+/// reported (its fingerprint) to status.
+fn keep(
+    obs: &mut Snapshot,
+    created: &mut BTreeMap<Version, String>,
+    v: Version,
+    key: Option<SecretKey>,
+) {
+    if let Some(key) = key {
+        created.insert(v, key.fingerprint());
+        obs.keys.insert(v, key);
+    }
 }
 
 /// Creates a version Secret holding `key`, or, when it already exists (an

@@ -297,6 +297,40 @@ impl Planner<'_> {
 
     /// Rollback: while the previous version is still accepted, presenters go
     /// back to it and the newer version is abandoned (its number never reused).
+    /// A rollback from Promoting writes two things: the abandoned mark on
+    /// the current version, then presenters back to the previous one. After
+    /// a crash between the two, the mark makes the request look handled;
+    /// presenters still on an abandoned version finish the move here.
+    fn finish_interrupted_rollback(&mut self, current: Version) -> bool {
+        let abandoned = self
+            .input
+            .obs
+            .versions
+            .get(&current)
+            .is_some_and(|v| v.abandoned.is_some());
+        if !abandoned {
+            return false;
+        }
+        let Some(prev) = self
+            .projected
+            .accepted
+            .range(..current)
+            .rev()
+            .copied()
+            .find(|v| !self.versions.abandoned.contains(v))
+        else {
+            return false;
+        };
+        self.versions.abandoned.insert(current);
+        self.move_projection_to(self.projected.accepted.clone(), Some(prev));
+        self.event(
+            EventType::Normal,
+            events::ROLLED_BACK,
+            format!("presenters rolled back from version {current} to version {prev} (an interrupted rollback finished)"),
+        );
+        true
+    }
+
     pub(super) fn rollback(&mut self, current: Version) -> bool {
         let handled: Vec<&Requests> = std::iter::once(&self.input.obs.record.handled_rollback)
             .chain(
@@ -308,7 +342,7 @@ impl Planner<'_> {
             )
             .collect();
         if !self.input.obs.rollback.pending_against(&handled) {
-            return false;
+            return self.finish_interrupted_rollback(current);
         }
         let requests = self.input.obs.rollback.clone();
         self.report.handled_rollback = requests.clone();

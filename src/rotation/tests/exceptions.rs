@@ -66,6 +66,31 @@ fn rollback_during_grace_returns_presenters_to_the_previous_key() {
 }
 
 #[test]
+fn a_crash_between_the_two_writes_of_a_rollback_still_returns_presenters() {
+    let mut w = world(policy());
+    rotate(&mut w, "r1");
+    w.sync_and_report_all();
+    w.reconcile().unwrap();
+    assert_eq!(w.current(), Some(2));
+    // The rollback marks version 2 abandoned, then moves presenters back:
+    // crash after the mark, so only version 2's Secret knows of it.
+    w.crash_after = Some(1);
+    w.rollback.annotation = Some("b1".into());
+    w.reconcile().unwrap();
+    assert!(w.versions[&2].abandoned.is_some());
+    assert_eq!(
+        w.current(),
+        Some(2),
+        "the crash came before presenters moved"
+    );
+    w.reconcile().unwrap();
+    assert_eq!((w.accepted(), w.current()), (set(&[1, 2]), Some(1)));
+    assert!(has_event(&w, events::ROLLED_BACK));
+    w.settle().unwrap();
+    assert_eq!((w.accepted(), w.current()), (set(&[1]), Some(1)));
+}
+
+#[test]
 fn a_rollback_before_staging_holds_even_when_status_missed_the_rotation() {
     let mut w = world(policy());
     // Crash after creating version 2: only its Secret knows request r1.
