@@ -76,6 +76,11 @@ fn the_crd_has_the_names_design_fixes() {
         crd.metadata.name.as_deref(),
         Some("apikeyrotations.keyrotor.dev")
     );
+    assert_eq!(crd.spec.group, crate::wire::GROUP);
+    assert_eq!(
+        <ApiKeyRotation as kube::Resource>::api_version(&()),
+        crate::wire::API_VERSION
+    );
     assert_eq!(crd.spec.scope, "Namespaced");
     assert_eq!(crd.spec.names.short_names, Some(vec!["akr".into()]));
     assert_eq!(crd.spec.names.categories, Some(vec!["keyrotor".into()]));

@@ -398,7 +398,7 @@ mod tests {
             spec["consumers"] = serde_json::json!({"presenters": {"selector": sel}});
         }
         serde_json::from_value(serde_json::json!({
-            "apiVersion": "keyrotor.dev/v1alpha1", "kind": "ApiKeyRotation",
+            "apiVersion": crate::wire::API_VERSION, "kind": "ApiKeyRotation",
             "metadata": {"name": name, "namespace": "n"}, "spec": spec,
         }))
         .unwrap()

@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn a_rotation_without_status_reads_as_dashes() {
         let rot: ApiKeyRotation = serde_json::from_value(serde_json::json!({
-            "apiVersion": "keyrotor.dev/v1alpha1", "kind": "ApiKeyRotation",
+            "apiVersion": crate::wire::API_VERSION, "kind": "ApiKeyRotation",
             "metadata": {"name": "new", "namespace": "shop"},
             "spec": {"secrets": {"verifier": "v", "presenter": "p"}},
         }))
