@@ -10,6 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::events::Recorder;
 use super::index::PodCache;
+use super::nudges::NudgeLog;
 use crate::api::{ApiKeyRotation, ApiKeyRotationStatus};
 use crate::ops::Metrics;
 
@@ -19,6 +20,8 @@ pub struct Context {
     pub pods: std::sync::Arc<PodCache>,
     pub recorder: Recorder,
     pub metrics: std::sync::Arc<Metrics>,
+    /// Nudges sent, for when the pod cache lags behind them.
+    pub nudges: NudgeLog,
     failures: Mutex<HashMap<ObjectRef<ApiKeyRotation>, u32>>,
     conflicts: Mutex<HashMap<ObjectRef<ApiKeyRotation>, u32>>,
     status_written: Mutex<HashMap<ObjectRef<ApiKeyRotation>, std::time::Instant>>,
@@ -38,6 +41,7 @@ impl Context {
             client,
             pods,
             metrics,
+            nudges: NudgeLog::default(),
             failures: Mutex::new(HashMap::new()),
             conflicts: Mutex::new(HashMap::new()),
             status_written: Mutex::new(HashMap::new()),
@@ -135,6 +139,7 @@ impl Context {
 
     /// Forgets a deleted rotation.
     pub fn forget(&self, obj: &ObjectRef<ApiKeyRotation>) {
+        self.nudges.forget(obj);
         for map in [&self.failures, &self.conflicts] {
             map.lock().unwrap_or_else(|e| e.into_inner()).remove(obj);
         }

@@ -9,7 +9,9 @@ mod error;
 mod events;
 mod freshness;
 pub mod index;
+mod nudges;
 pub mod observe;
+mod outage;
 pub mod pods;
 mod reconcile;
 pub mod render;
@@ -31,6 +33,7 @@ use tracing::{debug, info, warn};
 pub use context::Context;
 pub use error::Error;
 use index::{PodCache, RotationIndex};
+use outage::ApiHealth;
 pub use reconcile::{error_policy, reconcile};
 
 use crate::api::ApiKeyRotation;
@@ -61,36 +64,93 @@ where
 
 /// Runs the controller until a shutdown signal: one controller per watched
 /// namespace, or one for the whole cluster. `health` turns ready once every
-/// cache has synced.
+/// cache has synced, and again after each outage of the API (see `outage`).
 pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, health: Arc<Health>) {
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(scopes.len());
-    let total = scopes.len();
-    let waiter = health.clone();
-    tokio::spawn(async move {
-        for _ in 0..total {
-            if ready_rx.recv().await.is_none() {
-                return;
-            }
-        }
-        waiter.ready();
-        info!("caches synced; ready");
-    });
-    health.waiting("waiting for caches to sync");
-    let runs = scopes.into_iter().map(|ns| {
-        run_scope(
+    let api = ApiHealth::new(client.clone());
+    tokio::spawn(api.clone().run(health.clone()));
+    let synced = Synced::new(scopes.len(), health);
+    let runs = scopes.into_iter().enumerate().map(|(i, ns)| {
+        supervise(
             client.clone(),
             ns,
             config.clone(),
             metrics.clone(),
-            ready_tx.clone(),
+            Scope {
+                index: i,
+                synced: synced.clone(),
+                api: api.clone(),
+            },
         )
     });
     futures::future::join_all(runs).await;
+}
+
+/// One scope's controller, started afresh after each outage of the API.
+async fn supervise(
+    client: Client,
+    namespace: Option<String>,
+    config: Config,
+    metrics: Arc<Metrics>,
+    scope: Scope,
+) {
+    let mut outages = scope.api.outages();
+    loop {
+        scope.synced.set(scope.index, false);
+        let run = run_scope(
+            client.clone(),
+            namespace.clone(),
+            config.clone(),
+            metrics.clone(),
+            scope.clone(),
+        );
+        tokio::select! {
+            () = run => return,
+            _ = outages.changed() => debug!(namespace = ?namespace, "controller restarted after an outage"),
+        }
+    }
+}
+
+/// What a scope shares with the others: its place in the readiness count
+/// and the API's health.
+#[derive(Clone)]
+struct Scope {
+    index: usize,
+    synced: Arc<Synced>,
+    api: Arc<ApiHealth>,
+}
+
+/// Which scopes' caches have synced; ready when all have.
+struct Synced {
+    scopes: std::sync::Mutex<Vec<bool>>,
+    health: Arc<Health>,
+}
+
+impl Synced {
+    fn new(n: usize, health: Arc<Health>) -> Arc<Synced> {
+        health.waiting("waiting for caches to sync");
+        Arc::new(Synced {
+            scopes: std::sync::Mutex::new(vec![false; n]),
+            health,
+        })
+    }
+
+    fn set(&self, i: usize, synced: bool) {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        let was = scopes.iter().all(|s| *s);
+        scopes[i] = synced;
+        let all = scopes.iter().all(|s| *s);
+        if all && !was {
+            self.health.ready();
+            info!("caches synced; ready");
+        } else if !synced && was {
+            self.health.waiting("waiting for caches to sync");
+        }
+    }
 }
 
 async fn run_scope(
@@ -98,32 +158,30 @@ async fn run_scope(
     namespace: Option<String>,
     config: Config,
     metrics: Arc<Metrics>,
-    ready: tokio::sync::mpsc::Sender<()>,
+    scope: Scope,
 ) {
     let ns = &namespace;
     let pod_cache = Arc::new(PodCache::default());
     let rotation_index = Arc::new(RotationIndex::default());
     // Pod events update the slim cache, then name the rotations to reconcile.
     let pod_triggers = {
-        let (cache, index) = (pod_cache.clone(), rotation_index.clone());
-        watcher(
-            api::<Pod>(&client, ns),
-            watcher::Config::default().any_semantic(),
-        )
-        .default_backoff()
-        .flat_map(move |event| {
-            let refs = match event {
-                Ok(event) => cache
-                    .apply(&event)
-                    .map(|(ns, pod)| index.rotations_for(&ns, &pod))
-                    .unwrap_or_default(),
-                Err(e) => {
-                    warn!(error = %e, "pod watch failed; retrying");
-                    Vec::new()
-                }
-            };
-            futures::stream::iter(refs)
-        })
+        let (cache, index, health) = (pod_cache.clone(), rotation_index.clone(), scope.api.clone());
+        watcher(api::<Pod>(&client, ns), watcher::Config::default())
+            .default_backoff()
+            .flat_map(move |event| {
+                let refs = match event {
+                    Ok(event) => cache
+                        .apply(&event)
+                        .map(|(ns, pod)| index.rotations_for(&ns, &pod))
+                        .unwrap_or_default(),
+                    Err(e) => {
+                        warn!(error = %e, "pod watch failed; retrying");
+                        health.suspect();
+                        Vec::new()
+                    }
+                };
+                futures::stream::iter(refs)
+            })
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -137,7 +195,7 @@ async fn run_scope(
         rotation_writer,
         watcher(
             api::<ApiKeyRotation>(&client, ns),
-            watcher::Config::default().any_semantic(),
+            watcher::Config::default(),
         )
         // Nothing reads them, and every status write adds to them.
         .modify(|r| r.metadata.managed_fields = None),
@@ -152,27 +210,28 @@ async fn run_scope(
     let controller = Controller::for_stream(rotation_events, rotations.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
     let synced_rotations = rotations.clone();
-    tokio::spawn(async move {
+    let ready = scope.clone();
+    // Aborted with the scope (a restart after an outage starts its own).
+    let _sync_task = AbortOnDrop(tokio::spawn(async move {
         if synced(&synced_rotations).await {
             while !pod_cache.is_ready() {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            let _ = ready.send(()).await;
+            ready.synced.set(ready.index, true);
         }
-    });
+    }));
+    let api_health = scope.api.clone();
     let (r2, r3, r4) = (rotations.clone(), rotations.clone(), rotations);
     controller
         .owns(
             api::<Secret>(&client, ns),
-            watcher::Config::default()
-                .labels(k::ROTATION_LABEL)
-                .any_semantic(),
+            watcher::Config::default().labels(k::ROTATION_LABEL),
         )
         .reconcile_on(pod_triggers)
         .watches_stream(
             watcher(
                 api::<PartialObjectMeta<Deployment>>(&client, ns),
-                watcher::Config::default().any_semantic(),
+                watcher::Config::default(),
             )
             .default_backoff()
             .touched_objects(),
@@ -181,7 +240,7 @@ async fn run_scope(
         .watches_stream(
             watcher(
                 api::<PartialObjectMeta<StatefulSet>>(&client, ns),
-                watcher::Config::default().any_semantic(),
+                watcher::Config::default(),
             )
             .default_backoff()
             .touched_objects(),
@@ -190,7 +249,7 @@ async fn run_scope(
         .watches_stream(
             watcher(
                 api::<PartialObjectMeta<DaemonSet>>(&client, ns),
-                watcher::Config::default().any_semantic(),
+                watcher::Config::default(),
             )
             .default_backoff()
             .touched_objects(),
@@ -198,14 +257,27 @@ async fn run_scope(
         )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
+        .for_each(|res| {
             match res {
                 Ok((obj, _)) => debug!(rotation = %obj, "reconciled"),
-                Err(e) => debug!(error = %e, "reconcile error"),
+                Err(e) => {
+                    debug!(error = %e, "reconcile error");
+                    api_health.suspect();
+                }
             }
+            async {}
         })
         .await;
     info!("controller stopped");
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Whether a reflector store has synced (false if its writer went away).

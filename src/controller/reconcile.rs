@@ -69,7 +69,8 @@ pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) ->
 /// 2. **validate** (pure): spec → policy. An invalid spec blocks: `Ready=False`
 ///    and an event say what to fix; every key stays as it is.
 /// 3. **observe** (I/O): the rotation's Secrets (one LIST), its consumer pods
-///    (from the cache), workloads, requests, status record; a version Secret
+///    (from the cache, with the nudges this process sent, which the cache
+///    may not show yet), workloads, requests, status record; a version Secret
 ///    the list lacks is read again before it counts as lost. A projected
 ///    Secret of the same name owned by someone else blocks.
 /// 4. **detect tampering** (pure): projected Secrets edited by hand are
@@ -110,6 +111,8 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         status::blocked(rot, ctx, reason, event, &msg, now).await?;
         return Ok(Requeue::requeue(CONFLICT_RETRY));
     }
+    let key = ObjectRef::from_obj(rot);
+    ctx.nudges.recall(&key, &mut obs.observed);
     let writer = writer(rot, &validated, ctx, now);
     repair::detect_tampering(&writer.layout, &mut obs, validated.policy.combined, now);
     let decided = plan(&validated.policy, &obs.observed, now);
@@ -117,6 +120,7 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         return Ok(Requeue::requeue(STALE_RETRY));
     };
     let applied = writer.apply(&decided.actions, &mut obs).await?;
+    ctx.nudges.sent(&key, &decided.actions, now);
     if applied.writes > 0 {
         let (writes, stage, current) =
             (applied.writes, decided.report.stage, decided.report.current);
@@ -129,7 +133,7 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         &status,
     );
     let deferred = report(rot, ctx, &decided, status).await?;
-    ctx.succeeded(&ObjectRef::from_obj(rot));
+    ctx.succeeded(&key);
     ctx.metrics.reconcile_ok();
     Ok(requeue(&decided, deferred, now))
 }
@@ -191,6 +195,8 @@ async fn fresh(
     let ns = rot.namespace().unwrap_or_default();
     let pods = freshness::pods_since(&ctx.client, &ns, &dep.resource_version).await?;
     super::observe::consumers(rot, validated, ctx, &pods, &mut obs.observed).await?;
+    ctx.nudges
+        .recall(&ObjectRef::from_obj(rot), &mut obs.observed);
     let again = plan(&validated.policy, &obs.observed, now);
     if freshness::same_decision(&decided, &again) {
         Ok(Some(again))

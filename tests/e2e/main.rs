@@ -21,6 +21,7 @@ mod crash;
 mod deletion;
 mod helm;
 mod leader;
+mod outage;
 mod quiet;
 mod realpods;
 mod report;

@@ -18,6 +18,8 @@ pub struct Operator {
     child: Option<Child>,
     pub name: String,
     pub log: PathBuf,
+    /// `host:port` of its admin server (`/metrics`, `/livez`, `/readyz`).
+    pub admin: String,
 }
 
 pub struct Options<'a> {
@@ -73,6 +75,7 @@ impl Operator {
             child: Some(child),
             name: o.name.to_string(),
             log,
+            admin,
         }
     }
 

@@ -26,6 +26,19 @@ enum Change {
     SecretGone(String),
     Pod(Box<Pod>),
     PodGone(String),
+    /// A (re)list: every Secret at once, one consistent snapshot. After a
+    /// watch was lost (an API server restart), the changes in between are
+    /// not seen; the snapshot is checked as a whole, not object by object
+    /// (each object's own resourceVersion would order it among states that
+    /// were never observed).
+    Secrets(Vec<Secret>),
+    /// The same for pods.
+    Pods(Vec<Pod>),
+}
+
+/// The latest resourceVersion among a snapshot's objects.
+fn max_rv<K: ResourceExt>(objs: &[K]) -> u64 {
+    objs.iter().map(rv).max().unwrap_or(0)
 }
 
 pub struct Observer {
@@ -62,15 +75,19 @@ impl Observer {
             let mut s = watcher::watcher(secrets, watcher::Config::default())
                 .default_backoff()
                 .boxed();
+            let mut listing = Vec::new();
             while let Some(ev) = s.next().await {
                 let Ok(ev) = ev else { continue };
                 let mut log = l1.lock().unwrap();
                 match ev {
-                    Event::Apply(o) | Event::InitApply(o) => {
-                        log.push((rv(&o), Change::Secret(Box::new(o))))
-                    }
+                    Event::Apply(o) => log.push((rv(&o), Change::Secret(Box::new(o)))),
                     Event::Delete(o) => log.push((u64::MAX, Change::SecretGone(o.name_any()))),
-                    _ => {}
+                    Event::Init => listing.clear(),
+                    Event::InitApply(o) => listing.push(o),
+                    Event::InitDone => {
+                        let all = std::mem::take(&mut listing);
+                        log.push((max_rv(&all), Change::Secrets(all)));
+                    }
                 }
             }
         });
@@ -81,15 +98,19 @@ impl Observer {
             let mut s = watcher::watcher(pods, watcher::Config::default())
                 .default_backoff()
                 .boxed();
+            let mut listing = Vec::new();
             while let Some(ev) = s.next().await {
                 let Ok(ev) = ev else { continue };
                 let mut log = l2.lock().unwrap();
                 match ev {
-                    Event::Apply(o) | Event::InitApply(o) => {
-                        log.push((rv(&o), Change::Pod(Box::new(o))))
-                    }
+                    Event::Apply(o) => log.push((rv(&o), Change::Pod(Box::new(o)))),
                     Event::Delete(o) => log.push((u64::MAX, Change::PodGone(o.name_any()))),
-                    _ => {}
+                    Event::Init => listing.clear(),
+                    Event::InitApply(o) => listing.push(o),
+                    Event::InitDone => {
+                        let all = std::mem::take(&mut listing);
+                        log.push((max_rv(&all), Change::Pods(all)));
+                    }
                 }
             }
         });
@@ -105,8 +126,10 @@ impl Observer {
         }
     }
 
-    /// Everything recorded, in the order the API server made the changes.
-    fn ordered(&self) -> Vec<(u64, Change)> {
+    /// Everything recorded, in the order the API server made the changes;
+    /// a snapshot is spread into its objects, and only the last of them is
+    /// marked `true` (a state to check: the others are halfway through it).
+    fn ordered(&self) -> Vec<(u64, Change, bool)> {
         let mut log = self.log.lock().unwrap().clone();
         // Deletions carry no resourceVersion here; keep them in arrival order
         // after the change they follow.
@@ -119,15 +142,32 @@ impl Observer {
             }
         }
         log.sort_by_key(|(v, _)| *v);
-        log
+        let mut flat = Vec::with_capacity(log.len());
+        for (v, change) in log {
+            let parts: Vec<Change> = match change {
+                Change::Secrets(all) => all
+                    .into_iter()
+                    .map(|o| Change::Secret(Box::new(o)))
+                    .collect(),
+                Change::Pods(all) => all.into_iter().map(|o| Change::Pod(Box::new(o))).collect(),
+                one => vec![one],
+            };
+            let n = parts.len();
+            flat.extend(
+                parts
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, c)| (v, c, i + 1 == n)),
+            );
+        }
+        flat
     }
 
     /// Every key (plain key material) any recorded Secret held: what must
     /// never show up in logs, events or status (I4).
     pub fn keys(&self) -> BTreeSet<String> {
-        let log = self.log.lock().unwrap();
         let mut keys = BTreeSet::new();
-        for (_, change) in log.iter() {
+        for (_, change, _) in self.ordered() {
             let Change::Secret(s) = change else { continue };
             for (name, value) in s.data.iter().flatten() {
                 if name == "key" || name.ends_with(".key") {
@@ -142,7 +182,7 @@ impl Observer {
     /// satisfies `when` (called on every Secret change in order); None if none did.
     pub fn pods_at(&self, mut when: impl FnMut(&Secret) -> bool) -> Option<Vec<Pod>> {
         let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
-        for (_, change) in self.ordered() {
+        for (_, change, _) in self.ordered() {
             match change {
                 Change::Secret(s) if when(&s) => return Some(pods.into_values().collect()),
                 Change::Pod(p) => {
@@ -191,7 +231,7 @@ impl Observer {
         let mut ledger = VersionLedger::default();
         let vkey = k::report(rotation, "verifier");
         let pkey = k::report(rotation, "presenter");
-        for (i, (_, change)) in log.iter().enumerate() {
+        for (i, (_, change, whole)) in log.iter().enumerate() {
             match change {
                 Change::Secret(s) => {
                     let name = s.name_any();
@@ -240,6 +280,10 @@ impl Observer {
                 Change::PodGone(name) => {
                     pods.remove(name);
                 }
+                Change::Secrets(_) | Change::Pods(_) => unreachable!("spread by ordered()"),
+            }
+            if !whole {
+                continue; // halfway through a snapshot
             }
             if let Some(a) = &accepted {
                 check_current_accepted(a, current).map_err(|e| format!("at change {i}: {e}"))?;
