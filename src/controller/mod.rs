@@ -73,7 +73,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, health: 
     };
     let api = ApiHealth::new(client.clone());
     tokio::spawn(api.clone().run(health.clone()));
-    let synced = Synced::new(scopes.len(), health);
+    let readiness = Readiness::new(scopes.len(), health);
     let runs = scopes.into_iter().enumerate().map(|(i, ns)| {
         supervise(
             client.clone(),
@@ -82,7 +82,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, health: 
             metrics.clone(),
             Scope {
                 index: i,
-                synced: synced.clone(),
+                readiness: readiness.clone(),
                 api: api.clone(),
             },
         )
@@ -100,7 +100,7 @@ async fn supervise(
 ) {
     let mut outages = scope.api.outages();
     loop {
-        scope.synced.set(scope.index, false);
+        scope.readiness.set(scope.index, false);
         let run = run_scope(
             client.clone(),
             namespace.clone(),
@@ -120,20 +120,20 @@ async fn supervise(
 #[derive(Clone)]
 struct Scope {
     index: usize,
-    synced: Arc<Synced>,
+    readiness: Arc<Readiness>,
     api: Arc<ApiHealth>,
 }
 
 /// Which scopes' caches have synced; ready when all have.
-struct Synced {
+struct Readiness {
     scopes: std::sync::Mutex<Vec<bool>>,
     health: Arc<Health>,
 }
 
-impl Synced {
-    fn new(n: usize, health: Arc<Health>) -> Arc<Synced> {
+impl Readiness {
+    fn new(n: usize, health: Arc<Health>) -> Arc<Readiness> {
         health.waiting("waiting for caches to sync");
-        Arc::new(Synced {
+        Arc::new(Readiness {
             scopes: std::sync::Mutex::new(vec![false; n]),
             health,
         })
@@ -217,7 +217,7 @@ async fn run_scope(
             while !pod_cache.is_ready() {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            ready.synced.set(ready.index, true);
+            ready.readiness.set(ready.index, true);
         }
     }));
     let api_health = scope.api.clone();

@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Secret};
 use kube::api::ListParams;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::context::Context;
@@ -203,6 +204,8 @@ pub async fn consumers(
     )
     .await?;
     observed.traffic = traffic(&name, &v.verifier_secret, &spec.consumers.verifiers, &pods);
+    // The pods may not show the nudges this process sent yet.
+    ctx.nudges.recall(&ObjectRef::from_obj(rot), observed);
     Ok(())
 }
 

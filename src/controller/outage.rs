@@ -4,9 +4,10 @@
 //! After kube-apiserver restarts, kube-runtime's watchers retry their watch
 //! from the last resourceVersion they saw, which the new server's watch
 //! cache may not serve ("too old resource version"); with their backoff
-//! grown during the outage, the caches stayed stale and the controller
-//! idle for minutes (measured on a real control plane: 229 s from the API's
-//! return to Stable, against 4 s for a freshly started operator). So every
+//! grown during the outage, the caches stayed stale and no scheduled
+//! reconcile ran (on the real control plane: a rotation still in Promoting
+//! 120 s after the API's return, where the undisturbed step takes 10 s;
+//! a freshly started operator has no such state). So every
 //! failure makes the API *suspect*: one probe (`GET /version`) tells a
 //! passing error from an outage. While the API does not answer, `/readyz`
 //! says so and rotations pause (keys stay valid, I7). When it answers again

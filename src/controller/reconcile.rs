@@ -70,7 +70,7 @@ pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) ->
 ///    and an event say what to fix; every key stays as it is.
 /// 3. **observe** (I/O): the rotation's Secrets (one LIST), its consumer pods
 ///    (from the cache, with the nudges this process sent, which the cache
-///    may not show yet), workloads, requests, status record; a version Secret
+///    may not show yet; `observe::consumers`), workloads, requests, status record; a version Secret
 ///    the list lacks is read again before it counts as lost. A projected
 ///    Secret of the same name owned by someone else blocks.
 /// 4. **detect tampering** (pure): projected Secrets edited by hand are
@@ -112,7 +112,6 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         return Ok(Requeue::requeue(CONFLICT_RETRY));
     }
     let key = ObjectRef::from_obj(rot);
-    ctx.nudges.recall(&key, &mut obs.observed);
     let writer = writer(rot, &validated, ctx, now);
     repair::detect_tampering(&writer.layout, &mut obs, validated.policy.combined, now);
     let decided = plan(&validated.policy, &obs.observed, now);
@@ -195,8 +194,6 @@ async fn fresh(
     let ns = rot.namespace().unwrap_or_default();
     let pods = freshness::pods_since(&ctx.client, &ns, &dep.resource_version).await?;
     super::observe::consumers(rot, validated, ctx, &pods, &mut obs.observed).await?;
-    ctx.nudges
-        .recall(&ObjectRef::from_obj(rot), &mut obs.observed);
     let again = plan(&validated.policy, &obs.observed, now);
     if freshness::same_decision(&decided, &again) {
         Ok(Some(again))

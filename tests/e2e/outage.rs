@@ -9,12 +9,12 @@
 //! Ignored in the parallel suite (every other scenario would lose the API
 //! too): `.ci/run` runs it alone, after the suite.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use keyrotor::ops::admin;
 use keyrotor::rotation::Stage;
+use keyrotor_testsupport::{eventually, eventually_every};
 use serde_json::json;
 
 use super::cluster;
@@ -82,7 +82,7 @@ async fn the_api_server_down_in_each_stage_and_the_rotation_resumes_within_secon
                 // Sampled every 500 ms until the API server is back.
                 let mut samples = Vec::new();
                 while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                    samples.push(readyz(&operator));
+                    samples.push(readyz(&operator).await);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 samples.iter().all(|s| *s == Some(200))
@@ -145,49 +145,34 @@ async fn outage(args: &[impl AsRef<str>]) {
 
 /// Waits until the rotation's status shows `stage`.
 async fn wait_stage(client: &kube::Client, ns: &str, name: &str, stage: Stage, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while get(client, ns, name).await.status.and_then(|s| s.stage) != Some(stage) {
-        assert!(
-            Instant::now() < deadline,
-            "{ns}/{name} never reached {stage:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("{ns}/{name} in {stage:?}");
+    eventually_every(&what, limit, Duration::from_millis(100), async || {
+        get(client, ns, name).await.status.and_then(|s| s.stage) == Some(stage)
+    })
+    .await
 }
 
-/// When the stage first differs from `from` (polled every 100 ms, at most 3 min).
+/// When the stage first differs from `from`, and what it became.
 async fn next_stage(client: &kube::Client, ns: &str, name: &str, from: Stage) -> (Instant, Stage) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Some(stage) = get(client, ns, name).await.status.and_then(|s| s.stage)
-            && stage != from
-        {
-            return (Instant::now(), stage);
-        }
-        assert!(Instant::now() < deadline, "{ns}/{name} stayed {from:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("{ns}/{name} past {from:?}");
+    let limit = Duration::from_secs(180);
+    eventually_every(&what, limit, Duration::from_millis(100), async || {
+        let stage = get(client, ns, name).await.status.and_then(|s| s.stage)?;
+        (stage != from).then(|| (Instant::now(), stage))
+    })
+    .await
 }
 
 async fn wait_ready(operator: &Operator, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while readyz(operator) != Some(200) {
-        assert!(Instant::now() < deadline, "/readyz never turned 200");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("/readyz 200", limit, async || {
+        readyz(operator).await == Some(200)
+    })
+    .await
 }
 
 /// The status code of the operator's `/readyz` (`None`: no answer in 2 s).
-fn readyz(operator: &Operator) -> Option<u16> {
-    let mut s = TcpStream::connect(&operator.admin).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET /readyz HTTP/1.0\r\nHost: {}\r\n\r\n",
-        operator.admin
-    )
-    .ok()?;
-    let mut head = String::new();
-    s.read_to_string(&mut head).ok()?;
-    head.split_whitespace().nth(1)?.parse().ok()
+async fn readyz(operator: &Operator) -> Option<u16> {
+    let addr = operator.admin.parse().ok()?;
+    let answer = tokio::time::timeout(Duration::from_secs(2), admin::get(addr, "/readyz"));
+    Some(answer.await.ok()?.ok()?.0)
 }

@@ -297,6 +297,17 @@ impl Planner<'_> {
 
     /// Rollback: while the previous version is still accepted, presenters go
     /// back to it and the newer version is abandoned (its number never reused).
+    /// The version a rollback from `current` returns presenters to: the
+    /// newest older one still accepted and not itself abandoned.
+    fn rollback_target(&self, current: Version) -> Option<Version> {
+        self.projected
+            .accepted
+            .range(..current)
+            .rev()
+            .copied()
+            .find(|v| !self.versions.abandoned.contains(v))
+    }
+
     /// A rollback from Promoting writes two things: the abandoned mark on
     /// the current version, then presenters back to the previous one. After
     /// a crash between the two, the mark makes the request look handled;
@@ -311,14 +322,7 @@ impl Planner<'_> {
         if !abandoned {
             return false;
         }
-        let Some(prev) = self
-            .projected
-            .accepted
-            .range(..current)
-            .rev()
-            .copied()
-            .find(|v| !self.versions.abandoned.contains(v))
-        else {
+        let Some(prev) = self.rollback_target(current) else {
             return false;
         };
         self.versions.abandoned.insert(current);
@@ -358,13 +362,7 @@ impl Planner<'_> {
             );
             return true;
         }
-        let previous = self
-            .projected
-            .accepted
-            .range(..current)
-            .rev()
-            .copied()
-            .find(|v| !self.versions.abandoned.contains(v));
+        let previous = self.rollback_target(current);
         if let Some(prev) = previous {
             self.abandon(current, requests);
             self.move_projection_to(self.projected.accepted.clone(), Some(prev));
