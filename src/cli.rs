@@ -25,6 +25,10 @@ pub enum Command {
     /// Sidecar: report the revisions of the mounted projected Secrets as
     /// annotations on this pod (POD_NAME, POD_NAMESPACE from the Downward API).
     Reporter(crate::reporter::ReporterArgs),
+    /// Sidecar beside a gateway: answer nginx `auth_request`, Envoy
+    /// `ext_authz` and Traefik `ForwardAuth` checks against the mounted
+    /// verifier Secret, confirm what it loaded, count traffic per version.
+    Verifier(crate::gateway::VerifierArgs),
     /// A sample service on the client library: a verifier that answers
     /// requests and a presenter that calls it and records each outcome.
     #[command(subcommand)]
@@ -63,6 +67,15 @@ pub fn run(cli: Cli) -> CliResult {
                 .build()
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
             runtime.block_on(crate::reporter::main(args))
+        }
+        Command::Verifier(args) => {
+            init_logging(args.log_format);
+            // One thread: checks take microseconds; a second core is the gateway's.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            runtime.block_on(crate::gateway::main(args))
         }
         Command::SampleApp(app) => {
             init_logging(LogFormat::Text);

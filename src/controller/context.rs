@@ -11,6 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use super::events::Recorder;
 use super::index::PodCache;
 use super::nudges::NudgeLog;
+use super::stale_clients::StaleClients;
 use crate::api::{ApiKeyRotation, ApiKeyRotationStatus};
 use crate::ops::Metrics;
 
@@ -22,6 +23,8 @@ pub struct Context {
     pub metrics: std::sync::Arc<Metrics>,
     /// Nudges sent, for when the pod cache lags behind them.
     pub nudges: NudgeLog,
+    /// Verifier pods' retired-version counts already announced.
+    pub stale_clients: StaleClients,
     failures: Mutex<HashMap<ObjectRef<ApiKeyRotation>, u32>>,
     conflicts: Mutex<HashMap<ObjectRef<ApiKeyRotation>, u32>>,
     status_written: Mutex<HashMap<ObjectRef<ApiKeyRotation>, std::time::Instant>>,
@@ -42,6 +45,7 @@ impl Context {
             pods,
             metrics,
             nudges: NudgeLog::default(),
+            stale_clients: StaleClients::default(),
             failures: Mutex::new(HashMap::new()),
             conflicts: Mutex::new(HashMap::new()),
             status_written: Mutex::new(HashMap::new()),
@@ -140,6 +144,7 @@ impl Context {
     /// Forgets a deleted rotation.
     pub fn forget(&self, obj: &ObjectRef<ApiKeyRotation>) {
         self.nudges.forget(obj);
+        self.stale_clients.forget(obj);
         for map in [&self.failures, &self.conflicts] {
             map.lock().unwrap_or_else(|e| e.into_inner()).remove(obj);
         }

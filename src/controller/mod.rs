@@ -13,10 +13,12 @@ mod nudges;
 pub mod observe;
 mod outage;
 pub mod pods;
+mod readiness;
 mod reconcile;
 pub mod render;
 mod repair;
 mod rollout;
+pub mod stale_clients;
 mod status;
 
 use std::sync::Arc;
@@ -34,6 +36,7 @@ pub use context::Context;
 pub use error::Error;
 use index::{PodCache, RotationIndex};
 use outage::ApiHealth;
+use readiness::Readiness;
 pub use reconcile::{error_policy, reconcile};
 
 use crate::api::ApiKeyRotation;
@@ -100,7 +103,7 @@ async fn supervise(
 ) {
     let mut outages = scope.api.outages();
     loop {
-        scope.readiness.set(scope.index, false);
+        scope.readiness.set_synced(scope.index, false);
         let run = run_scope(
             client.clone(),
             namespace.clone(),
@@ -124,32 +127,11 @@ struct Scope {
     api: Arc<ApiHealth>,
 }
 
-/// Which scopes' caches have synced; ready when all have.
-struct Readiness {
-    scopes: std::sync::Mutex<Vec<bool>>,
-    health: Arc<Health>,
-}
-
-impl Readiness {
-    fn new(n: usize, health: Arc<Health>) -> Arc<Readiness> {
-        health.waiting("waiting for caches to sync");
-        Arc::new(Readiness {
-            scopes: std::sync::Mutex::new(vec![false; n]),
-            health,
-        })
-    }
-
-    fn set(&self, i: usize, synced: bool) {
-        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
-        let was = scopes.iter().all(|s| *s);
-        scopes[i] = synced;
-        let all = scopes.iter().all(|s| *s);
-        if all && !was {
-            self.health.ready();
-            info!("caches synced; ready");
-        } else if !synced && was {
-            self.health.waiting("waiting for caches to sync");
-        }
+impl Scope {
+    /// Tells readiness what one of this scope's watches yields.
+    fn track<K>(&self, watch: &'static str) -> impl FnMut(&watcher::Result<K>) + use<K> {
+        let (readiness, index) = (self.readiness.clone(), self.index);
+        move |event| readiness.watch(index, watch, event)
     }
 }
 
@@ -168,6 +150,7 @@ async fn run_scope(
         let (cache, index, health) = (pod_cache.clone(), rotation_index.clone(), scope.api.clone());
         watcher(api::<Pod>(&client, ns), watcher::Config::default())
             .default_backoff()
+            .inspect(scope.track("Pod"))
             .flat_map(move |event| {
                 let refs = match event {
                     Ok(event) => cache
@@ -201,6 +184,7 @@ async fn run_scope(
         .modify(|r| r.metadata.managed_fields = None),
     )
     .default_backoff()
+    .inspect(scope.track("ApiKeyRotation"))
     .inspect(move |event| {
         if let Ok(event) = event {
             index.apply(event);
@@ -217,15 +201,20 @@ async fn run_scope(
             while !pod_cache.is_ready() {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            ready.readiness.set(ready.index, true);
+            ready.readiness.set_synced(ready.index, true);
         }
     }));
     let api_health = scope.api.clone();
     let (r2, r3, r4) = (rotations.clone(), rotations.clone(), rotations);
     controller
-        .owns(
-            api::<Secret>(&client, ns),
-            watcher::Config::default().labels(k::ROTATION_LABEL),
+        .owns_stream(
+            watcher(
+                api::<Secret>(&client, ns),
+                watcher::Config::default().labels(k::ROTATION_LABEL),
+            )
+            .default_backoff()
+            .inspect(scope.track("Secret"))
+            .touched_objects(),
         )
         .reconcile_on(pod_triggers)
         .watches_stream(
@@ -234,6 +223,7 @@ async fn run_scope(
                 watcher::Config::default(),
             )
             .default_backoff()
+            .inspect(scope.track("Deployment"))
             .touched_objects(),
             move |m| by_workload(&r2, WorkloadKind::Deployment, &m.name_any(), m.namespace()),
         )
@@ -243,6 +233,7 @@ async fn run_scope(
                 watcher::Config::default(),
             )
             .default_backoff()
+            .inspect(scope.track("StatefulSet"))
             .touched_objects(),
             move |m| by_workload(&r3, WorkloadKind::StatefulSet, &m.name_any(), m.namespace()),
         )
@@ -252,6 +243,7 @@ async fn run_scope(
                 watcher::Config::default(),
             )
             .default_backoff()
+            .inspect(scope.track("DaemonSet"))
             .touched_objects(),
             move |m| by_workload(&r4, WorkloadKind::DaemonSet, &m.name_any(), m.namespace()),
         )

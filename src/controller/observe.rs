@@ -10,6 +10,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Secret};
+use keyrotor_consumer::traffic::Traffic;
 use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
@@ -45,6 +46,9 @@ pub struct Snapshot {
     pub adopted_key: Option<SecretKey>,
     /// Projected Secrets that exist but belong to someone else.
     pub conflicts: Vec<String>,
+    /// What each verifier pod's `keyrotor verifier` checked (its `traffic`
+    /// annotation), for the missed-rotation warning.
+    pub gateway_traffic: Vec<(String, Traffic)>,
 }
 
 pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Result<Snapshot> {
@@ -118,6 +122,7 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         &selectors,
     );
     consumers(rot, v, ctx, &pods, &mut observed).await?;
+    let gateway_traffic = gateway_traffic(&name, v, &rot.spec.consumers.verifiers, &pods);
     let spec = &rot.spec;
     observed.rotate = Requests {
         spec: spec.rotation_request.clone(),
@@ -151,6 +156,7 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         presenter_secret,
         adopted_key,
         conflicts,
+        gateway_traffic,
     };
     // The list may predate a version Secret a projection publishes: look
     // again by name before calling it lost.
@@ -296,6 +302,20 @@ fn traffic(
         }
     }
     out
+}
+
+/// Each running verifier pod's `traffic` annotation, where it has one.
+fn gateway_traffic(
+    rotation: &str,
+    v: &Validated,
+    group: &ConsumerGroup,
+    pods: &[Arc<SlimPod>],
+) -> Vec<(String, Traffic)> {
+    let key = k::traffic(rotation);
+    let running: Vec<Arc<SlimPod>> = pods.iter().filter(|p| p.running).cloned().collect();
+    members(group, &v.verifier_secret, &running)
+        .filter_map(|p| Some((p.name.to_string(), Traffic::parse(p.annotations.get(&key)?))))
+        .collect()
 }
 
 /// A referenced workload: the revision stamped in its pod template and

@@ -20,7 +20,7 @@ use super::render::Layout;
 use super::{freshness, repair, status};
 use crate::api::{ApiKeyRotation, DeletionPolicy, validate};
 use crate::conditions::{events, reasons};
-use crate::rotation::{Plan, plan};
+use crate::rotation::{EventType, Plan, plan};
 use crate::wire::FINALIZER;
 
 /// Even with nothing scheduled, look again this often (a missed watch event
@@ -132,6 +132,10 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         &status,
     );
     let deferred = report(rot, ctx, &decided, status).await?;
+    for note in ctx.stale_clients.news(&key, &obs.gateway_traffic) {
+        let reason = super::stale_clients::REASON;
+        emit(&ctx.recorder, rot, EventType::Warning, reason, &note).await;
+    }
     ctx.succeeded(&key);
     ctx.metrics.reconcile_ok();
     Ok(requeue(&decided, deferred, now))

@@ -12,10 +12,22 @@ use tracing::{debug, info};
 use super::health::Health;
 use super::metrics::Metrics;
 
+/// What `/metrics` serves: the operator's registry, or the verifier's.
+pub trait Exposition: Send + Sync + 'static {
+    /// The Prometheus text format.
+    fn encode(&self) -> String;
+}
+
+impl Exposition for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
+}
+
 /// Binds `addr` and serves until the task is dropped; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn Exposition>,
     health: Arc<Health>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -28,7 +40,7 @@ pub async fn serve(
             };
             let (metrics, health) = (metrics.clone(), health.clone());
             tokio::spawn(async move {
-                if let Err(e) = answer(stream, &metrics, &health).await {
+                if let Err(e) = answer(stream, &*metrics, &health).await {
                     debug!(error = %e, "admin request failed");
                 }
             });
@@ -37,7 +49,11 @@ pub async fn serve(
     Ok(local)
 }
 
-async fn answer(mut stream: TcpStream, metrics: &Metrics, health: &Health) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    metrics: &dyn Exposition,
+    health: &Health,
+) -> std::io::Result<()> {
     let mut buf = [0u8; 2048];
     let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
         .await

@@ -13,7 +13,7 @@ use keyrotor::consumer::pod::{PodAnnotator, PodRef};
 use keyrotor::consumer::presenter::Presenter;
 use keyrotor::consumer::reload::spawn_reload;
 use keyrotor::consumer::usage::{DEFAULT_INTERVAL, UsageReporter};
-use keyrotor::consumer::verifier::Verifier;
+use keyrotor::consumer::verifier::{Check, Verifier};
 use keyrotor::wire::{REPORTER_MANAGER, USAGE_MANAGER};
 use keyrotor_testkit::FakeApi;
 use keyrotor_testsupport::volume::{self, Volume};
@@ -88,6 +88,42 @@ fn the_verifier_reloads_after_a_swap_and_refuses_a_retired_key() {
     verifier.refresh().unwrap().expect("the swap is seen");
     assert_eq!(verifier.verify(k1.expose().as_bytes()), None, "retired");
     assert_eq!(verifier.verify(k2.expose().as_bytes()), Some(2));
+}
+
+#[test]
+fn a_retired_key_is_told_apart_from_an_unknown_one_and_accepted_again_after_a_rollback() {
+    let (k1, k2, typo) = (volume::key(), volume::key(), volume::key());
+    let mut vol = Volume::new("retired");
+    vol.publish(&volume::verifier("api", 1, &[(1, &k1), (2, &k2)]));
+    let verifier = Verifier::open(&vol.dir).unwrap();
+    let now = Timestamp::now();
+    let check = |k: &keyrotor::keys::SecretKey| verifier.check_at(k.expose().as_bytes(), now);
+    assert_eq!(check(&k1), Check::Accepted(1));
+    assert_eq!(check(&typo), Check::Unknown);
+
+    vol.publish(&volume::verifier("api", 2, &[(2, &k2)]));
+    verifier.refresh().unwrap().expect("the swap is seen");
+    assert_eq!(
+        check(&k1),
+        Check::Retired(1),
+        "v1 was accepted, then retired"
+    );
+    assert_eq!(check(&typo), Check::Unknown);
+    assert_eq!(check(&k2), Check::Accepted(2));
+
+    vol.publish(&volume::verifier("api", 3, &[(1, &k1), (2, &k2)]));
+    verifier.refresh().unwrap().expect("the swap is seen");
+    assert_eq!(
+        check(&k1),
+        Check::Accepted(1),
+        "rolled back to: accepted again"
+    );
+    // Neither the verifier nor its state prints a key or a digest.
+    let debug = format!("{verifier:?}");
+    assert!(
+        !debug.contains(k1.expose()) && debug.contains("retired"),
+        "{debug}"
+    );
 }
 
 #[test]

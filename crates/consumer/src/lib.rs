@@ -12,6 +12,8 @@
 //! - [`verifier`] and [`presenter`]: the client library for Rust apps.
 //! - [`usage`]: when each version was last presented, reported coarsely to the
 //!   pod's `last-seen` annotation for Traffic mode.
+//! - [`traffic`]: what a verifier endpoint checked per version (accepted,
+//!   retired), as its pod reports it.
 //! - [`pod`]: writing annotations on the process's own Pod.
 //! - [`reload`]: background hot reload with revision reports, usage reports.
 //! - [`reporter`]: the loop of the `keyrotor reporter` sidecar.
@@ -26,6 +28,7 @@ pub mod presenter;
 pub mod reload;
 pub mod reporter;
 pub mod store;
+pub mod traffic;
 pub mod usage;
 pub mod verifier;
 pub mod volume;

@@ -99,6 +99,14 @@ pub fn last_seen(rotation: &str) -> String {
     format!("{rotation}{POD_ANNOTATION_DOMAIN}last-seen")
 }
 
+/// Written by a `keyrotor verifier` sidecar on its pod: requests it checked
+/// since it started (`accepted=<v>:<n>,…;retired=<v>:<n>,…;client=<ip>`;
+/// see [`crate::traffic`]). Retired counts tell the operator that a client
+/// missed a rotation.
+pub fn traffic(rotation: &str) -> String {
+    format!("{rotation}{POD_ANNOTATION_DOMAIN}traffic")
+}
+
 // --- Secret data keys: the files consumers read ------------------------------
 
 /// The key: in a version Secret, and the current key in a presenter Secret.

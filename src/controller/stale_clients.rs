@@ -1,0 +1,106 @@
+//! Clients that missed a rotation, as `keyrotor verifier` endpoints report
+//! them in their pods' `traffic` annotation (see
+//! `keyrotor_consumer::traffic`): a retired version still presented.
+//!
+//! Each verifier pod's retired count is remembered, and a Warning event is
+//! due when it grows (or starts again after the pod restarted). The sidecar
+//! writes that annotation at most once per usage interval, so the events are
+//! bounded by it: one per verifier pod and interval at most. A restarted
+//! operator announces a pod's standing count once more.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use keyrotor_consumer::traffic::Traffic;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::ApiKeyRotation;
+
+/// The event's reason.
+pub const REASON: &str = "RetiredKeyPresented";
+
+#[derive(Default)]
+pub struct StaleClients {
+    seen: Mutex<HashMap<ObjectRef<ApiKeyRotation>, BTreeMap<String, u64>>>,
+}
+
+impl StaleClients {
+    /// The event notes due for these verifier pods' traffic; remembers it.
+    pub fn news(&self, rot: &ObjectRef<ApiKeyRotation>, pods: &[(String, Traffic)]) -> Vec<String> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let known = seen.entry(rot.clone()).or_default();
+        let mut notes = Vec::new();
+        for (pod, traffic) in pods {
+            let total = traffic.retired_total();
+            let before = known.insert(pod.clone(), total).unwrap_or(0);
+            if total == 0 || total == before {
+                continue;
+            }
+            let new = if total > before {
+                total - before
+            } else {
+                total
+            };
+            let versions = traffic
+                .retired
+                .keys()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let client = traffic
+                .client
+                .map(|c| format!(", last from client {c}"))
+                .unwrap_or_default();
+            notes.push(format!(
+                "verifier pod {pod} refused {new} more request(s) presenting retired version(s) {versions}{client}: a client missed the rotation; give it the current key (it keeps being refused)"
+            ));
+        }
+        known.retain(|p, _| pods.iter().any(|(q, _)| q == p));
+        notes
+    }
+
+    pub fn forget(&self, rot: &ObjectRef<ApiKeyRotation>) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(rot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, annotation: &str) -> (String, Traffic) {
+        (name.to_string(), Traffic::parse(annotation))
+    }
+
+    #[test]
+    fn a_growing_retired_count_is_announced_once_per_change() {
+        let log = StaleClients::default();
+        let rot = ObjectRef::new("orders").within("shop");
+        assert!(
+            log.news(&rot, &[pod("gw-0", "accepted=2:10;retired=")])
+                .is_empty()
+        );
+        let notes = log.news(
+            &rot,
+            &[pod("gw-0", "accepted=2:10;retired=1:3;client=10.0.0.7")],
+        );
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].contains("gw-0 refused 3 more") && notes[0].contains("10.0.0.7"),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            log.news(&rot, &[pod("gw-0", "accepted=2:99;retired=1:3")])
+                .is_empty()
+        );
+        let notes = log.news(&rot, &[pod("gw-0", "accepted=2:99;retired=1:5")]);
+        assert!(notes[0].contains("refused 2 more"), "{}", notes[0]);
+        // The sidecar restarted: its count starts again.
+        let notes = log.news(&rot, &[pod("gw-0", "accepted=2:1;retired=1:1")]);
+        assert!(notes[0].contains("refused 1 more"), "{}", notes[0]);
+    }
+}
