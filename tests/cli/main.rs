@@ -1,6 +1,6 @@
 //! keyrotor's binaries as a user runs them, one test binary: the offline
 //! commands, `kubectl keyrotor`, `keyrotor run` and `keyrotor sample-app` as
-//! processes, the demo shortened, the reporter admission policy's CEL, and the
+//! processes, `keyrotor verifier` as gateways call it, the demo shortened, the reporter admission policy's CEL, and the
 //! scale bench on ten rotations. Kept in the main package: the tests spawn
 //! `CARGO_BIN_EXE_keyrotor` and `CARGO_BIN_EXE_kubectl-keyrotor`.
 
@@ -11,3 +11,4 @@ mod plugin;
 mod reporter_policy;
 mod run_binary;
 mod sample_app;
+mod verifier;
