@@ -19,6 +19,7 @@ mod operator;
 mod cel;
 mod crash;
 mod deletion;
+mod gateway;
 mod helm;
 mod leader;
 mod outage;

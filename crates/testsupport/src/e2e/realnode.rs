@@ -43,7 +43,7 @@ pub fn real_nodes(cluster: &Cluster) -> bool {
     n > 0
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -53,7 +53,7 @@ fn free_port() -> u16 {
 
 /// The API server as pods on a hostNetwork node reach it (the `kubernetes`
 /// Service's cluster IP is not routed here: there is no kube-proxy).
-fn api_env() -> Value {
+pub fn api_env() -> Value {
     let server = std::env::var("KEYROTOR_CLUSTER_SERVER").expect("KEYROTOR_CLUSTER_SERVER");
     let port = server.rsplit(':').next().unwrap().to_string();
     json!([
@@ -64,7 +64,7 @@ fn api_env() -> Value {
 
 /// A real-node pod template: the sample app and the reporter sidecar, both
 /// keyrotor's binary, reading the Secret kubelet projects at /keys.
-fn template(app: &str, secret: &str, args: Value, records: &Path) -> Value {
+pub fn template(app: &str, secret: &str, args: Value, records: &Path) -> Value {
     let mut env = api_env();
     for (name, path) in [
         ("POD_NAME", "metadata.name"),
@@ -111,7 +111,7 @@ fn template(app: &str, secret: &str, args: Value, records: &Path) -> Value {
     })
 }
 
-fn deployment(ns: &str, name: &str, replicas: i32, template: Value) -> Deployment {
+pub fn deployment(ns: &str, name: &str, replicas: i32, template: Value) -> Deployment {
     serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": ns},
@@ -264,6 +264,48 @@ pub async fn all_report(pods: &Api<Pod>, rotation: &str, revision: u64) -> bool 
         })
 }
 
+/// What real-node pods of namespace `ns` need: `keyrotor` packed into the
+/// app image, the `app` ServiceAccount with the reporter's RBAC, and an
+/// empty directory `<dir>-<ns>` the pods write their records to.
+pub fn prepare(cluster: &Cluster, ns: &str, keyrotor: &Path, dir: &str) -> PathBuf {
+    pack(
+        cluster,
+        &[std::ffi::OsStr::new("app"), keyrotor.as_os_str()],
+    );
+    let rbac = std::fs::read_to_string(repo().join("examples/reporter-rbac.yaml"))
+        .unwrap()
+        .replace("namespace: shop", &format!("namespace: {ns}"))
+        .replace("orders-api", "app");
+    cluster.ok(&["create", "serviceaccount", "app", "-n", ns]);
+    cluster.ok_stdin(&["apply", "-f", "-"], &rbac);
+    records_dir(cluster, &format!("{dir}-{ns}"))
+}
+
+/// Packs an image (`tests/cluster/images ARGS…`) into every real node.
+pub fn pack(cluster: &Cluster, args: &[&std::ffi::OsStr]) {
+    let image = std::process::Command::new(repo().join("tests/cluster/images"))
+        .args(args)
+        .arg("--dir")
+        .arg(&cluster.dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(image.success(), "packing the image failed");
+}
+
+/// An empty directory under the cluster's that non-root pods can write.
+pub fn records_dir(cluster: &Cluster, name: &str) -> PathBuf {
+    let records: PathBuf = cluster.dir.join(name);
+    let _ = std::fs::remove_dir_all(&records);
+    std::fs::create_dir_all(&records).unwrap();
+    // The apps run as a non-root user and write their records here.
+    std::process::Command::new("chmod")
+        .args(["1777", records.to_str().unwrap()])
+        .status()
+        .unwrap();
+    records
+}
+
 /// Real pods on a real node, with the operator installed by helm, running
 /// rotation `api` (Report mode, 1 s minimum grace) under traffic.
 pub struct Stage {
@@ -292,30 +334,7 @@ impl Stage {
             .output();
         let ns = cluster.namespace(ns).await;
         let client = cluster.client().await;
-        let image = std::process::Command::new(repo().join("tests/cluster/images"))
-            .arg("app")
-            .arg(keyrotor)
-            .arg("--dir")
-            .arg(&cluster.dir)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(image.success(), "packing the image failed");
-
-        let rbac = std::fs::read_to_string(repo().join("examples/reporter-rbac.yaml"))
-            .unwrap()
-            .replace("namespace: shop", &format!("namespace: {}", ns.name))
-            .replace("orders-api", "app");
-        cluster.ok(&["create", "serviceaccount", "app", "-n", &ns.name]);
-        cluster.ok_stdin(&["apply", "-f", "-"], &rbac);
-        let records: PathBuf = cluster.dir.join(format!("records-{}", ns.name));
-        let _ = std::fs::remove_dir_all(&records);
-        std::fs::create_dir_all(&records).unwrap();
-        // The apps run as a non-root user and write their records here.
-        std::process::Command::new("chmod")
-            .args(["1777", records.to_str().unwrap()])
-            .status()
-            .unwrap();
+        let records = prepare(cluster, &ns.name, keyrotor, "records");
 
         let operator_ns = cluster.namespace(&operator_ns).await;
         helm_install(cluster, RELEASE, &operator_ns.name, &ns.name);
