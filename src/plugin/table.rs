@@ -177,6 +177,39 @@ pub fn status_details(status: &ApiKeyRotationStatus) -> String {
     out
 }
 
+/// What `keyrotor verifier` endpoints checked, summed over `endpoints` pods
+/// (empty when none reported).
+pub fn traffic_details(endpoints: usize, t: &keyrotor_consumer::traffic::Traffic) -> String {
+    if endpoints == 0 {
+        return String::new();
+    }
+    let counts = |m: &std::collections::BTreeMap<u64, u64>| {
+        m.iter()
+            .map(|(v, n)| format!("v{v} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = format!(
+        "Traffic at {endpoints} verifier endpoint(s): accepted {}\n",
+        if t.accepted.is_empty() {
+            "none".to_string()
+        } else {
+            counts(&t.accepted)
+        }
+    );
+    if !t.retired.is_empty() {
+        let client = t
+            .client
+            .map(|c| format!(", last from {c}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "Retired versions still presented (a client missed a rotation): {}{client}\n",
+            counts(&t.retired)
+        ));
+    }
+    out
+}
+
 /// Columns of `history`.
 pub const HISTORY_HEADERS: [&str; 6] = [
     "VERSION",
@@ -332,6 +365,18 @@ mod tests {
         assert_eq!(
             status_details(&status),
             "Waiting for presenters (Report, revision 5): shop/web-a, shop/web-b and 1 more\n"
+        );
+    }
+
+    #[test]
+    fn traffic_sums_the_endpoints_and_names_retired_versions() {
+        use keyrotor_consumer::traffic::Traffic;
+        assert_eq!(traffic_details(0, &Traffic::default()), "");
+        let t = Traffic::parse("accepted=3:1520,4:88;retired=2:5;client=10.0.0.5");
+        assert_eq!(
+            traffic_details(2, &t),
+            "Traffic at 2 verifier endpoint(s): accepted v3 1520, v4 88\n\
+             Retired versions still presented (a client missed a rotation): v2 5, last from 10.0.0.5\n"
         );
     }
 }

@@ -4,6 +4,8 @@
 //! never take ownership of what keyrotor or a GitOps tool applies.
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use keyrotor_consumer::traffic::Traffic;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -20,6 +22,7 @@ const REVOKE_ATTEMPTS: usize = 5;
 
 /// One named ApiKeyRotation.
 pub struct Target {
+    client: Client,
     api: Api<ApiKeyRotation>,
     namespace: String,
     name: String,
@@ -28,10 +31,31 @@ pub struct Target {
 impl Target {
     pub fn new(client: Client, namespace: &str, name: String) -> Self {
         Target {
+            client: client.clone(),
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_string(),
             name,
         }
+    }
+
+    /// What verifier endpoints in the namespace reported for this rotation
+    /// (their pods' `traffic` annotation); empty when none did or pods
+    /// cannot be listed.
+    async fn traffic(&self) -> String {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let Ok(list) = pods.list_metadata(&ListParams::default()).await else {
+            return String::new();
+        };
+        let key = k::traffic(&self.name);
+        let mut sum = Traffic::default();
+        let mut endpoints = 0;
+        for p in &list.items {
+            if let Some(text) = p.annotations().get(&key) {
+                sum.add(&Traffic::parse(text));
+                endpoints += 1;
+            }
+        }
+        table::traffic_details(endpoints, &sum)
     }
 
     /// `shop/orders`, as errors and confirmations name it.
@@ -87,9 +111,12 @@ pub async fn status_one(target: &Target, now: Timestamp) -> Result<String, Error
         .as_ref()
         .map(table::status_details)
         .unwrap_or_default();
-    if !details.is_empty() {
-        out.push('\n');
-        out.push_str(&details);
+    let traffic = target.traffic().await;
+    for part in [details, traffic] {
+        if !part.is_empty() {
+            out.push('\n');
+            out.push_str(&part);
+        }
     }
     Ok(out)
 }

@@ -363,3 +363,45 @@ async fn it_confirms_what_it_loaded_and_reports_traffic_on_its_pod() {
     .await;
     assert!(seen.starts_with("2="), "{seen}");
 }
+
+/// The nginx configuration shipped in examples/gateway-nginx/ is valid nginx
+/// (`nginx -t` of Debian's nginx; `.ci/run` installs it).
+#[test]
+fn the_example_nginx_configuration_is_valid_nginx() {
+    let nginx = std::path::Path::new("/usr/sbin/nginx");
+    if !nginx.exists() {
+        eprintln!(
+            "\n*** nginx example check SKIPPED: /usr/sbin/nginx missing (.ci/debs nginx) ***\n"
+        );
+        return;
+    }
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/gateway-nginx/10-gateway.yaml"
+    ))
+    .unwrap();
+    let conf = serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|d| {
+            let v = <serde_yaml::Value as serde::Deserialize>::deserialize(d).ok()?;
+            Some(v.get("data")?.get("nginx.conf")?.as_str()?.to_string())
+        })
+        .next()
+        .expect("the example's ConfigMap holds nginx.conf");
+    let dir = std::env::temp_dir().join(format!("keyrotor-nginx-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let out = Command::new(nginx)
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .args(["-e", "stderr", "-g", "daemon off;"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.contains("test is successful"),
+        "{said}"
+    );
+}

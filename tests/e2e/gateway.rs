@@ -333,6 +333,27 @@ async fn nginx_with_the_verifier_sidecar_refuses_nothing_and_names_a_client_that
         warning.contains("retired version(s) 1") && warning.contains("127.0.0.1"),
         "{warning}"
     );
+    // `kubectl keyrotor status` shows what the endpoints checked.
+    let status = eventually(
+        "status shows the retired version",
+        Duration::from_secs(30),
+        async || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-keyrotor"))
+                .args(["status", ROTATION, "-n", &ns.name])
+                .env("KUBECONFIG", &cluster.kubeconfig)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.contains("Retired versions still presented")
+                .then_some(text)
+        },
+    )
+    .await;
+    let _ = writeln!(std::io::stderr(), "kubectl keyrotor status:\n{status}");
+    assert!(
+        status.contains(&format!("Traffic at {GATEWAYS} verifier endpoint(s)")),
+        "{status}"
+    );
     deployments
         .delete("pinned", &DeleteParams::default())
         .await
