@@ -60,7 +60,9 @@ impl Readiness {
         let refusal = match event {
             Ok(_) => None,
             Err(e) => match refused(e) {
-                Some(code) => Some(format!("the {watch} watch is refused ({code}): {e}")),
+                Some((code, message)) => Some(format!(
+                    "the {watch} watch is refused ({code}): {message}; check the operator's RBAC"
+                )),
                 None => return,
             },
         };
@@ -103,16 +105,17 @@ impl Readiness {
     }
 }
 
-/// The status code of an error that only a change to the cluster fixes.
-fn refused(e: &watcher::Error) -> Option<u16> {
-    let code = match e {
+/// The status code and message of an error that only a change to the
+/// cluster fixes.
+fn refused(e: &watcher::Error) -> Option<(u16, &str)> {
+    let status = match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
         | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code,
-        watcher::Error::WatchError(s) => s.code,
+        | watcher::Error::WatchFailed(kube::Error::Api(s))
+        | watcher::Error::WatchError(s) => s,
         _ => return None,
     };
-    matches!(code, 401 | 403 | 404).then_some(code)
+    matches!(status.code, 401 | 403 | 404).then_some((status.code, status.message.as_str()))
 }
 
 #[cfg(test)]

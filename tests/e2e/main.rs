@@ -24,6 +24,7 @@ mod helm;
 mod leader;
 mod outage;
 mod quiet;
+mod readiness;
 mod realpods;
 mod report;
 mod rollout;

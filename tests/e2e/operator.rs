@@ -41,7 +41,27 @@ impl Operator {
         Operator::start(cluster, o)
     }
 
+    /// One replica for `namespace` without leader election, authenticated
+    /// by `kubeconfig` instead of the operator's ServiceAccount.
+    pub fn with_kubeconfig(
+        cluster: &Cluster,
+        namespace: &str,
+        name: &str,
+        kubeconfig: &Path,
+    ) -> Operator {
+        let o = Options {
+            namespace,
+            name,
+            lease: None,
+        };
+        Operator::start_as(cluster, o, kubeconfig)
+    }
+
     pub fn start(cluster: &Cluster, o: Options) -> Operator {
+        Operator::start_as(cluster, o, &cluster.operator_kubeconfig)
+    }
+
+    fn start_as(cluster: &Cluster, o: Options, kubeconfig: &Path) -> Operator {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -61,7 +81,7 @@ impl Operator {
         let mut cmd = Command::new(keyrotor());
         cmd.args(["run", "--namespace", o.namespace, "--admin-address", &admin])
             .args(["--lease-namespace", OPERATOR_NS, "--lease-duration", "4"])
-            .env("KUBECONFIG", &cluster.operator_kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", o.name)
             .env("RUST_LOG", "info,keyrotor=debug,kube_client::client=error")
             .stdin(Stdio::null())
