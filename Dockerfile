@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # keyrotor's image: the operator (`keyrotor run`), the reporter sidecar
-# (`keyrotor reporter`) and the CRD printer in one binary on a distroless,
-# non-root base.
+# (`keyrotor reporter`), the gateways' verifier sidecar (`keyrotor verifier`)
+# and the CRD printer in one binary on a distroless, non-root base.
 #
 #   docker build -t keyrotor:0.1.0 .
 #
@@ -25,6 +25,7 @@ RUN mkdir -p src/bin benches crates/consumer/src crates/testkit/src crates/tests
  && echo 'fn main() {}' > src/bin/kubectl-keyrotor.rs \
  && echo 'fn main() {}' > benches/scale.rs \
  && echo 'fn main() {}' > benches/nudge.rs \
+ && echo 'fn main() {}' > benches/gateway.rs \
  && echo '' > src/lib.rs \
  && echo '' > crates/consumer/src/lib.rs \
  && echo '' > crates/testkit/src/lib.rs \

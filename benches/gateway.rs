@@ -296,10 +296,12 @@ http {{
   fastcgi_temp_path {d}/fastcgi;
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
-  upstream app {{ server {app}; keepalive 16; }}
-  upstream keyrotor_verifier {{ server {endpoint}; keepalive 16; }}
+  upstream app {{ server {app}; keepalive 16; keepalive_requests 10000000; }}
+  upstream keyrotor_verifier {{ server {endpoint}; keepalive 16; keepalive_requests 10000000; }}
   server {{
     listen 127.0.0.1:{port};
+    # One client connection for the whole run (the default closes it after 1,000).
+    keepalive_requests 10000000;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     location /open {{ proxy_pass http://app; }}
