@@ -18,6 +18,7 @@ pub mod conditions;
 pub mod controller;
 #[cfg(feature = "testkit")]
 pub mod demo;
+pub mod hook;
 pub mod logging;
 pub mod ops;
 pub mod plugin;

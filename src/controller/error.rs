@@ -17,6 +17,13 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the ApiKeyRotation has no namespace")]
     NoNamespace,
+    #[error("the verifier hook could not {step} version {version}: {source}")]
+    Hook {
+        step: &'static str,
+        version: u64,
+        #[source]
+        source: crate::controller::hook::HookError,
+    },
 }
 
 impl Error {
@@ -31,6 +38,11 @@ impl Error {
             },
             _ => self,
         }
+    }
+
+    /// The verifier hook call that failed, if that is what failed.
+    pub fn hook(&self) -> Option<&Error> {
+        matches!(self.root(), Error::Hook { .. }).then(|| self.root())
     }
 
     /// A 409 Conflict: the view this reconcile acted on was stale (a
@@ -65,6 +77,7 @@ impl Error {
             Error::Key(_) => "key-generation",
             Error::Finalizer(_) => "finalizer",
             Error::NoNamespace => "invalid-object",
+            Error::Hook { .. } => "hook",
         }
     }
 }
