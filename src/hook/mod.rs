@@ -4,4 +4,4 @@
 
 pub mod protocol;
 pub mod redis;
-mod resp;
+pub mod resp;

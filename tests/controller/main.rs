@@ -9,4 +9,5 @@ mod scenario;
 mod argocd;
 mod operations;
 mod protocol;
+mod redis_hook;
 mod resilience;
