@@ -7,6 +7,7 @@
 mod scenario;
 
 mod argocd;
+mod hook_faults;
 mod operations;
 mod protocol;
 mod redis_hook;
