@@ -7,11 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use keyrotor::conditions::{events, reasons, types};
 use keyrotor_testsupport::harness::{Harness, NS};
-use keyrotor_testsupport::redis::{Clients, HookProcess, KeySource, RedisServer, sha256_hex};
+use keyrotor_testsupport::redis::{
+    Clients, HookProcess, KeySource, RedisServer, SecretVolume, sha256_hex,
+};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -21,56 +23,9 @@ use crate::scenario::{P, V, check_invariants};
 const TOKEN: &str = "hook-token-for-tests";
 const CLIENTS: usize = 3;
 
-/// A presenter pod's volume: the presenter Secret as the API holds it, and
-/// the report of what the client loaded (the client library's report).
-struct PresenterVolume {
-    secrets: Api<Secret>,
-    pods: Api<Pod>,
-    secret: String,
-    pod: String,
-}
-
 fn data(s: &Secret, field: &str) -> Option<String> {
     let b = s.data.as_ref()?.get(field)?;
     Some(String::from_utf8_lossy(&b.0).into_owned())
-}
-
-impl KeySource for PresenterVolume {
-    fn load(&self) -> futures::future::BoxFuture<'_, Option<(String, String)>> {
-        Box::pin(async move {
-            let s = self.secrets.get_opt(&self.secret).await.ok()??;
-            Some((data(&s, "key")?, data(&s, "revision")?))
-        })
-    }
-    fn loaded(&self, revision: String) -> futures::future::BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let key = keyrotor::wire::report("api", "presenter");
-            let patch = json!({"metadata": {"annotations": {key: revision}}});
-            let _ = self
-                .pods
-                .patch(&self.pod, &PatchParams::default(), &Patch::Merge(&patch))
-                .await;
-        })
-    }
-}
-
-/// The naive rotation's Secret: a key the clients reload with their lag.
-struct PlainSecret {
-    secrets: Api<Secret>,
-    name: String,
-}
-
-impl KeySource for PlainSecret {
-    fn load(&self) -> futures::future::BoxFuture<'_, Option<(String, String)>> {
-        Box::pin(async move {
-            let s = self.secrets.get_opt(&self.name).await.ok()??;
-            let key = data(&s, "key")?;
-            Some((key.clone(), key))
-        })
-    }
-    fn loaded(&self, _: String) -> futures::future::BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
 }
 
 fn spec(hook_url: &str, min_grace: &str) -> String {
@@ -103,11 +58,10 @@ async fn started(min_grace: &str) -> (Harness, RedisServer, HookProcess, Clients
         let pod = format!("client-{i}");
         h.set_stuck(&pod, true);
         h.add_pod(&pod, &[P], &[("app", "client")]).await;
-        sources.push(Arc::new(PresenterVolume {
+        sources.push(Arc::new(SecretVolume {
             secrets: h.secrets(),
-            pods: h.pods(),
-            secret: P.into(),
-            pod,
+            name: P.into(),
+            report: Some((h.pods(), pod, "api".into())),
         }));
     }
     h.apply("api", &spec(&hook.url(), min_grace)).await;
@@ -216,9 +170,10 @@ async fn twenty_rotations_through_redis_reject_no_login_and_the_naive_overwrite_
         .unwrap();
     let sources: Vec<Arc<dyn KeySource>> = (0..CLIENTS)
         .map(|_| {
-            Arc::new(PlainSecret {
+            Arc::new(SecretVolume {
                 secrets: h.secrets(),
                 name: naive.into(),
+                report: None,
             }) as Arc<dyn KeySource>
         })
         .collect();

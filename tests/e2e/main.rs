@@ -20,6 +20,7 @@ mod cel;
 mod crash;
 mod deletion;
 mod helm;
+mod hook;
 mod leader;
 mod outage;
 mod quiet;

@@ -347,3 +347,45 @@ async fn client(
 pub fn sha256_hex(key: &str) -> String {
     keyrotor::keys::digest_of(key.as_bytes())
 }
+
+/// A client's volume: Secret `name` as the API holds it (`key`, and
+/// `revision` when it has one), and, for a keyrotor presenter pod, the
+/// report of what the client loaded (as the client library reports).
+pub struct SecretVolume {
+    pub secrets: kube::Api<k8s_openapi::api::core::v1::Secret>,
+    pub name: String,
+    /// (pods, pod name, rotation): where the client reports its revision.
+    pub report: Option<(kube::Api<k8s_openapi::api::core::v1::Pod>, String, String)>,
+}
+
+fn data(s: &k8s_openapi::api::core::v1::Secret, field: &str) -> Option<String> {
+    let b = s.data.as_ref()?.get(field)?;
+    Some(String::from_utf8_lossy(&b.0).into_owned())
+}
+
+impl KeySource for SecretVolume {
+    fn load(&self) -> futures::future::BoxFuture<'_, Option<(String, String)>> {
+        Box::pin(async move {
+            let s = self.secrets.get_opt(&self.name).await.ok()??;
+            let key = data(&s, "key")?;
+            let revision = data(&s, "revision").unwrap_or_else(|| key.clone());
+            Some((key, revision))
+        })
+    }
+    fn loaded(&self, revision: String) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some((pods, pod, rotation)) = &self.report else {
+                return;
+            };
+            let key = keyrotor::wire::report(rotation, "presenter");
+            let patch = serde_json::json!({"metadata": {"annotations": {key: revision}}});
+            let _ = pods
+                .patch(
+                    pod,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await;
+        })
+    }
+}
