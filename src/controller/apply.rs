@@ -79,9 +79,7 @@ impl Writer<'_> {
                 );
                 return Ok(0);
             }
-            return Err(failed(HookError::Http(
-                "the version's key is missing".into(),
-            )));
+            return Err(failed(HookError::KeyMissing));
         };
         let token = self.hook_token(spec).await.map_err(failed)?;
         let request = HookRequest {
@@ -103,7 +101,7 @@ impl Writer<'_> {
             timeout: std::time::Duration::from_secs(spec.timeout_seconds.into()),
         };
         let result = hook::call(&endpoint, &token, &request).await;
-        drop(zeroize::Zeroizing::new(request.key));
+        drop(request.key.map(zeroize::Zeroizing::new)); // wipe the key's copy
         result.map_err(failed)?;
         if step == HookStep::Stage {
             let patch = json!({"metadata": {"annotations": {HOOK_ACCEPTED: self.now.to_string()}}});

@@ -52,6 +52,8 @@ pub enum HookError {
     Malformed(&'static str),
     #[error("token Secret {0}: {1}")]
     Token(String, String),
+    #[error("the version's key is missing from its Secret")]
+    KeyMissing,
 }
 
 impl HookError {

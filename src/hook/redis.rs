@@ -174,13 +174,13 @@ impl Hook {
             })?
             .to_bytes();
         let body = Zeroizing::new(body.to_vec());
-        let request: HookRequest = serde_json::from_slice(&body)
+        let mut request: HookRequest = serde_json::from_slice(&body)
             .map_err(|_| refuse(StatusCode::BAD_REQUEST, "not a hook request"))?;
-        let key = request.key.as_ref().map(|k| Zeroizing::new(k.clone()));
+        // The key lives in a zeroizing string from here on.
+        let key = request.key.take().map(Zeroizing::new);
         let result = self
             .step(&request, key.as_deref().map(String::as_str))
             .await;
-        drop(Zeroizing::new(request.key.clone()));
         if result.is_ok() {
             info!(request = %request.idempotency_key, "done");
         }
