@@ -285,3 +285,89 @@ async fn the_hook_killed_mid_cycle_and_restarted_the_rotation_completes_with_exa
     check_invariants(&h, &[]);
     assert_no_key_leaked(&h, &hook, &[v1, v2, v3]).await;
 }
+
+/// The reference hook's side of the protocol, called directly: each step is
+/// idempotent by Redis's state (a repeat answers `done` and changes nothing),
+/// and bad requests are refused with the documented status.
+#[tokio::test]
+async fn the_redis_hook_answers_repeats_done_and_refuses_bad_requests() {
+    use keyrotor::controller::hook::{Endpoint, HookError, call};
+    use keyrotor::hook::protocol::{API_VERSION, HookRequest, idempotency_key};
+
+    let redis = RedisServer::start().await;
+    let hook = HookProcess::start(env!("CARGO_BIN_EXE_keyrotor").as_ref(), &redis, TOKEN).await;
+    let endpoint = Endpoint {
+        url: hook.url(),
+        ca_bundle: None,
+        timeout: Duration::from_secs(5),
+    };
+    let request = |step: &str, v: u64, key: &str| HookRequest {
+        api_version: API_VERSION.into(),
+        step: step.into(),
+        idempotency_key: idempotency_key(NS, "api", v, step),
+        namespace: NS.into(),
+        rotation: "api".into(),
+        version: v,
+        sha256: sha256_hex(key),
+        key: (step == "stage").then(|| key.to_string()),
+    };
+    let status = |r: Result<(), HookError>| match r {
+        Ok(()) => 200,
+        Err(HookError::Status(code, _)) => code,
+        Err(e) => panic!("{e}"),
+    };
+    let (k1, k2) = ("first-key-0123456789abcdef", "second-key-0123456789abcdef");
+    for _ in 0..2 {
+        assert_eq!(
+            status(call(&endpoint, TOKEN, &request("stage", 1, k1)).await),
+            200
+        );
+        assert_eq!(
+            redis.passwords().await,
+            [sha256_hex(k1)],
+            "a repeat adds nothing"
+        );
+    }
+    assert_eq!(
+        status(call(&endpoint, TOKEN, &request("retire", 1, k1)).await),
+        409,
+        "the only password is never removed"
+    );
+    assert_eq!(
+        status(call(&endpoint, TOKEN, &request("stage", 2, k2)).await),
+        200
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            status(call(&endpoint, TOKEN, &request("retire", 1, k1)).await),
+            200
+        );
+        assert_eq!(
+            redis.passwords().await,
+            [sha256_hex(k2)],
+            "a repeat removes nothing more"
+        );
+    }
+    assert_eq!(
+        status(call(&endpoint, "wrong-token", &request("stage", 3, k1)).await),
+        401
+    );
+    let mut mismatched = request("stage", 3, k1);
+    mismatched.sha256 = sha256_hex(k2);
+    assert_eq!(status(call(&endpoint, TOKEN, &mismatched).await), 400);
+    let mut old = request("stage", 3, k1);
+    old.api_version = "hooks.keyrotor.dev/v0".into();
+    assert_eq!(status(call(&endpoint, TOKEN, &old).await), 400);
+    assert_eq!(
+        redis.passwords().await,
+        [sha256_hex(k2)],
+        "refused requests changed nothing"
+    );
+    let log = hook.log();
+    for k in [k1, k2] {
+        assert!(
+            !log.contains(k) && !log.contains(&sha256_hex(k)),
+            "the hook logged a key or digest"
+        );
+    }
+}
