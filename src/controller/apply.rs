@@ -71,15 +71,15 @@ impl Writer<'_> {
             let digest = data.get(&k::digest_file(version))?;
             String::from_utf8(digest.0.clone()).ok()
         });
-        let (Some(sha256), true) = (sha256, step == HookStep::Retire || key.is_some()) else {
-            if step == HookStep::Retire {
-                warn!(
-                    version,
-                    "cannot name version to the verifier hook: its key and digest are gone"
-                );
-                return Ok(0);
-            }
+        if step == HookStep::Stage && key.is_none() {
             return Err(failed(HookError::KeyMissing));
+        }
+        let Some(sha256) = sha256 else {
+            warn!(
+                version,
+                "cannot name the version to the verifier hook: its key and digest are gone"
+            );
+            return Ok(0);
         };
         let token = self.hook_token(spec).await.map_err(failed)?;
         let request = HookRequest {

@@ -40,11 +40,6 @@ impl Error {
         }
     }
 
-    /// The verifier hook call that failed, if that is what failed.
-    pub fn hook(&self) -> Option<&Error> {
-        matches!(self.root(), Error::Hook { .. }).then(|| self.root())
-    }
-
     /// A 409 Conflict: the view this reconcile acted on was stale (a
     /// resourceVersion precondition failed, or the finalizer patch raced).
     pub fn is_conflict(&self) -> bool {
