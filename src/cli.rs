@@ -13,6 +13,14 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum HookCommand {
+    /// A verifier hook for a Redis 7 ACL user: keyrotor's versions become
+    /// the user's passwords, added before presenters get them and removed
+    /// after every presenter moved on.
+    Redis(crate::hook::redis::RedisHookArgs),
+}
+
+#[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or the
     /// in-cluster service account).
@@ -33,6 +41,9 @@ pub enum Command {
     /// requests and a presenter that calls it and records each outcome.
     #[command(subcommand)]
     SampleApp(crate::sample_app::SampleApp),
+    /// Reference verifier hooks (docs/hooks.md).
+    #[command(subcommand)]
+    Hook(HookCommand),
     /// Print the ApiKeyRotation CustomResourceDefinition as YAML.
     Crd {
         /// Print the Helm chart's template of it instead (charts/keyrotor/templates/crd.yaml).
@@ -76,6 +87,14 @@ pub fn run(cli: Cli) -> CliResult {
                 .build()
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
             runtime.block_on(crate::gateway::main(args))
+        }
+        Command::Hook(HookCommand::Redis(args)) => {
+            init_logging(LogFormat::Text);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            runtime.block_on(crate::hook::redis::main(args))
         }
         Command::SampleApp(app) => {
             init_logging(LogFormat::Text);

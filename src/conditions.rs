@@ -23,6 +23,10 @@ pub mod reasons {
     pub const KEY_MATERIAL_MISSING: &str = "KeyMaterialMissing";
     pub const IDLE: &str = "Idle";
     pub const WAITING_FOR_VERIFIERS: &str = "WaitingForVerifiers";
+    /// Verifier pods confirmed; the verifier hook has not accepted the version yet.
+    pub const WAITING_FOR_HOOK: &str = "WaitingForHook";
+    /// A call to the verifier hook failed (see the message and the HookFailed event).
+    pub const HOOK_FAILED: &str = "HookFailed";
     pub const WAITING_FOR_PRESENTERS: &str = "WaitingForPresenters";
     pub const WAITING_FOR_GRACE: &str = "WaitingForGrace";
     pub const WAITING_FOR_QUIET: &str = "WaitingForQuietTraffic";
@@ -53,4 +57,7 @@ pub mod events {
     pub const STALE_VIEW: &str = "StaleView";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const SECRET_CONFLICT: &str = "SecretConflict";
+
+    /// A call to the verifier hook failed after its retries.
+    pub const HOOK_FAILED: &str = "HookFailed";
 }

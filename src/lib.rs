@@ -19,6 +19,7 @@ pub mod controller;
 #[cfg(feature = "testkit")]
 pub mod demo;
 pub mod gateway;
+pub mod hook;
 pub mod logging;
 pub mod ops;
 pub mod plugin;

@@ -1,8 +1,10 @@
 //! I4, secrets stay secret: during a whole rotation every log line (at trace
 //! level, for every crate, kube and hyper included), every Event (both APIs),
 //! and the rotation's spec and status are captured and scanned for every key
-//! generated, raw and base64. Its own test binary: the global log subscriber
-//! can be set only once per process.
+//! generated, raw and base64. The rotation has a verifier hook, so hook
+//! request bodies (which carry keys) pass through the HTTP stack while it
+//! logs at trace level. Its own test binary: the global log subscriber can
+//! be set only once per process.
 #![cfg(feature = "testkit")]
 
 use std::collections::BTreeSet;
@@ -40,6 +42,53 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
     }
 }
 
+/// A verifier hook on loopback that answers every step `done` (the request
+/// bodies it reads hold keys; nothing here prints them).
+async fn hook() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length: usize = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let body = r#"{"done":true}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (url, calls)
+}
+
 /// Every key any version Secret holds right now.
 async fn collect_keys(h: &Harness, keys: &mut BTreeSet<String>) {
     for s in h
@@ -73,8 +122,18 @@ async fn no_key_appears_in_logs_events_spec_or_status() {
         h.add_pod(&format!("server-{i}"), &[V], &[]).await;
         h.add_pod(&format!("client-{i}"), &[P], &[]).await;
     }
+    let token: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "hook-token", "namespace": NS}, "stringData": {"token": "t0ken"},
+    }))
+    .unwrap();
+    h.secrets()
+        .create(&Default::default(), &token)
+        .await
+        .unwrap();
+    let (url, calls) = hook().await;
     let spec = format!(
-        "secrets: {{verifier: {V}, presenter: {P}}}\ngracePeriod: {{minimum: 200ms, maximum: 60s}}\n"
+        "secrets: {{verifier: {V}, presenter: {P}}}\ngracePeriod: {{minimum: 200ms, maximum: 60s}}\n\
+         verifierHook: {{url: '{url}', tokenSecretRef: {{name: hook-token, key: token}}}}\n"
     );
     h.apply("api", &spec).await;
     let mut keys = BTreeSet::new();
@@ -98,6 +157,11 @@ async fn no_key_appears_in_logs_events_spec_or_status() {
     })
     .await;
     assert_eq!(keys.len(), 2, "two keys generated");
+    let called = calls.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        called >= 3,
+        "the hook staged 1 and 2 and retired 1 ({called} calls)"
+    );
 
     let mut haystack = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
     let lines = haystack.lines().count();

@@ -102,6 +102,13 @@ pub struct ApiKeyRotationSpec {
     /// Read once, when the rotation starts; changes later have no effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopt: Option<Adoption>,
+
+    /// An external system that checks the key too (a database, a cache, a
+    /// gateway's key store): keyrotor asks it to accept each new version
+    /// before any presenter gets it, and to stop accepting a version only
+    /// after every presenter moved off it. Protocol: docs/hooks.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier_hook: Option<VerifierHook>,
 }
 
 fn default_history_limit() -> u32 {
@@ -406,6 +413,51 @@ pub struct Adoption {
     /// Secret in the rotation's namespace that holds the key today.
     #[schemars(length(min = 1, max = 253), regex(pattern = NAME_RE))]
     pub secret_name: String,
+    /// Data key inside that Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = "^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// URL a hook may be reached at: any `https://` URL, or plain `http://` only
+/// inside the cluster (a Service name, or loopback for a sidecar).
+pub(crate) const HOOK_URL_RE: &str = "^(https://[^\\s]+|http://(localhost|127\\.0\\.0\\.1|\\[::1\\]|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\.svc(\\.cluster\\.local)?)(:[0-9]{1,5})?(/[^\\s]*)?)$";
+
+/// An external verifier reached over HTTP (docs/hooks.md). Its successful
+/// answer is a confirmation, like a verifier pod's report.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.caBundle) || self.url.startsWith('https://')").message("caBundle is used only with an https:// url"))]
+pub struct VerifierHook {
+    /// Where keyrotor POSTs each step: `https://…`, or `http://` to a
+    /// Service in the cluster (`http://name.namespace.svc[:port]/path`) or
+    /// to loopback.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = HOOK_URL_RE))]
+    pub url: String,
+    /// PEM certificates that sign the hook's serving certificate (https only).
+    /// Without it, the system's trust roots are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 65536))]
+    pub ca_bundle: Option<String>,
+    /// Secret in the rotation's namespace holding the bearer token keyrotor
+    /// sends as `Authorization: Bearer <token>`.
+    pub token_secret_ref: HookTokenRef,
+    /// How long one call may take before it counts as failed (1–60 s).
+    #[serde(default = "default_hook_timeout")]
+    #[schemars(range(min = 1, max = 60))]
+    pub timeout_seconds: u32,
+}
+
+fn default_hook_timeout() -> u32 {
+    10
+}
+
+/// A data key in a Secret of the rotation's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HookTokenRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253), regex(pattern = NAME_RE))]
+    pub name: String,
     /// Data key inside that Secret.
     #[schemars(length(min = 1, max = 253), regex(pattern = "^[-._a-zA-Z0-9]+$"))]
     pub key: String,

@@ -327,3 +327,42 @@ fn an_unchanged_report_gives_an_identical_status() {
         "transition times carry over, so there is nothing to write"
     );
 }
+
+#[test]
+fn a_hook_url_is_https_or_plain_http_inside_the_cluster() {
+    use super::validate::hook_url_ok;
+    for ok in [
+        "https://hooks.example.com/redis",
+        "https://10.0.0.1:8443/",
+        "http://redis-hook.shop.svc:9380/",
+        "http://redis-hook.shop.svc.cluster.local/v1",
+        "http://127.0.0.1:9380/",
+        "http://localhost:1/",
+        "http://[::1]:9380/x",
+    ] {
+        assert!(hook_url_ok(ok), "{ok} refused");
+    }
+    for bad in [
+        "http://hooks.example.com/",
+        "http://10.0.0.1/",
+        "http://svc/",
+        "http://-x.svc/",
+        "http://a.svc:99999999/",
+        "ftp://a.svc/",
+        "https://",
+        "https://a b/",
+    ] {
+        assert!(!hook_url_ok(bad), "{bad} accepted");
+    }
+    let mut obj = minimal();
+    obj.spec.verifier_hook = Some(VerifierHook {
+        url: "http://hooks.example.com/".into(),
+        ca_bundle: None,
+        token_secret_ref: HookTokenRef {
+            name: "t".into(),
+            key: "token".into(),
+        },
+        timeout_seconds: 10,
+    });
+    assert!(rust(&obj).unwrap_err().contains("spec.verifierHook.url"));
+}

@@ -47,6 +47,8 @@ pub struct Validated {
     pub verifier_secret: String,
     pub presenter_secret: String,
     pub verifier_format: VerifierFormat,
+    /// The external verifier, when the spec names one.
+    pub verifier_hook: Option<VerifierHook>,
 }
 
 /// Default entropy of a key when neither length nor entropyBits is given.
@@ -144,6 +146,9 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
             );
         }
     }
+    if let Some(h) = &spec.verifier_hook {
+        hook(h, &mut errs);
+    }
     if !errs.0.is_empty() {
         return Err(InvalidSpec(errs.0));
     }
@@ -166,12 +171,78 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
             suspend: spec.suspend,
             revoked: spec.revoked_versions.iter().copied().collect(),
             adopt: spec.adopt.is_some(),
+            verifier_hook: spec.verifier_hook.is_some(),
         },
         key,
         verifier_secret: spec.secrets.verifier.clone(),
         presenter_secret: spec.secrets.presenter.clone(),
         verifier_format: spec.secrets.verifier_format,
+        verifier_hook: spec.verifier_hook.clone(),
     })
+}
+
+/// The CRD's rules for `spec.verifierHook`, for clusters that skip CEL.
+fn hook(h: &VerifierHook, errs: &mut Errors) {
+    if !hook_url_ok(&h.url) {
+        errs.add(
+            "spec.verifierHook.url",
+            "must be https://…, or http:// to a Service in the cluster (name.namespace.svc[:port]) or to loopback",
+        );
+    }
+    if h.ca_bundle.is_some() && !h.url.starts_with("https://") {
+        errs.add(
+            "spec.verifierHook.caBundle",
+            "caBundle is used only with an https:// url",
+        );
+    }
+    if !(1..=60).contains(&h.timeout_seconds) {
+        errs.add("spec.verifierHook.timeoutSeconds", "must be 1 to 60");
+    }
+    errs.name(
+        "spec.verifierHook.tokenSecretRef.name",
+        &h.token_secret_ref.name,
+    );
+    if h.token_secret_ref.key.is_empty() {
+        errs.add("spec.verifierHook.tokenSecretRef.key", "must not be empty");
+    }
+}
+
+/// Same rule as `HOOK_URL_RE`: plain http only inside the cluster.
+pub(crate) fn hook_url_ok(url: &str) -> bool {
+    if url.len() > 2048 || url.chars().any(char::is_whitespace) {
+        return false;
+    }
+    if let Some(rest) = url.strip_prefix("https://") {
+        return !rest.is_empty();
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.find(']') {
+        Some(end) => (&authority[..=end], authority[end + 1..].strip_prefix(':')),
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    let in_cluster = host
+        .strip_suffix(".svc")
+        .or_else(|| host.strip_suffix(".svc.cluster.local"))
+        .is_some_and(|name| {
+            !name.is_empty()
+                && name.split('.').all(|l| {
+                    !l.is_empty()
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                        && l.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                })
+        });
+    in_cluster || matches!(host, "localhost" | "127.0.0.1" | "[::1]")
 }
 
 fn key_spec(k: &KeyFormat, errs: &mut Errors) -> Option<KeySpec> {

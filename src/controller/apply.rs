@@ -13,12 +13,16 @@ use kube::{Api, Client};
 use serde_json::json;
 use tracing::warn;
 
+use super::error::Error;
 use super::error::Result;
+use super::hook::{self, Endpoint, HookError};
 use super::observe::{Snapshot, key_of, role};
 use super::render::Layout;
+use crate::api::VerifierHook;
+use crate::hook::protocol::{API_VERSION, HookRequest, idempotency_key};
 use crate::keys::{KeySpec, SecretKey};
-use crate::rotation::{Action, Origin, Requests, Target, Version, WorkloadKind};
-use crate::wire::{self as k, ABANDONED, FIELD_MANAGER, version_secret_name};
+use crate::rotation::{Action, HookStep, Origin, Requests, Target, Version, WorkloadKind};
+use crate::wire::{self as k, ABANDONED, FIELD_MANAGER, HOOK_ACCEPTED, version_secret_name};
 
 /// Everything one reconcile's writes need.
 pub struct Writer<'a> {
@@ -28,6 +32,8 @@ pub struct Writer<'a> {
     pub layout: Layout<'a>,
     pub key_spec: &'a KeySpec,
     pub now: Timestamp,
+    /// `spec.verifierHook`, when there is one.
+    pub hook: Option<&'a VerifierHook>,
 }
 
 fn apply_params() -> PatchParams {
@@ -44,6 +50,97 @@ fn merge_params() -> PatchParams {
 impl Writer<'_> {
     fn secrets(&self) -> Api<Secret> {
         Api::namespaced(self.client.clone(), self.namespace)
+    }
+
+    /// One hook step; a successful `stage` is recorded on the version Secret
+    /// (the confirmation the planner reads back, durable across restarts).
+    async fn call_hook(&self, step: HookStep, version: Version, obs: &Snapshot) -> Result<usize> {
+        let Some(spec) = self.hook else {
+            return Ok(0); // the hook was removed from the spec since the plan
+        };
+        let failed = |source| Error::Hook {
+            step: step.as_str(),
+            version,
+            source,
+        };
+        let key = obs.keys.get(&version);
+        // Retiring a version whose key is gone still names it: by the digest
+        // verifiers hold.
+        let sha256 = key.map(SecretKey::digest).or_else(|| {
+            let data = obs.verifier_secret.as_ref()?.data.as_ref()?;
+            let digest = data.get(&k::digest_file(version))?;
+            String::from_utf8(digest.0.clone()).ok()
+        });
+        if step == HookStep::Stage && key.is_none() {
+            return Err(failed(HookError::KeyMissing));
+        }
+        let Some(sha256) = sha256 else {
+            warn!(
+                version,
+                "cannot name the version to the verifier hook: its key and digest are gone"
+            );
+            return Ok(0);
+        };
+        let token = self.hook_token(spec).await.map_err(failed)?;
+        let request = HookRequest {
+            api_version: API_VERSION.into(),
+            step: step.as_str().into(),
+            idempotency_key: idempotency_key(self.namespace, self.rotation, version, step.as_str()),
+            namespace: self.namespace.into(),
+            rotation: self.rotation.into(),
+            version,
+            sha256,
+            key: match step {
+                HookStep::Stage => key.map(|k| k.expose().to_string()),
+                HookStep::Retire => None,
+            },
+        };
+        let endpoint = Endpoint {
+            url: spec.url.clone(),
+            ca_bundle: spec.ca_bundle.clone(),
+            timeout: std::time::Duration::from_secs(spec.timeout_seconds.into()),
+        };
+        let result = hook::call(&endpoint, &token, &request).await;
+        drop(request.key.map(zeroize::Zeroizing::new)); // wipe the key's copy
+        result.map_err(failed)?;
+        if step == HookStep::Stage {
+            let patch = json!({"metadata": {"annotations": {HOOK_ACCEPTED: self.now.to_string()}}});
+            let name = version_secret_name(self.rotation, version);
+            self.secrets()
+                .patch(&name, &merge_params(), &Patch::Merge(&patch))
+                .await?;
+            return Ok(1);
+        }
+        Ok(0)
+    }
+
+    /// The bearer token, read at each call so a rotated token is used at once.
+    async fn hook_token(
+        &self,
+        spec: &VerifierHook,
+    ) -> std::result::Result<zeroize::Zeroizing<String>, HookError> {
+        let r = &spec.token_secret_ref;
+        let missing = |why: String| HookError::Token(format!("{}/{}", self.namespace, r.name), why);
+        let secret = self
+            .secrets()
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| missing(format!("cannot be read: {e}")))?
+            .ok_or_else(|| {
+                missing("does not exist; create it or fix spec.verifierHook.tokenSecretRef".into())
+            })?;
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .ok_or_else(|| missing(format!("has no data key {:?}", r.key)))?;
+        let token = String::from_utf8(bytes.0.clone())
+            .map(|t| zeroize::Zeroizing::new(t.trim().to_string()))
+            .map_err(|_| missing(format!("data key {:?} is not text", r.key)))?;
+        if token.is_empty() {
+            return Err(missing(format!("data key {:?} is empty", r.key)));
+        }
+        Ok(token)
     }
 
     /// Runs `actions` in order; `obs.keys` gains every key created on the way.
@@ -139,6 +236,9 @@ impl Writer<'_> {
                         other?;
                     }
                 }
+            }
+            Action::CallHook { step, version } => {
+                return self.call_hook(*step, *version, obs).await;
             }
             Action::DeleteVersion { version } => {
                 let name = version_secret_name(self.rotation, *version);

@@ -17,6 +17,13 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the ApiKeyRotation has no namespace")]
     NoNamespace,
+    #[error("the verifier hook could not {step} version {version}: {source}")]
+    Hook {
+        step: &'static str,
+        version: u64,
+        #[source]
+        source: crate::controller::hook::HookError,
+    },
 }
 
 impl Error {
@@ -65,6 +72,7 @@ impl Error {
             Error::Key(_) => "key-generation",
             Error::Finalizer(_) => "finalizer",
             Error::NoNamespace => "invalid-object",
+            Error::Hook { .. } => "hook",
         }
     }
 }

@@ -8,6 +8,7 @@ mod context;
 mod error;
 mod events;
 mod freshness;
+pub mod hook;
 pub mod index;
 mod nudges;
 pub mod observe;

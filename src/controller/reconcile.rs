@@ -118,7 +118,25 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
     let Some(decided) = fresh(decided, rot, &validated, ctx, &mut obs, now).await? else {
         return Ok(Requeue::requeue(STALE_RETRY));
     };
-    let applied = writer.apply(&decided.actions, &mut obs).await?;
+    let applied = match writer.apply(&decided.actions, &mut obs).await {
+        Err(e @ Error::Hook { .. }) => {
+            // Say what failed and what to fix; the error backs off and retries.
+            let msg = format!(
+                "{e}; retrying with backoff. Every key stays valid; no presenter gets a version before the hook accepted it, and none is removed from the hook before every presenter moved off it"
+            );
+            status::blocked(
+                rot,
+                ctx,
+                reasons::HOOK_FAILED,
+                events::HOOK_FAILED,
+                &msg,
+                now,
+            )
+            .await?;
+            return Err(e);
+        }
+        other => other?,
+    };
     ctx.nudges.sent(&key, &decided.actions, now);
     if applied.writes > 0 {
         let (writes, stage, current) =
@@ -176,6 +194,7 @@ fn writer<'a>(
         },
         key_spec: &validated.key,
         now,
+        hook: validated.verifier_hook.as_ref(),
     }
 }
 

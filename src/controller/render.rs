@@ -219,6 +219,7 @@ pub fn version_obs(secret: &Secret) -> Option<(Version, VersionObs, Option<Secre
         abandoned: ann
             .get(ABANDONED)
             .and_then(|j| serde_json::from_str(j).ok()),
+        hook_accepted: ann.contains_key(k::HOOK_ACCEPTED),
     };
     Some((v, obs, key))
 }

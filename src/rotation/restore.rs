@@ -51,6 +51,8 @@ pub(super) fn restore_lost(
                 origin,
                 requests: Requests::default(),
                 abandoned: None,
+                // The hook is asked again: the record went with the Secret.
+                hook_accepted: false,
             },
         );
         actions.push(Action::RestoreVersion {

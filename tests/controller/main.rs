@@ -7,6 +7,9 @@
 mod scenario;
 
 mod argocd;
+mod hook_faults;
+mod hook_tls;
 mod operations;
 mod protocol;
+mod redis_hook;
 mod resilience;

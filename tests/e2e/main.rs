@@ -21,6 +21,7 @@ mod crash;
 mod deletion;
 mod gateway;
 mod helm;
+mod hook;
 mod leader;
 mod outage;
 mod quiet;

@@ -51,6 +51,9 @@ pub const ORIGIN: &str = "keyrotor.dev/origin";
 pub const REQUESTS: &str = "keyrotor.dev/requests";
 /// Annotation on version Secrets: set when a rollback abandoned the version (JSON).
 pub const ABANDONED: &str = "keyrotor.dev/abandoned";
+/// Annotation on version Secrets: when the verifier hook answered that it
+/// accepts the version (docs/hooks.md); its presence is the confirmation.
+pub const HOOK_ACCEPTED: &str = "keyrotor.dev/hook-accepted";
 /// Annotation on projected Secrets: their revision (grows with every write).
 pub const REVISION: &str = "keyrotor.dev/revision";
 /// Annotation on verifier Secrets: accepted versions, comma-separated.

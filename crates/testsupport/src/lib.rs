@@ -12,6 +12,7 @@ pub mod eventually;
 pub mod harness;
 pub mod kubelet;
 pub mod observer;
+pub mod redis;
 pub mod volume;
 
 pub use eventually::{eventually, eventually_every};

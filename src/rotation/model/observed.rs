@@ -30,6 +30,9 @@ pub struct VersionObs {
     pub requests: Requests,
     /// Set when a rollback abandoned this version, with the rollback requests.
     pub abandoned: Option<Requests>,
+    /// The verifier hook answered that it accepts this version (recorded on
+    /// the version Secret after the answer, so it survives a restart).
+    pub hook_accepted: bool,
 }
 
 /// What a projected Secret currently publishes (from its annotations).

@@ -71,12 +71,33 @@ pub enum Action {
         workload: WorkloadId,
         revision: Revision,
     },
+    /// Call the verifier hook (docs/hooks.md). Idempotent by (rotation,
+    /// version, step); a successful `Stage` is recorded on the version Secret.
+    CallHook { step: HookStep, version: Version },
     /// Touch consumer pods so kubelet resyncs their volumes now (a hint only).
     Nudge {
         group: Group,
         revision: Revision,
         pods: Vec<(String, u32)>,
     },
+}
+
+/// A step of the verifier hook protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookStep {
+    /// Start accepting the version (before any presenter gets it).
+    Stage,
+    /// Stop accepting the version (after every presenter moved off it).
+    Retire,
+}
+
+impl HookStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookStep::Stage => "stage",
+            HookStep::Retire => "retire",
+        }
+    }
 }
 
 /// Event severity.

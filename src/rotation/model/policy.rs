@@ -91,6 +91,8 @@ pub struct Policy {
     pub suspend: bool,
     pub revoked: BTreeSet<Version>,
     pub adopt: bool,
+    /// An external verifier (`spec.verifierHook`) confirms each version too.
+    pub verifier_hook: bool,
 }
 
 /// On-demand request tokens, by source. A token that differs from the last

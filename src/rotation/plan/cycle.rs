@@ -42,17 +42,23 @@ impl Planner<'_> {
     fn staging(&mut self, current: Version, next: Version) {
         self.report.stage = Stage::Staging;
         self.report.target = Some(next);
-        if self.confirm(
+        let pods = self.confirm(
             Group::Verifiers,
             self.projected.verifier_rev,
             self.projected.verifier_written,
-        ) {
+        );
+        let hook = self.hook_accepts(next);
+        if pods && hook {
             self.move_projection_to(self.projected.accepted.clone(), Some(next));
             self.event(EventType::Normal, events::VERSION_PROMOTED, format!(
                 "every verifier accepts version {next}; presenters now get it (version {current} stays accepted)"
             ));
         } else {
-            self.report.waiting_reason = reasons::WAITING_FOR_VERIFIERS;
+            self.report.waiting_reason = if pods {
+                reasons::WAITING_FOR_HOOK
+            } else {
+                reasons::WAITING_FOR_VERIFIERS
+            };
             self.stall_check(
                 self.projected.verifier_written,
                 reasons::VERIFIERS_STALLED,

@@ -98,6 +98,13 @@ impl Planner<'_> {
                 .find(|v| !revoked.contains(v) && !self.versions.abandoned.contains(v))
                 .or_else(|| self.unstaged_version())
                 .unwrap_or_else(|| self.create_version(Origin::Generated, Requests::default()));
+            // Pods are not waited for (I2 exception), but the external
+            // verifier must hold the replacement before presenters send it,
+            // or every presenter would be rejected there.
+            if !self.hook_accepts(replacement) {
+                self.report.waiting_reason = reasons::WAITING_FOR_HOOK;
+                return true;
+            }
             let mut a = self.projected.accepted.clone();
             a.insert(replacement);
             self.move_projection_to(a.clone(), Some(replacement));
@@ -156,12 +163,14 @@ impl Planner<'_> {
                 .versions
                 .get(&t)
                 .is_some_and(|v| v.origin == Origin::Adopted);
+            // The adopted key is in use on both sides already, the hook's
+            // system included: nothing to wait for.
             if adopted
-                || self.confirm(
+                || (self.confirm(
                     Group::Verifiers,
                     self.projected.verifier_rev,
                     self.projected.verifier_written,
-                )
+                ) & self.hook_accepts(t))
             {
                 self.move_projection_to(self.projected.accepted.clone(), Some(t));
                 self.event(

@@ -16,6 +16,7 @@ mod confirm;
 mod cycle;
 mod exceptions;
 mod facts;
+mod hook;
 mod report;
 mod writes;
 

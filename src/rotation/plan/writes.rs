@@ -109,6 +109,9 @@ impl Planner<'_> {
             self.write_verifier();
         }
         if self.versions.deleted.insert(v) {
+            // The external verifier lets go of the key first: once its
+            // Secret is gone, keyrotor could not name the key again.
+            self.hook_retire(v);
             self.actions.push(Action::DeleteVersion { version: v });
         }
     }

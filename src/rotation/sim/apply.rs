@@ -17,7 +17,9 @@ impl World {
             if limit.is_some_and(|k| i >= k) {
                 return Ok(()); // crashed before this write; status not written either
             }
-            self.apply(action)?;
+            if !self.apply(action)? {
+                return Ok(()); // the write failed: the reconcile errs, status not written
+            }
             self.check()?;
         }
         if limit.is_some_and(|k| k < planned.actions.len()) {
@@ -30,7 +32,9 @@ impl World {
         Ok(())
     }
 
-    fn apply(&mut self, action: &Action) -> Result<(), String> {
+    /// Applies one write; `Ok(false)` when it failed (the rest of the plan is
+    /// not applied, as in the controller).
+    fn apply(&mut self, action: &Action) -> Result<bool, String> {
         self.writes += 1;
         match action {
             Action::CreateVersion {
@@ -39,7 +43,7 @@ impl World {
                 requests,
             } => {
                 if self.versions.contains_key(version) {
-                    return Ok(()); // AlreadyExists: the deterministic name makes this idempotent
+                    return Ok(true); // AlreadyExists: the deterministic name makes this idempotent
                 }
                 self.next_key += 1;
                 let fingerprint = match origin {
@@ -47,6 +51,10 @@ impl World {
                     Origin::Generated => format!("sha256:{:032x}", self.next_key),
                 };
                 self.ledger.observe(*version, &fingerprint)?;
+                if *origin == Origin::Adopted {
+                    // Adopted: the external system already accepts the key in use.
+                    self.hook.accepts.insert(*version);
+                }
                 self.versions.insert(
                     *version,
                     VersionObs {
@@ -56,6 +64,7 @@ impl World {
                         origin: *origin,
                         requests: requests.clone(),
                         abandoned: None,
+                        hook_accepted: false,
                     },
                 );
             }
@@ -93,6 +102,7 @@ impl World {
                 w.stamped = Some(*revision);
                 w.rolled_out = false;
             }
+            Action::CallHook { step, version } => return self.call_hook(*step, *version),
             Action::Nudge {
                 group,
                 revision,
@@ -114,7 +124,41 @@ impl World {
                 }
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// The hook endpoint: down, acting but losing its answer, or answering.
+    /// Retiring a version a presenter may still hold breaks I3 there.
+    fn call_hook(&mut self, step: HookStep, v: Version) -> Result<bool, String> {
+        if !self.policy.verifier_hook {
+            return Err(format!(
+                "hook called ({step:?} {v}) without a verifier hook"
+            ));
+        }
+        if self.hook.down {
+            return Ok(false);
+        }
+        match step {
+            HookStep::Stage => {
+                if !self.versions.get(&v).is_some_and(|o| o.has_key) {
+                    return Err(format!("hook asked to stage version {v}, which has no key"));
+                }
+                self.hook.accepts.insert(v);
+            }
+            HookStep::Retire => {
+                invariants::check_deletion(v, &self.accepted(), self.current())?;
+                self.hook.accepts.remove(&v);
+            }
+        }
+        if std::mem::take(&mut self.hook.lose_answer) {
+            return Ok(false);
+        }
+        if step == HookStep::Stage
+            && let Some(o) = self.versions.get_mut(&v)
+        {
+            o.hook_accepted = true;
+        }
+        Ok(true)
     }
 
     fn publish(
@@ -184,9 +228,13 @@ impl World {
             .is_some_and(|o| o.origin == Origin::Adopted);
         if emergency {
             self.emergency.insert(v);
-            return Ok(());
         }
-        if adopted {
+        if self.policy.verifier_hook && !self.hook.accepts.contains(&v) {
+            return Err(format!(
+                "I2: presenters given version {v}, which the verifier hook does not accept"
+            ));
+        }
+        if emergency || adopted {
             return Ok(());
         }
         invariants::check_promotion_confirmed(v, &self.loaded_verifiers())
@@ -255,6 +303,16 @@ impl World {
                 Some((p.name.as_str(), key))
             })
             .filter(|(_, key)| !self.excused.contains(key) && !self.emergency.contains(key));
+        let presenters: Vec<(&str, Version)> = presenters.collect();
+        if self.policy.verifier_hook
+            && let Some((pod, key)) = presenters
+                .iter()
+                .find(|(_, key)| !self.hook.accepts.contains(key))
+        {
+            return Err(format!(
+                "rejected request: presenter {pod} sends version {key}, which the verifier hook no longer accepts"
+            ));
+        }
         invariants::check_no_rejected_request(presenters, &self.loaded_verifiers())
     }
 

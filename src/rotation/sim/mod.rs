@@ -40,6 +40,18 @@ struct SimSecret {
     highest: Version,
 }
 
+/// The external system behind a verifier hook (`Policy::verifier_hook`):
+/// the versions it accepts, and how its endpoint misbehaves.
+#[derive(Clone, Debug, Default)]
+pub struct SimHook {
+    pub accepts: BTreeSet<Version>,
+    /// The endpoint does not answer: the call fails, the plan stops there.
+    pub down: bool,
+    /// The next call acts but its answer is lost (a timeout after the
+    /// external system changed): nothing is recorded, the plan stops.
+    pub lose_answer: bool,
+}
+
 #[derive(Clone, Debug, Default)]
 struct SimWorkload {
     stamped: Option<Revision>,
@@ -77,6 +89,7 @@ pub struct World {
     emergency: BTreeSet<Version>,
     pub writes: usize,
     pub events: Vec<Event>,
+    pub hook: SimHook,
 }
 
 fn group_key(g: Group) -> &'static str {
@@ -122,6 +135,7 @@ impl World {
             emergency: BTreeSet::new(),
             writes: 0,
             events: Vec::new(),
+            hook: SimHook::default(),
         }
     }
 

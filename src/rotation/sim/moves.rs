@@ -2,6 +2,8 @@
 //! reporters report, the clock advances, rollouts finish, outside clients
 //! present keys, keyrotor restarts, and everyone cooperates until settled.
 
+use std::collections::BTreeSet;
+
 use jiff::SignedDuration;
 
 use super::{SimPod, StatusOnRestart, World, group_key};
@@ -152,6 +154,7 @@ impl World {
     /// with a single accepted version and no leftover key material (I6).
     pub fn settle(&mut self) -> Result<(), String> {
         self.policy.suspend = false;
+        self.hook.down = false;
         for p in &mut self.pods {
             p.stuck = false;
         }
@@ -180,6 +183,15 @@ impl World {
                 && self.accepted().len() == 1
                 && self.versions.keys().all(|v| Some(*v) == self.current());
             if settled {
+                // The external verifier holds exactly the current key: every
+                // other version it was given was retired (no key left behind).
+                let current: BTreeSet<Version> = self.current().into_iter().collect();
+                if self.policy.verifier_hook && self.hook.accepts != current {
+                    return Err(format!(
+                        "settled, but the verifier hook accepts {:?} instead of {current:?}",
+                        self.hook.accepts
+                    ));
+                }
                 return Ok(());
             }
             self.advance(step);

@@ -6,6 +6,7 @@
 mod confirmation;
 mod cycle;
 mod exceptions;
+mod hook;
 mod property;
 mod regressions;
 
@@ -40,6 +41,7 @@ fn policy() -> Policy {
         suspend: false,
         revoked: BTreeSet::new(),
         adopt: false,
+        verifier_hook: false,
     }
 }
 

@@ -24,6 +24,10 @@ pub(super) enum Step {
     OutsidePresents,
     OutsideMoves,
     Rollout(bool),
+    /// The verifier hook's endpoint goes down (true) or comes back.
+    HookDown(bool),
+    /// The next hook call acts but its answer is lost.
+    HookLosesAnswer,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -42,6 +46,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u8..6).prop_map(Step::Restart),
         1 => (0usize..4).prop_map(Step::Crash),
         2 => any::<bool>().prop_map(Step::Rollout),
+        1 => proptest::bool::weighted(0.7).prop_map(|lose| if lose { Step::HookLosesAnswer } else { Step::HookDown(true) }),
+        1 => Just(Step::HookDown(false)),
     ]
 }
 
@@ -55,10 +61,11 @@ fn any_policy() -> impl Strategy<Value = Policy> {
             proptest::option::weighted(0.3, 1i64..900),
             any::<bool>(),
             proptest::option::weighted(0.3, 60i64..20_000),
+            proptest::bool::weighted(0.4),
         ),
     )
         .prop_map(
-            |((vm, pm, vn, pn), (min, extra, retire), (quiet, combined, interval))| {
+            |((vm, pm, vn, pn), (min, extra, retire), (quiet, combined, interval, hook))| {
                 let g = |mode: Mode, nudge: bool, group: Group| GroupPolicy {
                     mode,
                     nudge,
@@ -87,6 +94,7 @@ fn any_policy() -> impl Strategy<Value = Policy> {
                     suspend: false,
                     revoked: BTreeSet::new(),
                     adopt: false,
+                    verifier_hook: hook,
                 }
             },
         )
@@ -154,6 +162,8 @@ pub(super) fn run_history(policy: Policy, steps: Vec<Step>) -> Result<(), String
             } else {
                 Group::Presenters
             }),
+            Step::HookDown(down) => w.hook.down = down,
+            Step::HookLosesAnswer => w.hook.lose_answer = true,
         }
         w.reconcile()?;
         w.check()?;

@@ -1,0 +1,149 @@
+//! The verifier hook on a real control plane: the CRD's rules for
+//! `spec.verifierHook` at admission, the operator reading the token Secret
+//! with deploy/'s RBAC, a full cycle through the real API server with a
+//! real `redis-server` as the external verifier and `keyrotor hook redis`,
+//! clients logging in to Redis every 25 ms, and the hook killed mid-cycle
+//! (`HookFailed` in status and as an Event, then the cycle completes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use keyrotor::api::ApiKeyRotation;
+use keyrotor::conditions::{events, reasons, types};
+use keyrotor_testsupport::eventually;
+use keyrotor_testsupport::redis::{
+    Clients, HookProcess, KeySource, RedisServer, SecretVolume, sha256_hex,
+};
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+
+use super::cluster;
+use super::observer::Observer;
+use super::operator::{Operator, keyrotor, logs_of};
+use super::scenario::*;
+
+const TOKEN: &str = "e2e-redis-hook-token";
+
+fn spec(ns: &str, url: &str) -> serde_json::Value {
+    let mut r = rotation(ns, "cache", json!({}), json!({}));
+    r["spec"]["gracePeriod"]["minimum"] = json!("3s");
+    r["spec"]["verifierHook"] = json!({"url": url, "tokenSecretRef": {"name": "redis-hook-token", "key": "token"}, "timeoutSeconds": 2});
+    r
+}
+
+async fn key_of(secrets: &Api<Secret>) -> String {
+    let s = secrets.get("cache-key").await.unwrap();
+    String::from_utf8(s.data.unwrap()["key"].0.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn a_redis_password_rotates_through_the_hook_on_a_real_api_server() {
+    let Some(cluster) = cluster::get().await else {
+        return;
+    };
+    let ns = cluster.namespace("e2e-hook").await;
+    let client = cluster.client().await;
+
+    // Admission: plain http outside the cluster is refused by the schema.
+    let mut outside = spec(&ns.name, "http://hooks.example.com/redis");
+    outside["metadata"]["name"] = json!("outside");
+    let out = cluster.kubectl(&["apply", "-f", "-"], Some(&outside.to_string()));
+    assert!(
+        !out.status.success(),
+        "http:// outside the cluster was accepted"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spec.verifierHook.url"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let observer = Observer::start(client.clone(), &ns.name).await;
+    let operator = Operator::watching(cluster, &ns.name, "hook");
+    let redis = RedisServer::start().await;
+    let mut hook = HookProcess::start(keyrotor(), &redis, TOKEN).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "redis-hook-token"}, "stringData": {"token": TOKEN},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &token)
+        .await
+        .unwrap();
+    apply(&client, &ns.name, &spec(&ns.name, &hook.url())).await;
+    wait_stable(&client, &ns.name, "cache", 1, Duration::from_secs(60)).await;
+    let v1 = key_of(&secrets).await;
+    assert_eq!(redis.passwords().await, [sha256_hex(&v1)]);
+
+    let sources: Vec<Arc<dyn KeySource>> = (0..2)
+        .map(|_| {
+            Arc::new(SecretVolume {
+                secrets: secrets.clone(),
+                name: "cache-key".into(),
+                report: None,
+            }) as Arc<dyn KeySource>
+        })
+        .collect();
+    let clients = Clients::start(&redis, sources);
+
+    // One full cycle through the real API server.
+    request_rotation(&client, &ns.name, "cache", "one").await;
+    wait_stable(&client, &ns.name, "cache", 2, Duration::from_secs(90)).await;
+    let v2 = key_of(&secrets).await;
+    eventually(
+        "Redis holds exactly version 2",
+        Duration::from_secs(30),
+        async || redis.passwords().await == [sha256_hex(&v2)],
+    )
+    .await;
+
+    // The hook killed before staging: HookFailed in status and as an Event.
+    hook.kill();
+    request_rotation(&client, &ns.name, "cache", "two").await;
+    let rotations: Api<ApiKeyRotation> = Api::namespaced(client.clone(), &ns.name);
+    eventually(
+        "Ready=False HookFailed",
+        Duration::from_secs(60),
+        async || {
+            let r = rotations.get("cache").await.unwrap();
+            r.status.unwrap_or_default().conditions.iter().any(|c| {
+                c.type_ == types::READY
+                    && c.reason == reasons::HOOK_FAILED
+                    && c.message.contains("stage version 3")
+            })
+        },
+    )
+    .await;
+    let evs = cluster.ok(&["get", "events", "-n", &ns.name, "-o", "yaml"]);
+    assert!(evs.contains(events::HOOK_FAILED), "a HookFailed event");
+    assert_eq!(
+        redis.passwords().await,
+        [sha256_hex(&v2)],
+        "nothing changed in Redis"
+    );
+    hook.restart().await;
+    wait_stable(&client, &ns.name, "cache", 3, Duration::from_secs(120)).await;
+    let v3 = key_of(&secrets).await;
+    eventually(
+        "Redis holds exactly version 3",
+        Duration::from_secs(30),
+        async || redis.passwords().await == [sha256_hex(&v3)],
+    )
+    .await;
+
+    let logins = clients.stop().await;
+    eprintln!(
+        "e2e hook: {} logins, {} failed",
+        logins.ok() + logins.failed(),
+        logins.failed()
+    );
+    assert_eq!(logins.failed(), 0, "no login failed");
+    assert!(logins.ok() > 50);
+    check_history(&observer, "cache");
+    let mut logs = logs_of(&[&operator]);
+    logs.push(("redis hook".into(), hook.log()));
+    assert_no_key_material(cluster, &ns.name, &observer, &logs);
+}
