@@ -130,6 +130,7 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         &rot.namespace().unwrap_or_default(),
         &rot.name_any(),
         &status,
+        &validated.policy,
     );
     let deferred = report(rot, ctx, &decided, status).await?;
     ctx.succeeded(&key);
