@@ -16,6 +16,7 @@ use keyrotor_testsupport::{observer, volume};
 
 mod operator;
 
+mod alerts;
 mod cel;
 mod crash;
 mod deletion;
