@@ -41,6 +41,8 @@ pub mod events {
     pub const VERSION_RETIRED: &str = "VersionRetired";
     pub const RETIRED_ON_TIMEOUT: &str = "RetiredOnTimeout";
     pub const VERSION_REVOKED: &str = "VersionRevoked";
+    /// A revoked number above every issued one: it will never be issued.
+    pub const REVOKED_IN_ADVANCE: &str = "RevokedInAdvance";
     pub const ROLLED_BACK: &str = "RolledBack";
     pub const ROLLBACK_REJECTED: &str = "RollbackRejected";
     pub const MIGRATION_STALLED: &str = "MigrationStalled";
@@ -53,4 +55,7 @@ pub mod events {
     pub const STALE_VIEW: &str = "StaleView";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const SECRET_CONFLICT: &str = "SecretConflict";
+    /// The API refused a nudge (RBAC lacks `pods patch`): consumers load
+    /// changes at kubelet's own pace. Said once per rotation and process.
+    pub const NUDGE_FORBIDDEN: &str = "NudgeForbidden";
 }

@@ -80,6 +80,7 @@ pub struct Metrics {
     key_max_age: Family<RotationLabels, Gauge>,
     next_rotation: Family<RotationLabels, Gauge>,
     stalled: Family<RotationLabels, Gauge>,
+    nudges_refused: Family<RotationLabels, Counter>,
     waiting: Family<GroupLabels, Gauge>,
     stage: Family<StageLabels, Gauge>,
     leader: Gauge<i64, std::sync::atomic::AtomicI64>,
@@ -104,6 +105,7 @@ impl Metrics {
             key_max_age: Family::default(),
             next_rotation: Family::default(),
             stalled: Family::default(),
+            nudges_refused: Family::default(),
             waiting: Family::default(),
             stage: Family::default(),
             leader: Gauge::default(),
@@ -144,6 +146,11 @@ impl Metrics {
             "migration_stalled",
             "1 while the rotation's MigrationStalled condition is True (a group has not confirmed within gracePeriod.maximum)",
             m.stalled.clone(),
+        );
+        registry.register(
+            "nudges_refused",
+            "Nudges the API refused (RBAC lacks patch on pods): consumers then load changes at kubelet's pace",
+            m.nudges_refused.clone(),
         );
         registry.register(
             "consumers_waiting",
@@ -218,6 +225,15 @@ impl Metrics {
             .inc();
     }
 
+    pub fn nudges_refused(&self, namespace: &str, name: &str, n: u64) {
+        self.nudges_refused
+            .get_or_create(&RotationLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+            .inc_by(n);
+    }
+
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
     }
@@ -265,6 +281,8 @@ impl Metrics {
             .iter()
             .any(|c| c.type_ == MIGRATION_STALLED && c.status == "True");
         self.stalled.get_or_create(&labels).set(i64::from(stalled));
+        // From 0, so the first refusal is an increase too.
+        let _ = self.nudges_refused.get_or_create(&labels);
         match status.next_rotation_time {
             Some(t) => {
                 self.next_rotation.get_or_create(&labels).set(t.as_second());
@@ -320,6 +338,7 @@ impl Metrics {
         self.key_max_age.remove(&labels);
         self.next_rotation.remove(&labels);
         self.stalled.remove(&labels);
+        self.nudges_refused.remove(&labels);
         for group in ["verifiers", "presenters"] {
             self.waiting.remove(&GroupLabels {
                 namespace: namespace.into(),
@@ -461,6 +480,7 @@ mod tests {
             "keyrotor_stage{namespace=\"shop\",name=\"orders\",stage=\"Stable\"} 0",
             "keyrotor_reconcile_duration_seconds_count 1",
             "keyrotor_migration_stalled{namespace=\"shop\",name=\"orders\"} 1",
+            "keyrotor_nudges_refused_total{namespace=\"shop\",name=\"orders\"} 0",
             // A week from creation to the next due time, plus 2 h of grace.
             "keyrotor_current_key_max_age_seconds{namespace=\"shop\",name=\"orders\"} 612000",
         ] {

@@ -190,7 +190,7 @@ async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
 }
 
 /// A kwok pod mounting `secret` (a consumer keyrotor waits for).
-async fn consumer(client: &Client, ns: &str, name: &str, secret: &str) {
+pub(super) async fn consumer(client: &Client, ns: &str, name: &str, secret: &str) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {"app": name}},
@@ -202,7 +202,7 @@ async fn consumer(client: &Client, ns: &str, name: &str, secret: &str) {
 
 /// Plays the reporter of pod `pod`: reports the revision of `secret` as
 /// loaded, every 250 ms while `on` is set.
-fn reporter(
+pub(super) fn reporter(
     client: Client,
     ns: String,
     pod: &'static str,
@@ -228,7 +228,7 @@ fn reporter(
     })
 }
 
-const ROTATION: &str = "api";
+pub(super) const ROTATION: &str = "api";
 
 #[tokio::test]
 async fn the_stalled_rotation_alert_fires_on_a_real_prometheus_and_resolves() {

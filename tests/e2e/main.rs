@@ -22,6 +22,7 @@ mod crash;
 mod deletion;
 mod helm;
 mod leader;
+mod messages;
 mod outage;
 mod quiet;
 mod realpods;

@@ -42,6 +42,11 @@ impl Operator {
     }
 
     pub fn start(cluster: &Cluster, o: Options) -> Operator {
+        Operator::start_as(cluster, o, &cluster.operator_kubeconfig)
+    }
+
+    /// [`Operator::start`] with another identity's kubeconfig (other RBAC).
+    pub fn start_as(cluster: &Cluster, o: Options, kubeconfig: &Path) -> Operator {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -61,7 +66,7 @@ impl Operator {
         let mut cmd = Command::new(keyrotor());
         cmd.args(["run", "--namespace", o.namespace, "--admin-address", &admin])
             .args(["--lease-namespace", OPERATOR_NS, "--lease-duration", "4"])
-            .env("KUBECONFIG", &cluster.operator_kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", o.name)
             .env("RUST_LOG", "info,keyrotor=debug,kube_client::client=error")
             .stdin(Stdio::null())

@@ -41,6 +41,34 @@ fn a_version_revoked_in_advance_is_never_issued() {
 }
 
 #[test]
+fn revoking_a_number_never_issued_is_said_once() {
+    let mut w = world(policy());
+    w.policy.revoked.insert(5);
+    w.reconcile().unwrap();
+    let said = |w: &World| {
+        w.events
+            .iter()
+            .filter(|e| e.reason == events::REVOKED_IN_ADVANCE)
+            .map(|e| e.note.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        said(&w),
+        [
+            "version 5 has not been issued (the highest is 1): its revocation is recorded in advance and version 5 will never be issued"
+        ]
+    );
+    assert_eq!(w.record.revoked_in_advance, set(&[5]));
+    // Nothing changed: not said again; a second number is.
+    w.reconcile().unwrap();
+    assert_eq!(said(&w).len(), 1);
+    w.policy.revoked.insert(7);
+    w.reconcile().unwrap();
+    assert_eq!(said(&w).len(), 2);
+    assert!(said(&w)[1].starts_with("version 7 has not been issued"));
+}
+
+#[test]
 fn rollback_during_grace_returns_presenters_to_the_previous_key() {
     let mut w = world(policy());
     rotate(&mut w, "r1");
