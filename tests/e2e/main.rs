@@ -27,4 +27,5 @@ mod outage;
 mod quiet;
 mod realpods;
 mod report;
+mod revoke;
 mod rollout;

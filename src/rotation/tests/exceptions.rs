@@ -217,3 +217,41 @@ fn a_crash_between_creating_and_staging_a_version_reuses_it() {
     assert_eq!(w.current(), Some(2));
     assert_eq!(w.highest_issued(), Some(2), "the request did not run twice");
 }
+
+#[test]
+fn after_a_revoke_pods_not_yet_reloaded_are_nudged_and_after_a_retire_none() {
+    let mut p = policy();
+    p.verifiers.nudge = true;
+    p.presenters.nudge = true;
+    let mut w = world(p);
+    let nudged = |w: &World| -> Vec<Group> {
+        w.last_plan
+            .as_ref()
+            .unwrap()
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Nudge { group, .. } => Some(*group),
+                _ => None,
+            })
+            .collect()
+    };
+    // An ordinary cycle to its end: the Stable after the retire nudges nobody.
+    rotate(&mut w, "r1");
+    w.settle().unwrap();
+    assert_eq!(w.stage(), Some(Stage::Stable));
+    w.reconcile().unwrap();
+    assert_eq!(nudged(&w), []);
+    // Revoking the current key: publish, switch, shrink at once; the next
+    // plan (Stable) nudges both groups, whose pods have not reloaded.
+    w.policy.revoked.insert(2);
+    w.reconcile().unwrap();
+    assert_eq!((w.accepted(), w.current()), (set(&[3]), Some(3)));
+    w.reconcile().unwrap();
+    assert_eq!(w.stage(), Some(Stage::Stable));
+    assert_eq!(nudged(&w), [Group::Verifiers, Group::Presenters]);
+    // Once they reloaded and reported: nothing (I8).
+    w.sync_and_report_all();
+    w.reconcile().unwrap();
+    assert_eq!(nudged(&w), []);
+}
