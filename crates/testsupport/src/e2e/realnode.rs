@@ -276,7 +276,15 @@ pub struct Stage {
 }
 
 pub const ROTATION: &str = "api";
-const RELEASE: &str = "keyrotor-real";
+
+/// The helm release of a stage: one per stage, so stages run side by side
+/// (the chart's cluster-scoped objects are named after it).
+fn release(operator_ns: &str) -> String {
+    format!("keyrotor-{operator_ns}")
+}
+
+/// Stages pack and import the same image: one at a time.
+static PACKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Stage {
     /// `nudge`: whether keyrotor nudges pods after a Secret write. `keyrotor`:
@@ -286,12 +294,18 @@ impl Stage {
         // operator would fight this run's).
         let operator_ns = format!("{ns}-operator");
         let _ = std::process::Command::new(helm())
-            .args(["uninstall", RELEASE, "--ignore-not-found", "--wait"])
+            .args([
+                "uninstall",
+                &release(&operator_ns),
+                "--ignore-not-found",
+                "--wait",
+            ])
             .args(["--namespace", &operator_ns])
             .env("KUBECONFIG", &cluster.kubeconfig)
             .output();
         let ns = cluster.namespace(ns).await;
         let client = cluster.client().await;
+        let packing = PACKING.lock().unwrap_or_else(|e| e.into_inner());
         let image = std::process::Command::new(repo().join("tests/cluster/images"))
             .arg("app")
             .arg(keyrotor)
@@ -301,6 +315,7 @@ impl Stage {
             .status()
             .unwrap();
         assert!(image.success(), "packing the image failed");
+        drop(packing);
 
         let rbac = std::fs::read_to_string(repo().join("examples/reporter-rbac.yaml"))
             .unwrap()
@@ -318,7 +333,12 @@ impl Stage {
             .unwrap();
 
         let operator_ns = cluster.namespace(&operator_ns).await;
-        helm_install(cluster, RELEASE, &operator_ns.name, &ns.name);
+        helm_install(
+            cluster,
+            &release(&operator_ns.name),
+            &operator_ns.name,
+            &ns.name,
+        );
 
         let mut rotation = rotation(&ns.name, ROTATION, report(), report());
         rotation["spec"]["gracePeriod"]["minimum"] = "1s".into();
@@ -400,7 +420,7 @@ impl Stage {
         let out = std::process::Command::new(helm())
             .args([
                 "uninstall",
-                RELEASE,
+                &release(&self.operator_ns.name),
                 "--namespace",
                 &self.operator_ns.name,
                 "--wait",
