@@ -7,10 +7,15 @@ yamllint and kubernetes-validate).
     packaging.py examples-schema             examples/ against the CRD's OpenAPI schema, unknown fields refused
     packaging.py artifacthub                 Chart.yaml's crdsExamples is examples/rotation.yaml
     packaging.py values-docs                 every value in values.yaml has a `# --` comment (or its parent has)
+    packaging.py alerts RULE DASHBOARD JOB URL  the chart's PrometheusRule and dashboard ConfigMap (rendered
+                                             with prometheusRule.job=JOB, runbookUrl=URL) are the sources in
+                                             monitoring/; each alert has a runbook section and a firing test
 """
 
 import copy
+import json
 import pathlib
+import re
 import sys
 
 import jsonschema
@@ -175,6 +180,52 @@ def values_docs():
         fail("values without a `# --` comment: " + ", ".join(undocumented))
 
 
+MONITORING = ROOT / "charts" / "keyrotor" / "monitoring"
+# The job and runbook address the source file names; the chart replaces them.
+SOURCE_JOB = 'job="keyrotor-metrics"'
+SOURCE_RUNBOOK = "https://git.example.com/platform/keyrotor/blob/main/docs/runbook.md"
+
+
+def alerts(rendered_rule, rendered_dashboard, job, url):
+    (source,) = docs(MONITORING / "alerts.yaml")
+    (rule,) = [d for d in docs(rendered_rule) if d.get("kind") == "PrometheusRule"]
+    expected = yaml.safe_load(
+        (MONITORING / "alerts.yaml").read_text()
+        .replace(SOURCE_JOB, f'job="{job}"')
+        .replace(SOURCE_RUNBOOK, url))
+    if rule["spec"] != expected:
+        fail("the chart's PrometheusRule is not monitoring/alerts.yaml with the job and runbook replaced")
+    rules = [r for g in source["groups"] for r in g["rules"]]
+    names = [r["alert"] for r in rules]
+    if len(names) != len(set(names)):
+        fail(f"alert names repeat: {names}")
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    headings = {m.group(1) for m in re.finditer(r"^#+ (\S+)\s*$", runbook, re.M)}
+    tests = [t for f in sorted((ROOT / "tests" / "alerts").glob("*_test.yaml")) for t in docs(f)[0]["tests"]]
+    checks = [c for t in tests for c in t.get("alert_rule_test", [])]
+    for r in rules:
+        name = r["alert"]
+        if r["annotations"].get("runbook_url") != f"{SOURCE_RUNBOOK}#{name.lower()}":
+            fail(f"{name}: runbook_url is not {SOURCE_RUNBOOK}#{name.lower()}")
+        if name not in headings:
+            fail(f"{name}: docs/runbook.md has no section (a heading `## {name}`)")
+        if not r.get("labels", {}).get("severity"):
+            fail(f"{name}: no severity label")
+        mine = [c for c in checks if c["alertname"] == name]
+        if not any(c.get("exp_alerts") for c in mine) or not any(not c.get("exp_alerts") for c in mine):
+            fail(f"{name}: tests/alerts/ needs a case where it fires and one where it does not")
+    spec_rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    if not any(f'job="{job}"' in r["expr"] for r in spec_rules):
+        fail(f"prometheusRule.job={job} reached no expression")
+    (cm,) = [d for d in docs(rendered_dashboard) if d.get("kind") == "ConfigMap"]
+    if cm["metadata"]["labels"].get("grafana_dashboard") != "1":
+        fail("the dashboard ConfigMap lacks the label grafana_dashboard: \"1\"")
+    if json.loads(cm["data"]["keyrotor.json"]) != json.loads((MONITORING / "dashboard.json").read_text()):
+        fail("the dashboard ConfigMap is not monitoring/dashboard.json")
+    print(f"packaging: {len(rules)} alerts, each with a runbook section and firing tests; "
+          "the chart renders them and the dashboard as they are")
+
+
 def main():
     cmd, *args = sys.argv[1:]
     {
@@ -183,6 +234,7 @@ def main():
         "examples-schema": examples_schema,
         "artifacthub": artifacthub,
         "values-docs": values_docs,
+        "alerts": alerts,
     }[cmd](*args)
 
 

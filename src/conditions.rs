@@ -45,6 +45,8 @@ pub mod events {
     pub const VERSION_RETIRED: &str = "VersionRetired";
     pub const RETIRED_ON_TIMEOUT: &str = "RetiredOnTimeout";
     pub const VERSION_REVOKED: &str = "VersionRevoked";
+    /// A revoked number above every issued one: it will never be issued.
+    pub const REVOKED_IN_ADVANCE: &str = "RevokedInAdvance";
     pub const ROLLED_BACK: &str = "RolledBack";
     pub const ROLLBACK_REJECTED: &str = "RollbackRejected";
     pub const MIGRATION_STALLED: &str = "MigrationStalled";
@@ -60,4 +62,12 @@ pub mod events {
 
     /// A call to the verifier hook failed after its retries.
     pub const HOOK_FAILED: &str = "HookFailed";
+
+    /// The API refused a nudge (RBAC lacks `pods patch`): consumers load
+    /// changes at kubelet's own pace. Said once per rotation and process.
+    pub const NUDGE_FORBIDDEN: &str = "NudgeForbidden";
+
+    /// A verifier endpoint (`keyrotor verifier`) refused a retired version:
+    /// a client missed the rotation. Per verifier pod, when its count grows.
+    pub const RETIRED_KEY_PRESENTED: &str = "RetiredKeyPresented";
 }

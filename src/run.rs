@@ -79,6 +79,8 @@ pub async fn serve(
         concurrency: args.concurrency,
     };
     if !args.leader_election {
+        // The only replica leads: `keyrotor_leader` says who reconciles.
+        metrics.set_leader(true);
         controller::run(client, config, metrics, health).await;
         info!("keyrotor stopped");
         return Ok(());

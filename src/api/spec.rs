@@ -14,6 +14,12 @@ use crate::rotation::{Mode, OnTimeout, WorkloadKind};
 
 /// Go-style duration as CEL's `duration()` accepts it.
 pub(crate) const DURATION_RE: &str = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$";
+/// The longest duration any field takes: ten years. Each duration field's CEL
+/// rule first checks that the text is short enough (at most 16 characters,
+/// 6 digits a number) that `duration()` cannot overflow, which CEL would
+/// report as a bare "type conversion error"; `&&` short-circuits, so an
+/// absurd value gets the rule's message, naming the field and this limit.
+pub const MAX_DURATION: &str = "87600h";
 /// DNS-1123 subdomain: a valid Secret or workload name.
 pub(crate) const NAME_RE: &str =
     "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -207,10 +213,10 @@ pub enum KeyChecksum {
 #[x_kube(validation = Rule::new("has(self.interval) != has(self.cron)").message("schedule needs exactly one of interval or cron"))]
 #[x_kube(validation = Rule::new("!has(self.timeZone) || has(self.cron)").message("schedule.timeZone applies to cron schedules only"))]
 pub struct Schedule {
-    /// Time between the starts of two rotations, as a duration (e.g. `720h`). At least 1m.
+    /// Time between the starts of two rotations, as a duration (e.g. `720h`). From 1m to 87600h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_RE))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("schedule.interval must be at least 1m"))]
+    #[schemars(regex(pattern = DURATION_RE), length(max = 32))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,6})?(ms|s|m|h))+$') && duration(self) <= duration('87600h') && duration(self) >= duration('1m')").message("schedule.interval must be between 1m and 87600h (ten years)"))]
     pub interval: Option<String>,
 
     /// Five-field cron expression (minute hour day-of-month month day-of-week),
@@ -229,17 +235,19 @@ pub struct Schedule {
 /// How long the previous version stays accepted after presenters got the new one.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("duration(self.minimum) <= duration(self.maximum)").message("gracePeriod.minimum must not exceed gracePeriod.maximum"))]
+#[x_kube(validation = Rule::new("!(size(self.minimum) <= 16 && self.minimum.matches('^([0-9]{1,6}([.][0-9]{1,6})?(ms|s|m|h))+$') && size(self.maximum) <= 16 && self.maximum.matches('^([0-9]{1,6}([.][0-9]{1,6})?(ms|s|m|h))+$')) || duration(self.minimum) <= duration(self.maximum)").message("gracePeriod.minimum must not exceed gracePeriod.maximum"))]
 pub struct GracePeriod {
     /// The old version stays accepted at least this long after promotion, even
     /// when every presenter confirmed sooner.
     #[serde(default = "default_grace_minimum")]
-    #[schemars(regex(pattern = DURATION_RE))]
+    #[schemars(regex(pattern = DURATION_RE), length(max = 32))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,6})?(ms|s|m|h))+$') && duration(self) <= duration('87600h')").message("gracePeriod.minimum must be at most 87600h (ten years)"))]
     pub minimum: String,
 
     /// After this long without every presenter confirming, `onTimeout` applies.
     #[serde(default = "default_grace_maximum")]
-    #[schemars(regex(pattern = DURATION_RE))]
+    #[schemars(regex(pattern = DURATION_RE), length(max = 32))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,6})?(ms|s|m|h))+$') && duration(self) <= duration('87600h')").message("gracePeriod.maximum must be at most 87600h (ten years)"))]
     pub maximum: String,
 
     /// At the maximum: Wait (keep the old version, raise MigrationStalled) or
@@ -303,7 +311,8 @@ pub struct ConsumerGroup {
 
     /// Delay mode: how long kubelet may take to update a mounted Secret.
     #[serde(default = "default_propagation_delay")]
-    #[schemars(regex(pattern = DURATION_RE))]
+    #[schemars(regex(pattern = DURATION_RE), length(max = 32))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,6})?(ms|s|m|h))+$') && duration(self) <= duration('87600h')").message("propagationDelay must be at most 87600h (ten years)"))]
     pub propagation_delay: String,
 
     /// After each Secret write, touch an annotation on the group's pods so
@@ -343,8 +352,8 @@ impl Default for ConsumerGroup {
 #[serde(rename_all = "camelCase")]
 pub struct Traffic {
     /// How long the old version must go unseen by every verifier before it retires.
-    #[schemars(regex(pattern = DURATION_RE))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("traffic.quietWindow must be at least 1s"))]
+    #[schemars(regex(pattern = DURATION_RE), length(max = 32))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,6})?(ms|s|m|h))+$') && duration(self) <= duration('87600h') && duration(self) >= duration('1s')").message("traffic.quietWindow must be between 1s and 87600h (ten years)"))]
     pub quiet_window: String,
 }
 

@@ -70,6 +70,10 @@ pub struct ApiKeyRotationStatus {
     /// Latest time verifiers reported each version presented (Traffic mode).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub traffic: Vec<TrafficRecord>,
+
+    /// Revoked version numbers above every issued one: they will never be issued.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub revoked_in_advance: BTreeSet<Version>,
 }
 
 /// A status condition, as in `metav1.Condition`.
@@ -157,6 +161,7 @@ impl ApiKeyRotationStatus {
             stalled: self.conditions.iter().any(|c| {
                 c.type_ == crate::conditions::types::MIGRATION_STALLED && c.status == "True"
             }),
+            revoked_in_advance: self.revoked_in_advance.clone(),
         }
     }
 
@@ -206,6 +211,7 @@ impl ApiKeyRotationStatus {
                     last_seen: *t,
                 })
                 .collect(),
+            revoked_in_advance: report.revoked_in_advance.clone(),
         }
     }
 

@@ -69,8 +69,18 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
         .schedule
         .as_ref()
         .and_then(|s| schedule_of(s, &mut errs));
-    let grace_minimum = errs.duration("spec.gracePeriod.minimum", &spec.grace_period.minimum);
-    let grace_maximum = errs.duration("spec.gracePeriod.maximum", &spec.grace_period.maximum);
+    let grace_minimum = errs.bounded(
+        "spec.gracePeriod.minimum",
+        &spec.grace_period.minimum,
+        None,
+        "gracePeriod.minimum must be at most 87600h (ten years)",
+    );
+    let grace_maximum = errs.bounded(
+        "spec.gracePeriod.maximum",
+        &spec.grace_period.maximum,
+        None,
+        "gracePeriod.maximum must be at most 87600h (ten years)",
+    );
     if let (Some(min), Some(max)) = (grace_minimum, grace_maximum)
         && min > max
     {
@@ -96,17 +106,12 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
         );
     }
     let quiet_window = spec.consumers.presenters.traffic.as_ref().and_then(|t| {
-        let d = errs.duration(
+        errs.bounded(
             "spec.consumers.presenters.traffic.quietWindow",
             &t.quiet_window,
-        )?;
-        if d < SignedDuration::from_secs(1) {
-            errs.add(
-                "spec.consumers.presenters.traffic.quietWindow",
-                "traffic.quietWindow must be at least 1s",
-            );
-        }
-        Some(d)
+            Some(SignedDuration::from_secs(1)),
+            "traffic.quietWindow must be between 1s and 87600h (ten years)",
+        )
     });
     secrets(name, spec, &mut errs);
     if !(1..=100).contains(&spec.history_limit) {
@@ -313,14 +318,12 @@ fn schedule_of(s: &Schedule, errs: &mut Errors) -> Option<schedule::Schedule> {
                     "schedule.timeZone applies to cron schedules only",
                 );
             }
-            let d = errs.duration("spec.schedule.interval", interval)?;
-            if d < SignedDuration::from_mins(1) {
-                errs.add(
-                    "spec.schedule.interval",
-                    "schedule.interval must be at least 1m",
-                );
-                return None;
-            }
+            let d = errs.bounded(
+                "spec.schedule.interval",
+                interval,
+                Some(SignedDuration::from_mins(1)),
+                "schedule.interval must be between 1m and 87600h (ten years)",
+            )?;
             Some(schedule::Schedule::Interval(d))
         }
         (None, Some(cron)) => match schedule::Cron::parse(cron, s.time_zone.as_deref()) {
@@ -339,7 +342,12 @@ fn schedule_of(s: &Schedule, errs: &mut Errors) -> Option<schedule::Schedule> {
 }
 
 fn group(g: &ConsumerGroup, path: &str, errs: &mut Errors) -> Option<GroupPolicy> {
-    let delay = errs.duration(&format!("{path}.propagationDelay"), &g.propagation_delay);
+    let delay = errs.bounded(
+        &format!("{path}.propagationDelay"),
+        &g.propagation_delay,
+        None,
+        "propagationDelay must be at most 87600h (ten years)",
+    );
     if g.confirmation == Mode::Rollout && g.workloads.is_empty() {
         errs.add(
             path,
@@ -431,6 +439,34 @@ impl Errors {
                 None
             }
         }
+    }
+
+    /// A duration within `min` (if any) and [`MAX_DURATION`], as the CRD's
+    /// rule checks it: a text short enough that CEL's `duration()` cannot
+    /// overflow (at most 16 characters, 6 digits on each side of a point),
+    /// else `message`, which names the field and the limits.
+    fn bounded(
+        &mut self,
+        path: &str,
+        text: &str,
+        min: Option<SignedDuration>,
+        message: &str,
+    ) -> Option<SignedDuration> {
+        let d = self.duration(path, text)?;
+        let max = duration::parse(MAX_DURATION).expect("a valid duration");
+        let fits = text.len() <= 16
+            && text
+                .split(|c: char| c.is_ascii_alphabetic())
+                .filter(|n| !n.is_empty())
+                .all(|n| {
+                    let (int, frac) = n.split_once('.').unwrap_or((n, ""));
+                    int.len() <= 6 && frac.len() <= 6
+                });
+        if !fits || d > max || min.is_some_and(|m| d < m) {
+            self.add(path, message);
+            return None;
+        }
+        Some(d)
     }
 
     fn name(&mut self, path: &str, name: &str) {

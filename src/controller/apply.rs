@@ -147,7 +147,7 @@ impl Writer<'_> {
     pub async fn apply(&self, actions: &[Action], obs: &mut Snapshot) -> Result<Applied> {
         let mut applied = Applied::default();
         for action in actions {
-            applied.writes += self.apply_one(action, obs, &mut applied.created).await?;
+            applied.writes += self.apply_one(action, obs, &mut applied).await?;
         }
         Ok(applied)
     }
@@ -156,8 +156,9 @@ impl Writer<'_> {
         &self,
         action: &Action,
         obs: &mut Snapshot,
-        created: &mut BTreeMap<Version, String>,
+        applied: &mut Applied,
     ) -> Result<usize> {
+        let created = &mut applied.created;
         let secrets = self.secrets();
         match action {
             Action::CreateVersion {
@@ -292,6 +293,12 @@ impl Writer<'_> {
                     match api.patch(pod, &merge_params(), &Patch::Merge(&patch)).await {
                         Ok(_) => writes += 1,
                         Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        // RBAC without `pods patch`: the nudge is only a
+                        // hint, so the step goes on at kubelet's pace; the
+                        // caller says so (`Context::nudges_refused`).
+                        Err(kube::Error::Api(e)) if e.code == 403 => {
+                            applied.nudges_refused += 1;
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -310,6 +317,8 @@ pub struct Applied {
     /// Fingerprints of the version Secrets created or restored: the planner
     /// could not know them, status reports them.
     pub created: BTreeMap<Version, String>,
+    /// Nudges the API refused (403: RBAC lacks `pods patch`).
+    pub nudges_refused: usize,
 }
 
 /// The key version `v`'s Secret ended up holding, kept for rendering and

@@ -1,7 +1,7 @@
 //! State shared by every reconcile: the API client, the slim pod cache, the
 //! event recorder, and per-object failure counts for backoff.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ pub struct Context {
     status_written: Mutex<HashMap<ObjectRef<ApiKeyRotation>, std::time::Instant>>,
     /// The status this process wrote last, until the cache shows it.
     pending_status: Mutex<HashMap<ObjectRef<ApiKeyRotation>, (u64, ApiKeyRotationStatus)>>,
+    /// Rotations (and namespaces) already told that their nudges are refused.
+    nudge_refusals: Mutex<(HashSet<ObjectRef<ApiKeyRotation>>, HashSet<String>)>,
 }
 
 impl Context {
@@ -50,7 +52,23 @@ impl Context {
             conflicts: Mutex::new(HashMap::new()),
             status_written: Mutex::new(HashMap::new()),
             pending_status: Mutex::new(HashMap::new()),
+            nudge_refusals: Mutex::default(),
         }
+    }
+
+    /// Counts `n` refused nudges of `obj`; whether this is the first refusal
+    /// for the rotation (say so in an event) and for its namespace (and in
+    /// the log). Said once per process, not per reconcile.
+    pub fn nudges_refused(&self, obj: &ObjectRef<ApiKeyRotation>, n: usize) -> (bool, bool) {
+        let ns = obj.namespace.clone().unwrap_or_default();
+        self.metrics.nudges_refused(&ns, &obj.name, n as u64);
+        let mut told = self
+            .nudge_refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let rotation = told.0.insert(obj.clone());
+        let namespace = told.1.insert(ns);
+        (rotation, namespace)
     }
 
     /// Exponential backoff per object: 1 s, 2 s, 4 s … capped at 5 minutes.

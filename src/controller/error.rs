@@ -57,7 +57,7 @@ impl Error {
         }
     }
 
-    /// Fixed label for metrics and logs.
+    /// Fixed label for metrics and logs: one of [`CATEGORIES`].
     pub fn category(&self) -> &'static str {
         if self.is_conflict() {
             return "conflict";
@@ -76,5 +76,19 @@ impl Error {
         }
     }
 }
+
+/// Every word [`Error::category`] gives (the metrics start each at 0, so
+/// the first error of a kind is an increase too).
+pub const CATEGORIES: [&str; 9] = [
+    "conflict",
+    "throttled",
+    "forbidden",
+    "server",
+    "api",
+    "key-missing",
+    "key-generation",
+    "finalizer",
+    "invalid-object",
+];
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

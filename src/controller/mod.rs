@@ -34,7 +34,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info, warn};
 
 pub use context::Context;
-pub use error::Error;
+pub use error::{CATEGORIES as ERROR_CATEGORIES, Error};
 use index::{PodCache, RotationIndex};
 use outage::ApiHealth;
 use readiness::Readiness;

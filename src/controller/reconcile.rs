@@ -138,6 +138,9 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         other => other?,
     };
     ctx.nudges.sent(&key, &decided.actions, now);
+    if applied.nudges_refused > 0 {
+        nudges_refused(rot, ctx, &key, applied.nudges_refused).await;
+    }
     if applied.writes > 0 {
         let (writes, stage, current) =
             (applied.writes, decided.report.stage, decided.report.current);
@@ -148,15 +151,45 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         &rot.namespace().unwrap_or_default(),
         &rot.name_any(),
         &status,
+        &validated.policy,
     );
     let deferred = report(rot, ctx, &decided, status).await?;
     for note in ctx.stale_clients.news(&key, &obs.gateway_traffic) {
-        let reason = super::stale_clients::REASON;
+        let reason = events::RETIRED_KEY_PRESENTED;
         emit(&ctx.recorder, rot, EventType::Warning, reason, &note).await;
     }
     ctx.succeeded(&key);
     ctx.metrics.reconcile_ok();
     Ok(requeue(&decided, deferred, now))
+}
+
+/// The API refused nudges (403): without `pods patch` every step waits for
+/// kubelet's periodic sync (60–90 s) instead of seconds. Said once per
+/// namespace in the log and once per rotation in an event; counted in
+/// `keyrotor_nudges_refused_total`.
+async fn nudges_refused(
+    rot: &ApiKeyRotation,
+    ctx: &Context,
+    key: &ObjectRef<ApiKeyRotation>,
+    n: usize,
+) {
+    let (first_for_rotation, first_for_namespace) = ctx.nudges_refused(key, n);
+    let why = "the API refused to patch pods (RBAC lacks `patch` on pods): keyrotor cannot nudge \
+               consumers, so each step waits for kubelet to sync their volumes (60-90 s) instead of \
+               seconds; grant `patch` on pods (the chart's role does)";
+    if first_for_namespace {
+        warn!(refused = n, "{why}");
+    }
+    if first_for_rotation {
+        emit(
+            &ctx.recorder,
+            rot,
+            EventType::Warning,
+            events::NUDGE_FORBIDDEN,
+            why,
+        )
+        .await;
+    }
 }
 
 /// Step 1: the cached rotation with the status this process just wrote, if

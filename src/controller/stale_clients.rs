@@ -16,9 +16,6 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::api::ApiKeyRotation;
 
-/// The event's reason.
-pub const REASON: &str = "RetiredKeyPresented";
-
 #[derive(Default)]
 pub struct StaleClients {
     seen: Mutex<HashMap<ObjectRef<ApiKeyRotation>, BTreeMap<String, u64>>>,

@@ -11,6 +11,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::ops::admin::Exposition;
+use crate::ops::metrics::text_format;
 use crate::wire::Version;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -144,9 +145,10 @@ impl VerifierMetrics {
 }
 
 impl Exposition for VerifierMetrics {
+    /// Prometheus text 0.0.4, like the operator's (`promtool check metrics`).
     fn encode(&self) -> String {
-        let mut out = String::new();
-        let _ = encode(&mut out, &self.registry);
-        out
+        let mut open_metrics = String::new();
+        let _ = encode(&mut open_metrics, &self.registry);
+        text_format(&open_metrics)
     }
 }

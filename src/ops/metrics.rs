@@ -1,6 +1,8 @@
 //! Prometheus metrics, one registry prefixed `keyrotor`. Labels are bounded:
 //! a rotation's namespace/name, a group, a stage, an error category or an
-//! outcome, never an error message or a key-derived value.
+//! outcome, never an error message or a key-derived value. Served in the
+//! Prometheus text format 0.0.4 (see [`Metrics::encode`]); the alerts and the
+//! dashboard in `charts/keyrotor/monitoring/` name these metrics.
 
 use std::time::Instant;
 
@@ -12,7 +14,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::api::ApiKeyRotationStatus;
-use crate::rotation::{Stage, VersionState};
+use crate::conditions::events;
+use crate::conditions::types::MIGRATION_STALLED;
+use crate::rotation::{Policy, Stage, VersionState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -57,6 +61,15 @@ const STAGES: [(Stage, &str); 5] = [
     (Stage::Retiring, "Retiring"),
 ];
 
+/// Event reasons that count as a rotation step, and the outcome label.
+const OUTCOMES: [(&str, &str); 5] = [
+    (events::VERSION_RETIRED, "completed"),
+    (events::RETIRED_ON_TIMEOUT, "retired_on_timeout"),
+    (events::VERSION_REVOKED, "revoked"),
+    (events::ROLLED_BACK, "rolled_back"),
+    (events::VERSION_CREATED, "started"),
+];
+
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ResultLabels, Counter>,
@@ -64,7 +77,10 @@ pub struct Metrics {
     duration: Histogram,
     rotations: Family<OutcomeLabels, Counter>,
     key_created: Family<RotationLabels, Gauge>,
+    key_max_age: Family<RotationLabels, Gauge>,
     next_rotation: Family<RotationLabels, Gauge>,
+    stalled: Family<RotationLabels, Gauge>,
+    nudges_refused: Family<RotationLabels, Counter>,
     waiting: Family<GroupLabels, Gauge>,
     stage: Family<StageLabels, Gauge>,
     leader: Gauge<i64, std::sync::atomic::AtomicI64>,
@@ -86,7 +102,10 @@ impl Metrics {
             duration: Histogram::new(exponential_buckets(0.00025, std::f64::consts::SQRT_2, 26)),
             rotations: Family::default(),
             key_created: Family::default(),
+            key_max_age: Family::default(),
             next_rotation: Family::default(),
+            stalled: Family::default(),
+            nudges_refused: Family::default(),
             waiting: Family::default(),
             stage: Family::default(),
             leader: Gauge::default(),
@@ -114,9 +133,24 @@ impl Metrics {
             m.key_created.clone(),
         );
         registry.register(
+            "current_key_max_age_seconds",
+            "How old the current key may grow: from its creation to the first scheduled rotation after it, plus gracePeriod.maximum (absent without a schedule)",
+            m.key_max_age.clone(),
+        );
+        registry.register(
             "next_rotation_timestamp_seconds",
-            "When the schedule next asks for a rotation",
+            "When the schedule next asks for a rotation (absent without a schedule or while suspended)",
             m.next_rotation.clone(),
+        );
+        registry.register(
+            "migration_stalled",
+            "1 while the rotation's MigrationStalled condition is True (a group has not confirmed within gracePeriod.maximum)",
+            m.stalled.clone(),
+        );
+        registry.register(
+            "nudges_refused",
+            "Nudges the API refused (RBAC lacks patch on pods): consumers then load changes at kubelet's pace",
+            m.nudges_refused.clone(),
         );
         registry.register(
             "consumers_waiting",
@@ -130,17 +164,32 @@ impl Metrics {
         );
         registry.register(
             "leader",
-            "1 while this replica holds the leader lease",
+            "1 while this replica reconciles: it holds the leader lease, or runs without leader election",
             m.leader.clone(),
         );
+        // Counters start at 0 for every label value they can take: a rate or
+        // an increase then counts the first event too.
+        for result in ["ok", "error"] {
+            let _ = m.reconciles.get_or_create(&ResultLabels { result });
+        }
+        for category in crate::controller::ERROR_CATEGORIES {
+            let _ = m.errors.get_or_create(&CategoryLabels { category });
+        }
+        for (_, outcome) in OUTCOMES {
+            let _ = m.rotations.get_or_create(&OutcomeLabels { outcome });
+        }
         Metrics { registry, ..m }
     }
 
-    /// The text exposition format for `/metrics`.
+    /// The Prometheus text format (0.0.4) for `/metrics`, which is what the
+    /// admin server's Content-Type says and what `promtool check metrics`
+    /// reads. prometheus-client writes OpenMetrics, which names a counter
+    /// family without its `_total` suffix: a 0.0.4 parser then sees samples
+    /// of a family that has no HELP or TYPE.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        let _ = encode(&mut out, &self.registry);
-        out
+        let mut open_metrics = String::new();
+        let _ = encode(&mut open_metrics, &self.registry);
+        text_format(&open_metrics)
     }
 
     /// Starts timing a reconcile; the duration is recorded when the guard drops.
@@ -168,25 +217,36 @@ impl Metrics {
 
     /// Counts a finished step from its event reason.
     pub fn event(&self, reason: &str) {
-        let outcome = match reason {
-            "VersionRetired" => "completed",
-            "RetiredOnTimeout" => "retired_on_timeout",
-            "VersionRevoked" => "revoked",
-            "RolledBack" => "rolled_back",
-            "VersionCreated" => "started",
-            _ => return,
+        let Some(&(_, outcome)) = OUTCOMES.iter().find(|(r, _)| *r == reason) else {
+            return;
         };
         self.rotations
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 
+    pub fn nudges_refused(&self, namespace: &str, name: &str, n: u64) {
+        self.nudges_refused
+            .get_or_create(&RotationLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+            .inc_by(n);
+    }
+
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
     }
 
-    /// Per-rotation gauges from the status just computed.
-    pub fn observe(&self, namespace: &str, name: &str, status: &ApiKeyRotationStatus) {
+    /// Per-rotation gauges from the status just computed and the policy it
+    /// was computed under.
+    pub fn observe(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &ApiKeyRotationStatus,
+        policy: &Policy,
+    ) {
         let labels = RotationLabels {
             namespace: namespace.into(),
             name: name.into(),
@@ -200,7 +260,29 @@ impl Metrics {
             self.key_created
                 .get_or_create(&labels)
                 .set(v.created_at.as_second());
+            // The schedule allows a key to live until its first due time,
+            // plus the longest a cycle may then wait for its consumers.
+            let max_age = policy
+                .schedule
+                .as_ref()
+                .and_then(|s| s.next_after(v.created_at))
+                .map(|due| due.duration_since(v.created_at) + policy.grace_maximum);
+            match max_age {
+                Some(age) => {
+                    self.key_max_age.get_or_create(&labels).set(age.as_secs());
+                }
+                None => {
+                    self.key_max_age.remove(&labels);
+                }
+            }
         }
+        let stalled = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == MIGRATION_STALLED && c.status == "True");
+        self.stalled.get_or_create(&labels).set(i64::from(stalled));
+        // From 0, so the first refusal is an increase too.
+        let _ = self.nudges_refused.get_or_create(&labels);
         match status.next_rotation_time {
             Some(t) => {
                 self.next_rotation.get_or_create(&labels).set(t.as_second());
@@ -253,7 +335,10 @@ impl Metrics {
             name: name.into(),
         };
         self.key_created.remove(&labels);
+        self.key_max_age.remove(&labels);
         self.next_rotation.remove(&labels);
+        self.stalled.remove(&labels);
+        self.nudges_refused.remove(&labels);
         for group in ["verifiers", "presenters"] {
             self.waiting.remove(&GroupLabels {
                 namespace: namespace.into(),
@@ -269,6 +354,36 @@ impl Metrics {
             });
         }
     }
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4: a counter family's
+/// HELP and TYPE name its samples (`x_total`), and the `# EOF` and `# UNIT`
+/// lines, which 0.0.4 does not have, go.
+pub fn text_format(open_metrics: &str) -> String {
+    let lines: Vec<&str> = open_metrics.lines().collect();
+    let counters: std::collections::HashSet<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len() + 64);
+    for line in lines {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (family, tail) = rest.split_once(' ')?;
+            counters
+                .contains(family)
+                .then(|| format!("{prefix}{family}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Records a reconcile's duration when dropped, whatever path it left by.
@@ -287,7 +402,64 @@ impl Drop for ReconcileTimer<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use jiff::{SignedDuration, Timestamp};
+
     use super::*;
+    use crate::api::Condition;
+    use crate::rotation::schedule::Schedule;
+    use crate::rotation::{GroupPolicy, Mode, OnTimeout, Origin, VersionRecord};
+
+    fn policy(schedule: Option<Schedule>) -> Policy {
+        let group = GroupPolicy {
+            mode: Mode::Report,
+            nudge: true,
+            propagation_delay: SignedDuration::from_secs(90),
+            workloads: vec![],
+        };
+        Policy {
+            schedule,
+            grace_minimum: SignedDuration::from_secs(60),
+            grace_maximum: SignedDuration::from_hours(2),
+            on_timeout: OnTimeout::Wait,
+            verifiers: group.clone(),
+            presenters: group,
+            quiet_window: None,
+            combined: false,
+            history_limit: 10,
+            suspend: false,
+            revoked: BTreeSet::new(),
+            adopt: false,
+            verifier_hook: false,
+        }
+    }
+
+    fn promoting(stalled: bool) -> ApiKeyRotationStatus {
+        let created: Timestamp = "2026-01-05T10:00:00Z".parse().unwrap();
+        ApiKeyRotationStatus {
+            stage: Some(Stage::Promoting),
+            current_version: Some(2),
+            versions: vec![VersionRecord {
+                version: 2,
+                state: VersionState::Current,
+                fingerprint: "sha256:00".into(),
+                origin: Origin::Generated,
+                created_at: created,
+                promoted_at: Some(created),
+                retired_at: None,
+            }],
+            conditions: vec![Condition {
+                type_: MIGRATION_STALLED.into(),
+                status: if stalled { "True" } else { "False" }.into(),
+                reason: "PresentersStalled".into(),
+                message: String::new(),
+                last_transition_time: created,
+                observed_generation: None,
+            }],
+            ..Default::default()
+        }
+    }
 
     #[test]
     fn metrics_are_exposed_with_bounded_labels() {
@@ -298,11 +470,8 @@ mod tests {
         }
         m.reconcile_failed("conflict");
         m.event("VersionRetired");
-        let status = ApiKeyRotationStatus {
-            stage: Some(Stage::Promoting),
-            ..Default::default()
-        };
-        m.observe("shop", "orders", &status);
+        let weekly = Schedule::Interval(SignedDuration::from_hours(24 * 7));
+        m.observe("shop", "orders", &promoting(true), &policy(Some(weekly)));
         let text = m.encode();
         for line in [
             "keyrotor_reconciles_total{result=\"ok\"} 1",
@@ -311,10 +480,61 @@ mod tests {
             "keyrotor_stage{namespace=\"shop\",name=\"orders\",stage=\"Promoting\"} 1",
             "keyrotor_stage{namespace=\"shop\",name=\"orders\",stage=\"Stable\"} 0",
             "keyrotor_reconcile_duration_seconds_count 1",
+            "keyrotor_migration_stalled{namespace=\"shop\",name=\"orders\"} 1",
+            "keyrotor_nudges_refused_total{namespace=\"shop\",name=\"orders\"} 0",
+            // A week from creation to the next due time, plus 2 h of grace.
+            "keyrotor_current_key_max_age_seconds{namespace=\"shop\",name=\"orders\"} 612000",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
+        m.observe("shop", "orders", &promoting(false), &policy(None));
+        let text = m.encode();
+        assert!(text.contains("keyrotor_migration_stalled{namespace=\"shop\",name=\"orders\"} 0"));
+        assert!(
+            !text.contains("keyrotor_current_key_max_age_seconds{"),
+            "no schedule, no max age:\n{text}"
+        );
         m.forget("shop", "orders");
         assert!(!m.encode().contains("orders"));
+    }
+
+    #[test]
+    fn counters_are_named_with_total_in_help_and_type() {
+        let m = Metrics::new();
+        m.reconcile_ok();
+        m.observe("shop", "orders", &promoting(false), &policy(None));
+        let text = m.encode();
+        for line in [
+            "# HELP keyrotor_reconciles_total Reconciles by result.",
+            "# TYPE keyrotor_reconciles_total counter",
+            "# TYPE keyrotor_rotations_total counter",
+            "keyrotor_reconcile_errors_total{category=\"server\"} 0",
+            "# TYPE keyrotor_stage gauge",
+            "# TYPE keyrotor_reconcile_duration_seconds histogram",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("# EOF"), "{text}");
+        // Every family has help, and every sample belongs to a family that
+        // was declared under its own name (or is a histogram's series).
+        let declared: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+            .collect();
+        for family in &declared {
+            assert!(
+                text.contains(&format!("# HELP {family} ")),
+                "{family} has no help"
+            );
+        }
+        for sample in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = sample.split(['{', ' ']).next().unwrap();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|b| declared.contains(b))
+                .unwrap_or(name);
+            assert!(declared.contains(&base), "{name} is in no declared family");
+        }
     }
 }

@@ -7,7 +7,9 @@
 mod bench;
 mod commands;
 mod demo;
+mod monitoring;
 mod plugin;
+mod promql;
 mod reporter_policy;
 mod run_binary;
 mod sample_app;

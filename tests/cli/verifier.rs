@@ -177,6 +177,32 @@ async fn gateways_get_2xx_for_accepted_versions_and_401_for_the_rest_across_a_ro
     ] {
         assert!(m.contains(line), "missing {line} in\n{m}");
     }
+    // The names the shipped alerts and dashboard select are the real ones,
+    // and promtool accepts the exposition.
+    for name in super::monitoring::VERIFIER_METRICS {
+        assert!(
+            m.contains(&format!("# TYPE {name} counter")),
+            "{name} not exported:\n{m}"
+        );
+    }
+    if let Some(promtool) = super::monitoring::promtool() {
+        let mut check = Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        check.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
+        let out = check.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "promtool: {said}"
+        );
+    }
     let log = v.log();
     assert!(log.contains("presented a retired version"), "{log}");
     for key in [&k1, &k2, &typo] {

@@ -16,6 +16,7 @@ use keyrotor_testsupport::{observer, volume};
 
 mod operator;
 
+mod alerts;
 mod cel;
 mod crash;
 mod deletion;
@@ -23,9 +24,11 @@ mod gateway;
 mod helm;
 mod hook;
 mod leader;
+mod messages;
 mod outage;
 mod quiet;
 mod readiness;
 mod realpods;
 mod report;
+mod revoke;
 mod rollout;

@@ -61,7 +61,8 @@ impl Operator {
         Operator::start_as(cluster, o, &cluster.operator_kubeconfig)
     }
 
-    fn start_as(cluster: &Cluster, o: Options, kubeconfig: &Path) -> Operator {
+    /// [`Operator::start`] with another identity's kubeconfig (other RBAC).
+    pub fn start_as(cluster: &Cluster, o: Options, kubeconfig: &Path) -> Operator {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

@@ -175,4 +175,6 @@ pub struct Record {
     pub presenter_revision: Revision,
     pub traffic: BTreeMap<Version, Timestamp>,
     pub stalled: bool,
+    /// Revoked numbers above every issued one, already announced.
+    pub revoked_in_advance: BTreeSet<Version>,
 }

@@ -159,6 +159,8 @@ pub struct Report {
     pub verifier_revision: Revision,
     pub presenter_revision: Revision,
     pub traffic: BTreeMap<Version, Timestamp>,
+    /// Revoked numbers above every issued one: they will never be issued.
+    pub revoked_in_advance: BTreeSet<Version>,
 }
 
 /// The planner's answer.
@@ -187,6 +189,7 @@ impl Report {
                 .conditions
                 .iter()
                 .any(|c| c.type_ == crate::conditions::types::MIGRATION_STALLED && c.status),
+            revoked_in_advance: self.revoked_in_advance.clone(),
         }
     }
 }

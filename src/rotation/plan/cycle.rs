@@ -187,10 +187,48 @@ impl Planner<'_> {
             if let Some(t) = next {
                 self.wake_at(t);
             }
+            self.nudge_stragglers();
             return;
         }
         let version = self.create_version(Origin::Generated, self.input.obs.rotate.clone());
         self.report.handled_rotate = self.input.obs.rotate.clone();
         self.stage_version(current, version);
+    }
+
+    /// Stable after a revoke, which publishes, switches and shrinks without
+    /// a step that waits: Report-mode pods still on an older revision of a
+    /// Secret the revoke wrote last are nudged, with the usual backoff and
+    /// bound, so kubelet loads it now instead of at its next periodic sync
+    /// (60–90 s). Without it a revoked key's replacement reached presenters
+    /// only after about a minute, and their requests failed meanwhile
+    /// (`tests/e2e/revoke.rs`). After an ordinary retire nothing is nudged
+    /// (a version that retires is one no presenter sends), and all confirmed
+    /// means no nudge (I8).
+    fn nudge_stragglers(&mut self) {
+        let revoked_at = self
+            .input
+            .obs
+            .record
+            .history
+            .iter()
+            .filter(|r| r.state == VersionState::Revoked)
+            .filter_map(|r| r.retired_at)
+            .max();
+        let Some(revoked_at) = revoked_at else {
+            return;
+        };
+        let p = &self.projected;
+        let groups = [
+            (Group::Verifiers, p.verifier_rev, p.verifier_written),
+            (Group::Presenters, p.presenter_rev, p.presenter_written),
+        ];
+        for (group, revision, written) in groups {
+            let gp = self.group_policy(group);
+            // The revoke's write is this Secret's latest (same clock reading).
+            let by_revoke = written.is_some_and(|w| w <= revoked_at);
+            if by_revoke && gp.mode == Mode::Report && gp.nudge {
+                let _ = self.confirm(group, revision, written);
+            }
+        }
     }
 }

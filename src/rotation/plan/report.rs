@@ -23,6 +23,26 @@ impl Planner<'_> {
                 note: msg.clone(),
             });
         }
+        // A revoked number nobody holds yet: recorded, skipped when issuing,
+        // and said once (status keeps what was said).
+        let revoked_in_advance: BTreeSet<Version> = self
+            .input
+            .policy
+            .revoked
+            .iter()
+            .copied()
+            .filter(|v| *v > self.versions.highest)
+            .collect();
+        for v in revoked_in_advance.difference(&self.input.obs.record.revoked_in_advance) {
+            events.push(Event {
+                kind: EventType::Normal,
+                reason: events::REVOKED_IN_ADVANCE,
+                note: format!(
+                    "version {v} has not been issued (the highest is {}): its revocation is recorded in advance and version {v} will never be issued",
+                    self.versions.highest
+                ),
+            });
+        }
         let mut traffic = self.input.obs.record.traffic.clone();
         for (v, t) in &self.input.obs.traffic {
             let e = traffic.entry(*v).or_insert(*t);
@@ -77,6 +97,7 @@ impl Planner<'_> {
             verifier_revision: self.projected.verifier_rev,
             presenter_revision: self.projected.presenter_rev,
             traffic,
+            revoked_in_advance,
         };
         Plan {
             actions: self.actions,

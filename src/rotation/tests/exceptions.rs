@@ -41,6 +41,34 @@ fn a_version_revoked_in_advance_is_never_issued() {
 }
 
 #[test]
+fn revoking_a_number_never_issued_is_said_once() {
+    let mut w = world(policy());
+    w.policy.revoked.insert(5);
+    w.reconcile().unwrap();
+    let said = |w: &World| {
+        w.events
+            .iter()
+            .filter(|e| e.reason == events::REVOKED_IN_ADVANCE)
+            .map(|e| e.note.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        said(&w),
+        [
+            "version 5 has not been issued (the highest is 1): its revocation is recorded in advance and version 5 will never be issued"
+        ]
+    );
+    assert_eq!(w.record.revoked_in_advance, set(&[5]));
+    // Nothing changed: not said again; a second number is.
+    w.reconcile().unwrap();
+    assert_eq!(said(&w).len(), 1);
+    w.policy.revoked.insert(7);
+    w.reconcile().unwrap();
+    assert_eq!(said(&w).len(), 2);
+    assert!(said(&w)[1].starts_with("version 7 has not been issued"));
+}
+
+#[test]
 fn rollback_during_grace_returns_presenters_to_the_previous_key() {
     let mut w = world(policy());
     rotate(&mut w, "r1");
@@ -188,4 +216,42 @@ fn a_crash_between_creating_and_staging_a_version_reuses_it() {
     w.settle().unwrap();
     assert_eq!(w.current(), Some(2));
     assert_eq!(w.highest_issued(), Some(2), "the request did not run twice");
+}
+
+#[test]
+fn after_a_revoke_pods_not_yet_reloaded_are_nudged_and_after_a_retire_none() {
+    let mut p = policy();
+    p.verifiers.nudge = true;
+    p.presenters.nudge = true;
+    let mut w = world(p);
+    let nudged = |w: &World| -> Vec<Group> {
+        w.last_plan
+            .as_ref()
+            .unwrap()
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Nudge { group, .. } => Some(*group),
+                _ => None,
+            })
+            .collect()
+    };
+    // An ordinary cycle to its end: the Stable after the retire nudges nobody.
+    rotate(&mut w, "r1");
+    w.settle().unwrap();
+    assert_eq!(w.stage(), Some(Stage::Stable));
+    w.reconcile().unwrap();
+    assert_eq!(nudged(&w), []);
+    // Revoking the current key: publish, switch, shrink at once; the next
+    // plan (Stable) nudges both groups, whose pods have not reloaded.
+    w.policy.revoked.insert(2);
+    w.reconcile().unwrap();
+    assert_eq!((w.accepted(), w.current()), (set(&[3]), Some(3)));
+    w.reconcile().unwrap();
+    assert_eq!(w.stage(), Some(Stage::Stable));
+    assert_eq!(nudged(&w), [Group::Verifiers, Group::Presenters]);
+    // Once they reloaded and reported: nothing (I8).
+    w.sync_and_report_all();
+    w.reconcile().unwrap();
+    assert_eq!(nudged(&w), []);
 }

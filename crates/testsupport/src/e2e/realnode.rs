@@ -281,8 +281,10 @@ pub fn prepare(cluster: &Cluster, ns: &str, keyrotor: &Path, dir: &str) -> PathB
     records_dir(cluster, &format!("{dir}-{ns}"))
 }
 
-/// Packs an image (`tests/cluster/images ARGS…`) into every real node.
+/// Packs an image (`tests/cluster/images ARGS…`) into every real node, one
+/// at a time (see [`PACKING`]).
 pub fn pack(cluster: &Cluster, args: &[&std::ffi::OsStr]) {
+    let _packing = PACKING.lock().unwrap_or_else(|e| e.into_inner());
     let image = std::process::Command::new(repo().join("tests/cluster/images"))
         .args(args)
         .arg("--dir")
@@ -318,7 +320,15 @@ pub struct Stage {
 }
 
 pub const ROTATION: &str = "api";
-const RELEASE: &str = "keyrotor-real";
+
+/// The helm release of a stage: one per stage, so stages run side by side
+/// (the chart's cluster-scoped objects are named after it).
+fn release(operator_ns: &str) -> String {
+    format!("keyrotor-{operator_ns}")
+}
+
+/// Stages pack and import the same image: one at a time.
+static PACKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Stage {
     /// `nudge`: whether keyrotor nudges pods after a Secret write. `keyrotor`:
@@ -328,7 +338,12 @@ impl Stage {
         // operator would fight this run's).
         let operator_ns = format!("{ns}-operator");
         let _ = std::process::Command::new(helm())
-            .args(["uninstall", RELEASE, "--ignore-not-found", "--wait"])
+            .args([
+                "uninstall",
+                &release(&operator_ns),
+                "--ignore-not-found",
+                "--wait",
+            ])
             .args(["--namespace", &operator_ns])
             .env("KUBECONFIG", &cluster.kubeconfig)
             .output();
@@ -337,7 +352,12 @@ impl Stage {
         let records = prepare(cluster, &ns.name, keyrotor, "records");
 
         let operator_ns = cluster.namespace(&operator_ns).await;
-        helm_install(cluster, RELEASE, &operator_ns.name, &ns.name);
+        helm_install(
+            cluster,
+            &release(&operator_ns.name),
+            &operator_ns.name,
+            &ns.name,
+        );
 
         let mut rotation = rotation(&ns.name, ROTATION, report(), report());
         rotation["spec"]["gracePeriod"]["minimum"] = "1s".into();
@@ -419,7 +439,7 @@ impl Stage {
         let out = std::process::Command::new(helm())
             .args([
                 "uninstall",
-                RELEASE,
+                &release(&self.operator_ns.name),
                 "--namespace",
                 &self.operator_ns.name,
                 "--wait",
