@@ -79,7 +79,7 @@ impl Error {
 
 /// Every word [`Error::category`] gives (the metrics start each at 0, so
 /// the first error of a kind is an increase too).
-pub const CATEGORIES: [&str; 9] = [
+pub const CATEGORIES: [&str; 10] = [
     "conflict",
     "throttled",
     "forbidden",
@@ -89,6 +89,7 @@ pub const CATEGORIES: [&str; 9] = [
     "key-generation",
     "finalizer",
     "invalid-object",
+    "hook",
 ];
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -154,7 +154,8 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         &validated.policy,
     );
     let deferred = report(rot, ctx, &decided, status).await?;
-    for note in ctx.stale_clients.news(&key, &obs.gateway_traffic) {
+    let revoked = &validated.policy.revoked;
+    for note in ctx.stale_clients.news(&key, revoked, &obs.gateway_traffic) {
         let reason = events::RETIRED_KEY_PRESENTED;
         emit(&ctx.recorder, rot, EventType::Warning, reason, &note).await;
     }

@@ -8,13 +8,14 @@
 //! bounded by it: one per verifier pod and interval at most. A restarted
 //! operator announces a pod's standing count once more.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use keyrotor_consumer::traffic::Traffic;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::ApiKeyRotation;
+use crate::wire::Version;
 
 #[derive(Default)]
 pub struct StaleClients {
@@ -23,7 +24,14 @@ pub struct StaleClients {
 
 impl StaleClients {
     /// The event notes due for these verifier pods' traffic; remembers it.
-    pub fn news(&self, rot: &ObjectRef<ApiKeyRotation>, pods: &[(String, Traffic)]) -> Vec<String> {
+    /// A `revoked` version is worded as such: whoever presents it may be
+    /// whoever leaked it, not a client to hand the current key.
+    pub fn news(
+        &self,
+        rot: &ObjectRef<ApiKeyRotation>,
+        revoked: &BTreeSet<Version>,
+        pods: &[(String, Traffic)],
+    ) -> Vec<String> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let known = seen.entry(rot.clone()).or_default();
         let mut notes = Vec::new();
@@ -48,9 +56,16 @@ impl StaleClients {
                 .client
                 .map(|c| format!(", last from client {c}"))
                 .unwrap_or_default();
-            notes.push(format!(
-                "verifier pod {pod} refused {new} more request(s) presenting retired version(s) {versions}{client}: a client missed the rotation; give it the current key (it keeps being refused)"
-            ));
+            let note = if traffic.retired.keys().any(|v| revoked.contains(v)) {
+                format!(
+                    "verifier pod {pod} refused {new} more request(s) presenting retired or revoked version(s) {versions}{client}: a revoked key is in use; find who holds it before handing it the current key"
+                )
+            } else {
+                format!(
+                    "verifier pod {pod} refused {new} more request(s) presenting retired version(s) {versions}{client}: a client missed the rotation; give it the current key (it keeps being refused)"
+                )
+            };
+            notes.push(note);
         }
         known.retain(|p, _| pods.iter().any(|(q, _)| q == p));
         notes
@@ -76,12 +91,14 @@ mod tests {
     fn a_growing_retired_count_is_announced_once_per_change() {
         let log = StaleClients::default();
         let rot = ObjectRef::new("orders").within("shop");
+        let none = BTreeSet::new();
         assert!(
-            log.news(&rot, &[pod("gw-0", "accepted=2:10;retired=")])
+            log.news(&rot, &none, &[pod("gw-0", "accepted=2:10;retired=")])
                 .is_empty()
         );
         let notes = log.news(
             &rot,
+            &none,
             &[pod("gw-0", "accepted=2:10;retired=1:3;client=10.0.0.7")],
         );
         assert_eq!(notes.len(), 1);
@@ -91,13 +108,31 @@ mod tests {
             notes[0]
         );
         assert!(
-            log.news(&rot, &[pod("gw-0", "accepted=2:99;retired=1:3")])
+            log.news(&rot, &none, &[pod("gw-0", "accepted=2:99;retired=1:3")])
                 .is_empty()
         );
-        let notes = log.news(&rot, &[pod("gw-0", "accepted=2:99;retired=1:5")]);
+        let notes = log.news(&rot, &none, &[pod("gw-0", "accepted=2:99;retired=1:5")]);
         assert!(notes[0].contains("refused 2 more"), "{}", notes[0]);
         // The sidecar restarted: its count starts again.
-        let notes = log.news(&rot, &[pod("gw-0", "accepted=2:1;retired=1:1")]);
+        let notes = log.news(&rot, &none, &[pod("gw-0", "accepted=2:1;retired=1:1")]);
         assert!(notes[0].contains("refused 1 more"), "{}", notes[0]);
+    }
+
+    #[test]
+    fn a_revoked_version_is_not_called_a_missed_rotation() {
+        let log = StaleClients::default();
+        let rot = ObjectRef::new("orders").within("shop");
+        let revoked = BTreeSet::from([3]);
+        let notes = log.news(
+            &rot,
+            &revoked,
+            &[pod("gw-0", "retired=3:2;client=10.9.8.7")],
+        );
+        assert!(notes[0].contains("revoked key is in use"), "{}", notes[0]);
+        assert!(
+            !notes[0].contains("give it the current key"),
+            "{}",
+            notes[0]
+        );
     }
 }

@@ -133,6 +133,13 @@ impl VerifierMetrics {
         }
     }
 
+    /// Starts the retired-presentation series of `v` at 0, so the first
+    /// presentation after its retirement is an increase (alerts use
+    /// `increase()`).
+    pub fn retired_known(&self, v: Version) {
+        let _ = self.retired.get_or_create(&self.version(v));
+    }
+
     pub fn loaded(&self, revision: u64) {
         self.revision
             .get_or_create(&self.rotation)

@@ -187,10 +187,14 @@ async fn open(dir: &std::path::Path) -> Verifier {
     }
 }
 
-/// Keeps the loaded-revision gauge current.
+/// Keeps the loaded-revision gauge current, and a retired-presentation
+/// series for every version retired since the process started.
 async fn show_revision(verifier: Arc<Verifier>, metrics: Arc<VerifierMetrics>) {
     loop {
         metrics.loaded(verifier.store().snapshot().meta.revision);
+        for v in verifier.retired_versions() {
+            metrics.retired_known(v);
+        }
         tokio::time::sleep(RELOAD_EVERY).await;
     }
 }

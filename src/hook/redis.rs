@@ -28,6 +28,9 @@ use zeroize::Zeroizing;
 use super::protocol::{API_VERSION, HookAnswer, HookRequest, MAX_REQUEST};
 use super::resp::{Connection, Reply};
 
+/// Connections served at once (more wait in the kernel's backlog).
+const MAX_CONNECTIONS: usize = 256;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct RedisHookArgs {
     /// Address to serve the hook on (loopback or the pod's address).
@@ -91,9 +94,20 @@ pub async fn main(args: RedisHookArgs) -> Result<(), String> {
         admin_password,
         lock: Mutex::new(()),
     });
+    // Bounded like the gateway endpoint: any pod may connect before it
+    // authenticates, so headers get 5 s and connections are capped.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of descriptors, say: wait instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let hook = hook.clone();
         tokio::spawn(async move {
@@ -102,8 +116,11 @@ pub async fn main(args: RedisHookArgs) -> Result<(), String> {
                 async move { Ok::<_, std::convert::Infallible>(hook.answer(req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(5))
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(permit);
         });
     }
 }

@@ -33,6 +33,12 @@ pub struct Connection {
 
 /// Longest bulk string or array accepted from the server.
 const MAX_LEN: i64 = 1 << 20;
+/// Longest reply line (a type byte, a simple string or a length).
+const MAX_LINE: u64 = 64 * 1024;
+/// Deepest nesting of arrays (ACL GETUSER nests two).
+const MAX_DEPTH: usize = 8;
+/// How long one command may wait for its reply.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Connection {
     pub async fn connect(address: &str) -> std::io::Result<Connection> {
@@ -52,14 +58,31 @@ impl Connection {
             out.extend_from_slice(b"\r\n");
         }
         self.stream.get_mut().write_all(&out).await?;
-        self.read().await
+        // A Redis that stops answering must not hold the hook's lock forever.
+        match tokio::time::timeout(REPLY_TIMEOUT, self.read(0)).await {
+            Ok(reply) => reply,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "redis protocol: no reply in time",
+            )),
+        }
     }
 
-    fn read(&mut self) -> futures::future::BoxFuture<'_, std::io::Result<Reply>> {
+    fn read(&mut self, depth: usize) -> futures::future::BoxFuture<'_, std::io::Result<Reply>> {
         Box::pin(async move {
+            if depth > MAX_DEPTH {
+                return Err(bad("replies nested too deep"));
+            }
             let mut line = String::new();
-            if self.stream.read_line(&mut line).await? == 0 {
+            let n = (&mut self.stream)
+                .take(MAX_LINE)
+                .read_line(&mut line)
+                .await?;
+            if n == 0 {
                 return Err(bad("connection closed"));
+            }
+            if !line.ends_with('\n') {
+                return Err(bad("reply line too long"));
             }
             let line = line.trim_end_matches(['\r', '\n']);
             let (kind, rest) = line.split_at(line.len().min(1));
@@ -82,9 +105,10 @@ impl Connection {
                     n if n < 0 => Reply::Array(None),
                     n if n > MAX_LEN => return Err(bad("array too long")),
                     n => {
-                        let mut items = Vec::with_capacity(n as usize);
+                        // Grown as elements arrive, not reserved from the length.
+                        let mut items = Vec::with_capacity((n as usize).min(64));
                         for _ in 0..n {
-                            items.push(self.read().await?);
+                            items.push(self.read(depth + 1).await?);
                         }
                         Reply::Array(Some(items))
                     }

@@ -124,6 +124,12 @@ impl Verifier {
         Ok(new)
     }
 
+    /// The versions this process saw accepted and then retired (at most
+    /// [`RETIRED_MEMORY`]).
+    pub fn retired_versions(&self) -> Vec<Version> {
+        self.lock_retired().keys().copied().collect()
+    }
+
     pub fn store(&self) -> &Arc<KeyStore> {
         &self.store
     }
