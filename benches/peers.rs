@@ -904,7 +904,29 @@ async fn memory(
     drop(keyrotor);
     drop(eso_proc);
     kubelets.abort();
-    cluster.release_rotations(&ns.name);
+    // No operator runs any more: drop the finalizers (8 at a time; one
+    // kubectl per object would take minutes at 1,000) so the namespace goes.
+    let names: Vec<String> = rotations
+        .list_metadata(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| r.name_any())
+        .collect();
+    futures::stream::iter(names)
+        .map(|name| {
+            let rotations = rotations.clone();
+            async move {
+                let patch = json!({"metadata": {"finalizers": null}});
+                let _ = rotations
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
     (k.0, k.1, e)
 }
 
