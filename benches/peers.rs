@@ -569,8 +569,17 @@ async fn compare(
     let changes = (mode == Mode::Eso).then(|| reloader(&client, &ns.name, "api-shared"));
     let uids = pod_uids(&client, &ns.name);
     tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for(
+        "no rollout in progress",
+        Duration::from_secs(120),
+        async || rolled_out(&deployments).await,
+    )
+    .await;
     let initial = uids.lock().unwrap().len();
 
+    // ESO refreshes on its own clock: changes seen before the measurement
+    // starts (while the stage came up) are not counted as its rotations.
+    let base = changes.as_ref().map_or(0, |c| c.lock().unwrap().len());
     let since = now_ms();
     let began = Instant::now();
     let mut per_rotation = Vec::new();
@@ -616,13 +625,13 @@ async fn compare(
                 let changes = changes.as_ref().unwrap();
                 let changed =
                     wait_for("ESO's next refresh", Duration::from_secs(200), async || {
-                        changes.lock().unwrap().len() > i
+                        changes.lock().unwrap().len() > base + i
                     })
                     .await;
                 if !changed {
                     break;
                 }
-                let start = changes.lock().unwrap()[i];
+                let start = changes.lock().unwrap()[base + i];
                 if let Some(t) = &track {
                     // ESO overwrote the Secret: the old key is gone for
                     // whatever reads the Secret from now on.
