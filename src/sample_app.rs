@@ -7,7 +7,9 @@
 //! - `presenter --dir D --target ADDR… --record FILE`: calls the verifiers in
 //!   turn with its current key every `--interval-ms` and appends each outcome
 //!   to FILE as a JSON line (`{"ms":…,"target":…,"version":…,"status":…}`;
-//!   status 0: no answer), never the key.
+//!   status 0: no answer), never the key. With `--from-env` it sends the
+//!   key of `$API_KEY` (version `$API_KEY_VERSION`) read once at start, as an
+//!   app taking its key from a `secretKeyRef` environment variable does.
 //!
 //! Both re-check the volume before every request (a `readlink`), so they
 //! use what kubelet last delivered, as the reporter sidecar reports it.
@@ -21,6 +23,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use keyrotor_consumer::keys::SecretKey;
 use keyrotor_consumer::presenter::Presenter;
 use keyrotor_consumer::verifier::Verifier;
 
@@ -47,7 +50,32 @@ pub enum SampleApp {
         record: PathBuf,
         #[arg(long, default_value_t = 50)]
         interval_ms: u64,
+        /// Send `$API_KEY` (version `$API_KEY_VERSION`), read once at start,
+        /// instead of the volume's key: a change reaches it only on restart.
+        #[arg(long)]
+        from_env: bool,
     },
+}
+
+/// Where a presenter takes its key from.
+enum Source {
+    Volume(Presenter),
+    /// Read once at start: (version, key).
+    Env(u64, SecretKey),
+}
+
+impl Source {
+    fn current(&self) -> Option<(u64, SecretKey)> {
+        match self {
+            Source::Volume(p) => {
+                if let Err(e) = p.refresh() {
+                    tracing::warn!(error = %e, "cannot reload keys; keeping the loaded ones");
+                }
+                p.current()
+            }
+            Source::Env(v, k) => Some((*v, k.clone())),
+        }
+    }
 }
 
 pub async fn main(app: SampleApp) -> Result<(), String> {
@@ -61,15 +89,21 @@ pub async fn main(app: SampleApp) -> Result<(), String> {
             targets,
             record,
             interval_ms,
+            from_env,
         } => {
-            let presenter = open(|| Presenter::open(&dir)).await;
-            present(
-                presenter,
-                &targets,
-                record,
-                Duration::from_millis(interval_ms),
-            )
-            .await
+            let source = if from_env {
+                let key = std::env::var("API_KEY").map_err(|_| "API_KEY is not set")?;
+                let key = SecretKey::adopt(key.into_bytes())
+                    .map_err(|e| format!("API_KEY is not a key: {e}"))?;
+                let version = std::env::var("API_KEY_VERSION")
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .ok_or("API_KEY_VERSION is not a version")?;
+                Source::Env(version, key)
+            } else {
+                Source::Volume(open(|| Presenter::open(&dir)).await)
+            };
+            present(source, &targets, record, Duration::from_millis(interval_ms)).await
         }
     }
 }
@@ -133,7 +167,7 @@ async fn answer(mut stream: TcpStream, verifier: &Verifier) -> std::io::Result<(
 }
 
 async fn present(
-    presenter: Presenter,
+    source: Source,
     targets: &[SocketAddr],
     record: PathBuf,
     every: Duration,
@@ -145,10 +179,7 @@ async fn present(
         .map_err(|e| format!("cannot open {}: {e}", record.display()))?;
     tracing::info!(?targets, "sample presenter calling");
     for target in targets.iter().cycle() {
-        if let Err(e) = presenter.refresh() {
-            tracing::warn!(error = %e, "cannot reload keys; keeping the loaded ones");
-        }
-        let (version, status) = match presenter.current() {
+        let (version, status) = match source.current() {
             Some((v, key)) => (v, call(*target, key.expose()).await.unwrap_or(0)),
             None => (0, 0),
         };

@@ -18,10 +18,15 @@ impl Drop for Proc {
 }
 
 fn spawn(args: &[&str]) -> Proc {
+    spawn_with(args, &[])
+}
+
+fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Proc {
     Proc(
         Command::new(env!("CARGO_BIN_EXE_keyrotor"))
             .arg("sample-app")
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -97,5 +102,52 @@ fn requests_pass_while_accepted_and_are_refused_after() {
     for key in [&old, &new] {
         assert!(!text.contains(key.expose()), "the record holds a key");
     }
+    let _ = std::fs::remove_file(&record);
+}
+
+/// `--from-env`: the key is read once at start, as from a `secretKeyRef`
+/// environment variable; a later change of the volume does not reach it.
+#[test]
+fn a_presenter_from_env_keeps_its_start_key() {
+    let (old, new) = (volume::key(), volume::key());
+    let mut verifier = Volume::new("sample-env-verifier");
+    verifier.publish(&volume::verifier("api", 1, &[(1, &old)]));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let record = verifier.dir.with_extension("env.jsonl");
+    let _v = spawn(&[
+        "verifier",
+        "--dir",
+        verifier.dir.to_str().unwrap(),
+        "--listen",
+        &addr,
+    ]);
+    let _p = spawn_with(
+        &[
+            "presenter",
+            "--dir",
+            "/nonexistent",
+            "--target",
+            &addr,
+            "--record",
+            record.to_str().unwrap(),
+            "--interval-ms",
+            "20",
+            "--from-env",
+        ],
+        &[("API_KEY", old.expose()), ("API_KEY_VERSION", "1")],
+    );
+    wait_for("accepted requests", || {
+        statuses(&record).iter().filter(|s| **s == 200).count() >= 5
+    });
+    // The verifier moves on; the presenter still sends its start key.
+    verifier.publish(&volume::verifier("api", 2, &[(2, &new)]));
+    wait_for("refused requests", || statuses(&record).contains(&401));
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(!text.contains(old.expose()), "the record holds a key");
     let _ = std::fs::remove_file(&record);
 }
