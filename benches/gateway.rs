@@ -285,7 +285,9 @@ async fn behind_nginx(endpoint: SocketAddr, key: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let conf = format!(
         r#"daemon off;
-worker_processes 1;
+# One process that serves (what one worker does), so stopping it by PID
+# stops all of nginx: a killed master would orphan its worker.
+master_process off;
 pid {d}/nginx.pid;
 error_log stderr warn;
 events {{ worker_connections 1024; }}
@@ -348,7 +350,7 @@ http {{
         throughput(addr, "/checked", key).await,
     );
     println!(
-        "nginx {} (1 worker) in front of one upstream, same client:",
+        "nginx {} (one serving process) in front of one upstream, same client:",
         version(binary)
     );
     println!("| | p50 | p99 | requests/s ({CONNECTIONS} connections) |");

@@ -508,21 +508,7 @@ async fn compare(
             .await
             .unwrap();
     }
-    let mut args: Vec<String> = [
-        "sample-app",
-        "presenter",
-        "--dir",
-        "/keys",
-        "--record",
-        "/records/$(POD_NAME).jsonl",
-        "--interval-ms",
-        "25",
-    ]
-    .map(String::from)
-    .to_vec();
-    for port in &ports {
-        args.extend(["--target".to_string(), format!("127.0.0.1:{port}")]);
-    }
+    let mut args = realnode::presenter_args(&ports);
     if slow {
         args.push("--from-env".into());
     }

@@ -82,19 +82,8 @@ http {{
 
 /// nginx, the verifier sidecar and the app, sharing the verifier Secret.
 fn gateway_template(i: usize, p: &Ports) -> Value {
-    let mut env = api_env();
-    for (name, path) in [
-        ("POD_NAME", "metadata.name"),
-        ("POD_NAMESPACE", "metadata.namespace"),
-    ] {
-        env.as_array_mut()
-            .unwrap()
-            .push(json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}));
-    }
-    let security = json!({
-        "runAsNonRoot": true, "runAsUser": 65532, "allowPrivilegeEscalation": false,
-        "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]},
-    });
+    let env = pod_env();
+    let security = restricted();
     let keys = json!({"name": "keys", "mountPath": "/keys", "readOnly": true});
     #[rustfmt::skip]
     let verifier = json!([
@@ -144,22 +133,7 @@ fn gateway_template(i: usize, p: &Ports) -> Value {
 }
 
 fn presenters(secret: &str, targets: &[u16], records: &Path) -> Value {
-    let mut args: Vec<String> = [
-        "sample-app",
-        "presenter",
-        "--dir",
-        "/keys",
-        "--record",
-        "/records/$(POD_NAME).jsonl",
-        "--interval-ms",
-        "25",
-    ]
-    .map(String::from)
-    .to_vec();
-    for port in targets {
-        args.extend(["--target".to_string(), format!("127.0.0.1:{port}")]);
-    }
-    template("presenter", secret, json!(args), records)
+    template("presenter", secret, json!(presenter_args(targets)), records)
 }
 
 /// Requests refused or unanswered among `all` (anything but 200).

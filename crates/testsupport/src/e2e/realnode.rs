@@ -62,9 +62,9 @@ pub fn api_env() -> Value {
     ])
 }
 
-/// A real-node pod template: the sample app and the reporter sidecar, both
-/// keyrotor's binary, reading the Secret kubelet projects at /keys.
-pub fn template(app: &str, secret: &str, args: Value, records: &Path) -> Value {
+/// A consumer container's environment: the API server (see [`api_env`])
+/// and the pod's name and namespace from the Downward API.
+pub fn pod_env() -> Value {
     let mut env = api_env();
     for (name, path) in [
         ("POD_NAME", "metadata.name"),
@@ -74,10 +74,43 @@ pub fn template(app: &str, secret: &str, args: Value, records: &Path) -> Value {
             .unwrap()
             .push(json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}));
     }
-    let security = json!({
+    env
+}
+
+/// The restricted securityContext every test container runs with.
+pub fn restricted() -> Value {
+    json!({
         "runAsNonRoot": true, "runAsUser": 65532, "allowPrivilegeEscalation": false,
         "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]},
-    });
+    })
+}
+
+/// `sample-app presenter` calling `targets` on 127.0.0.1 every 25 ms and
+/// recording each outcome under /records.
+pub fn presenter_args(targets: &[u16]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "sample-app",
+        "presenter",
+        "--dir",
+        "/keys",
+        "--record",
+        "/records/$(POD_NAME).jsonl",
+        "--interval-ms",
+        "25",
+    ]
+    .map(String::from)
+    .to_vec();
+    for port in targets {
+        args.extend(["--target".to_string(), format!("127.0.0.1:{port}")]);
+    }
+    args
+}
+
+/// A real-node pod template: the sample app and the reporter sidecar, both
+/// keyrotor's binary, reading the Secret kubelet projects at /keys.
+pub fn template(app: &str, secret: &str, args: Value, records: &Path) -> Value {
+    let env = pod_env();
+    let security = restricted();
     json!({
         "metadata": {"labels": {"app": app}},
         "spec": {
@@ -385,21 +418,7 @@ impl Stage {
                 .await
                 .unwrap();
         }
-        let mut args = [
-            "sample-app",
-            "presenter",
-            "--dir",
-            "/keys",
-            "--record",
-            "/records/$(POD_NAME).jsonl",
-            "--interval-ms",
-            "25",
-        ]
-        .map(String::from)
-        .to_vec();
-        for port in ports {
-            args.extend(["--target".to_string(), format!("127.0.0.1:{port}")]);
-        }
+        let args = presenter_args(&ports);
         let t = template("presenter", "api-key", json!(args), &records);
         deployments
             .create(
