@@ -115,6 +115,15 @@ pub struct ApiKeyRotationSpec {
     /// after every presenter moved off it. Protocol: docs/hooks.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verifier_hook: Option<VerifierHook>,
+
+    /// An external system that mints the keys (a SaaS, a key service):
+    /// keyrotor asks it for each new version's key (`issue`) instead of
+    /// generating one, stores the answer as the version Secret, and tells it
+    /// to revoke a version (`retire`) only after every presenter moved off
+    /// it. The issued key counts as accepted where it was minted. Same
+    /// endpoint fields as `verifierHook`; protocol: docs/hooks.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_hook: Option<VerifierHook>,
 }
 
 fn default_history_limit() -> u32 {
@@ -431,8 +440,9 @@ pub struct Adoption {
 /// inside the cluster (a Service name, or loopback for a sidecar).
 pub(crate) const HOOK_URL_RE: &str = "^(https://[^\\s]+|http://(localhost|127\\.0\\.0\\.1|\\[::1\\]|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\.svc(\\.cluster\\.local)?)(:[0-9]{1,5})?(/[^\\s]*)?)$";
 
-/// An external verifier reached over HTTP (docs/hooks.md). Its successful
-/// answer is a confirmation, like a verifier pod's report.
+/// A hook endpoint reached over HTTP (docs/hooks.md): a verifier's
+/// successful answer is a confirmation, like a verifier pod's report; an
+/// issuer's answer is the new version's key.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.caBundle) || self.url.startsWith('https://')").message("caBundle is used only with an https:// url"))]

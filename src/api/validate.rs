@@ -49,6 +49,8 @@ pub struct Validated {
     pub verifier_format: VerifierFormat,
     /// The external verifier, when the spec names one.
     pub verifier_hook: Option<VerifierHook>,
+    /// `spec.issuerHook`, kept whole for apply (which calls it).
+    pub issuer_hook: Option<VerifierHook>,
 }
 
 /// Default entropy of a key when neither length nor entropyBits is given.
@@ -152,7 +154,10 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
         }
     }
     if let Some(h) = &spec.verifier_hook {
-        hook(h, &mut errs);
+        hook("spec.verifierHook", h, &mut errs);
+    }
+    if let Some(h) = &spec.issuer_hook {
+        hook("spec.issuerHook", h, &mut errs);
     }
     if !errs.0.is_empty() {
         return Err(InvalidSpec(errs.0));
@@ -177,38 +182,39 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
             revoked: spec.revoked_versions.iter().copied().collect(),
             adopt: spec.adopt.is_some(),
             verifier_hook: spec.verifier_hook.is_some(),
+            issuer_hook: spec.issuer_hook.is_some(),
         },
         key,
         verifier_secret: spec.secrets.verifier.clone(),
         presenter_secret: spec.secrets.presenter.clone(),
         verifier_format: spec.secrets.verifier_format,
         verifier_hook: spec.verifier_hook.clone(),
+        issuer_hook: spec.issuer_hook.clone(),
     })
 }
 
-/// The CRD's rules for `spec.verifierHook`, for clusters that skip CEL.
-fn hook(h: &VerifierHook, errs: &mut Errors) {
+/// The CRD's rules for a hook (`at`: `spec.verifierHook` or
+/// `spec.issuerHook`), for clusters that skip CEL.
+fn hook(at: &str, h: &VerifierHook, errs: &mut Errors) {
+    let field = |name: &str| format!("{at}.{name}");
     if !hook_url_ok(&h.url) {
         errs.add(
-            "spec.verifierHook.url",
+            &field("url"),
             "must be https://…, or http:// to a Service in the cluster (name.namespace.svc[:port]) or to loopback",
         );
     }
     if h.ca_bundle.is_some() && !h.url.starts_with("https://") {
         errs.add(
-            "spec.verifierHook.caBundle",
+            &field("caBundle"),
             "caBundle is used only with an https:// url",
         );
     }
     if !(1..=60).contains(&h.timeout_seconds) {
-        errs.add("spec.verifierHook.timeoutSeconds", "must be 1 to 60");
+        errs.add(&field("timeoutSeconds"), "must be 1 to 60");
     }
-    errs.name(
-        "spec.verifierHook.tokenSecretRef.name",
-        &h.token_secret_ref.name,
-    );
+    errs.name(&field("tokenSecretRef.name"), &h.token_secret_ref.name);
     if h.token_secret_ref.key.is_empty() {
-        errs.add("spec.verifierHook.tokenSecretRef.key", "must not be empty");
+        errs.add(&field("tokenSecretRef.key"), "must not be empty");
     }
 }
 

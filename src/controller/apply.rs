@@ -19,10 +19,13 @@ use super::hook::{self, Endpoint, HookError};
 use super::observe::{Snapshot, key_of, role};
 use super::render::Layout;
 use crate::api::VerifierHook;
-use crate::hook::protocol::{API_VERSION, HookRequest, idempotency_key};
+use crate::hook::protocol::{API_VERSION, HookAnswer, HookRequest, idempotency_key, key_id_ok};
 use crate::keys::{KeySpec, SecretKey};
 use crate::rotation::{Action, HookStep, Origin, Requests, Target, Version, WorkloadKind};
-use crate::wire::{self as k, ABANDONED, FIELD_MANAGER, HOOK_ACCEPTED, version_secret_name};
+use crate::wire::{
+    self as k, ABANDONED, FIELD_MANAGER, HOOK_ACCEPTED, HOOK_ISSUED, HOOK_KEY_ID,
+    version_secret_name,
+};
 
 /// Everything one reconcile's writes need.
 pub struct Writer<'a> {
@@ -32,8 +35,34 @@ pub struct Writer<'a> {
     pub layout: Layout<'a>,
     pub key_spec: &'a KeySpec,
     pub now: Timestamp,
+    /// `metadata.uid` of the rotation (sent to hooks).
+    pub uid: &'a str,
     /// `spec.verifierHook`, when there is one.
     pub hook: Option<&'a VerifierHook>,
+    /// `spec.issuerHook`, when there is one.
+    pub issuer: Option<&'a VerifierHook>,
+}
+
+/// Which hook a call goes to: names it in errors and picks its fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookRole {
+    Verifier,
+    Issuer,
+}
+
+impl HookRole {
+    pub fn field(self) -> &'static str {
+        match self {
+            HookRole::Verifier => "spec.verifierHook",
+            HookRole::Issuer => "spec.issuerHook",
+        }
+    }
+    pub fn noun(self) -> &'static str {
+        match self {
+            HookRole::Verifier => "verifier hook",
+            HookRole::Issuer => "issuer hook",
+        }
+    }
 }
 
 fn apply_params() -> PatchParams {
@@ -52,17 +81,11 @@ impl Writer<'_> {
         Api::namespaced(self.client.clone(), self.namespace)
     }
 
-    /// One hook step; a successful `stage` is recorded on the version Secret
-    /// (the confirmation the planner reads back, durable across restarts).
+    /// One planned hook step. A successful `stage` is recorded on the
+    /// version Secret (the confirmation the planner reads back, durable
+    /// across restarts); `retire` goes to the verifier hook, then to the
+    /// issuer, which revokes the key it minted.
     async fn call_hook(&self, step: HookStep, version: Version, obs: &Snapshot) -> Result<usize> {
-        let Some(spec) = self.hook else {
-            return Ok(0); // the hook was removed from the spec since the plan
-        };
-        let failed = |source| Error::Hook {
-            step: step.as_str(),
-            version,
-            source,
-        };
         let key = obs.keys.get(&version);
         // Retiring a version whose key is gone still names it: by the digest
         // verifiers hold.
@@ -71,39 +94,47 @@ impl Writer<'_> {
             let digest = data.get(&k::digest_file(version))?;
             String::from_utf8(digest.0.clone()).ok()
         });
-        if step == HookStep::Stage && key.is_none() {
-            return Err(failed(HookError::KeyMissing));
-        }
-        let Some(sha256) = sha256 else {
-            warn!(
-                version,
-                "cannot name the version to the verifier hook: its key and digest are gone"
-            );
-            return Ok(0);
+        let hooks = match step {
+            HookStep::Stage => vec![(HookRole::Verifier, self.hook)],
+            HookStep::Retire => vec![
+                (HookRole::Verifier, self.hook),
+                (HookRole::Issuer, self.issuer),
+            ],
         };
-        let token = self.hook_token(spec).await.map_err(failed)?;
-        let request = HookRequest {
-            api_version: API_VERSION.into(),
-            step: step.as_str().into(),
-            idempotency_key: idempotency_key(self.namespace, self.rotation, version, step.as_str()),
-            namespace: self.namespace.into(),
-            rotation: self.rotation.into(),
-            version,
-            sha256,
-            key: match step {
+        for (role, spec) in hooks {
+            // A hook removed from the spec since the plan is not called.
+            let Some(spec) = spec else { continue };
+            let failed = |source| Error::Hook {
+                role: role.noun(),
+                step: step.as_str(),
+                version,
+                source,
+            };
+            if step == HookStep::Stage && key.is_none() {
+                return Err(failed(HookError::KeyMissing));
+            }
+            let Some(sha256) = sha256.clone() else {
+                warn!(
+                    version,
+                    hook = role.noun(),
+                    "cannot name the version to the hook: its key and digest are gone"
+                );
+                continue;
+            };
+            let mut request = self.request(step.as_str(), version);
+            request.sha256 = sha256;
+            request.key = match step {
                 HookStep::Stage => key.map(|k| k.expose().to_string()),
                 HookStep::Retire => None,
-            },
-        };
-        let endpoint = Endpoint {
-            url: spec.url.clone(),
-            ca_bundle: spec.ca_bundle.clone(),
-            timeout: std::time::Duration::from_secs(spec.timeout_seconds.into()),
-        };
-        let result = hook::call(&endpoint, &token, &request).await;
-        drop(request.key.map(zeroize::Zeroizing::new)); // wipe the key's copy
-        result.map_err(failed)?;
-        if step == HookStep::Stage {
+            };
+            if role == HookRole::Issuer {
+                request.key_id = obs.key_ids.get(&version).cloned();
+            }
+            let result = self.send(role, spec, &request).await;
+            drop(request.key.map(zeroize::Zeroizing::new)); // wipe the key's copy
+            result.map_err(failed)?;
+        }
+        if step == HookStep::Stage && self.hook.is_some() {
             let patch = json!({"metadata": {"annotations": {HOOK_ACCEPTED: self.now.to_string()}}});
             let name = version_secret_name(self.rotation, version);
             self.secrets()
@@ -114,9 +145,74 @@ impl Writer<'_> {
         Ok(0)
     }
 
+    /// Asks the issuer for version `version`'s key. A repeated idempotency
+    /// key gets the same key back (the protocol's rule for issuers), so a
+    /// retry after a lost answer or a crash never mints a second key for one
+    /// version; the version Secret, created once, keeps what came first.
+    async fn issue(
+        &self,
+        spec: &VerifierHook,
+        version: Version,
+    ) -> Result<(SecretKey, Option<String>)> {
+        let failed = |source| Error::Hook {
+            role: HookRole::Issuer.noun(),
+            step: "issue",
+            version,
+            source,
+        };
+        let request = self.request("issue", version);
+        let mut answer = self
+            .send(HookRole::Issuer, spec, &request)
+            .await
+            .map_err(failed)?;
+        let key = answer.key.take().ok_or(failed(HookError::NoKey))?;
+        let key = SecretKey::adopt(key.into_bytes()).map_err(|e| {
+            failed(match e {
+                crate::keys::KeyError::Adopted(why) => HookError::BadKey(why),
+                _ => HookError::BadKey("unusable"),
+            })
+        })?;
+        let key_id = answer.key_id.take();
+        if key_id.as_deref().is_some_and(|id| !key_id_ok(id)) {
+            return Err(failed(HookError::BadKeyId));
+        }
+        Ok((key, key_id))
+    }
+
+    fn request(&self, step: &str, version: Version) -> HookRequest {
+        HookRequest {
+            api_version: API_VERSION.into(),
+            step: step.into(),
+            idempotency_key: idempotency_key(self.namespace, self.rotation, version, step),
+            namespace: self.namespace.into(),
+            rotation: self.rotation.into(),
+            uid: self.uid.into(),
+            version,
+            sha256: String::new(),
+            key: None,
+            key_id: None,
+        }
+    }
+
+    async fn send(
+        &self,
+        role: HookRole,
+        spec: &VerifierHook,
+        request: &HookRequest,
+    ) -> std::result::Result<HookAnswer, HookError> {
+        let token = self.hook_token(role, spec).await?;
+        let endpoint = Endpoint {
+            url: spec.url.clone(),
+            ca_bundle: spec.ca_bundle.clone(),
+            timeout: std::time::Duration::from_secs(spec.timeout_seconds.into()),
+        };
+        hook::call(&endpoint, &token, request).await
+    }
+
     /// The bearer token, read at each call so a rotated token is used at once.
     async fn hook_token(
         &self,
+        role: HookRole,
         spec: &VerifierHook,
     ) -> std::result::Result<zeroize::Zeroizing<String>, HookError> {
         let r = &spec.token_secret_ref;
@@ -127,7 +223,10 @@ impl Writer<'_> {
             .await
             .map_err(|e| missing(format!("cannot be read: {e}")))?
             .ok_or_else(|| {
-                missing("does not exist; create it or fix spec.verifierHook.tokenSecretRef".into())
+                missing(format!(
+                    "does not exist; create it or fix {}.tokenSecretRef",
+                    role.field()
+                ))
             })?;
         let bytes = secret
             .data
@@ -166,13 +265,22 @@ impl Writer<'_> {
                 origin,
                 requests,
             } => {
-                let key = match (origin, &obs.adopted_key) {
-                    (Origin::Adopted, Some(k)) => k.clone(),
-                    _ => SecretKey::generate(self.key_spec)?,
+                let (key, key_id) = match (origin, &obs.adopted_key, self.issuer) {
+                    (Origin::Adopted, Some(k), _) => (k.clone(), None),
+                    (_, _, Some(issuer)) => self.issue(issuer, *version).await?,
+                    _ => (SecretKey::generate(self.key_spec)?, None),
                 };
-                let secret = self
+                let mut secret = self
                     .layout
                     .version_secret(*version, &key, *origin, requests, self.now);
+                if self.issuer.is_some() && *origin != Origin::Adopted {
+                    let ann = secret.metadata.annotations.get_or_insert_default();
+                    ann.insert(HOOK_ISSUED.into(), self.now.to_string());
+                    if let Some(id) = key_id {
+                        obs.key_ids.insert(*version, id.clone());
+                        ann.insert(HOOK_KEY_ID.into(), id);
+                    }
+                }
                 let held = create_or_keep(&secrets, &secret, key).await?;
                 keep(obs, created, *version, held);
             }

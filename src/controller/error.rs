@@ -17,8 +17,10 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the ApiKeyRotation has no namespace")]
     NoNamespace,
-    #[error("the verifier hook could not {step} version {version}: {source}")]
+    #[error("the {role} could not {step} version {version}: {source}")]
     Hook {
+        /// `verifier hook` or `issuer hook`.
+        role: &'static str,
         step: &'static str,
         version: u64,
         #[source]

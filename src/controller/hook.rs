@@ -1,4 +1,4 @@
-//! Calls the verifier hook (docs/hooks.md): one POST per step over HTTP/1.1,
+//! Calls a hook (docs/hooks.md): one POST per step over HTTP/1.1,
 //! plain `http://` inside the cluster or `https://` with the spec's CA bundle,
 //! a bearer token from a Secret. A few quick retries inside one call absorb a
 //! blip; anything longer fails the reconcile, which raises `HookFailed` and
@@ -14,7 +14,7 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{debug, info};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::hook::protocol::{HookAnswer, HookRequest, MAX_ANSWER};
 
@@ -54,6 +54,12 @@ pub enum HookError {
     Token(String, String),
     #[error("the version's key is missing from its Secret")]
     KeyMissing,
+    #[error("the issuer's answer has no key")]
+    NoKey,
+    #[error("the issuer's key is {0}; a key must be printable ASCII without spaces, 16–1024 bytes")]
+    BadKey(&'static str),
+    #[error("the issuer's keyId is not printable ASCII without spaces of at most 253 bytes")]
+    BadKeyId,
 }
 
 impl HookError {
@@ -109,12 +115,13 @@ fn parse(url: &str) -> Result<Url, HookError> {
     })
 }
 
-/// Sends `request` with bounded retries; `Ok` once the hook answered `done`.
+/// Sends `request` with bounded retries; the answer once the hook answered
+/// `done` (an issuer's carries the key).
 pub async fn call(
     endpoint: &Endpoint,
     token: &str,
     request: &HookRequest,
-) -> Result<(), HookError> {
+) -> Result<HookAnswer, HookError> {
     let url = parse(&endpoint.url)?;
     let body = Zeroizing::new(serde_json::to_vec(request).unwrap_or_default());
     let tls = if url.tls {
@@ -134,12 +141,12 @@ pub async fn call(
             Err(_) => Err(HookError::Timeout(endpoint.timeout)),
         };
         match result {
-            Ok(()) => {
-                info!(hook = %request.idempotency_key, attempt, "verifier hook answered done");
-                return Ok(());
+            Ok(answer) => {
+                info!(hook = %request.idempotency_key, attempt, "hook answered done");
+                return Ok(answer);
             }
             Err(e) if e.transient() && attempt < ATTEMPTS => {
-                debug!(hook = %request.idempotency_key, attempt, error = %e, "verifier hook call failed; retrying");
+                debug!(hook = %request.idempotency_key, attempt, error = %e, "hook call failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause *= 4;
                 attempt += 1;
@@ -185,7 +192,7 @@ async fn post(
     tls: Option<Arc<rustls::ClientConfig>>,
     token: &str,
     body: Bytes,
-) -> Result<(), HookError> {
+) -> Result<HookAnswer, HookError> {
     let authority = format!("{}:{}", url.host, url.port);
     let tcp = TcpStream::connect((url.host.as_str(), url.port))
         .await
@@ -210,7 +217,10 @@ async fn post(
     }
 }
 
-async fn exchange<S>(io: TokioIo<S>, request: Request<Full<Bytes>>) -> Result<(), HookError>
+async fn exchange<S>(
+    io: TokioIo<S>,
+    request: Request<Full<Bytes>>,
+) -> Result<HookAnswer, HookError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -230,7 +240,9 @@ where
     result
 }
 
-async fn read_answer(response: hyper::Response<hyper::body::Incoming>) -> Result<(), HookError> {
+async fn read_answer(
+    response: hyper::Response<hyper::body::Incoming>,
+) -> Result<HookAnswer, HookError> {
     let status = response.status().as_u16();
     if !response.status().is_success() {
         let hint = match status {
@@ -257,12 +269,18 @@ async fn read_answer(response: hyper::Response<hyper::body::Incoming>) -> Result
             }
         })?
         .to_bytes();
-    let answer: HookAnswer = serde_json::from_slice(&body)
-        .map_err(|_| HookError::Malformed("not JSON of that shape"))?;
+    // An issuer's answer holds a key: wipe the buffer once it is parsed.
+    let mut body = match body.try_into_mut() {
+        Ok(unique) => Zeroizing::new(Vec::from(unique)),
+        Err(shared) => Zeroizing::new(shared.to_vec()),
+    };
+    let answer: Result<HookAnswer, _> = serde_json::from_slice(&body);
+    body.zeroize();
+    let answer = answer.map_err(|_| HookError::Malformed("not JSON of that shape"))?;
     if !answer.done {
         return Err(HookError::Malformed("done is false"));
     }
-    Ok(())
+    Ok(answer)
 }
 
 #[cfg(test)]

@@ -49,6 +49,9 @@ pub struct Snapshot {
     /// What each verifier pod's `keyrotor verifier` checked (its `traffic`
     /// annotation), for the missed-rotation warning.
     pub gateway_traffic: Vec<(String, Traffic)>,
+    /// The `keyId` an issuer hook gave each version it minted, sent back
+    /// with `retire`.
+    pub key_ids: BTreeMap<Version, String>,
 }
 
 pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Result<Snapshot> {
@@ -69,6 +72,7 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         .items;
     let mut observed = Observed::default();
     let mut keys = BTreeMap::new();
+    let mut key_ids = BTreeMap::new();
     let (mut verifier_secret, mut presenter_secret) = (None, None);
     for s in listed.into_iter().filter(|s| owned(s)) {
         let secret_name = s.name_any();
@@ -81,6 +85,9 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         {
             if let Some(key) = key {
                 keys.insert(version, key);
+            }
+            if let Some(id) = s.annotations().get(k::HOOK_KEY_ID) {
+                key_ids.insert(version, id.clone());
             }
             observed.versions.insert(version, obs);
         }
@@ -157,6 +164,7 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         adopted_key,
         conflicts,
         gateway_traffic,
+        key_ids,
     };
     // The list may predate a version Secret a projection publishes: look
     // again by name before calling it lost.

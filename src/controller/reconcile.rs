@@ -228,7 +228,9 @@ fn writer<'a>(
         },
         key_spec: &validated.key,
         now,
+        uid: rot.metadata.uid.as_deref().unwrap_or_default(),
         hook: validated.verifier_hook.as_ref(),
+        issuer: validated.issuer_hook.as_ref(),
     }
 }
 

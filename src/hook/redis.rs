@@ -7,6 +7,13 @@
 //! first (`ACL GETUSER`), so a repeated call finds its work done and answers
 //! `done` without acting twice: idempotent by state, across hook restarts.
 //!
+//! With `--issuer-secret-file` it is an issuer too (`spec.issuerHook`):
+//! `issue` mints the version's password, adds it like `stage` and answers
+//! with it. The password is derived (HMAC-SHA256 of the rotation's uid and
+//! version under the issuer secret), so a repeated `issue` answers the same
+//! password without the hook storing any, and a re-created rotation of the
+//! same name (a new uid) gets new ones.
+//!
 //! Secrets (the admin password, the token keyrotor sends, keys) come from
 //! files or the environment, never flags, and are never logged.
 
@@ -56,12 +63,18 @@ pub struct RedisHookArgs {
     /// so a Redis restart keeps the accepted passwords.
     #[arg(long, env = "REDIS_ACL_SAVE")]
     pub acl_save: bool,
+    /// File holding the secret (at least 32 bytes) issued passwords are
+    /// derived from; without it the hook refuses `issue`. Whoever reads it
+    /// can derive every issued password: mount it like the admin password.
+    #[arg(long, env = "KEYROTOR_HOOK_ISSUER_SECRET_FILE")]
+    pub issuer_secret_file: Option<PathBuf>,
 }
 
 struct Hook {
     args: RedisHookArgs,
     token: Zeroizing<String>,
     admin_password: Option<Zeroizing<String>>,
+    issuer_secret: Option<Zeroizing<String>>,
     /// One change at a time: each step reads the passwords, then changes them.
     lock: Mutex<()>,
 }
@@ -83,6 +96,19 @@ pub async fn main(args: RedisHookArgs) -> Result<(), String> {
             .ok()
             .map(Zeroizing::new),
     };
+    let issuer_secret = match &args.issuer_secret_file {
+        Some(p) => {
+            let secret = read(p)?;
+            if secret.len() < 32 {
+                return Err(format!(
+                    "{} must hold at least 32 bytes of secret",
+                    p.display()
+                ));
+            }
+            Some(secret)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -92,6 +118,7 @@ pub async fn main(args: RedisHookArgs) -> Result<(), String> {
         args,
         token,
         admin_password,
+        issuer_secret,
         lock: Mutex::new(()),
     });
     // Bounded like the gateway endpoint: any pod may connect before it
@@ -128,6 +155,18 @@ pub async fn main(args: RedisHookArgs) -> Result<(), String> {
 /// A refusal: the status and a message for people (never a secret).
 struct Refusal(StatusCode, String);
 
+/// A step done: a message for people and, for `issue`, the password.
+struct Done {
+    message: String,
+    key: Option<Zeroizing<String>>,
+}
+
+impl From<String> for Done {
+    fn from(message: String) -> Done {
+        Done { message, key: None }
+    }
+}
+
 fn refuse(code: StatusCode, msg: impl Into<String>) -> Refusal {
     Refusal(code, msg.into())
 }
@@ -135,11 +174,13 @@ fn refuse(code: StatusCode, msg: impl Into<String>) -> Refusal {
 impl Hook {
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let (code, answer) = match self.handle(req).await {
-            Ok(message) => (
+            Ok(done) => (
                 StatusCode::OK,
                 HookAnswer {
                     done: true,
-                    message: Some(message),
+                    message: Some(done.message),
+                    key: done.key.map(|k| k.to_string()),
+                    key_id: None,
                 },
             ),
             Err(Refusal(code, message)) => {
@@ -149,11 +190,15 @@ impl Hook {
                     HookAnswer {
                         done: false,
                         message: Some(message),
+                        key: None,
+                        key_id: None,
                     },
                 )
             }
         };
+        // The answer may hold an issued password: only `Bytes` leaves here.
         let body = serde_json::to_vec(&answer).unwrap_or_default();
+        drop(answer);
         Response::builder()
             .status(code)
             .header(hyper::header::CONTENT_TYPE, "application/json")
@@ -161,7 +206,7 @@ impl Hook {
             .unwrap_or_default()
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Result<String, Refusal> {
+    async fn handle(&self, req: Request<Incoming>) -> Result<Done, Refusal> {
         if req.method() != hyper::Method::POST {
             return Err(refuse(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -204,12 +249,31 @@ impl Hook {
         result
     }
 
-    async fn step(&self, r: &HookRequest, key: Option<&str>) -> Result<String, Refusal> {
+    async fn step(&self, r: &HookRequest, key: Option<&str>) -> Result<Done, Refusal> {
         if r.api_version != API_VERSION {
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 format!("apiVersion must be {API_VERSION}"),
             ));
+        }
+        if r.step == "issue" {
+            let secret = self.issuer_secret.as_ref().ok_or_else(|| {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    "this hook does not issue keys (start it with --issuer-secret-file)",
+                )
+            })?;
+            if r.uid.is_empty() {
+                return Err(refuse(StatusCode::BAD_REQUEST, "issue needs the uid"));
+            }
+            let key = derive(secret.as_bytes(), &r.uid, r.version);
+            let sha = hex(&Sha256::digest(key.as_bytes()));
+            let _one_at_a_time = self.lock.lock().await;
+            self.accept(r, &key, &sha).await?;
+            return Ok(Done {
+                message: format!("version {} issued", r.version),
+                key: Some(key),
+            });
         }
         let sha = r.sha256.as_str();
         if sha.len() != 64
@@ -223,9 +287,6 @@ impl Hook {
             ));
         }
         let _one_at_a_time = self.lock.lock().await;
-        let mut redis = self.admin().await?;
-        let passwords = self.passwords(&mut redis).await?;
-        let user = self.args.user.as_bytes();
         match r.step.as_str() {
             "stage" => {
                 let key =
@@ -236,33 +297,14 @@ impl Hook {
                         "sha256 does not match the key",
                     ));
                 }
-                let added = !passwords.iter().any(|p| p == sha);
-                if added {
-                    let rule = format!("#{sha}");
-                    ok(redis
-                        .call(&[b"ACL", b"SETUSER", user, rule.as_bytes()])
-                        .await)?;
-                    self.save(&mut redis).await?;
-                }
-                // The test step: the new password logs in before keyrotor is told.
-                let mut probe = Connection::connect(&self.args.redis)
-                    .await
-                    .map_err(unreachable)?;
-                ok(probe.call(&[b"AUTH", user, key.as_bytes()]).await).map_err(|_| {
-                    refuse(
-                        StatusCode::BAD_GATEWAY,
-                        "the staged password does not log in (is the user on?)",
-                    )
-                })?;
-                Ok(if added {
-                    format!("version {} accepted", r.version)
-                } else {
-                    format!("version {} was already accepted", r.version)
-                })
+                self.accept(r, key, sha).await.map(Done::from)
             }
             "retire" => {
+                let mut redis = self.admin().await?;
+                let passwords = self.passwords(&mut redis).await?;
+                let user = self.args.user.as_bytes();
                 if !passwords.iter().any(|p| p == sha) {
-                    return Ok(format!("version {} was already retired", r.version));
+                    return Ok(format!("version {} was already retired", r.version).into());
                 }
                 if passwords.len() == 1 {
                     return Err(refuse(
@@ -275,13 +317,43 @@ impl Hook {
                     .call(&[b"ACL", b"SETUSER", user, rule.as_bytes()])
                     .await)?;
                 self.save(&mut redis).await?;
-                Ok(format!("version {} retired", r.version))
+                Ok(format!("version {} retired", r.version).into())
             }
             _ => Err(refuse(
                 StatusCode::BAD_REQUEST,
-                "step must be stage or retire",
+                "step must be issue, stage or retire",
             )),
         }
+    }
+
+    /// Adds `key` (digest `sha`) to the user's passwords unless it is there
+    /// already, then logs in with it: the test step, before keyrotor is told.
+    async fn accept(&self, r: &HookRequest, key: &str, sha: &str) -> Result<String, Refusal> {
+        let mut redis = self.admin().await?;
+        let passwords = self.passwords(&mut redis).await?;
+        let user = self.args.user.as_bytes();
+        let added = !passwords.iter().any(|p| p == sha);
+        if added {
+            let rule = format!("#{sha}");
+            ok(redis
+                .call(&[b"ACL", b"SETUSER", user, rule.as_bytes()])
+                .await)?;
+            self.save(&mut redis).await?;
+        }
+        let mut probe = Connection::connect(&self.args.redis)
+            .await
+            .map_err(unreachable)?;
+        ok(probe.call(&[b"AUTH", user, key.as_bytes()]).await).map_err(|_| {
+            refuse(
+                StatusCode::BAD_GATEWAY,
+                "the staged password does not log in (is the user on?)",
+            )
+        })?;
+        Ok(if added {
+            format!("version {} accepted", r.version)
+        } else {
+            format!("version {} was already accepted", r.version)
+        })
     }
 
     /// A connection logged in as the admin user.
@@ -380,4 +452,88 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The password of `version` of the rotation with `uid`: base64url (no
+/// padding) of HMAC-SHA256(secret, "keyrotor-issue/v1\0" uid "\0" version),
+/// 43 characters, 256 bits.
+fn derive(secret: &[u8], uid: &str, version: u64) -> Zeroizing<String> {
+    let message = format!("keyrotor-issue/v1\0{uid}\0{version}");
+    let mac = hmac_sha256(secret, message.as_bytes());
+    Zeroizing::new(base64url(&mac[..]))
+}
+
+/// HMAC (RFC 2104) over SHA-256.
+fn hmac_sha256(secret: &[u8], message: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut block = Zeroizing::new([0u8; 64]);
+    if secret.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(secret));
+    } else {
+        block[..secret.len()].copy_from_slice(secret);
+    }
+    let pad = |byte: u8| {
+        let mut p = Zeroizing::new([0u8; 64]);
+        for (o, k) in p.iter_mut().zip(block.iter()) {
+            *o = k ^ byte;
+        }
+        p
+    };
+    let inner = Sha256::new()
+        .chain_update(&pad(0x36)[..])
+        .chain_update(message)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(&pad(0x5c)[..])
+        .chain_update(inner)
+        .finalize();
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(&outer);
+    out
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const CHARS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(CHARS[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex(&mac[..]),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn base64url_without_padding() {
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn issued_passwords_depend_on_uid_and_version_only() {
+        let s = b"0123456789abcdef0123456789abcdef";
+        let a = derive(s, "uid-1", 7);
+        assert_eq!(a.len(), 43);
+        assert_eq!(*a, *derive(s, "uid-1", 7), "a repeated issue: the same key");
+        assert_ne!(*a, *derive(s, "uid-1", 8));
+        assert_ne!(*a, *derive(s, "uid-2", 7), "a re-created rotation");
+    }
 }

@@ -432,6 +432,7 @@ mod tests {
             revoked: BTreeSet::new(),
             adopt: false,
             verifier_hook: false,
+            issuer_hook: false,
         }
     }
 

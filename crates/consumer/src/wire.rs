@@ -54,6 +54,11 @@ pub const ABANDONED: &str = "keyrotor.dev/abandoned";
 /// Annotation on version Secrets: when the verifier hook answered that it
 /// accepts the version (docs/hooks.md); its presence is the confirmation.
 pub const HOOK_ACCEPTED: &str = "keyrotor.dev/hook-accepted";
+/// Annotation on version Secrets an issuer hook minted: when it answered.
+pub const HOOK_ISSUED: &str = "keyrotor.dev/hook-issued";
+/// Annotation on version Secrets an issuer hook minted: the `keyId` it gave
+/// the key (not secret), sent back to it with `retire`.
+pub const HOOK_KEY_ID: &str = "keyrotor.dev/hook-key-id";
 /// Annotation on projected Secrets: their revision (grows with every write).
 pub const REVISION: &str = "keyrotor.dev/revision";
 /// Annotation on verifier Secrets: accepted versions, comma-separated.

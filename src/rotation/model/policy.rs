@@ -93,6 +93,9 @@ pub struct Policy {
     pub adopt: bool,
     /// An external verifier (`spec.verifierHook`) confirms each version too.
     pub verifier_hook: bool,
+    /// An external issuer (`spec.issuerHook`) mints the keys and is told to
+    /// revoke each version when it retires.
+    pub issuer_hook: bool,
 }
 
 /// On-demand request tokens, by source. A token that differs from the last

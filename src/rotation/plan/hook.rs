@@ -1,7 +1,9 @@
 //! The verifier hook (`spec.verifierHook`) as one more verifier: its
 //! recorded answer confirms a version the way a verifier pod's report does,
 //! and it is told to retire a version just before the version's key is
-//! deleted, when no presenter holds it any more.
+//! deleted, when no presenter holds it any more. An issuer hook
+//! (`spec.issuerHook`) mints keys in apply, outside the plan; the plan only
+//! tells it when to revoke one, at the same point.
 
 use super::Planner;
 use crate::rotation::model::*;
@@ -32,10 +34,12 @@ impl Planner<'_> {
         false
     }
 
-    /// Tells the hook to stop accepting `v`; called right before `v`'s
-    /// Secret is deleted, which every path that drops a key goes through.
+    /// Tells the hooks to stop accepting `v` (an issuer: to revoke it);
+    /// called right before `v`'s Secret is deleted, which every path that
+    /// drops a key goes through.
     pub(super) fn hook_retire(&mut self, v: Version) {
-        if self.input.policy.verifier_hook {
+        let policy = &self.input.policy;
+        if policy.verifier_hook || policy.issuer_hook {
             self.actions.push(Action::CallHook {
                 step: HookStep::Retire,
                 version: v,

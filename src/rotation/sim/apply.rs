@@ -130,10 +130,12 @@ impl World {
     /// The hook endpoint: down, acting but losing its answer, or answering.
     /// Retiring a version a presenter may still hold breaks I3 there.
     fn call_hook(&mut self, step: HookStep, v: Version) -> Result<bool, String> {
-        if !self.policy.verifier_hook {
-            return Err(format!(
-                "hook called ({step:?} {v}) without a verifier hook"
-            ));
+        let allowed = match step {
+            HookStep::Stage => self.policy.verifier_hook,
+            HookStep::Retire => self.policy.verifier_hook || self.policy.issuer_hook,
+        };
+        if !allowed {
+            return Err(format!("hook called ({step:?} {v}) without a hook for it"));
         }
         if self.hook.down {
             return Ok(false);

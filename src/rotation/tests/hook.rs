@@ -172,3 +172,46 @@ fn revoking_the_current_key_waits_for_the_hook_to_hold_the_replacement() {
         "the revoked key is gone from the hook too"
     );
 }
+
+#[test]
+fn an_issuer_is_never_asked_to_stage_and_is_told_to_retire_before_the_delete() {
+    let mut w = world(Policy {
+        issuer_hook: true,
+        ..policy()
+    });
+    rotate(&mut w, "r1");
+    w.sync_and_report_all();
+    w.reconcile().unwrap();
+    w.reconcile().unwrap();
+    assert_eq!(w.current(), Some(2), "nothing waits on an issuer");
+    w.sync_and_report_all();
+    w.advance(301);
+    w.reconcile().unwrap();
+    let actions = &w.last_plan.as_ref().unwrap().actions;
+    let retire = actions.iter().position(|a| {
+        matches!(
+            a,
+            Action::CallHook {
+                step: HookStep::Retire,
+                version: 1
+            }
+        )
+    });
+    let delete = actions
+        .iter()
+        .position(|a| matches!(a, Action::DeleteVersion { version: 1 }));
+    assert!(
+        matches!((retire, delete), (Some(r), Some(d)) if r < d),
+        "{actions:?}"
+    );
+    assert!(
+        !actions.iter().any(|a| matches!(
+            a,
+            Action::CallHook {
+                step: HookStep::Stage,
+                ..
+            }
+        )),
+        "{actions:?}"
+    );
+}

@@ -42,6 +42,7 @@ fn policy() -> Policy {
         revoked: BTreeSet::new(),
         adopt: false,
         verifier_hook: false,
+        issuer_hook: false,
     }
 }
 

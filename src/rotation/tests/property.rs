@@ -95,6 +95,7 @@ fn any_policy() -> impl Strategy<Value = Policy> {
                     revoked: BTreeSet::new(),
                     adopt: false,
                     verifier_hook: hook,
+                    issuer_hook: false,
                 }
             },
         )
