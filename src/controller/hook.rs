@@ -217,10 +217,7 @@ async fn post(
     }
 }
 
-async fn exchange<S>(
-    io: TokioIo<S>,
-    request: Request<Full<Bytes>>,
-) -> Result<HookAnswer, HookError>
+async fn exchange<S>(io: TokioIo<S>, request: Request<Full<Bytes>>) -> Result<HookAnswer, HookError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -77,15 +77,14 @@ impl Drop for FakeHook {
     }
 }
 
-async fn answer(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+/// One HTTP/1.1 request off `stream`: its head and body (None if cut off).
+pub(crate) async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    let (head, body) = loop {
-        let Ok(n) = stream.read(&mut chunk).await else {
-            return;
-        };
+    loop {
+        let n = stream.read(&mut chunk).await.ok()?;
         if n == 0 {
-            return;
+            return None;
         }
         buf.extend_from_slice(&chunk[..n]);
         let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -101,8 +100,24 @@ async fn answer(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             })
             .unwrap_or(0);
         if buf.len() >= end + 4 + length {
-            break (head, buf[end + 4..end + 4 + length].to_vec());
+            return Some((head, buf[end + 4..end + 4 + length].to_vec()));
         }
+    }
+}
+
+/// Writes one JSON answer and closes the connection.
+pub(crate) async fn respond(mut stream: TcpStream, status: &str, body: &str) {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn answer(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+    let Some((head, body)) = read_request(&mut stream).await else {
+        return;
     };
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let token = head
@@ -140,12 +155,7 @@ async fn answer(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             String::from_utf8_lossy(&body).to_string(),
         ),
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    respond(stream, status, &body).await;
 }
 
 const TOKEN: &str = "fault-hook-token";
@@ -158,7 +168,7 @@ fn spec(url: &str, extra: &str) -> String {
     )
 }
 
-async fn create_token(h: &Harness) {
+pub(crate) async fn create_token(h: &Harness) {
     let token: Secret = serde_json::from_value(json!({
         "metadata": {"name": "hook-token", "namespace": NS}, "stringData": {"token": TOKEN},
     }))

@@ -9,6 +9,7 @@ mod scenario;
 mod argocd;
 mod hook_faults;
 mod hook_tls;
+mod issuer_hook;
 mod operations;
 mod protocol;
 mod redis_hook;

@@ -28,22 +28,37 @@ fn data(s: &Secret, field: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&b.0).into_owned())
 }
 
-fn spec(hook_url: &str, min_grace: &str) -> String {
+/// The hook's role: which spec field names it.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    Verifier,
+    Issuer,
+}
+
+fn spec(role: Role, hook_url: &str, min_grace: &str) -> String {
+    let field = match role {
+        Role::Verifier => "verifierHook",
+        Role::Issuer => "issuerHook",
+    };
     format!(
         "secrets: {{verifier: {V}, presenter: {P}}}\n\
          gracePeriod: {{minimum: {min_grace}, maximum: 120s}}\n\
          consumers: {{presenters: {{nudge: false}}}}\n\
-         verifierHook: {{url: '{hook_url}', tokenSecretRef: {{name: redis-hook-token, key: token}}, timeoutSeconds: 2}}\n"
+         {field}: {{url: '{hook_url}', tokenSecretRef: {{name: redis-hook-token, key: token}}, timeoutSeconds: 2}}\n"
     )
 }
 
 /// Redis, the hook, the token Secret, presenter pods whose reports come from
 /// the clients (the harness's kubelet leaves them alone), and rotation `api`
 /// published at version 1.
-async fn started(min_grace: &str) -> (Harness, RedisServer, HookProcess, Clients) {
+async fn started(role: Role, min_grace: &str) -> (Harness, RedisServer, HookProcess, Clients) {
     let h = Harness::new().await;
     let redis = RedisServer::start().await;
-    let hook = HookProcess::start(env!("CARGO_BIN_EXE_keyrotor").as_ref(), &redis, TOKEN).await;
+    let bin = env!("CARGO_BIN_EXE_keyrotor").as_ref();
+    let hook = match role {
+        Role::Verifier => HookProcess::start(bin, &redis, TOKEN).await,
+        Role::Issuer => HookProcess::start_issuer(bin, &redis, TOKEN).await,
+    };
     let token: Secret = serde_json::from_value(json!({
         "metadata": {"name": "redis-hook-token", "namespace": NS},
         "stringData": {"token": TOKEN},
@@ -64,18 +79,21 @@ async fn started(min_grace: &str) -> (Harness, RedisServer, HookProcess, Clients
             report: Some((h.pods(), pod, "api".into())),
         }));
     }
-    h.apply("api", &spec(&hook.url(), min_grace)).await;
+    h.apply("api", &spec(role, &hook.url(), min_grace)).await;
     h.wait_published(V, P, &[1], 1, 20).await;
     let clients = Clients::start(&redis, sources);
     (h, redis, hook, clients)
 }
 
 async fn request_rotation(h: &Harness, hook: &HookProcess, min_grace: &str, n: u64) {
-    h.apply(
-        "api",
-        &format!("{}rotationRequest: r{n}\n", spec(&hook.url(), min_grace)),
-    )
-    .await;
+    let role = if h.rotation("api").await.spec.issuer_hook.is_some() {
+        Role::Issuer
+    } else {
+        Role::Verifier
+    };
+    let spec = spec(role, &hook.url(), min_grace);
+    h.apply("api", &format!("{spec}rotationRequest: r{n}\n"))
+        .await;
 }
 
 async fn current_key(h: &Harness) -> String {
@@ -122,7 +140,7 @@ async fn assert_no_key_leaked(h: &Harness, hook: &HookProcess, keys: &[String]) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_rotations_through_redis_reject_no_login_and_the_naive_overwrite_rejects_some() {
-    let (h, redis, hook, clients) = started("1s").await;
+    let (h, redis, hook, clients) = started(Role::Verifier, "1s").await;
     let began = Instant::now();
     let mut keys = vec![current_key(&h).await];
     for n in 2..=21 {
@@ -204,7 +222,7 @@ async fn twenty_rotations_through_redis_reject_no_login_and_the_naive_overwrite_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hook_killed_mid_cycle_and_restarted_the_rotation_completes_with_exactly_the_current_password()
  {
-    let (h, redis, mut hook, clients) = started("3s").await;
+    let (h, redis, mut hook, clients) = started(Role::Verifier, "3s").await;
     let v1 = current_key(&h).await;
 
     // Killed while staging: keyrotor cannot reach it, says so, and no
@@ -286,13 +304,80 @@ async fn the_hook_killed_mid_cycle_and_restarted_the_rotation_completes_with_exa
     assert_no_key_leaked(&h, &hook, &[v1, v2, v3]).await;
 }
 
+/// The Redis hook as an issuer: it mints every password (derived, so a
+/// repeated `issue` answers the same one), Redis accepts it before any
+/// presenter has it, and it is removed once presenters left it. Killed
+/// while a version is to be issued, nothing moves until it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_as_issuer_mints_every_password_through_ten_rotations_and_a_kill_without_a_failed_login()
+ {
+    let (h, redis, mut hook, clients) = started(Role::Issuer, "1s").await;
+    let mut keys = vec![current_key(&h).await];
+    assert_eq!(redis.passwords().await, [sha256_hex(&keys[0])]);
+    for n in 2..=11 {
+        if n == 6 {
+            hook.kill();
+            request_rotation(&h, &hook, "1s", n).await;
+            h.wait("Ready=False HookFailed (issue)", 30, || async {
+                let (reason, msg) = ready(&h).await;
+                reason == reasons::HOOK_FAILED
+                    && msg.contains("the issuer hook could not issue version 6")
+                    && msg.contains("cannot connect")
+            })
+            .await;
+            assert!(
+                h.secret("api-v6").await.is_none(),
+                "no key without the issuer"
+            );
+            assert_eq!(h.current(P).await, Some(5));
+            hook.restart().await;
+        } else {
+            request_rotation(&h, &hook, "1s", n).await;
+        }
+        h.wait_published(V, P, &[n], n, 60).await;
+        let old = format!("api-v{}", n - 1);
+        h.wait("old version deleted", 30, || async {
+            h.secret(&old).await.is_none()
+        })
+        .await;
+        let key = current_key(&h).await;
+        assert!(!keys.contains(&key), "a new password every version");
+        assert_eq!(
+            redis.passwords().await,
+            [sha256_hex(&key)],
+            "after rotation {n} Redis holds exactly the current password"
+        );
+        let ann = h
+            .secret(&format!("api-v{n}"))
+            .await
+            .unwrap()
+            .metadata
+            .annotations;
+        assert!(
+            ann.unwrap_or_default()
+                .contains_key(keyrotor::wire::HOOK_ISSUED)
+        );
+        keys.push(key);
+    }
+    let logins = clients.stop().await;
+    eprintln!(
+        "issuer: 10 rotations and a kill, {} logins, {} failed",
+        logins.ok() + logins.failed(),
+        logins.failed()
+    );
+    assert!(logins.ok() > 100, "the clients logged in all along");
+    assert_eq!(logins.failed(), 0, "no login failed");
+    check_invariants(&h, &[]);
+    assert_no_key_leaked(&h, &hook, &keys).await;
+}
+
 /// The reference hook's side of the protocol, called directly: each step is
 /// idempotent by Redis's state (a repeat answers `done` and changes nothing),
 /// and bad requests are refused with the documented status.
 #[tokio::test]
 async fn the_redis_hook_answers_repeats_done_and_refuses_bad_requests() {
     use keyrotor::controller::hook::{Endpoint, HookError, call};
-    use keyrotor::hook::protocol::{API_VERSION, HookRequest, idempotency_key};
+    use keyrotor::hook::protocol::{API_VERSION, HookAnswer, HookRequest, idempotency_key};
 
     let redis = RedisServer::start().await;
     let hook = HookProcess::start(env!("CARGO_BIN_EXE_keyrotor").as_ref(), &redis, TOKEN).await;
@@ -307,12 +392,14 @@ async fn the_redis_hook_answers_repeats_done_and_refuses_bad_requests() {
         idempotency_key: idempotency_key(NS, "api", v, step),
         namespace: NS.into(),
         rotation: "api".into(),
+        uid: "uid-of-api".into(),
         version: v,
         sha256: sha256_hex(key),
         key: (step == "stage").then(|| key.to_string()),
+        key_id: None,
     };
-    let status = |r: Result<(), HookError>| match r {
-        Ok(()) => 200,
+    let status = |r: Result<HookAnswer, HookError>| match r {
+        Ok(_) => 200,
         Err(HookError::Status(code, _)) => code,
         Err(e) => panic!("{e}"),
     };
@@ -355,6 +442,11 @@ async fn the_redis_hook_answers_repeats_done_and_refuses_bad_requests() {
     let mut mismatched = request("stage", 3, k1);
     mismatched.sha256 = sha256_hex(k2);
     assert_eq!(status(call(&endpoint, TOKEN, &mismatched).await), 400);
+    assert_eq!(
+        status(call(&endpoint, TOKEN, &request("issue", 3, k1)).await),
+        400,
+        "issue is refused without --issuer-secret-file"
+    );
     let mut old = request("stage", 3, k1);
     old.api_version = "hooks.keyrotor.dev/v0".into();
     assert_eq!(status(call(&endpoint, TOKEN, &old).await), 400);

@@ -148,9 +148,23 @@ pub struct HookProcess {
     pub port: u16,
     redis: String,
     dir: PathBuf,
+    issuer: bool,
 }
 
 impl HookProcess {
+    /// Starts the hook as an issuer too (`--issuer-secret-file`).
+    pub async fn start_issuer(bin: &Path, redis: &RedisServer, token: &str) -> HookProcess {
+        let mut h = HookProcess::start(bin, redis, token).await;
+        std::fs::write(
+            h.dir.join("issuer"),
+            "issuer-secret-for-tests-0123456789abcdef",
+        )
+        .unwrap();
+        h.issuer = true;
+        h.restart().await;
+        h
+    }
+
     /// Starts the hook for user `app` of `redis`, accepting `token`.
     pub async fn start(bin: &Path, redis: &RedisServer, token: &str) -> HookProcess {
         let dir = scratch("redis-hook");
@@ -162,6 +176,7 @@ impl HookProcess {
             port: free_port(),
             redis: redis.address(),
             dir,
+            issuer: false,
         };
         h.restart().await;
         h
@@ -191,6 +206,12 @@ impl HookProcess {
             .arg(self.dir.join("admin"))
             .arg("--token-file")
             .arg(self.dir.join("token"))
+            .args(
+                self.issuer
+                    .then(|| ["--issuer-secret-file".into(), self.dir.join("issuer")])
+                    .into_iter()
+                    .flatten(),
+            )
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(
