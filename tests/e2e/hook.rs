@@ -147,3 +147,92 @@ async fn a_redis_password_rotates_through_the_hook_on_a_real_api_server() {
     logs.push(("redis hook".into(), hook.log()));
     assert_no_key_material(cluster, &ns.name, &observer, &logs);
 }
+
+/// The Redis hook as the issuer (`spec.issuerHook`) on the real API server:
+/// the CRD checks the field at admission, each version's password is minted
+/// by the hook and accepted by Redis before presenters get it, and Redis
+/// ends each cycle with exactly the current password.
+#[tokio::test]
+async fn redis_issues_the_passwords_through_the_issuer_hook_on_a_real_api_server() {
+    let Some(cluster) = cluster::get().await else {
+        return;
+    };
+    let ns = cluster.namespace("e2e-issuer").await;
+    let client = cluster.client().await;
+    let issuer = |url: &str| {
+        let mut r = rotation(&ns.name, "cache", json!({}), json!({}));
+        r["spec"]["gracePeriod"]["minimum"] = json!("2s");
+        r["spec"]["issuerHook"] = json!({"url": url, "tokenSecretRef": {"name": "redis-hook-token", "key": "token"}, "timeoutSeconds": 2});
+        r
+    };
+    let mut outside = issuer("http://issuer.example.com/");
+    outside["metadata"]["name"] = json!("outside");
+    let out = cluster.kubectl(&["apply", "-f", "-"], Some(&outside.to_string()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("spec.issuerHook.url"),
+        "{stderr}"
+    );
+
+    let observer = Observer::start(client.clone(), &ns.name).await;
+    let operator = Operator::watching(cluster, &ns.name, "issuer");
+    let redis = RedisServer::start().await;
+    let hook = HookProcess::start_issuer(keyrotor(), &redis, TOKEN).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "redis-hook-token"}, "stringData": {"token": TOKEN},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &token)
+        .await
+        .unwrap();
+    apply(&client, &ns.name, &issuer(&hook.url())).await;
+    wait_stable(&client, &ns.name, "cache", 1, Duration::from_secs(60)).await;
+    let mut keys = vec![key_of(&secrets).await];
+    assert_eq!(redis.passwords().await, [sha256_hex(&keys[0])]);
+    let v1 = secrets.get("cache-v1").await.unwrap();
+    assert!(
+        v1.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(keyrotor::wire::HOOK_ISSUED),
+        "the version Secret records that the issuer minted its key"
+    );
+
+    let sources: Vec<Arc<dyn KeySource>> = (0..2)
+        .map(|_| {
+            Arc::new(SecretVolume {
+                secrets: secrets.clone(),
+                name: "cache-key".into(),
+                report: None,
+            }) as Arc<dyn KeySource>
+        })
+        .collect();
+    let clients = Clients::start(&redis, sources);
+    for (n, token) in [(2, "one"), (3, "two")] {
+        request_rotation(&client, &ns.name, "cache", token).await;
+        wait_stable(&client, &ns.name, "cache", n, Duration::from_secs(90)).await;
+        let key = key_of(&secrets).await;
+        assert!(!keys.contains(&key), "a new password for version {n}");
+        eventually(
+            "Redis holds exactly the current password",
+            Duration::from_secs(30),
+            async || redis.passwords().await == [sha256_hex(&key)],
+        )
+        .await;
+        keys.push(key);
+    }
+    let logins = clients.stop().await;
+    eprintln!(
+        "e2e issuer: {} logins, {} failed",
+        logins.ok() + logins.failed(),
+        logins.failed()
+    );
+    assert_eq!(logins.failed(), 0, "no login failed");
+    assert!(logins.ok() > 50);
+    check_history(&observer, "cache");
+    let mut logs = logs_of(&[&operator]);
+    logs.push(("redis hook".into(), hook.log()));
+    assert_no_key_material(cluster, &ns.name, &observer, &logs);
+}
