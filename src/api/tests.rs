@@ -365,4 +365,6 @@ fn a_hook_url_is_https_or_plain_http_inside_the_cluster() {
         timeout_seconds: 10,
     });
     assert!(rust(&obj).unwrap_err().contains("spec.verifierHook.url"));
+    obj.spec.issuer_hook = obj.spec.verifier_hook.take();
+    assert!(rust(&obj).unwrap_err().contains("spec.issuerHook.url"));
 }
