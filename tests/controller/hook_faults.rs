@@ -37,30 +37,42 @@ struct State {
     seen: Vec<(String, String)>,
 }
 
-/// A hook endpoint on loopback whose answers the test chooses.
-struct FakeHook {
-    state: Arc<Mutex<State>>,
-    url: String,
+/// A hook endpoint on loopback whose answers the test chooses: `answer`
+/// serves each connection with the shared state `S`.
+pub(crate) struct FakeServer<S> {
+    pub state: Arc<Mutex<S>>,
+    pub url: String,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl FakeHook {
-    async fn start() -> FakeHook {
+impl<S: Send + 'static> FakeServer<S> {
+    pub async fn start<F, Fut>(state: S, answer: F) -> FakeServer<S>
+    where
+        F: Fn(TcpStream, Arc<Mutex<S>>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(State {
-            mode: Some(Mode::Ok),
-            ..Default::default()
-        }));
+        let state = Arc::new(Mutex::new(state));
         let s = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(answer(stream, s.clone()));
             }
         });
-        FakeHook { state, url, task }
+        FakeServer { state, url, task }
     }
+}
 
+impl<S> Drop for FakeServer<S> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type FakeHook = FakeServer<State>;
+
+impl FakeHook {
     fn set(&self, mode: Mode) {
         self.state.lock().unwrap().mode = Some(mode);
     }
@@ -68,12 +80,6 @@ impl FakeHook {
     fn calls(&self, idempotency_key: &str) -> usize {
         let s = self.state.lock().unwrap();
         s.seen.iter().filter(|(k, _)| k == idempotency_key).count()
-    }
-}
-
-impl Drop for FakeHook {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -204,7 +210,11 @@ async fn hook_failed_events(h: &Harness) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hook_fault_raises_hook_failed_is_retried_and_never_lets_a_presenter_ahead() {
-    let hook = FakeHook::start().await;
+    let state = State {
+        mode: Some(Mode::Ok),
+        ..Default::default()
+    };
+    let hook = FakeServer::start(state, answer).await;
     let h = Harness::new().await;
     create_token(&h).await;
     for i in 0..2 {

@@ -11,9 +11,9 @@ use keyrotor::conditions::{reasons, types};
 use keyrotor::keys::digest_of;
 use keyrotor_testsupport::harness::{Harness, NS};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::hook_faults::{read_request, respond};
+use crate::hook_faults::{FakeServer, read_request, respond};
 use crate::scenario::{P, V, check_invariants};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,29 +34,9 @@ struct Issuer {
     seen: Vec<serde_json::Value>,
 }
 
-struct FakeIssuer {
-    state: Arc<Mutex<Issuer>>,
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-}
+type FakeIssuer = FakeServer<Issuer>;
 
 impl FakeIssuer {
-    async fn start() -> FakeIssuer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/issue", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(Issuer {
-            mode: Some(Mode::Ok),
-            ..Default::default()
-        }));
-        let s = state.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, s.clone()));
-            }
-        });
-        FakeIssuer { state, url, task }
-    }
-
     fn set(&self, mode: Mode) {
         self.state.lock().unwrap().mode = Some(mode);
     }
@@ -77,12 +57,6 @@ impl FakeIssuer {
             .minted
             .get(idempotency_key)
             .cloned()
-    }
-}
-
-impl Drop for FakeIssuer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -150,7 +124,11 @@ async fn stored_key(h: &Harness, v: u64) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_issuer_mints_every_key_once_and_revokes_it_by_its_id_after_presenters_left() {
-    let issuer = FakeIssuer::start().await;
+    let state = Issuer {
+        mode: Some(Mode::Ok),
+        ..Default::default()
+    };
+    let issuer = FakeServer::start(state, answer).await;
     let h = Harness::new().await;
     crate::hook_faults::create_token(&h).await;
     for i in 0..2 {
