@@ -446,6 +446,7 @@ pub(crate) const HOOK_URL_RE: &str = "^(https://[^\\s]+|http://(localhost|127\\.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.caBundle) || self.url.startsWith('https://')").message("caBundle is used only with an https:// url"))]
+#[x_kube(validation = Rule::new("has(self.tokenSecretRef) != has(self.serviceAccountToken)").message("set exactly one of tokenSecretRef and serviceAccountToken"))]
 pub struct VerifierHook {
     /// Where keyrotor POSTs each step: `https://…`, or `http://` to a
     /// Service in the cluster (`http://name.namespace.svc[:port]/path`) or
@@ -458,8 +459,14 @@ pub struct VerifierHook {
     #[schemars(length(min = 1, max = 65536))]
     pub ca_bundle: Option<String>,
     /// Secret in the rotation's namespace holding the bearer token keyrotor
-    /// sends as `Authorization: Bearer <token>`.
-    pub token_secret_ref: HookTokenRef,
+    /// sends as `Authorization: Bearer <token>`. Or `serviceAccountToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<HookTokenRef>,
+    /// Send a token of keyrotor's own ServiceAccount instead, minted with
+    /// the TokenRequest API for this audience; the hook checks it with a
+    /// TokenReview. Or `tokenSecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_token: Option<HookServiceAccountToken>,
     /// How long one call may take before it counts as failed (1–60 s).
     #[serde(default = "default_hook_timeout")]
     #[schemars(range(min = 1, max = 60))]
@@ -468,6 +475,25 @@ pub struct VerifierHook {
 
 fn default_hook_timeout() -> u32 {
     10
+}
+
+/// An audience-bound token of the operator's ServiceAccount.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HookServiceAccountToken {
+    /// The audience the token is minted for; the hook accepts only tokens
+    /// of its own audience, so a token is good for that hook alone.
+    #[schemars(length(min = 1, max = 253))]
+    pub audience: String,
+    /// Lifetime of each token (600–86400 s); keyrotor mints the next one
+    /// when 80 % of it has passed.
+    #[serde(default = "default_token_lifetime")]
+    #[schemars(range(min = 600, max = 86400))]
+    pub expiration_seconds: u32,
+}
+
+fn default_token_lifetime() -> u32 {
+    3600
 }
 
 /// A data key in a Secret of the rotation's namespace.

@@ -358,13 +358,38 @@ fn a_hook_url_is_https_or_plain_http_inside_the_cluster() {
     obj.spec.verifier_hook = Some(VerifierHook {
         url: "http://hooks.example.com/".into(),
         ca_bundle: None,
-        token_secret_ref: HookTokenRef {
+        token_secret_ref: Some(HookTokenRef {
             name: "t".into(),
             key: "token".into(),
-        },
+        }),
+        service_account_token: None,
         timeout_seconds: 10,
     });
     assert!(rust(&obj).unwrap_err().contains("spec.verifierHook.url"));
+    let hook = obj.spec.verifier_hook.as_mut().unwrap();
+    hook.url = "https://hooks.example.com/".into();
+    hook.service_account_token = Some(HookServiceAccountToken {
+        audience: "redis-hook".into(),
+        expiration_seconds: 3600,
+    });
+    assert!(rust(&obj).unwrap_err().contains("exactly one of"), "both");
+    let hook = obj.spec.verifier_hook.as_mut().unwrap();
+    hook.token_secret_ref = None;
+    assert!(rust(&obj).is_ok(), "a ServiceAccount token alone");
+    obj.spec
+        .verifier_hook
+        .as_mut()
+        .unwrap()
+        .service_account_token = None;
+    assert!(
+        rust(&obj).unwrap_err().contains("exactly one of"),
+        "neither"
+    );
+    obj.spec.verifier_hook.as_mut().unwrap().url = "http://hooks.example.com/".into();
+    obj.spec.verifier_hook.as_mut().unwrap().token_secret_ref = Some(HookTokenRef {
+        name: "t".into(),
+        key: "token".into(),
+    });
     obj.spec.issuer_hook = obj.spec.verifier_hook.take();
     assert!(rust(&obj).unwrap_err().contains("spec.issuerHook.url"));
 }

@@ -212,9 +212,28 @@ fn hook(at: &str, h: &VerifierHook, errs: &mut Errors) {
     if !(1..=60).contains(&h.timeout_seconds) {
         errs.add(&field("timeoutSeconds"), "must be 1 to 60");
     }
-    errs.name(&field("tokenSecretRef.name"), &h.token_secret_ref.name);
-    if h.token_secret_ref.key.is_empty() {
-        errs.add(&field("tokenSecretRef.key"), "must not be empty");
+    match (&h.token_secret_ref, &h.service_account_token) {
+        (Some(r), None) => {
+            errs.name(&field("tokenSecretRef.name"), &r.name);
+            if r.key.is_empty() {
+                errs.add(&field("tokenSecretRef.key"), "must not be empty");
+            }
+        }
+        (None, Some(t)) => {
+            if t.audience.is_empty() {
+                errs.add(&field("serviceAccountToken.audience"), "must not be empty");
+            }
+            if !(600..=86400).contains(&t.expiration_seconds) {
+                errs.add(
+                    &field("serviceAccountToken.expirationSeconds"),
+                    "must be 600 to 86400",
+                );
+            }
+        }
+        _ => errs.add(
+            at,
+            "set exactly one of tokenSecretRef and serviceAccountToken",
+        ),
     }
 }
 

@@ -209,13 +209,22 @@ impl Writer<'_> {
         hook::call(&endpoint, &token, request).await
     }
 
-    /// The bearer token, read at each call so a rotated token is used at once.
+    /// The bearer token: from the Secret, read at each call so a rotated
+    /// token is used at once, or minted for the operator's ServiceAccount.
     async fn hook_token(
         &self,
         role: HookRole,
         spec: &VerifierHook,
     ) -> std::result::Result<zeroize::Zeroizing<String>, HookError> {
-        let r = &spec.token_secret_ref;
+        let Some(r) = &spec.token_secret_ref else {
+            let Some(sa) = &spec.service_account_token else {
+                return Err(HookError::Identity(format!(
+                    "{} names no token; set tokenSecretRef or serviceAccountToken",
+                    role.field()
+                )));
+            };
+            return super::hook_auth::token(&self.client, sa).await;
+        };
         let missing = |why: String| HookError::Token(format!("{}/{}", self.namespace, r.name), why);
         let secret = self
             .secrets()

@@ -52,6 +52,8 @@ pub enum HookError {
     Malformed(&'static str),
     #[error("token Secret {0}: {1}")]
     Token(String, String),
+    #[error("{0}")]
+    Identity(String),
     #[error("the version's key is missing from its Secret")]
     KeyMissing,
     #[error("the issuer's answer has no key")]
@@ -243,7 +245,9 @@ async fn read_answer(
     let status = response.status().as_u16();
     if !response.status().is_success() {
         let hint = match status {
-            401 | 403 => ": the hook refused keyrotor's token; check tokenSecretRef",
+            401 | 403 => {
+                ": the hook refused keyrotor's token; check tokenSecretRef or serviceAccountToken.audience"
+            }
             404 => ": check the url's path",
             400 | 422 => ": the hook refused the request; see the hook's own log",
             _ if status >= 500 => {

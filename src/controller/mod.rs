@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod freshness;
 pub mod hook;
+mod hook_auth;
 pub mod index;
 mod nudges;
 pub mod observe;

@@ -56,9 +56,29 @@ pub struct RedisHookArgs {
     #[arg(long, env = "REDIS_ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<PathBuf>,
     /// File holding the bearer token keyrotor must send (the Secret named by
-    /// the rotation's `verifierHook.tokenSecretRef`).
-    #[arg(long, env = "KEYROTOR_HOOK_TOKEN_FILE")]
-    pub token_file: PathBuf,
+    /// the rotation's `tokenSecretRef`). Or `--token-review-audience`.
+    #[arg(
+        long,
+        env = "KEYROTOR_HOOK_TOKEN_FILE",
+        required_unless_present = "token_review_audience"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// Accept keyrotor's ServiceAccount tokens of this audience instead
+    /// (`serviceAccountToken.audience`), checked with a TokenReview.
+    #[arg(
+        long,
+        env = "KEYROTOR_HOOK_TOKEN_AUDIENCE",
+        conflicts_with = "token_file"
+    )]
+    pub token_review_audience: Option<String>,
+    /// NAMESPACE/NAME of a ServiceAccount whose tokens are accepted (repeat
+    /// for several); with `--token-review-audience`.
+    #[arg(
+        long,
+        env = "KEYROTOR_HOOK_ALLOW_SERVICE_ACCOUNT",
+        value_delimiter = ','
+    )]
+    pub allow_service_account: Vec<String>,
     /// Run `ACL SAVE` after each change (Redis configured with an `aclfile`),
     /// so a Redis restart keeps the accepted passwords.
     #[arg(long, env = "REDIS_ACL_SAVE")]
@@ -70,9 +90,15 @@ pub struct RedisHookArgs {
     pub issuer_secret_file: Option<PathBuf>,
 }
 
+/// How the hook tells keyrotor's calls from anyone else's.
+enum Auth {
+    Token(Zeroizing<String>),
+    Review(super::token_review::Reviewer),
+}
+
 struct Hook {
     args: RedisHookArgs,
-    token: Zeroizing<String>,
+    auth: Auth,
     admin_password: Option<Zeroizing<String>>,
     issuer_secret: Option<Zeroizing<String>>,
     /// One change at a time: each step reads the passwords, then changes them.
@@ -86,10 +112,20 @@ pub async fn main(args: RedisHookArgs) -> Result<(), String> {
             .map(|s| Zeroizing::new(s.trim().to_string()))
             .map_err(|e| format!("cannot read {}: {e}", p.display()))
     };
-    let token = read(&args.token_file)?;
-    if token.is_empty() {
-        return Err(format!("{} is empty", args.token_file.display()));
-    }
+    let auth = match (&args.token_file, &args.token_review_audience) {
+        (Some(file), _) => {
+            let token = read(file)?;
+            if token.is_empty() {
+                return Err(format!("{} is empty", file.display()));
+            }
+            Auth::Token(token)
+        }
+        (None, Some(audience)) => Auth::Review(
+            super::token_review::Reviewer::new(audience.clone(), &args.allow_service_account)
+                .await?,
+        ),
+        (None, None) => return Err("set --token-file or --token-review-audience".into()),
+    };
     let admin_password = match &args.admin_password_file {
         Some(p) => Some(read(p)?),
         None => std::env::var("REDIS_ADMIN_PASSWORD")
@@ -116,7 +152,7 @@ pub async fn main(args: RedisHookArgs) -> Result<(), String> {
     info!(address = %local, redis = %args.redis, user = %args.user, "redis hook listening");
     let hook = Arc::new(Hook {
         args,
-        token,
+        auth,
         admin_password,
         issuer_secret,
         lock: Mutex::new(()),
@@ -219,7 +255,11 @@ impl Hook {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        if !same(presented.as_bytes(), self.token.as_bytes()) {
+        let accepted = match &self.auth {
+            Auth::Token(token) => same(presented.as_bytes(), token.as_bytes()),
+            Auth::Review(reviewer) => !presented.is_empty() && reviewer.accepts(presented).await,
+        };
+        if !accepted {
             return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 "bearer token not accepted",

@@ -1,0 +1,99 @@
+//! Bearer tokens for hooks that accept keyrotor's own ServiceAccount
+//! (`serviceAccountToken`): minted with the TokenRequest API for the hook's
+//! audience, so a token is good for that hook alone, and cached per
+//! audience until 80 % of its lifetime has passed.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use zeroize::Zeroizing;
+
+use super::hook::HookError;
+use crate::api::HookServiceAccountToken;
+
+/// `NAMESPACE/NAME` of the operator's ServiceAccount; the chart sets it.
+pub const IDENTITY_ENV: &str = "KEYROTOR_SERVICE_ACCOUNT";
+
+type Cache = HashMap<(String, u32), (Zeroizing<String>, Instant)>;
+
+fn cache() -> &'static Mutex<Cache> {
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The operator's ServiceAccount: `KEYROTOR_SERVICE_ACCOUNT`, or, in a pod,
+/// its namespace file with the name alone in that variable.
+fn identity() -> Result<(String, String), HookError> {
+    let missing = || {
+        HookError::Identity(format!(
+            "keyrotor does not know its own ServiceAccount; set {IDENTITY_ENV}=NAMESPACE/NAME on the operator (the chart does)"
+        ))
+    };
+    let value = std::env::var(IDENTITY_ENV).map_err(|_| missing())?;
+    match value.trim().split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        None if !value.trim().is_empty() => {
+            let ns =
+                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                    .map_err(|_| missing())?;
+            Ok((ns.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(missing()),
+    }
+}
+
+/// A token of the operator's ServiceAccount for `spec.audience`.
+pub async fn token(
+    client: &Client,
+    spec: &HookServiceAccountToken,
+) -> Result<Zeroizing<String>, HookError> {
+    let key = (spec.audience.clone(), spec.expiration_seconds);
+    if let Some((token, renew_at)) = cache().lock().unwrap().get(&key)
+        && Instant::now() < *renew_at
+    {
+        return Ok(token.clone());
+    }
+    let (ns, name) = identity()?;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![spec.audience.clone()],
+            expiration_seconds: Some(spec.expiration_seconds.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let answer = api
+        .create_token_request(&name, &PostParams::default(), &request)
+        .await
+        .map_err(|e| {
+            let why = match &e {
+                kube::Error::Api(s) if s.code == 403 => format!(
+                    "forbidden ({}); the operator's RBAC needs create on serviceaccounts/token for {name}",
+                    s.message
+                ),
+                other => other.to_string(),
+            };
+            HookError::Identity(format!("cannot mint a token of ServiceAccount {ns}/{name}: {why}"))
+        })?;
+    let token = Zeroizing::new(answer.status.map(|s| s.token).unwrap_or_default());
+    if token.is_empty() {
+        return Err(HookError::Identity(format!(
+            "the API server returned no token for ServiceAccount {ns}/{name}"
+        )));
+    }
+    let lifetime = Duration::from_secs(spec.expiration_seconds.into());
+    let renew_at = Instant::now() + lifetime.mul_f64(0.8);
+    cache()
+        .lock()
+        .unwrap()
+        .insert(key, (token.clone(), renew_at));
+    Ok(token)
+}
