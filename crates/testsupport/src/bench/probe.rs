@@ -149,8 +149,10 @@ fn rank(v: &[f64], q: f64) -> f64 {
 }
 
 /// The API server's own time, as (sum of seconds, count) per request kind
-/// (`VERB resource/subresource`) and per API Priority and Fairness level
-/// (`APF wait <level>`: time queued before being served).
+/// (`VERB resource/subresource`), per API Priority and Fairness level
+/// (`APF wait <level>`: time queued before being served) and in the watch
+/// cache (`cache wait <resource>`: a consistent LIST waiting until the cache
+/// has caught up with etcd).
 #[derive(Clone, Debug, Default)]
 pub struct ServerTimes(pub BTreeMap<String, (f64, f64)>);
 
@@ -181,16 +183,19 @@ impl ServerTimes {
     pub fn parse(text: &str) -> ServerTimes {
         let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         for line in text.lines() {
-            let (metric, sum) =
-                if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_") {
-                    ("request", r)
-                } else if let Some(r) =
-                    line.strip_prefix("apiserver_flowcontrol_request_wait_duration_seconds_")
-                {
-                    ("apf", r)
-                } else {
-                    continue;
-                };
+            let (metric, sum) = if let Some(r) =
+                line.strip_prefix("apiserver_request_duration_seconds_")
+            {
+                ("request", r)
+            } else if let Some(r) =
+                line.strip_prefix("apiserver_flowcontrol_request_wait_duration_seconds_")
+            {
+                ("apf", r)
+            } else if let Some(r) = line.strip_prefix("apiserver_watch_cache_read_wait_seconds_") {
+                ("cache", r)
+            } else {
+                continue;
+            };
             let is_sum = sum.starts_with("sum{");
             if !is_sum && !sum.starts_with("count{") {
                 continue;
@@ -210,6 +215,7 @@ impl ServerTimes {
                         format!("{verb} {resource}/{sub}")
                     }
                 }
+                "cache" => format!("cache wait {}", l.get("resource").copied().unwrap_or("")),
                 _ => format!(
                     "APF wait {}",
                     l.get("priority_level").copied().unwrap_or("")
@@ -243,6 +249,7 @@ impl ServerTimes {
             .iter()
             .filter(|(k, _)| {
                 k.starts_with("APF")
+                    || k.as_str() == "cache wait secrets"
                     || ["secrets", "apikeyrotations", "events", "pods"]
                         .iter()
                         .any(|r| k.split(' ').nth(1).is_some_and(|x| x.starts_with(r)))

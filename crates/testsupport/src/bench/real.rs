@@ -208,12 +208,15 @@ async fn running(client: &Client) -> usize {
     n
 }
 
+/// The revision each (namespace, pod, report annotation) was last given.
+type Reported = HashMap<(String, String, String), String>;
+
 /// Simulated reporters: when a projected Secret changes, every pod that
 /// mounts it reports the new revision at once, each pod with its own patch
 /// (as each pod's sidecar would). What pods already report is read first,
 /// so a restarted bench sends nothing for what is already reported.
 async fn reporters(client: Client, mounts: Mounts) {
-    let reported: Arc<Mutex<HashMap<(String, String, String), String>>> = Arc::default();
+    let reported: Arc<Mutex<Reported>> = Arc::default();
     let pods: Api<Pod> = Api::all(client.clone());
     let mut lp = ListParams::default()
         .labels(&format!("{BENCH_LABEL}=scale"))
@@ -375,6 +378,8 @@ pub async fn run(
                 )
                 .await?,
             );
+            // Each cycle's column as it ends: a later failure keeps it.
+            eprintln!("{}", super::real_table(&runs[runs.len() - 1..]));
         }
         Ok::<(), String>(())
     }
