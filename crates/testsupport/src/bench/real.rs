@@ -288,8 +288,15 @@ async fn reporters(client: Client, mounts: Mounts) {
 }
 
 /// Each rotation's settled version now (None: not settled).
-fn versions(settled: &Settled) -> HashMap<(String, String), Option<u64>> {
-    settled.lock().expect("settled tally").clone()
+fn versions(settled: &Settled, shape: &Shape) -> HashMap<(String, String), Option<u64>> {
+    // Only the bench's own: other rotations in the cluster are not rotated.
+    let prefix = format!("scale{}-", shape.rotations);
+    let settled = settled.lock().expect("settled tally");
+    settled
+        .iter()
+        .filter(|((ns, _), _)| ns.starts_with(&prefix))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
 }
 
 async fn request_rotation(client: &Client, shape: &Shape, token: &str) -> Result<(), String> {
@@ -413,13 +420,17 @@ async fn cycle(
     let started = Instant::now();
     until("every rotation Stable", timeout, || async {
         op.metrics().await.stable >= n
-            && versions(settled).values().filter(|v| v.is_some()).count() >= n
+            && versions(settled, shape)
+                .values()
+                .filter(|v| v.is_some())
+                .count()
+                >= n
     })
     .await?;
     let converged = started.elapsed();
     // Let the start's stragglers (held-back progress writes) pass.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let before = versions(settled);
+    let before = versions(settled, shape);
     let (scrape_before, server_before) = (op.metrics().await, ServerTimes::scrape(client).await);
     let log_from = std::fs::metadata(log).map_or(0, |m| m.len());
     let mut cpu = Cpu::start(pids, op.pid());
@@ -428,7 +439,7 @@ async fn cycle(
     let token = format!("bench-{}-{k}", jiff::Timestamp::now().as_second());
     request_rotation(client, shape, &token).await?;
     until("every rotation one version further", timeout, || async {
-        let now = versions(settled);
+        let now = versions(settled, shape);
         before.iter().all(|(key, v)| match (v, now.get(key)) {
             (Some(v), Some(Some(w))) => *w == v + 1,
             _ => false,
