@@ -2,14 +2,14 @@
 //! [`reconcile_live`]), and the deletion policy at work on deletion.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::apply::{Writer, cleanup};
 use super::context::Context;
@@ -101,7 +101,9 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
             return Ok(Requeue::await_change());
         }
     };
+    let started = Instant::now();
     let mut obs = observe(rot, &validated, ctx).await?;
+    let observed = started.elapsed();
     if !obs.conflicts.is_empty() {
         let msg = format!(
             "Secret {} already exists and is not owned by this ApiKeyRotation; keyrotor never writes Secrets it does not own: rename it in spec.secrets or delete it",
@@ -118,6 +120,7 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
     let Some(decided) = fresh(decided, rot, &validated, ctx, &mut obs, now).await? else {
         return Ok(Requeue::requeue(STALE_RETRY));
     };
+    let planned = started.elapsed();
     let applied = match writer.apply(&decided.actions, &mut obs).await {
         Err(e @ Error::Hook { .. }) => {
             // Say what failed and what to fix; the error backs off and retries.
@@ -137,6 +140,7 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         }
         other => other?,
     };
+    let wrote = started.elapsed();
     ctx.nudges.sent(&key, &decided.actions, now);
     if applied.nudges_refused > 0 {
         nudges_refused(rot, ctx, &key, applied.nudges_refused).await;
@@ -154,6 +158,7 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         &validated.policy,
     );
     let deferred = report(rot, ctx, &decided, status).await?;
+    phases(observed, planned, wrote, started.elapsed(), applied.writes);
     let revoked = &validated.policy.revoked;
     for note in ctx.stale_clients.news(&key, revoked, &obs.gateway_traffic) {
         let reason = events::RETIRED_KEY_PRESENTED;
@@ -191,6 +196,21 @@ async fn nudges_refused(
         )
         .await;
     }
+}
+
+/// Where one reconcile's time went, cumulative from the start of observe:
+/// each phase is mostly API round trips (the bench reads these lines, see
+/// docs/performance.md).
+fn phases(observed: Duration, planned: Duration, wrote: Duration, done: Duration, writes: usize) {
+    let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
+    debug!(
+        observe_ms = ms(observed),
+        fresh_ms = ms(planned - observed),
+        apply_ms = ms(wrote - planned),
+        report_ms = ms(done - wrote),
+        writes,
+        "reconcile phases"
+    );
 }
 
 /// Step 1: the cached rotation with the status this process just wrote, if

@@ -62,7 +62,7 @@ impl Shape {
 type Mounts = HashMap<(String, String), Vec<String>>;
 
 /// Each rotation's settled version (see [`Cluster::settled`]), as last seen.
-type Settled = Arc<Mutex<HashMap<(String, String), Option<u64>>>>;
+pub(super) type Settled = Arc<Mutex<HashMap<(String, String), Option<u64>>>>;
 
 pub struct Cluster {
     pub api: Arc<FakeApi>,
@@ -184,7 +184,7 @@ impl Cluster {
         let settled = Settled::default();
         let tasks = vec![
             tokio::spawn(kubelet(api.clone(), mounts)),
-            tokio::spawn(watch_settled(api.clone(), settled.clone())),
+            tokio::spawn(watch_settled(api.client(), settled.clone())),
         ];
         Ok(Cluster {
             api,
@@ -236,8 +236,8 @@ impl Cluster {
 }
 
 /// Follows every rotation's status: the version it is settled on, if any.
-async fn watch_settled(api: Arc<FakeApi>, settled: Settled) {
-    let rotations: Api<ApiKeyRotation> = Api::all(api.client());
+pub(super) async fn watch_settled(client: kube::Client, settled: Settled) {
+    let rotations: Api<ApiKeyRotation> = Api::all(client);
     let stream = watcher(rotations, watcher::Config::default())
         .default_backoff()
         .applied_objects();

@@ -9,6 +9,8 @@
 
 pub mod cluster;
 pub mod operator;
+pub mod probe;
+pub mod real;
 mod report;
 
 use std::future::Future;
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 pub use cluster::{Cluster, Shape};
 pub use operator::Operator;
-pub use report::{Report, machine, table};
+pub use report::{Report, machine, real_table, table};
 
 use keyrotor_testkit::{RequestCounts, WriteRecord};
 
@@ -40,15 +42,20 @@ pub struct BenchArgs {
     /// Seconds of the quiet period in which no write is expected.
     #[arg(long, default_value_t = 10)]
     pub quiet: u64,
-    /// The operator's `--concurrency` (reconciles at once; 0: unbounded).
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: u16,
+    /// The operator's `--concurrency` (reconciles at once; 0: unbounded);
+    /// several (comma-separated) run one after the other.
+    #[arg(long, value_delimiter = ',', default_value = "8")]
+    pub concurrency: Vec<u16>,
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
     /// The `keyrotor` binary to run (default: the one Cargo built with the bench).
     #[arg(long)]
     pub binary: Option<PathBuf>,
+    /// Run on the real API server of this kubeconfig (tests/cluster's kwok
+    /// cluster) instead of the in-memory API; its objects are kept for the next run.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
     /// Keep logs and kubeconfigs here (default: a temporary directory, removed).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -65,20 +72,49 @@ pub async fn run(args: &BenchArgs, binary: &Path) -> Result<Vec<Report>, String>
     });
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut reports = Vec::new();
-    for &n in &args.rotations {
-        let shape = Shape {
-            rotations: n,
-            pods_per_rotation: args.pods,
-            per_namespace: args.per_namespace,
-        };
-        let run_dir = dir.join(format!("n{n}"));
-        std::fs::create_dir_all(&run_dir).map_err(|e| e.to_string())?;
-        reports.push(one(shape, args, binary, &run_dir).await?);
+    for &concurrency in &args.concurrency {
+        for &n in &args.rotations {
+            let run_dir = match args.concurrency.len() {
+                1 => dir.join(format!("n{n}")),
+                _ => dir.join(format!("n{n}-c{concurrency}")),
+            };
+            std::fs::create_dir_all(&run_dir).map_err(|e| e.to_string())?;
+            reports.push(one(shape(args, n), args, concurrency, binary, &run_dir).await?);
+        }
     }
     if !keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(reports)
+}
+
+fn shape(args: &BenchArgs, n: usize) -> Shape {
+    Shape {
+        rotations: n,
+        pods_per_rotation: args.pods,
+        per_namespace: args.per_namespace,
+    }
+}
+
+/// Every size on the real API server of `kubeconfig`, each `--concurrency` in turn.
+pub async fn run_real(
+    args: &BenchArgs,
+    binary: &Path,
+    kubeconfig: &Path,
+) -> Result<Vec<real::Run>, String> {
+    let dir = args.work_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("keyrotor-bench-{}", std::process::id()))
+    });
+    let mut runs = Vec::new();
+    for &n in &args.rotations {
+        let run_dir = dir.join(format!("real-n{n}"));
+        std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+        runs.extend(real::run(args, binary, kubeconfig, shape(args, n), &run_dir).await?);
+    }
+    if args.work_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(runs)
 }
 
 fn progress(n: usize, what: &str) {
@@ -108,18 +144,24 @@ fn writes_since(cluster: &Cluster, from: usize) -> Vec<WriteRecord> {
     cluster.keyrotor_writes().into_iter().skip(from).collect()
 }
 
-async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Result<Report, String> {
+async fn one(
+    shape: Shape,
+    args: &BenchArgs,
+    concurrency: u16,
+    binary: &Path,
+    dir: &Path,
+) -> Result<Report, String> {
     let n = shape.rotations;
     let timeout = Duration::from_secs(args.timeout);
     let io = |e: std::io::Error| e.to_string();
     progress(n, &format!("setting up {} pods", shape.pods()));
     let cluster = Cluster::start(shape, dir).await.map_err(io)?;
     let mut report = Report::new(shape);
-    report.concurrency = args.concurrency;
+    report.concurrency = concurrency;
     let log = dir.join("keyrotor.log");
 
     // First start: every rotation publishes version 1.
-    let op = Operator::start(binary, &cluster.kubeconfig, &log, args.concurrency).map_err(io)?;
+    let op = Operator::start(binary, &cluster.kubeconfig, &log, concurrency).map_err(io)?;
     progress(
         n,
         &format!("operator pid {} publishing version 1", op.pid()),
@@ -167,7 +209,7 @@ async fn one(shape: Shape, args: &BenchArgs, binary: &Path, dir: &Path) -> Resul
     let memory = op.stop().await;
     let (writes_before, requests_before) =
         (cluster.keyrotor_writes().len(), cluster.server.requests());
-    let op = Operator::start(binary, &cluster.kubeconfig, &log, args.concurrency).map_err(io)?;
+    let op = Operator::start(binary, &cluster.kubeconfig, &log, concurrency).map_err(io)?;
     progress(n, &format!("restarted as pid {}", op.pid()));
     let started = Instant::now();
     let ready = std::cell::Cell::new(None);

@@ -62,7 +62,9 @@ impl Operator {
             .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                // The per-phase timings of each reconcile (see `probe::Phases`).
+                std::env::var("RUST_LOG")
+                    .unwrap_or_else(|_| "info,keyrotor::controller::reconcile=debug".into()),
             )
             .env_remove("KEYROTOR_NAMESPACES")
             .stdin(Stdio::null())

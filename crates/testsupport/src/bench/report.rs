@@ -266,3 +266,62 @@ pub fn machine() -> String {
         });
     format!("{model}, {cores} cores available, {mem} RAM")
 }
+
+/// The real-API table: one column per measured cycle, in the order run.
+pub fn real_table(runs: &[super::real::Run]) -> String {
+    let mut out = String::from("| cycle |");
+    for (i, _) in runs.iter().enumerate() {
+        out.push_str(&format!(" {} |", i + 1));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(runs.len()));
+    out.push('\n');
+    let mut row = |name: &str, f: &dyn Fn(&super::real::Run) -> String| {
+        let cells: Vec<String> = runs.iter().map(f).collect();
+        out.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
+    };
+    row("ApiKeyRotations / pods", &|r| {
+        format!("{} / {}", r.rotations, r.rotations * 10)
+    });
+    row("operator --concurrency", &|r| match r.concurrency {
+        0 => "unbounded".into(),
+        n => n.to_string(),
+    });
+    row("reconcile p50 / p99, rotation cycle", &|r| {
+        format!(
+            "{} / {}",
+            ms(quantile(&r.latency, 0.5)),
+            ms(quantile(&r.latency, 0.99))
+        )
+    });
+    row("reconciles per rotation, cycle", &|r| {
+        per(r.rotations, count(&r.latency) as usize)
+    });
+    row("failed reconciles, cycle", &|r| r.failed.to_string());
+    row("all rotations through one cycle", &|r| secs(r.cycle));
+    row("fresh operator: every rotation Stable", &|r| {
+        secs(r.converged)
+    });
+    row("peak RSS (VmHWM)", &|r| {
+        format!("{:.1} MiB", r.peak_rss_kib as f64 / 1024.0)
+    });
+    row("CPU s in the cycle (of wall s)", &|r| {
+        r.cpu
+            .iter()
+            .map(|(p, s)| format!("{p} {s:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    row("phase ms p50/p99 (mean when ≥ 20 ms)", &|r| {
+        r.phases.summary(20.0).join("; ")
+    });
+    row("API server: requests × mean", &|r| {
+        r.server
+            .lines()
+            .into_iter()
+            .take(12)
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    out
+}

@@ -58,7 +58,8 @@ pub fn repo() -> &'static Path {
 }
 
 impl Cluster {
-    async fn setup(kubeconfig: PathBuf) -> Cluster {
+    /// The cluster of `kubeconfig`, with keyrotor's CRDs and RBAC installed.
+    pub async fn setup(kubeconfig: PathBuf) -> Cluster {
         let dir = kubeconfig.parent().unwrap().to_path_buf();
         // kubectl 1.37 from .ci/tools (`eval "$(.ci/tools)"`), else PATH's.
         let kubectl = std::env::var("KEYROTOR_KUBECTL").unwrap_or_else(|_| "kubectl".into());
