@@ -236,3 +236,84 @@ async fn redis_issues_the_passwords_through_the_issuer_hook_on_a_real_api_server
     logs.push(("redis hook".into(), hook.log()));
     assert_no_key_material(cluster, &ns.name, &observer, &logs);
 }
+
+/// keyrotor authenticates to the hook with an audience-bound token of its
+/// own ServiceAccount (TokenRequest, with deploy/'s RBAC), which the Redis
+/// hook checks with a TokenReview against the real API server. A hook that
+/// expects another audience refuses it: `HookFailed`, and every key stays.
+#[tokio::test]
+async fn the_hook_accepts_keyrotors_service_account_token_for_its_audience_only() {
+    let Some(cluster) = cluster::get().await else {
+        return;
+    };
+    let ns = cluster.namespace("e2e-hook-sa").await;
+    let client = cluster.client().await;
+    let audience = "redis-hook.e2e";
+    let mut r = rotation(&ns.name, "cache", json!({}), json!({}));
+    r["spec"]["gracePeriod"]["minimum"] = json!("2s");
+    r["spec"]["verifierHook"] =
+        json!({"url": "", "serviceAccountToken": {"audience": audience}, "timeoutSeconds": 2});
+
+    let observer = Observer::start(client.clone(), &ns.name).await;
+    let operator = Operator::watching(cluster, &ns.name, "hook-sa");
+    let redis = RedisServer::start().await;
+    let mut hook = HookProcess::start(keyrotor(), &redis, TOKEN).await;
+    let allowed = format!("{}/{}", cluster::OPERATOR_NS, cluster::OPERATOR_SA);
+    hook.review = Some((audience.into(), allowed.clone()));
+    hook.restart().await;
+    r["spec"]["verifierHook"]["url"] = json!(hook.url());
+    apply(&client, &ns.name, &r).await;
+    wait_stable(&client, &ns.name, "cache", 1, Duration::from_secs(60)).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let v1 = key_of(&secrets).await;
+    assert_eq!(redis.passwords().await, [sha256_hex(&v1)]);
+    request_rotation(&client, &ns.name, "cache", "one").await;
+    wait_stable(&client, &ns.name, "cache", 2, Duration::from_secs(90)).await;
+    let v2 = key_of(&secrets).await;
+    eventually(
+        "Redis holds exactly version 2",
+        Duration::from_secs(30),
+        async || redis.passwords().await == [sha256_hex(&v2)],
+    )
+    .await;
+
+    // The hook now wants another audience: keyrotor's token is refused.
+    hook.review = Some(("another-hook".into(), allowed.clone()));
+    hook.restart().await;
+    request_rotation(&client, &ns.name, "cache", "two").await;
+    let rotations: Api<ApiKeyRotation> = Api::namespaced(client.clone(), &ns.name);
+    eventually(
+        "Ready=False HookFailed (401)",
+        Duration::from_secs(60),
+        async || {
+            let r = rotations.get("cache").await.unwrap();
+            r.status.unwrap_or_default().conditions.iter().any(|c| {
+                c.type_ == types::READY
+                    && c.reason == reasons::HOOK_FAILED
+                    && c.message.contains("answered HTTP 401")
+                    && c.message.contains("serviceAccountToken.audience")
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        redis.passwords().await,
+        [sha256_hex(&v2)],
+        "nothing changed in Redis"
+    );
+    assert_eq!(key_of(&secrets).await, v2, "presenters keep version 2");
+    hook.review = Some((audience.into(), allowed));
+    hook.restart().await;
+    wait_stable(&client, &ns.name, "cache", 3, Duration::from_secs(120)).await;
+    let v3 = key_of(&secrets).await;
+    eventually(
+        "Redis holds exactly version 3",
+        Duration::from_secs(30),
+        async || redis.passwords().await == [sha256_hex(&v3)],
+    )
+    .await;
+    check_history(&observer, "cache");
+    let mut logs = logs_of(&[&operator]);
+    logs.push(("redis hook".into(), hook.log()));
+    assert_no_key_material(cluster, &ns.name, &observer, &logs);
+}

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::cluster::{Cluster, OPERATOR_NS};
+use super::cluster::{Cluster, OPERATOR_NS, OPERATOR_SA};
 
 /// The `keyrotor` binary cargo built for this package's tests.
 pub fn keyrotor() -> &'static Path {
@@ -83,6 +83,10 @@ impl Operator {
         cmd.args(["run", "--namespace", o.namespace, "--admin-address", &admin])
             .args(["--lease-namespace", OPERATOR_NS, "--lease-duration", "4"])
             .env("KUBECONFIG", kubeconfig)
+            .env(
+                "KEYROTOR_SERVICE_ACCOUNT",
+                format!("{OPERATOR_NS}/{OPERATOR_SA}"),
+            )
             .env("POD_NAME", o.name)
             .env("RUST_LOG", "info,keyrotor=debug,kube_client::client=error")
             .stdin(Stdio::null())

@@ -149,6 +149,9 @@ pub struct HookProcess {
     redis: String,
     dir: PathBuf,
     issuer: bool,
+    /// `--token-review-audience` and the ServiceAccounts it allows, instead
+    /// of the token file.
+    pub review: Option<(String, String)>,
 }
 
 impl HookProcess {
@@ -177,6 +180,7 @@ impl HookProcess {
             redis: redis.address(),
             dir,
             issuer: false,
+            review: None,
         };
         h.restart().await;
         h
@@ -204,8 +208,18 @@ impl HookProcess {
             .arg(&self.redis)
             .arg("--admin-password-file")
             .arg(self.dir.join("admin"))
-            .arg("--token-file")
-            .arg(self.dir.join("token"))
+            .args(match &self.review {
+                None => vec![
+                    "--token-file".into(),
+                    self.dir.join("token").into_os_string(),
+                ],
+                Some((audience, allowed)) => vec![
+                    "--token-review-audience".into(),
+                    audience.into(),
+                    "--allow-service-account".into(),
+                    allowed.into(),
+                ],
+            })
             .args(
                 self.issuer
                     .then(|| ["--issuer-secret-file".into(), self.dir.join("issuer")])
