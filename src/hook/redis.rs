@@ -93,7 +93,7 @@ pub struct RedisHookArgs {
 /// How the hook tells keyrotor's calls from anyone else's.
 enum Auth {
     Token(Zeroizing<String>),
-    Review(super::token_review::Reviewer),
+    Review(Box<super::token_review::Reviewer>),
 }
 
 struct Hook {
@@ -120,10 +120,10 @@ pub async fn main(args: RedisHookArgs) -> Result<(), String> {
             }
             Auth::Token(token)
         }
-        (None, Some(audience)) => Auth::Review(
+        (None, Some(audience)) => Auth::Review(Box::new(
             super::token_review::Reviewer::new(audience.clone(), &args.allow_service_account)
                 .await?,
-        ),
+        )),
         (None, None) => return Err("set --token-file or --token-review-audience".into()),
     };
     let admin_password = match &args.admin_password_file {
