@@ -83,13 +83,24 @@ pub async fn token(
             };
             HookError::Identity(format!("cannot mint a token of ServiceAccount {ns}/{name}: {why}"))
         })?;
-    let token = Zeroizing::new(answer.status.map(|s| s.token).unwrap_or_default());
-    if token.is_empty() {
-        return Err(HookError::Identity(format!(
+    let no_token = || {
+        HookError::Identity(format!(
             "the API server returned no token for ServiceAccount {ns}/{name}"
-        )));
+        ))
+    };
+    let status = answer.status.ok_or_else(no_token)?;
+    let token = Zeroizing::new(status.token);
+    if token.is_empty() {
+        return Err(no_token());
     }
-    let lifetime = Duration::from_secs(spec.expiration_seconds.into());
+    // The API server may grant less than asked (its maximum lifetime): renew
+    // by what it granted.
+    let granted = status
+        .expiration_timestamp
+        .0
+        .duration_since(jiff::Timestamp::now());
+    let lifetime = Duration::from_secs(spec.expiration_seconds.into())
+        .min(Duration::try_from(granted).unwrap_or(Duration::ZERO));
     let renew_at = Instant::now() + lifetime.mul_f64(0.8);
     cache()
         .lock()
