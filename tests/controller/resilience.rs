@@ -123,6 +123,21 @@ async fn event_reasons(h: &Harness) -> Vec<String> {
         .collect()
 }
 
+/// Whether the armed crash point was reached before `done` resolved. The
+/// halt lands right after the write is stored, so a poll in between can see
+/// the write's effect first: a short grace tells "write k was the last" from
+/// "write k never came".
+async fn halted_before(h: &Harness, done: impl std::future::Future<Output = ()>) -> bool {
+    tokio::select! {
+        biased;
+        _ = h.api.faults().halted() => return true,
+        _ = done => {}
+    }
+    tokio::time::timeout(Duration::from_millis(200), h.api.faults().halted())
+        .await
+        .is_ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_any_write_of_a_cycle_loses_nothing_and_the_cycle_completes() {
     let mut h = API.started("").await;
@@ -134,10 +149,7 @@ async fn a_crash_after_any_write_of_a_cycle_loses_nothing_and_the_cycle_complete
         h.api.faults().halt_after_writes_by("keyrotor", k);
         API.request_rotation(&h, "", &format!("r{k}")).await;
         let what = format!("cycle to version {version}");
-        let halted = tokio::select! {
-            _ = h.api.faults().halted() => true,
-            _ = h.wait(&what, 20, || settled(&h, version)) => false,
-        };
+        let halted = halted_before(&h, h.wait(&what, 20, || settled(&h, version))).await;
         if !halted {
             // Write k never came: the cycle has k-1 writes, every one a crash point.
             h.api.faults().resume();
@@ -447,10 +459,8 @@ async fn a_crash_after_any_write_of_a_recovery_loses_nothing_and_restores_the_sa
             .delete("api-v1", &DeleteParams::default())
             .await
             .unwrap();
-        let halted = tokio::select! {
-            _ = h.api.faults().halted() => true,
-            _ = h.wait("version 1 restored", 20, || restored(&h, &fp)) => false,
-        };
+        let halted =
+            halted_before(&h, h.wait("version 1 restored", 20, || restored(&h, &fp))).await;
         if !halted {
             h.api.faults().resume();
             break;
