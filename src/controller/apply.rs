@@ -18,6 +18,7 @@ use super::error::Result;
 use super::hook::{self, Endpoint, HookError};
 use super::observe::{Snapshot, key_of, role};
 use super::render::Layout;
+use super::secret_cache::SecretCache;
 use crate::api::VerifierHook;
 use crate::hook::protocol::{API_VERSION, HookAnswer, HookRequest, idempotency_key, key_id_ok};
 use crate::keys::{KeySpec, SecretKey};
@@ -41,6 +42,9 @@ pub struct Writer<'a> {
     pub hook: Option<&'a VerifierHook>,
     /// `spec.issuerHook`, when there is one.
     pub issuer: Option<&'a VerifierHook>,
+    /// Told the answer to every Secret write, so the next observe can trust
+    /// the watch's cache once it shows them.
+    pub known: &'a SecretCache,
 }
 
 /// Which hook a call goes to: names it in errors and picks its fields.
@@ -137,9 +141,11 @@ impl Writer<'_> {
         if step == HookStep::Stage && self.hook.is_some() {
             let patch = json!({"metadata": {"annotations": {HOOK_ACCEPTED: self.now.to_string()}}});
             let name = version_secret_name(self.rotation, version);
-            self.secrets()
+            let written = self
+                .secrets()
                 .patch(&name, &merge_params(), &Patch::Merge(&patch))
                 .await?;
+            self.wrote(&written);
             return Ok(1);
         }
         Ok(0)
@@ -290,7 +296,7 @@ impl Writer<'_> {
                         ann.insert(HOOK_KEY_ID.into(), id);
                     }
                 }
-                let held = create_or_keep(&secrets, &secret, key).await?;
+                let held = self.create_or_keep(&secrets, &secret, key).await?;
                 keep(obs, created, *version, held);
             }
             Action::RestoreVersion {
@@ -307,7 +313,7 @@ impl Writer<'_> {
                     self.layout
                         .version_secret(*version, &key, *origin, &no_requests, *created_at);
                 warn!(version, "restoring a version Secret from a projection");
-                let held = create_or_keep(&secrets, &secret, key).await?;
+                let held = self.create_or_keep(&secrets, &secret, key).await?;
                 keep(obs, created, *version, held);
             }
             Action::WriteProjection {
@@ -333,6 +339,7 @@ impl Writer<'_> {
                 let written = secrets
                     .patch(&name, &apply_params(), &Patch::Apply(&secret))
                     .await?;
+                self.wrote(&written);
                 match target {
                     Target::Presenter => obs.presenter_secret = Some(written),
                     Target::Verifier => obs.verifier_secret = Some(written),
@@ -349,10 +356,8 @@ impl Writer<'_> {
                     .patch(&name, &merge_params(), &Patch::Merge(&patch))
                     .await
                 {
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    other => {
-                        other?;
-                    }
+                    Err(kube::Error::Api(e)) if e.code == 404 => self.gone(&name),
+                    other => self.wrote(&other?),
                 }
             }
             Action::CallHook { step, version } => {
@@ -366,6 +371,7 @@ impl Writer<'_> {
                         other?;
                     }
                 }
+                self.gone(&name);
                 obs.keys.remove(version);
             }
             Action::StampWorkload {
@@ -452,31 +458,48 @@ fn keep(
     }
 }
 
-/// Creates a version Secret holding `key`, or, when it already exists (an
-/// earlier attempt whose answer was lost, or a restore racing another),
-/// keeps the existing Secret's key: one version number is one key, forever
-/// (I5). Returns the key the Secret holds (`None`: it exists, emptied).
-async fn create_or_keep(
-    secrets: &Api<Secret>,
-    secret: &Secret,
-    key: SecretKey,
-) -> Result<Option<SecretKey>> {
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    match secrets.create(&params, secret).await {
-        Ok(_) => Ok(Some(key)),
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            let name = secret.metadata.name.as_deref().unwrap_or_default();
-            match secrets.get_opt(name).await? {
-                Some(existing) => Ok(key_of(&existing)),
-                // A conflict and yet nothing there (deleted meanwhile):
-                // still a conflict, so re-read and plan again soon.
-                None => Err(kube::Error::Api(e).into()),
+impl Writer<'_> {
+    /// Creates a version Secret holding `key`, or, when it already exists (an
+    /// earlier attempt whose answer was lost, or a restore racing another),
+    /// keeps the existing Secret's key: one version number is one key, forever
+    /// (I5). Returns the key the Secret holds (`None`: it exists, emptied).
+    async fn create_or_keep(
+        &self,
+        secrets: &Api<Secret>,
+        secret: &Secret,
+        key: SecretKey,
+    ) -> Result<Option<SecretKey>> {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match secrets.create(&params, secret).await {
+            Ok(created) => {
+                self.wrote(&created);
+                Ok(Some(key))
             }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let name = secret.metadata.name.as_deref().unwrap_or_default();
+                match secrets.get_opt(name).await? {
+                    Some(existing) => {
+                        self.wrote(&existing);
+                        Ok(key_of(&existing))
+                    }
+                    // A conflict and yet nothing there (deleted meanwhile):
+                    // still a conflict, so re-read and plan again soon.
+                    None => Err(kube::Error::Api(e).into()),
+                }
+            }
+            Err(e) => Err(e.into()),
         }
-        Err(e) => Err(e.into()),
+    }
+
+    fn wrote(&self, secret: &Secret) {
+        self.known.wrote(self.namespace, self.rotation, secret);
+    }
+
+    fn gone(&self, name: &str) {
+        self.known.deleted(self.namespace, self.rotation, name);
     }
 }
 

@@ -11,6 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use super::events::Recorder;
 use super::index::PodCache;
 use super::nudges::NudgeLog;
+use super::secret_cache::SecretCache;
 use super::stale_clients::StaleClients;
 use crate::api::{ApiKeyRotation, ApiKeyRotationStatus};
 use crate::ops::Metrics;
@@ -19,6 +20,8 @@ pub struct Context {
     pub client: Client,
     /// Consumer pods, slimmed and indexed.
     pub pods: std::sync::Arc<PodCache>,
+    /// The rotations' Secrets from the watch, read when provably current.
+    pub secrets: std::sync::Arc<SecretCache>,
     pub recorder: Recorder,
     pub metrics: std::sync::Arc<Metrics>,
     /// Nudges sent, for when the pod cache lags behind them.
@@ -38,6 +41,7 @@ impl Context {
     pub fn new(
         client: Client,
         pods: std::sync::Arc<PodCache>,
+        secrets: std::sync::Arc<SecretCache>,
         instance: Option<String>,
         metrics: std::sync::Arc<Metrics>,
     ) -> Context {
@@ -45,6 +49,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), crate::wire::FIELD_MANAGER, instance),
             client,
             pods,
+            secrets,
             metrics,
             nudges: NudgeLog::default(),
             stale_clients: StaleClients::default(),
@@ -161,6 +166,8 @@ impl Context {
 
     /// Forgets a deleted rotation.
     pub fn forget(&self, obj: &ObjectRef<ApiKeyRotation>) {
+        let ns = obj.namespace.as_deref().unwrap_or_default();
+        self.secrets.forget(ns, &obj.name);
         self.nudges.forget(obj);
         self.stale_clients.forget(obj);
         for map in [&self.failures, &self.conflicts] {

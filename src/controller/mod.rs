@@ -20,6 +20,7 @@ mod reconcile;
 pub mod render;
 mod repair;
 mod rollout;
+mod secret_cache;
 pub mod stale_clients;
 mod status;
 
@@ -40,6 +41,7 @@ use index::{PodCache, RotationIndex};
 use outage::ApiHealth;
 use readiness::Readiness;
 pub use reconcile::{error_policy, reconcile};
+use secret_cache::SecretCache;
 
 use crate::api::ApiKeyRotation;
 use crate::ops::{Health, Metrics};
@@ -168,9 +170,11 @@ async fn run_scope(
                 futures::stream::iter(refs)
             })
     };
+    let secret_cache = Arc::new(SecretCache::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
         pod_cache.clone(),
+        secret_cache.clone(),
         config.instance.clone(),
         metrics,
     ));
@@ -216,6 +220,11 @@ async fn run_scope(
             )
             .default_backoff()
             .inspect(scope.track("Secret"))
+            .inspect(move |event| {
+                if let Ok(event) = event {
+                    secret_cache.apply(event);
+                }
+            })
             .touched_objects(),
         )
         .reconcile_on(pod_triggers)

@@ -1,8 +1,8 @@
 //! Observe: read everything one rotation's plan depends on — its version and
-//! projected Secrets straight from the API (fresh, never from a cache, so a
-//! retiring or promoting decision is never taken on stale Secrets), its
-//! consumer pods from the slim cache, its workloads — and turn it into the
-//! planner's `Observed`, plus the key material the writes will need.
+//! projected Secrets (from the watch's cache only when it holds every write
+//! keyrotor made, else from the API: `secret_cache`), its consumer pods from
+//! the slim cache, its workloads — and turn it into the planner's
+//! `Observed`, plus the key material the writes will need.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use super::error::Result;
 use super::index::SlimPod;
 use super::render;
 use super::rollout;
+use super::secret_cache::Source;
 use crate::api::{ApiKeyRotation, ConsumerGroup, validate::Validated};
 use crate::keys::SecretKey;
 use crate::rotation::{
@@ -52,6 +53,8 @@ pub struct Snapshot {
     /// The `keyId` an issuer hook gave each version it minted, sent back
     /// with `retire`.
     pub key_ids: BTreeMap<Version, String>,
+    /// Where the rotation's Secrets were read from.
+    pub secrets_from: Source,
 }
 
 pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Result<Snapshot> {
@@ -61,15 +64,23 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let owned = |s: &Secret| s.owner_references().iter().any(|o| o.uid == uid);
 
-    // One LIST by the rotation label returns the version Secrets and, as they
-    // carry the label too, both projected Secrets: one round trip, one
-    // consistent view. A projected Secret missing from it is read by name,
-    // which tells "absent" from "someone else's Secret of that name".
-    let selector = format!("{}={name}", k::ROTATION_LABEL);
-    let listed = secrets
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
+    // The version Secrets and, as they carry the rotation label too, both
+    // projected Secrets: from the watch's cache when it holds everything
+    // keyrotor last wrote or read of them (see `secret_cache`), else from
+    // one consistent LIST. A projected Secret missing from them is read by
+    // name, which tells "absent" from "someone else's Secret of that name".
+    let (listed, secrets_from) = match ctx.secrets.read(&ns, &name) {
+        Some(cached) => (cached, Source::Cache),
+        None => {
+            let selector = format!("{}={name}", k::ROTATION_LABEL);
+            let listed = secrets
+                .list(&ListParams::default().labels(&selector))
+                .await?
+                .items;
+            ctx.secrets.listed(&ns, &name, &listed);
+            (listed, Source::Api)
+        }
+    };
     let mut observed = Observed::default();
     let mut keys = BTreeMap::new();
     let mut key_ids = BTreeMap::new();
@@ -165,6 +176,7 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         conflicts,
         gateway_traffic,
         key_ids,
+        secrets_from,
     };
     // The list may predate a version Secret a projection publishes: look
     // again by name before calling it lost.

@@ -50,6 +50,9 @@ pub async fn reconcile(rot: Arc<ApiKeyRotation>, ctx: Arc<Context>) -> Result<Re
 
 pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) -> Requeue {
     let obj = ObjectRef::from_obj(rot.as_ref());
+    // Whatever failed, the retry reads the rotation's Secrets from the API.
+    ctx.secrets
+        .forget(obj.namespace.as_deref().unwrap_or_default(), &obj.name);
     // A conflict means a stale view: re-read soon (see `Context::conflict_backoff`).
     // Everything else (429, 5xx, timeouts, …) backs off exponentially.
     let delay = if err.is_conflict() {
@@ -68,7 +71,8 @@ pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) ->
 ///    last wrote when the cache does not show it yet.
 /// 2. **validate** (pure): spec → policy. An invalid spec blocks: `Ready=False`
 ///    and an event say what to fix; every key stays as it is.
-/// 3. **observe** (I/O): the rotation's Secrets (one LIST), its consumer pods
+/// 3. **observe** (I/O): the rotation's Secrets (from the watch's cache when it
+///    shows every write keyrotor made, else one LIST), its consumer pods
 ///    (from the cache, with the nudges this process sent, which the cache
 ///    may not show yet; `observe::consumers`), workloads, requests, status record; a version Secret
 ///    the list lacks is read again before it counts as lost. A projected
@@ -158,7 +162,16 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         &validated.policy,
     );
     let deferred = report(rot, ctx, &decided, status).await?;
-    phases(observed, planned, wrote, started.elapsed(), applied.writes);
+    let secrets = obs.secrets_from.as_str();
+    ctx.metrics.secrets_read(secrets);
+    phases(
+        observed,
+        planned,
+        wrote,
+        started.elapsed(),
+        applied.writes,
+        secrets,
+    );
     let revoked = &validated.policy.revoked;
     for note in ctx.stale_clients.news(&key, revoked, &obs.gateway_traffic) {
         let reason = events::RETIRED_KEY_PRESENTED;
@@ -201,7 +214,14 @@ async fn nudges_refused(
 /// Where one reconcile's time went, cumulative from the start of observe:
 /// each phase is mostly API round trips (the bench reads these lines, see
 /// docs/performance.md).
-fn phases(observed: Duration, planned: Duration, wrote: Duration, done: Duration, writes: usize) {
+fn phases(
+    observed: Duration,
+    planned: Duration,
+    wrote: Duration,
+    done: Duration,
+    writes: usize,
+    secrets: &str,
+) {
     let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
     debug!(
         observe_ms = ms(observed),
@@ -209,6 +229,7 @@ fn phases(observed: Duration, planned: Duration, wrote: Duration, done: Duration
         apply_ms = ms(wrote - planned),
         report_ms = ms(done - wrote),
         writes,
+        secrets,
         "reconcile phases"
     );
 }
@@ -227,7 +248,7 @@ fn latest(cached: &ApiKeyRotation, ctx: &Context) -> Option<ApiKeyRotation> {
 fn writer<'a>(
     rot: &'a ApiKeyRotation,
     validated: &'a validate::Validated,
-    ctx: &Context,
+    ctx: &'a Context,
     now: Timestamp,
 ) -> Writer<'a> {
     let (ns, name) = (
@@ -250,6 +271,7 @@ fn writer<'a>(
         now,
         uid: rot.metadata.uid.as_deref().unwrap_or_default(),
         hook: validated.verifier_hook.as_ref(),
+        known: &ctx.secrets,
         issuer: validated.issuer_hook.as_ref(),
     }
 }

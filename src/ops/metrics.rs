@@ -24,6 +24,11 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CategoryLabels {
     pub category: &'static str,
 }
@@ -74,6 +79,7 @@ pub struct Metrics {
     registry: Registry,
     reconciles: Family<ResultLabels, Counter>,
     errors: Family<CategoryLabels, Counter>,
+    secret_reads: Family<SourceLabels, Counter>,
     duration: Histogram,
     rotations: Family<OutcomeLabels, Counter>,
     key_created: Family<RotationLabels, Gauge>,
@@ -98,6 +104,7 @@ impl Metrics {
         let m = Metrics {
             reconciles: Family::default(),
             errors: Family::default(),
+            secret_reads: Family::default(),
             // 0.25 ms to 1.4 s in steps of √2: fine enough to tell 10 ms from 20 ms.
             duration: Histogram::new(exponential_buckets(0.00025, std::f64::consts::SQRT_2, 26)),
             rotations: Family::default(),
@@ -116,6 +123,11 @@ impl Metrics {
             "reconcile_errors",
             "Failed reconciles by error category",
             m.errors.clone(),
+        );
+        registry.register(
+            "secret_reads",
+            "Reads of a rotation's Secrets by where they came from (cache: the watch, once it shows every write keyrotor made; api: a LIST)",
+            m.secret_reads.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
@@ -203,6 +215,13 @@ impl Metrics {
     pub fn reconcile_ok(&self) {
         self.reconciles
             .get_or_create(&ResultLabels { result: "ok" })
+            .inc();
+    }
+
+    /// Counts one observe's read of a rotation's Secrets.
+    pub fn secrets_read(&self, source: &'static str) {
+        self.secret_reads
+            .get_or_create(&SourceLabels { source })
             .inc();
     }
 

@@ -150,6 +150,22 @@ async fn metrics_are_exposed_with_bounded_labels() {
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
+    // The first observe LISTs; once the watch shows keyrotor's writes, the
+    // reconciles of the cycle read the Secrets from it instead.
+    for source in ["api", "cache"] {
+        let count = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "keyrotor_secret_reads_total{{source=\"{source}\"}} "
+                ))
+            })
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(
+            count.is_some_and(|n| n > 0),
+            "no Secret read from {source} in\n{text}"
+        );
+    }
     let allowed = [
         "result",
         "category",
@@ -158,6 +174,7 @@ async fn metrics_are_exposed_with_bounded_labels() {
         "name",
         "group",
         "stage",
+        "source",
         "le",
     ];
     for line in text

@@ -253,6 +253,11 @@ async fn the_hook_killed_mid_cycle_and_restarted_the_rotation_completes_with_exa
     both.sort();
     assert_eq!(redis.passwords().await, both, "grace: Redis accepts both");
     h.wait_published(V, P, &[2], 2, 60).await;
+    // The hook's retire comes right before version 1's Secret is deleted.
+    h.wait("version 1 retired", 60, || async {
+        h.secret("api-v1").await.is_none()
+    })
+    .await;
     assert_eq!(redis.passwords().await, [sha256_hex(&v2)]);
 
     // Killed after promotion, before the old password is removed: the old

@@ -123,6 +123,21 @@ async fn event_reasons(h: &Harness) -> Vec<String> {
         .collect()
 }
 
+/// Waits (at most 10 s) until no write has come for 300 ms: a crash point
+/// armed while the last reconcile still writes its status or events would
+/// count those writes and halt the API under the test's own next request.
+async fn quiet(h: &Harness) {
+    let mut last = h.api.faults().write_count();
+    for _ in 0..33 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = h.api.faults().write_count();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
 /// Whether the armed crash point was reached before `done` resolved. The
 /// halt lands right after the write is stored, so a poll in between can see
 /// the write's effect first: a short grace tells "write k was the last" from
@@ -146,6 +161,7 @@ async fn a_crash_after_any_write_of_a_cycle_loses_nothing_and_the_cycle_complete
     let mut crash_points = 0;
     for k in 1..=60u64 {
         version += 1;
+        quiet(&h).await;
         h.api.faults().halt_after_writes_by("keyrotor", k);
         API.request_rotation(&h, "", &format!("r{k}")).await;
         let what = format!("cycle to version {version}");
@@ -454,6 +470,7 @@ async fn a_crash_after_any_write_of_a_recovery_loses_nothing_and_restores_the_sa
         .to_string();
     let mut crash_points = 0;
     for n in 1..=10u64 {
+        quiet(&h).await;
         h.api.faults().halt_after_writes_by("keyrotor", n);
         h.secrets()
             .delete("api-v1", &DeleteParams::default())
