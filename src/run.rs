@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// throughput (docs/performance.md).
     #[arg(long, env = "KEYROTOR_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
+    /// LIST a rotation's Secrets in every reconcile, as before the watch's
+    /// cache was read (slower; for comparison and diagnosis).
+    #[arg(long, env = "KEYROTOR_LIST_SECRETS", default_value_t = false)]
+    pub list_secrets: bool,
     /// Elect a leader on a Lease; needed when more than one replica runs.
     #[arg(long, env = "KEYROTOR_LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
@@ -77,6 +81,7 @@ pub async fn serve(
         namespaces: args.namespaces.clone(),
         instance: Some(identity.clone()),
         concurrency: args.concurrency,
+        list_secrets: args.list_secrets,
     };
     if !args.leader_election {
         // The only replica leads: `keyrotor_leader` says who reconciles.

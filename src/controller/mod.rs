@@ -57,6 +57,8 @@ pub struct Config {
     pub instance: Option<String>,
     /// Reconciles allowed at once (0: unbounded).
     pub concurrency: u16,
+    /// Never read the rotations' Secrets from the watch's cache.
+    pub list_secrets: bool,
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -170,7 +172,7 @@ async fn run_scope(
                 futures::stream::iter(refs)
             })
     };
-    let secret_cache = Arc::new(SecretCache::default());
+    let secret_cache = Arc::new(SecretCache::new(!config.list_secrets));
     let ctx = Arc::new(Context::new(
         client.clone(),
         pod_cache.clone(),

@@ -31,6 +31,8 @@ type Held = BTreeMap<String, Arc<Secret>>;
 #[derive(Default)]
 pub struct SecretCache {
     state: Mutex<State>,
+    /// Off: every observe LISTs (`keyrotor run --list-secrets`).
+    disabled: bool,
 }
 
 #[derive(Default)]
@@ -100,8 +102,18 @@ impl Source {
 }
 
 impl SecretCache {
+    pub fn new(enabled: bool) -> SecretCache {
+        SecretCache {
+            disabled: !enabled,
+            ..Default::default()
+        }
+    }
+
     /// Applies one event of the Secret watch, in order.
     pub fn apply(&self, event: &Event<Secret>) {
+        if self.disabled {
+            return;
+        }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             Event::Apply(s) => st.secrets.insert(s),
@@ -123,6 +135,9 @@ impl SecretCache {
     /// The rotation's Secrets, if the cache holds every one of them exactly
     /// as keyrotor last knew it; `None`: read them from the API.
     pub fn read(&self, ns: &str, rotation: &str) -> Option<Vec<Secret>> {
+        if self.disabled {
+            return None;
+        }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let id = (ns.to_string(), rotation.to_string());
         if !st.ready || st.relist.is_some() {

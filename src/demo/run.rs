@@ -150,6 +150,7 @@ pub async fn run_keyrotor(
         namespaces: vec![NS.into()],
         instance: Some("demo".into()),
         concurrency: 0,
+        list_secrets: false,
     };
     let operator = tokio::spawn(controller::run(
         client.clone(),

@@ -22,6 +22,7 @@ fn args(leader_election: bool, instance: &str) -> RunArgs {
         namespaces: vec!["default".into()],
         admin_address: "127.0.0.1:0".parse().unwrap(),
         concurrency: 0,
+        list_secrets: false,
         leader_election,
         lease_namespace: "default".into(),
         lease_name: "keyrotor-leader".into(),

@@ -81,6 +81,7 @@ impl Harness {
             namespaces: vec![NS.into()],
             instance: Some("test".into()),
             concurrency: 0,
+            list_secrets: false,
         };
         let health = Arc::new(keyrotor::ops::Health::default());
         let run = controller::run(client, config, self.metrics.clone(), health);
