@@ -27,8 +27,8 @@ pub struct RunArgs {
     /// throughput (docs/performance.md).
     #[arg(long, env = "KEYROTOR_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
-    /// LIST a rotation's Secrets in every reconcile, as before the watch's
-    /// cache was read (slower; for comparison and diagnosis).
+    /// Read every rotation's Secrets with a consistent LIST, never from the
+    /// API server's watch cache (slower; for comparison and diagnosis).
     #[arg(long, env = "KEYROTOR_LIST_SECRETS", default_value_t = false)]
     pub list_secrets: bool,
     /// Elect a leader on a Lease; needed when more than one replica runs.

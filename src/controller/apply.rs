@@ -16,9 +16,9 @@ use tracing::warn;
 use super::error::Error;
 use super::error::Result;
 use super::hook::{self, Endpoint, HookError};
+use super::known_secrets::KnownSecrets;
 use super::observe::{Snapshot, key_of, role};
 use super::render::Layout;
-use super::secret_cache::SecretCache;
 use crate::api::VerifierHook;
 use crate::hook::protocol::{API_VERSION, HookAnswer, HookRequest, idempotency_key, key_id_ok};
 use crate::keys::{KeySpec, SecretKey};
@@ -42,9 +42,9 @@ pub struct Writer<'a> {
     pub hook: Option<&'a VerifierHook>,
     /// `spec.issuerHook`, when there is one.
     pub issuer: Option<&'a VerifierHook>,
-    /// Told the answer to every Secret write, so the next observe can trust
-    /// the watch's cache once it shows them.
-    pub known: &'a SecretCache,
+    /// Told the answer to every Secret write, so the next observe can accept
+    /// a cached list once it shows them.
+    pub known: &'a KnownSecrets,
 }
 
 /// Which hook a call goes to: names it in errors and picks its fields.

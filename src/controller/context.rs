@@ -10,8 +10,8 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::events::Recorder;
 use super::index::PodCache;
+use super::known_secrets::KnownSecrets;
 use super::nudges::NudgeLog;
-use super::secret_cache::SecretCache;
 use super::stale_clients::StaleClients;
 use crate::api::{ApiKeyRotation, ApiKeyRotationStatus};
 use crate::ops::Metrics;
@@ -20,8 +20,8 @@ pub struct Context {
     pub client: Client,
     /// Consumer pods, slimmed and indexed.
     pub pods: std::sync::Arc<PodCache>,
-    /// The rotations' Secrets from the watch, read when provably current.
-    pub secrets: std::sync::Arc<SecretCache>,
+    /// What keyrotor last wrote or read of each rotation's Secrets.
+    pub secrets: KnownSecrets,
     pub recorder: Recorder,
     pub metrics: std::sync::Arc<Metrics>,
     /// Nudges sent, for when the pod cache lags behind them.
@@ -41,7 +41,7 @@ impl Context {
     pub fn new(
         client: Client,
         pods: std::sync::Arc<PodCache>,
-        secrets: std::sync::Arc<SecretCache>,
+        secrets: KnownSecrets,
         instance: Option<String>,
         metrics: std::sync::Arc<Metrics>,
     ) -> Context {

@@ -11,6 +11,7 @@ mod freshness;
 pub mod hook;
 mod hook_auth;
 pub mod index;
+mod known_secrets;
 mod nudges;
 pub mod observe;
 mod outage;
@@ -20,7 +21,6 @@ mod reconcile;
 pub mod render;
 mod repair;
 mod rollout;
-mod secret_cache;
 pub mod stale_clients;
 mod status;
 
@@ -38,10 +38,10 @@ use tracing::{debug, info, warn};
 pub use context::Context;
 pub use error::{CATEGORIES as ERROR_CATEGORIES, Error};
 use index::{PodCache, RotationIndex};
+use known_secrets::KnownSecrets;
 use outage::ApiHealth;
 use readiness::Readiness;
 pub use reconcile::{error_policy, reconcile};
-use secret_cache::SecretCache;
 
 use crate::api::ApiKeyRotation;
 use crate::ops::{Health, Metrics};
@@ -57,7 +57,7 @@ pub struct Config {
     pub instance: Option<String>,
     /// Reconciles allowed at once (0: unbounded).
     pub concurrency: u16,
-    /// Never read the rotations' Secrets from the watch's cache.
+    /// Every observe LISTs the rotation's Secrets consistently.
     pub list_secrets: bool,
 }
 
@@ -172,11 +172,10 @@ async fn run_scope(
                 futures::stream::iter(refs)
             })
     };
-    let secret_cache = Arc::new(SecretCache::new(!config.list_secrets));
     let ctx = Arc::new(Context::new(
         client.clone(),
         pod_cache.clone(),
-        secret_cache.clone(),
+        KnownSecrets::new(!config.list_secrets),
         config.instance.clone(),
         metrics,
     ));
@@ -222,11 +221,6 @@ async fn run_scope(
             )
             .default_backoff()
             .inspect(scope.track("Secret"))
-            .inspect(move |event| {
-                if let Ok(event) = event {
-                    secret_cache.apply(event);
-                }
-            })
             .touched_objects(),
         )
         .reconcile_on(pod_triggers)

@@ -1,7 +1,7 @@
 //! Observe: read everything one rotation's plan depends on — its version and
-//! projected Secrets (from the watch's cache only when it holds every write
-//! keyrotor made, else from the API: `secret_cache`), its consumer pods from
-//! the slim cache, its workloads — and turn it into the planner's
+//! projected Secrets (from the API server's watch cache when it shows every
+//! write keyrotor made, else consistently: `known_secrets`), its consumer
+//! pods from the slim cache, its workloads — and turn it into the planner's
 //! `Observed`, plus the key material the writes will need.
 
 use std::collections::BTreeMap;
@@ -18,9 +18,9 @@ use kube::{Api, ResourceExt};
 use super::context::Context;
 use super::error::Result;
 use super::index::SlimPod;
+use super::known_secrets::Read;
 use super::render;
 use super::rollout;
-use super::secret_cache::Source;
 use crate::api::{ApiKeyRotation, ConsumerGroup, validate::Validated};
 use crate::keys::SecretKey;
 use crate::rotation::{
@@ -53,8 +53,8 @@ pub struct Snapshot {
     /// The `keyId` an issuer hook gave each version it minted, sent back
     /// with `retire`.
     pub key_ids: BTreeMap<Version, String>,
-    /// Where the rotation's Secrets were read from.
-    pub secrets_from: Source,
+    /// How the rotation's Secrets were read.
+    pub secrets_read: Read,
 }
 
 pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Result<Snapshot> {
@@ -64,21 +64,30 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let owned = |s: &Secret| s.owner_references().iter().any(|o| o.uid == uid);
 
-    // The version Secrets and, as they carry the rotation label too, both
-    // projected Secrets: from the watch's cache when it holds everything
-    // keyrotor last wrote or read of them (see `secret_cache`), else from
-    // one consistent LIST. A projected Secret missing from them is read by
-    // name, which tells "absent" from "someone else's Secret of that name".
-    let (listed, secrets_from) = match ctx.secrets.read(&ns, &name) {
-        Some(cached) => (cached, Source::Cache),
+    // One LIST by the rotation label returns the version Secrets and, as they
+    // carry the label too, both projected Secrets. Served from the API
+    // server's watch cache as it stands when it shows every write keyrotor
+    // made (`known_secrets`), else consistent. A projected Secret missing
+    // from it is read by name, which tells "absent" from "someone else's
+    // Secret of that name".
+    let selector = format!("{}={name}", k::ROTATION_LABEL);
+    let mut cached = None;
+    if ctx.secrets.knows(&ns, &name) {
+        let list = secrets
+            .list(&ListParams::default().labels(&selector).match_any())
+            .await?
+            .items;
+        cached = ctx.secrets.current(&ns, &name, &list).then_some(list);
+    }
+    let (listed, secrets_read) = match cached {
+        Some(list) => (list, Read::Cached),
         None => {
-            let selector = format!("{}={name}", k::ROTATION_LABEL);
-            let listed = secrets
+            let list = secrets
                 .list(&ListParams::default().labels(&selector))
                 .await?
                 .items;
-            ctx.secrets.listed(&ns, &name, &listed);
-            (listed, Source::Api)
+            ctx.secrets.listed(&ns, &name, &list);
+            (list, Read::Consistent)
         }
     };
     let mut observed = Observed::default();
@@ -176,7 +185,7 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         conflicts,
         gateway_traffic,
         key_ids,
-        secrets_from,
+        secrets_read,
     };
     // The list may predate a version Secret a projection publishes: look
     // again by name before calling it lost.

@@ -71,8 +71,8 @@ pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) ->
 ///    last wrote when the cache does not show it yet.
 /// 2. **validate** (pure): spec → policy. An invalid spec blocks: `Ready=False`
 ///    and an event say what to fix; every key stays as it is.
-/// 3. **observe** (I/O): the rotation's Secrets (from the watch's cache when it
-///    shows every write keyrotor made, else one LIST), its consumer pods
+/// 3. **observe** (I/O): the rotation's Secrets (one LIST, from the API
+///    server's cache when it shows every write keyrotor made), its consumer pods
 ///    (from the cache, with the nudges this process sent, which the cache
 ///    may not show yet; `observe::consumers`), workloads, requests, status record; a version Secret
 ///    the list lacks is read again before it counts as lost. A projected
@@ -162,7 +162,7 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         &validated.policy,
     );
     let deferred = report(rot, ctx, &decided, status).await?;
-    let secrets = obs.secrets_from.as_str();
+    let secrets = obs.secrets_read.as_str();
     ctx.metrics.secrets_read(secrets);
     phases(
         observed,

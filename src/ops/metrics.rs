@@ -24,8 +24,8 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceLabels {
-    pub source: &'static str,
+pub struct ReadLabels {
+    pub read: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,7 +79,7 @@ pub struct Metrics {
     registry: Registry,
     reconciles: Family<ResultLabels, Counter>,
     errors: Family<CategoryLabels, Counter>,
-    secret_reads: Family<SourceLabels, Counter>,
+    secret_reads: Family<ReadLabels, Counter>,
     duration: Histogram,
     rotations: Family<OutcomeLabels, Counter>,
     key_created: Family<RotationLabels, Gauge>,
@@ -126,7 +126,7 @@ impl Metrics {
         );
         registry.register(
             "secret_reads",
-            "Reads of a rotation's Secrets by where they came from (cache: the watch, once it shows every write keyrotor made; api: a LIST)",
+            "Reads of a rotation's Secrets by kind (cached: the API server's watch cache as it stood, accepted because it showed every write keyrotor made; consistent: after the cache caught up)",
             m.secret_reads.clone(),
         );
         registry.register(
@@ -219,10 +219,8 @@ impl Metrics {
     }
 
     /// Counts one observe's read of a rotation's Secrets.
-    pub fn secrets_read(&self, source: &'static str) {
-        self.secret_reads
-            .get_or_create(&SourceLabels { source })
-            .inc();
+    pub fn secrets_read(&self, read: &'static str) {
+        self.secret_reads.get_or_create(&ReadLabels { read }).inc();
     }
 
     pub fn reconcile_failed(&self, category: &'static str) {

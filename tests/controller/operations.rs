@@ -151,20 +151,18 @@ async fn metrics_are_exposed_with_bounded_labels() {
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
-    // The first observe LISTs; once the watch shows keyrotor's writes, the
-    // reconciles of the cycle read the Secrets from it instead.
-    for source in ["api", "cache"] {
+    // The first observe reads consistently; once keyrotor knows what it
+    // wrote, the reconciles of the cycle accept lists from the cache.
+    for read in ["consistent", "cached"] {
         let count = text
             .lines()
             .find_map(|l| {
-                l.strip_prefix(&format!(
-                    "keyrotor_secret_reads_total{{source=\"{source}\"}} "
-                ))
+                l.strip_prefix(&format!("keyrotor_secret_reads_total{{read=\"{read}\"}} "))
             })
             .and_then(|n| n.parse::<u64>().ok());
         assert!(
             count.is_some_and(|n| n > 0),
-            "no Secret read from {source} in\n{text}"
+            "no {read} read of the Secrets in\n{text}"
         );
     }
     let allowed = [
@@ -175,7 +173,7 @@ async fn metrics_are_exposed_with_bounded_labels() {
         "name",
         "group",
         "stage",
-        "source",
+        "read",
         "le",
     ];
     for line in text

@@ -332,6 +332,46 @@ async fn stale_reads_delay_a_step_but_never_break_an_invariant() {
     churn.abort();
 }
 
+/// Observe accepts a list served from the (lagging) watch cache only when
+/// it shows every write keyrotor made: with the cache three writes behind,
+/// no Secret write of a cycle is planned on a list that missed keyrotor's
+/// own last write, so none is refused with 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_list_behind_keyrotors_own_writes_is_never_planned_on() {
+    let h = API.started("").await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(h.client.clone(), NS);
+    // Other writes move the lagging view along.
+    let churn = tokio::spawn(async move {
+        for i in 0u64..2_000 {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"n": i.to_string()}});
+            let _ = configmaps
+                .patch(
+                    "other-tenant",
+                    &PatchParams::apply("other-tenant"),
+                    &Patch::Apply(&cm),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    let before = h.api.faults().write_count();
+    rotation_survives(&h, |h| h.api.faults().serve_stale_reads(3)).await;
+    churn.abort();
+    let refused: Vec<String> = h
+        .api
+        .faults()
+        .write_log()
+        .iter()
+        .filter(|w| w.seq > before && w.field_manager == "keyrotor")
+        .filter(|w| w.resource == "secrets" && w.code == 409)
+        .map(|w| format!("{} {}", w.verb, w.name))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "Secret writes planned on a stale list: {refused:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_pod_the_lagging_cache_has_not_seen_still_holds_back_promotion() {
     let h = API.started("").await;

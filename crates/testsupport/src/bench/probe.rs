@@ -70,8 +70,8 @@ impl Cpu {
 pub struct Phases {
     /// observe, fresh, apply, report: one vector each.
     pub by_phase: [Vec<f64>; 4],
-    /// Reconciles whose observe read the Secrets from the watch's cache.
-    pub secrets_from_cache: usize,
+    /// Reconciles whose observe accepted a list from the API server's cache.
+    pub cached_reads: usize,
 }
 
 pub const PHASES: [&str; 4] = ["observe", "fresh", "apply", "report"];
@@ -92,9 +92,7 @@ impl Phases {
                 for (v, out) in values.into_iter().zip(&mut p.by_phase) {
                     out.push(v);
                 }
-                p.secrets_from_cache += usize::from(
-                    line.contains("secrets=\"cache\"") || line.contains("secrets=cache"),
-                );
+                p.cached_reads += usize::from(line.contains("secrets=\"cached\""));
             }
         }
         p
@@ -133,12 +131,12 @@ impl Phases {
                 )
             })
             .chain(std::iter::once(format!(
-                "sum {:.1}/{:.1}, {} of {} ≥ {slow_ms} ms, Secrets from the cache in {}",
+                "sum {:.1}/{:.1}, {} of {} ≥ {slow_ms} ms, Secrets read from the cache in {}",
                 rank(&totals, 0.5),
                 rank(&totals, 0.99),
                 slow.len(),
                 totals.len(),
-                self.secrets_from_cache
+                self.cached_reads
             )))
             .collect()
     }
@@ -288,11 +286,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("probe-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("log");
-        std::fs::write(&log, "x DEBUG reconcile{}: keyrotor: reconcile phases observe_ms=2.5 fresh_ms=0 apply_ms=10 report_ms=8.5 writes=1 secrets=\"cache\"\nother\n").unwrap();
+        std::fs::write(&log, "x DEBUG reconcile{}: keyrotor: reconcile phases observe_ms=2.5 fresh_ms=0 apply_ms=10 report_ms=8.5 writes=1 secrets=\"cached\"\nother\n").unwrap();
         let p = Phases::read(&log, 0);
         assert_eq!(p.count(), 1);
         assert_eq!(p.by_phase[2], vec![10.0]);
-        assert_eq!(p.secrets_from_cache, 1);
+        assert_eq!(p.cached_reads, 1);
         assert!(p.summary(20.0)[4].starts_with("sum 21.0/21.0, 1 of 1"));
         let _ = std::fs::remove_dir_all(dir);
     }
