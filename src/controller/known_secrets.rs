@@ -4,8 +4,8 @@
 //! the cache to catch up with etcd, which is most of a consistent LIST: 23.5
 //! of 26 ms on a quiet server, docs/performance.md) whenever that list holds
 //! every one of the rotation's Secrets exactly as keyrotor last knew it. Such
-//! a list is never behind keyrotor's own writes and never goes back in time;
-//! any other list is set aside for a consistent one, which the knowledge then
+//! a list is never behind keyrotor's own writes and never shows a Secret
+//! older than keyrotor last saw it; any other list is set aside for a consistent one, which the knowledge then
 //! starts again from.
 //!
 //! What an accepted list may miss is a change by someone else that the watch
