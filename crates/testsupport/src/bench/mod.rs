@@ -44,7 +44,7 @@ pub struct BenchArgs {
     pub quiet: u64,
     /// The operator's `--concurrency` (reconciles at once; 0: unbounded);
     /// several (comma-separated) run one after the other.
-    #[arg(long, value_delimiter = ',', default_value = "8")]
+    #[arg(long, value_delimiter = ',', default_value = "2")]
     pub concurrency: Vec<u16>,
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
