@@ -311,37 +311,11 @@ async fn cut_watches_and_410_relists_do_not_stop_a_rotation() {
 /// real apiserver (see docs/testkit.md). The lag is counted in writes, so
 /// other tenants keep writing (as on any real cluster): a watch cache lags by
 /// a bounded time, it never holds an event back forever.
-#[tokio::test]
-async fn stale_reads_delay_a_step_but_never_break_an_invariant() {
-    let h = API.started("").await;
+/// Another tenant writing every 30 ms (at most 2,000 times): what moves a
+/// lagging watch cache along.
+fn other_tenant_writes(h: &Harness) -> tokio::task::JoinHandle<()> {
     let configmaps: Api<ConfigMap> = Api::namespaced(h.client.clone(), NS);
-    let churn = tokio::spawn(async move {
-        for i in 0u64.. {
-            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"n": i.to_string()}});
-            let _ = configmaps
-                .patch(
-                    "other-tenant",
-                    &PatchParams::apply("other-tenant"),
-                    &Patch::Apply(&cm),
-                )
-                .await;
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-    });
-    rotation_survives(&h, |h| h.api.faults().serve_stale_reads(3)).await;
-    churn.abort();
-}
-
-/// Observe accepts a list served from the (lagging) watch cache only when
-/// it shows every write keyrotor made: with the cache three writes behind,
-/// no Secret write of a cycle is planned on a list that missed keyrotor's
-/// own last write, so none is refused with 409.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cached_list_behind_keyrotors_own_writes_is_never_planned_on() {
-    let h = API.started("").await;
-    let configmaps: Api<ConfigMap> = Api::namespaced(h.client.clone(), NS);
-    // Other writes move the lagging view along.
-    let churn = tokio::spawn(async move {
+    tokio::spawn(async move {
         for i in 0u64..2_000 {
             let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"n": i.to_string()}});
             let _ = configmaps
@@ -353,7 +327,25 @@ async fn a_cached_list_behind_keyrotors_own_writes_is_never_planned_on() {
                 .await;
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
-    });
+    })
+}
+
+#[tokio::test]
+async fn stale_reads_delay_a_step_but_never_break_an_invariant() {
+    let h = API.started("").await;
+    let churn = other_tenant_writes(&h);
+    rotation_survives(&h, |h| h.api.faults().serve_stale_reads(3)).await;
+    churn.abort();
+}
+
+/// Observe accepts a list served from the (lagging) watch cache only when
+/// it shows every write keyrotor made: with the cache three writes behind,
+/// no Secret write of a cycle is planned on a list that missed keyrotor's
+/// own last write, so none is refused with 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_list_behind_keyrotors_own_writes_is_never_planned_on() {
+    let h = API.started("").await;
+    let churn = other_tenant_writes(&h);
     let before = h.api.faults().write_count();
     rotation_survives(&h, |h| h.api.faults().serve_stale_reads(3)).await;
     churn.abort();
