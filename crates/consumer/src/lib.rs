@@ -3,7 +3,9 @@
 //! or HTTP server), so an app can depend on it alone.
 //!
 //! - [`wire`]: the contract between keyrotor and its consumers — labels,
-//!   annotations, Secret files, field managers. Its one home in the code.
+//!   annotations, Secret files, field managers, and one codec per annotation
+//!   value. Its one home in the code; docs/wire.md specifies it for every
+//!   language.
 //! - [`keys`]: key generation and the redacting, zeroizing key type (I4).
 //! - [`volume`]: reading a projected-Secret directory the way kubelet mounts it
 //!   (files are symlinks into `..data`, which kubelet swaps atomically).
@@ -12,8 +14,7 @@
 //! - [`verifier`] and [`presenter`]: the client library for Rust apps.
 //! - [`usage`]: when each version was last presented, reported coarsely to the
 //!   pod's `last-seen` annotation for Traffic mode.
-//! - [`traffic`]: what a verifier endpoint checked per version (accepted,
-//!   retired), as its pod reports it.
+//! - [`traffic`]: the old path of [`wire::Traffic`].
 //! - [`pod`]: writing annotations on the process's own Pod.
 //! - [`reload`]: background hot reload with revision reports, usage reports.
 //! - [`reporter`]: the loop of the `keyrotor reporter` sidecar.

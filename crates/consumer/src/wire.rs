@@ -4,6 +4,18 @@
 //! docs/design.md#the-wire-contract tables them, docs/consumers.md shows them
 //! to apps written in other languages. Renaming anything here breaks
 //! clusters that run an older keyrotor or consumer: treat it as an API.
+//!
+//! The values consumer pods carry in their annotations have one codec each
+//! here too ([`RevisionReport`], [`Nudge`], [`LastSeen`], [`Traffic`]);
+//! docs/wire.md is the language-neutral specification of all of it, and
+//! tests/wire/ holds its fixtures.
+
+mod codec;
+
+pub use codec::{
+    EXCERPT_CHARS, ErrorKind, LastSeen, Lenient, Nudge, RevisionReport, Traffic, WireError,
+    earliest_time,
+};
 
 /// A version number, as in the projected files.
 pub type Version = u64;
@@ -89,28 +101,28 @@ pub const ROLE_PRESENTER: &str = "presenter";
 pub const POD_ANNOTATION_DOMAIN: &str = ".keyrotor.dev/";
 
 /// Written by a consumer pod on itself: the revision of `role`'s projected
-/// Secret it loaded. One key per rotation and role, so several reporters
-/// never overwrite each other.
+/// Secret it loaded ([`RevisionReport`]). One key per rotation and role, so
+/// several reporters never overwrite each other.
 pub fn report(rotation: &str, role: &str) -> String {
     format!("{rotation}{POD_ANNOTATION_DOMAIN}{role}-revision")
 }
 
-/// Written by keyrotor on a consumer pod: the last nudge
-/// (`revision/attempt/unix-seconds`); a pod update makes kubelet resync.
+/// Written by keyrotor on a consumer pod: the last nudge ([`Nudge`],
+/// `revision/attempt/unix-seconds`); a pod update makes kubelet resync.
 pub fn nudge(rotation: &str) -> String {
     format!("{rotation}{POD_ANNOTATION_DOMAIN}nudge")
 }
 
 /// Written by a verifier pod on itself: when each version was last presented
-/// (`<version>=<RFC 3339>,…`), for Traffic mode.
+/// ([`LastSeen`], `<version>=<RFC 3339>,…`), for Traffic mode.
 pub fn last_seen(rotation: &str) -> String {
     format!("{rotation}{POD_ANNOTATION_DOMAIN}last-seen")
 }
 
 /// Written by a `keyrotor verifier` sidecar on its pod: requests it checked
-/// since it started (`accepted=<v>:<n>,…;retired=<v>:<n>,…;client=<ip>`;
-/// see [`crate::traffic`]). Retired counts tell the operator that a client
-/// missed a rotation.
+/// since it started ([`Traffic`],
+/// `accepted=<v>:<n>,…;retired=<v>:<n>,…;client=<ip>`). Retired counts tell
+/// the operator that a client missed a rotation.
 pub fn traffic(rotation: &str) -> String {
     format!("{rotation}{POD_ANNOTATION_DOMAIN}traffic")
 }
