@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::pod::{PodAnnotator, PodRef};
 use crate::store::Meta;
 use crate::volume::{self, Generation, VolumeError};
-use crate::wire::{REPORTER_MANAGER, report};
+use crate::wire::{REPORTER_MANAGER, RevisionReport, report};
 
 /// Timing of the reporter loop.
 #[derive(Clone, Debug)]
@@ -59,7 +59,9 @@ pub fn annotations<'a>(metas: impl IntoIterator<Item = &'a Meta>) -> BTreeMap<St
             *e = (*e).min(m.revision);
         }
     }
-    out.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+    out.into_iter()
+        .map(|(k, v)| (k, RevisionReport(v).format()))
+        .collect()
 }
 
 /// The sidecar's state: directories, the pod, what it last saw.
@@ -199,6 +201,12 @@ mod tests {
         }
     }
 
+    fn revision(a: &BTreeMap<String, String>, rotation: &str, role: &str) -> u64 {
+        RevisionReport::parse(&a[&report(rotation, role)])
+            .unwrap()
+            .0
+    }
+
     #[test]
     fn each_rotation_and_role_gets_its_own_annotation() {
         let a = annotations(&[
@@ -206,13 +214,13 @@ mod tests {
             meta("billing", &["verifier"], 9),
         ]);
         assert_eq!(a.len(), 3);
-        assert_eq!(a["api.keyrotor.dev/presenter-revision"], "3");
-        assert_eq!(a["billing.keyrotor.dev/verifier-revision"], "9");
+        assert_eq!(revision(&a, "api", "presenter"), 3);
+        assert_eq!(revision(&a, "billing", "verifier"), 9);
     }
 
     #[test]
     fn two_volumes_of_one_role_report_what_both_hold() {
         let a = annotations(&[meta("api", &["verifier"], 5), meta("api", &["verifier"], 4)]);
-        assert_eq!(a["api.keyrotor.dev/verifier-revision"], "4");
+        assert_eq!(revision(&a, "api", "verifier"), 4);
     }
 }

@@ -39,10 +39,7 @@ impl Meta {
         if rotation.is_empty() || roles.is_empty() {
             return Err(files.invalid(w::ROTATION_FILE, "rotation or role is empty"));
         }
-        let revision = files
-            .required(w::REVISION_FILE)?
-            .parse()
-            .map_err(|_| files.invalid(w::REVISION_FILE, "is not a number"))?;
+        let revision = number(files, w::REVISION_FILE)?;
         Ok(Meta {
             rotation,
             roles,
@@ -105,18 +102,8 @@ impl Snapshot {
         }
         let mut current = None;
         if meta.has_role(w::ROLE_PRESENTER) {
-            let version = files
-                .required(w::VERSION)?
-                .parse()
-                .map_err(|_| files.invalid(w::VERSION, "is not a number"))?;
-            let mut bytes = files
-                .read(w::KEY)?
-                .ok_or_else(|| files.invalid(w::KEY, "is missing"))?;
-            // Tolerate a trailing newline from hand-made files; keyrotor never writes one.
-            if bytes.last() == Some(&b'\n') {
-                bytes.pop();
-            }
-            let key = SecretKey::adopt(bytes).map_err(|e| files.invalid(w::KEY, &e.to_string()))?;
+            let version = number(files, w::VERSION)?;
+            let key = key_file(files, w::KEY)?.ok_or_else(|| files.missing(w::KEY))?;
             current = Some((version, key));
         }
         Ok(Snapshot {
@@ -129,12 +116,32 @@ impl Snapshot {
     }
 }
 
+/// A required file holding one number ([`w::parse_number`]'s grammar).
+fn number(files: &Files, name: &str) -> Result<u64, VolumeError> {
+    w::parse_number(&files.required(name)?).ok_or_else(|| files.invalid(name, "is not a number"))
+}
+
+/// A key file: printable ASCII, 16 to 1024 bytes ([`SecretKey::adopt`]),
+/// one trailing newline tolerated (hand-made files; keyrotor never writes one).
+fn key_file(files: &Files, name: &str) -> Result<Option<SecretKey>, VolumeError> {
+    let Some(mut bytes) = files.read(name, SecretKey::MAX_LEN + 1)? else {
+        return Ok(None);
+    };
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    SecretKey::adopt(bytes)
+        .map(Some)
+        .map_err(|e| files.invalid(name, &e.to_string()))
+}
+
 fn parse_versions(files: &Files) -> Result<BTreeSet<Version>, VolumeError> {
     files
         .required(w::ACCEPTED_FILE)?
         .split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| p.trim().parse::<Version>())
+        .map(|p| p.trim_ascii())
+        .filter(|p| !p.is_empty())
+        .map(|p| w::parse_number(p).ok_or(()))
         .collect::<Result<_, _>>()
         .map_err(|_| {
             files.invalid(
@@ -144,18 +151,19 @@ fn parse_versions(files: &Files) -> Result<BTreeSet<Version>, VolumeError> {
         })
 }
 
+/// Version `v`'s digest: from `v<N>.sha256` when present, else the SHA-256
+/// of the plain key in `v<N>.key`.
 fn accepted_digest(files: &Files, v: Version) -> Result<KeyDigest, VolumeError> {
     let name = w::digest_file(v);
     if let Some(hex) = files.text(&name)? {
         return decode_hex(&hex).ok_or_else(|| files.invalid(&name, "is not 64 hex digits"));
     }
     let name = w::plain_file(v);
-    match files.read(&name)? {
-        Some(key) => {
-            let key = Zeroizing::new(key);
-            Ok(Zeroizing::new(Sha256::digest(&key[..]).into()))
-        }
-        None => Err(files.invalid(&name, "is missing for an accepted version")),
+    match key_file(files, &name)? {
+        Some(key) => Ok(Zeroizing::new(
+            Sha256::digest(key.expose().as_bytes()).into(),
+        )),
+        None => Err(files.missing(&name)),
     }
 }
 

@@ -16,8 +16,7 @@ use std::time::Duration;
 use jiff::{Timestamp, Unit};
 
 use crate::pod::PodAnnotator;
-use crate::wire::Version;
-use crate::wire::last_seen;
+use crate::wire::{LastSeen, Version, last_seen};
 
 /// Default interval between usage reports.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -51,15 +50,14 @@ impl Usage {
     }
 }
 
-/// The annotation value: `<version>=<RFC 3339, seconds>` joined by commas.
+/// The annotation value, [`LastSeen`] rounded to the second: the report is
+/// coarse by design, and whole seconds keep it short.
 pub fn format(seen: &BTreeMap<Version, Timestamp>) -> String {
-    seen.iter()
-        .map(|(v, t)| {
-            let t = t.round(Unit::Second).unwrap_or(*t);
-            format!("{v}={t}")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    let rounded = seen
+        .iter()
+        .map(|(v, t)| (*v, t.round(Unit::Second).unwrap_or(*t)))
+        .collect();
+    LastSeen(rounded).format()
 }
 
 /// Writes a rotation's `last-seen` annotation, rate-bounded.

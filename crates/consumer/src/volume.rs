@@ -7,11 +7,19 @@
 //! change token (one `readlink`, no inotify). A plain directory (local
 //! development, a ConfigMap copied by hand) works too, without the token.
 
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// The name of kubelet's atomic-swap symlink.
 pub const DATA_LINK: &str = "..data";
+
+/// Largest metadata file read (`rotation`, `role`, `revision`, `version`,
+/// `accepted`, `v<N>.sha256`); a larger one is malformed, not read whole.
+pub const MAX_TEXT_FILE: usize = 4096;
+
+/// How many times a read is repeated when kubelet swapped the volume in
+/// between, before it fails as unstable.
+pub const READ_ATTEMPTS: usize = 5;
 
 /// Identifies one generation of a volume's contents: the `..data` target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,10 +34,26 @@ pub enum VolumeError {
         #[source]
         source: io::Error,
     },
+    /// A file the directory must hold is absent (also: no directory at all).
+    #[error("{file}: is missing")]
+    Missing { file: PathBuf },
     #[error("{file}: {reason}")]
     Invalid { file: PathBuf, reason: String },
     #[error("{0} kept changing while it was read")]
     Unstable(PathBuf),
+}
+
+impl VolumeError {
+    /// The language-neutral error class (docs/wire.md, tests/wire/volumes):
+    /// `io`, `missing`, `malformed` or `unstable`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            VolumeError::Io { .. } => "io",
+            VolumeError::Missing { .. } => "missing",
+            VolumeError::Invalid { .. } => "malformed",
+            VolumeError::Unstable(_) => "unstable",
+        }
+    }
 }
 
 /// The current generation of `dir`, or `None` when it has no `..data` link.
@@ -58,30 +82,52 @@ impl Files {
         self.generation.as_ref()
     }
 
-    /// A file's bytes, `None` when it does not exist.
-    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>, VolumeError> {
+    /// A file's bytes, `None` when it does not exist; a file longer than
+    /// `max` bytes is malformed. The buffer is allocated once, at `max + 1`
+    /// bytes, so a key is never copied into memory that is freed unwiped.
+    pub fn read(&self, name: &str, max: usize) -> Result<Option<Vec<u8>>, VolumeError> {
         let file = self.root.join(name);
-        match std::fs::read(&file) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(VolumeError::Io { file, source }),
+        let io = |source| VolumeError::Io {
+            file: file.clone(),
+            source,
+        };
+        let opened = match std::fs::File::open(&file) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let mut bytes = Vec::with_capacity(max + 1);
+        opened
+            .take(max as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() > max {
+            return Err(self.invalid(name, &format!("is larger than {max} bytes")));
         }
+        Ok(Some(bytes))
     }
 
-    /// A small text file (metadata, never a key), trimmed.
+    /// A small text file (metadata, never a key), without the ASCII
+    /// whitespace around it.
     pub fn text(&self, name: &str) -> Result<Option<String>, VolumeError> {
-        let Some(bytes) = self.read(name)? else {
+        let Some(bytes) = self.read(name, MAX_TEXT_FILE)? else {
             return Ok(None);
         };
         String::from_utf8(bytes)
-            .map(|s| Some(s.trim().to_string()))
+            .map(|s| Some(s.trim_ascii().to_string()))
             .map_err(|_| self.invalid(name, "is not UTF-8"))
     }
 
     /// A required text file.
     pub fn required(&self, name: &str) -> Result<String, VolumeError> {
-        self.text(name)?
-            .ok_or_else(|| self.invalid(name, "is missing"))
+        self.text(name)?.ok_or_else(|| self.missing(name))
+    }
+
+    /// `name` is absent.
+    pub fn missing(&self, name: &str) -> VolumeError {
+        VolumeError::Missing {
+            file: self.root.join(name),
+        }
     }
 
     /// An error about `name` (the reason must never quote the contents).
@@ -99,7 +145,7 @@ pub fn read_consistent<T>(
     dir: &Path,
     mut read: impl FnMut(&Files) -> Result<T, VolumeError>,
 ) -> Result<(T, Option<Generation>), VolumeError> {
-    for _ in 0..5 {
+    for _ in 0..READ_ATTEMPTS {
         let before = generation(dir)?;
         let root = match &before {
             Some(Generation(target)) => dir.join(target),

@@ -14,7 +14,7 @@ mod codec;
 
 pub use codec::{
     EXCERPT_CHARS, ErrorKind, LastSeen, Lenient, Nudge, RevisionReport, Traffic, WireError,
-    earliest_time,
+    earliest_time, parse_number,
 };
 
 /// A version number, as in the projected files.

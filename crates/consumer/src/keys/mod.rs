@@ -30,14 +30,19 @@ impl SecretKey {
         format::generate(spec).map(SecretKey)
     }
 
+    /// Shortest key accepted, in bytes.
+    pub const MIN_LEN: usize = 16;
+    /// Longest key accepted, in bytes.
+    pub const MAX_LEN: usize = 1024;
+
     /// Wraps an existing key (adoption). Must be printable ASCII, 16–1024 bytes,
     /// so it can travel in headers and files unchanged.
     pub fn adopt(bytes: Vec<u8>) -> Result<SecretKey, KeyError> {
         let bytes = Zeroizing::new(bytes);
-        if bytes.len() < 16 {
+        if bytes.len() < Self::MIN_LEN {
             return Err(KeyError::Adopted("shorter than 16 bytes"));
         }
-        if bytes.len() > 1024 {
+        if bytes.len() > Self::MAX_LEN {
             return Err(KeyError::Adopted("longer than 1024 bytes"));
         }
         if !bytes.iter().all(|b| b.is_ascii_graphic()) {

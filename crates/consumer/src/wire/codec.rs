@@ -147,6 +147,13 @@ pub(crate) fn ows(text: &str) -> &str {
 /// The longest decimal number the grammar allows (`u64::MAX` has 20 digits).
 const MAX_DIGITS: usize = 20;
 
+/// Every number of the contract — versions, revisions, counts, in files
+/// and annotations: `1*20DIGIT`, at most `u64::MAX`; no sign, no spaces.
+/// Leading zeros are read (`007` is 7) but never written.
+pub fn parse_number(text: &str) -> Option<u64> {
+    decimal(text, "number").ok()
+}
+
 /// `1*20DIGIT`, at most `u64::MAX`: no sign, no spaces. Leading zeros are
 /// read (`007` is 7) but never written. `what` names the field in errors.
 pub(crate) fn decimal(text: &str, what: &'static str) -> Result<u64, ErrorKind> {

@@ -13,7 +13,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{ErrorKind, WireError, check_len, decimal};
+use super::{WireError, check_len, decimal};
 
 /// The revision of a projected Secret a pod loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,6 +60,7 @@ impl From<u64> for RevisionReport {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ErrorKind;
     use super::*;
     use proptest::prelude::*;
 
