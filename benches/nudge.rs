@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use keyrotor::wire as k;
+use keyrotor::wire::{self as k, RevisionReport};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
@@ -90,10 +90,7 @@ fn record(client: &kube::Client, ns: &str) -> Log {
                 continue;
             };
             let role = p.labels().get("app").cloned().unwrap_or_default();
-            let revision = p
-                .annotations()
-                .get(&k::report(ROTATION, &role))
-                .and_then(|v| v.parse().ok());
+            let revision = RevisionReport::read(p.annotations(), ROTATION, &role).map(|r| r.0);
             let seen = Seen::Pod {
                 role,
                 name: p.name_any(),

@@ -37,7 +37,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use keyrotor::api::ApiKeyRotation;
-use keyrotor::wire as k;
+use keyrotor::wire::{self as k, RevisionReport};
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
@@ -949,10 +949,12 @@ fn simulated_kubelets(client: &kube::Client, ns: &str) -> tokio::task::JoinHandl
             let Some(revision) = secret.annotations().get(k::REVISION) else {
                 continue;
             };
+            let Some(revision) = k::parse_number(revision).map(RevisionReport) else {
+                continue;
+            };
             let pod = format!("p{}", rotation.trim_start_matches('k'));
-            let patch = json!({"metadata": {"annotations": {
-                k::report(rotation, role): revision,
-            }}});
+            let (key, value) = revision.annotation(rotation, role);
+            let patch = json!({"metadata": {"annotations": {key: value}}});
             let _ = pods
                 .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
                 .await;

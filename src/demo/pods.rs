@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 use crate::keys::digest_of;
-use crate::wire::{self as k, REPORTER_MANAGER, USAGE_MANAGER};
+use crate::wire::{self as k, LastSeen, Nudge, REPORTER_MANAGER, RevisionReport, USAGE_MANAGER};
 
 const NS: &str = "default";
 
@@ -36,7 +36,7 @@ struct SimPod {
     /// resourceVersion and files of the Secret revision the pod holds.
     loaded: Option<(String, BTreeMap<String, Vec<u8>>)>,
     pending_since: Option<Instant>,
-    nudge: Option<String>,
+    nudge: Option<Nudge>,
     /// Verifiers: when each version was last presented to this pod.
     seen: BTreeMap<u64, Timestamp>,
     seen_reported: BTreeMap<u64, Timestamp>,
@@ -168,10 +168,13 @@ async fn kubelet(client: Client, sims: Arc<Mutex<Vec<SimPod>>>, rotation: String
             .iter()
             .map(|s| (s.name_any(), s))
             .collect();
-        let nudges: BTreeMap<String, String> = pod_list
+        let nudges: BTreeMap<String, Nudge> = pod_list
             .items
             .iter()
-            .filter_map(|p| Some((p.name_any(), p.annotations().get(&nudge_key)?.clone())))
+            .filter_map(|p| {
+                let nudge = Nudge::parse(p.annotations().get(&nudge_key)?).ok()?;
+                Some((p.name_any(), nudge))
+            })
             .collect();
         let mut reports = Vec::new();
         {
@@ -194,16 +197,9 @@ async fn kubelet(client: Client, sims: Arc<Mutex<Vec<SimPod>>>, rotation: String
                 }
                 if nudged || since.elapsed() >= pod.delay || pod.loaded.is_none() {
                     let data = files(secret);
-                    if let (true, Some(rev), Some(role)) =
-                        (report, data.get(k::REVISION_FILE), data.get(k::ROLE_FILE))
-                    {
-                        let rev = String::from_utf8_lossy(rev).to_string();
-                        for role in String::from_utf8_lossy(role).split(',') {
-                            reports.push((
-                                pod.name.clone(),
-                                k::report(&rotation, role),
-                                rev.clone(),
-                            ));
+                    if report {
+                        for (key, value) in reports_of(&rotation, &data) {
+                            reports.push((pod.name.clone(), key, value));
                         }
                     }
                     pod.loaded = Some((rv, data));
@@ -227,17 +223,34 @@ async fn kubelet(client: Client, sims: Arc<Mutex<Vec<SimPod>>>, rotation: String
     }
 }
 
-/// Whether a verifier holding `files` accepts `key`, and as which version.
+/// The revision reports a pod that loaded `files` writes, as the reporter
+/// sidecar does: one per role the Secret serves.
+fn reports_of(rotation: &str, files: &BTreeMap<String, Vec<u8>>) -> Vec<(String, String)> {
+    let text = |name: &str| {
+        files
+            .get(name)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    let (Some(revision), Some(roles)) = (text(k::REVISION_FILE), text(k::ROLE_FILE)) else {
+        return Vec::new();
+    };
+    let Some(revision) = k::parse_number(revision.trim_ascii()).map(RevisionReport) else {
+        return Vec::new();
+    };
+    k::roles(&roles)
+        .map(|role| revision.annotation(rotation, role))
+        .collect()
+}
+
+/// Whether a verifier holding `files` accepts `key`, and as which version:
+/// the versions its `accepted` file lists, compared by digest.
 fn verify(files: &BTreeMap<String, Vec<u8>>, key: &[u8]) -> Option<u64> {
     let digest = digest_of(key);
-    files.iter().find_map(|(name, value)| {
-        let version = name
-            .strip_prefix('v')?
-            .strip_suffix(".sha256")?
-            .parse()
-            .ok()?;
-        (value.as_slice() == digest.as_bytes()).then_some(version)
-    })
+    let accepted = String::from_utf8_lossy(files.get(k::ACCEPTED_FILE)?).into_owned();
+    accepted
+        .split(',')
+        .filter_map(|v| k::parse_number(v.trim_ascii()))
+        .find(|v| files.get(&k::digest_file(*v)).map(Vec::as_slice) == Some(digest.as_bytes()))
 }
 
 /// Every 20 ms each presenter calls a verifier; an outside client that
@@ -299,23 +312,23 @@ async fn traffic(
 /// per pod (the client library's coarse usage report), for Traffic mode.
 async fn report_traffic(client: Client, sims: Arc<Mutex<Vec<SimPod>>>, rotation: String) {
     let pods: Api<Pod> = Api::namespaced(client, NS);
-    let key = k::last_seen(&rotation);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let updates: Vec<(String, String)> = {
+        let updates: Vec<(String, (String, String))> = {
             let mut sims = sims.lock().unwrap_or_else(|e| e.into_inner());
             sims.iter_mut()
                 .filter(|p| p.role == Role::Verifier && p.seen != p.seen_reported)
                 .map(|p| {
                     p.seen_reported = p.seen.clone();
-                    let text: Vec<String> =
-                        p.seen.iter().map(|(v, t)| format!("{v}={t}")).collect();
-                    (p.name.clone(), text.join(","))
+                    (
+                        p.name.clone(),
+                        LastSeen(p.seen.clone()).annotation(&rotation),
+                    )
                 })
                 .collect()
         };
-        for (pod, value) in updates {
-            let patch = json!({"metadata": {"annotations": {&key: value}}});
+        for (pod, (key, value)) in updates {
+            let patch = json!({"metadata": {"annotations": {key: value}}});
             let _ = pods
                 .patch(
                     &pod,

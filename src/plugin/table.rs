@@ -372,7 +372,9 @@ mod tests {
     fn traffic_sums_the_endpoints_and_names_retired_versions() {
         use keyrotor_consumer::traffic::Traffic;
         assert_eq!(traffic_details(0, &Traffic::default()), "");
-        let t = Traffic::parse("accepted=3:1520,4:88;retired=2:5;client=10.0.0.5");
+        let t: Traffic = "accepted=3:1520,4:88;retired=2:5;client=10.0.0.5"
+            .parse()
+            .unwrap();
         assert_eq!(
             traffic_details(2, &t),
             "Traffic at 2 verifier endpoint(s): accepted v3 1520, v4 88\n\

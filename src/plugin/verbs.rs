@@ -51,7 +51,10 @@ impl Target {
         let mut endpoints = 0;
         for p in &list.items {
             if let Some(text) = p.annotations().get(&key) {
-                sum.add(&Traffic::parse(text));
+                // Lenient: one pod's malformed entry must not hide the rest.
+                if let Ok(read) = Traffic::parse_lenient(text) {
+                    sum.add(&read.value);
+                }
                 endpoints += 1;
             }
         }

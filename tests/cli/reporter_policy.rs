@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use keyrotor::wire::{self as k, LastSeen, RevisionReport};
 use kube::core::cel::{KubeCelExt, cel};
 use serde_json::{Value, json};
 
@@ -84,13 +85,19 @@ fn admit(policy: &Policy, object: &Value, old: &Value, request: &Value) -> Verdi
     }
 }
 
+/// The revision report of rotation `api`'s verifier Secret (key, value).
+fn report(revision: u64) -> (String, Value) {
+    let (key, value) = RevisionReport(revision).annotation("api", k::ROLE_VERIFIER);
+    (key, json!(value))
+}
+
 fn pod(name: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": name, "namespace": "shop", "uid": "u-1",
             "labels": {"app": "orders"},
-            "annotations": {"team": "orders", "api.keyrotor.dev/verifier-revision": "3"},
+            "annotations": {"team": "orders", report(3).0: report(3).1},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "orders-7d9", "uid": "rs-1"}],
         },
         "spec": {"serviceAccountName": "orders-api", "containers": [{"name": "app", "image": "orders:1"}]},
@@ -127,16 +134,20 @@ fn a_pod_may_report_on_itself() {
     let own = request(OWN_SA, Some("orders-0"));
     let update = changed(|o| {
         let ann = &mut o["metadata"]["annotations"];
-        ann["api.keyrotor.dev/verifier-revision"] = json!("4");
-        ann["api.keyrotor.dev/last-seen"] = json!("3=2026-03-01T10:00:00Z");
-        ann["billing.keyrotor.dev/presenter-revision"] = json!("9");
+        let (key, value) = report(4);
+        ann[key] = value;
+        let seen = LastSeen([(3, "2026-03-01T10:00:00Z".parse().unwrap())].into());
+        let (key, value) = seen.annotation("api");
+        ann[key] = json!(value);
+        let (key, value) = RevisionReport(9).annotation("billing", k::ROLE_PRESENTER);
+        ann[key] = json!(value);
     });
     assert_eq!(admit(&p, &update, &old, &own), Verdict::Allowed);
     let removal = changed(|o| {
         o["metadata"]["annotations"]
             .as_object_mut()
             .unwrap()
-            .remove("api.keyrotor.dev/verifier-revision");
+            .remove(&report(3).0);
     });
     assert_eq!(
         admit(&p, &removal, &old, &own),
@@ -146,16 +157,14 @@ fn a_pod_may_report_on_itself() {
     let first = changed(|o| {
         o["metadata"]["annotations"] = json!({"team": "orders"});
     });
-    let reported = changed(|o| {
-        o["metadata"]["annotations"]["api.keyrotor.dev/verifier-revision"] = json!("1")
-    });
+    let reported = changed(|o| o["metadata"]["annotations"][report(1).0] = report(1).1);
     let mut bare_old = first.clone();
     bare_old["metadata"]
         .as_object_mut()
         .unwrap()
         .remove("annotations");
     let mut bare_new = bare_old.clone();
-    bare_new["metadata"]["annotations"] = json!({"api.keyrotor.dev/verifier-revision": "1"});
+    bare_new["metadata"]["annotations"] = json!({report(1).0: report(1).1});
     assert_eq!(admit(&p, &reported, &first, &own), Verdict::Allowed);
     assert_eq!(
         admit(&p, &bare_new, &bare_old, &own),
@@ -169,7 +178,7 @@ fn a_pod_may_not_annotate_another_pod_of_its_service_account() {
     let p = policy();
     let old = pod("orders-1");
     let mut update = old.clone();
-    update["metadata"]["annotations"]["api.keyrotor.dev/verifier-revision"] = json!("4");
+    update["metadata"]["annotations"][report(4).0] = report(4).1;
     assert_eq!(
         admit(&p, &update, &old, &request(OWN_SA, Some("orders-0"))),
         Verdict::Denied(0)

@@ -14,7 +14,7 @@ use keyrotor::consumer::presenter::Presenter;
 use keyrotor::consumer::reload::spawn_reload;
 use keyrotor::consumer::usage::{DEFAULT_INTERVAL, UsageReporter};
 use keyrotor::consumer::verifier::{Check, Verifier};
-use keyrotor::wire::{REPORTER_MANAGER, USAGE_MANAGER};
+use keyrotor::wire::{self as k, LastSeen, REPORTER_MANAGER, RevisionReport, USAGE_MANAGER};
 use keyrotor_testkit::FakeApi;
 use keyrotor_testsupport::volume::{self, Volume};
 use kube::api::{Api, PostParams};
@@ -183,21 +183,22 @@ async fn the_library_reports_the_revision_its_process_loaded() {
     let verifier = Arc::new(Verifier::open(&vol.dir).unwrap());
     let report = PodAnnotator::new(api.client(), me, REPORTER_MANAGER);
     let task = spawn_reload(verifier.clone(), Duration::from_millis(10), Some(report));
-    let key = "api.keyrotor.dev/verifier-revision";
+    let key = k::report("api", k::ROLE_VERIFIER);
+    let reported = async || {
+        let text = annotation(&api, "orders-0", &key).await?;
+        RevisionReport::parse(&text).ok().map(|r| r.0)
+    };
     for revision in 1..=3u64 {
         if revision > 1 {
             vol.publish(&volume::verifier("api", revision, &[(1, &k1), (2, &k2)]));
         }
         for _ in 0..300 {
-            if annotation(&api, "orders-0", key).await == Some(revision.to_string()) {
+            if reported().await == Some(revision) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(
-            annotation(&api, "orders-0", key).await,
-            Some(revision.to_string())
-        );
+        assert_eq!(reported().await, Some(revision));
         // The report is only made once the process holds the new keys.
         assert_eq!(verifier.store().snapshot().meta.revision, revision);
     }
@@ -206,13 +207,7 @@ async fn the_library_reports_the_revision_its_process_loaded() {
 }
 
 fn parse(value: &str) -> BTreeMap<u64, Timestamp> {
-    value
-        .split(',')
-        .map(|e| {
-            let (v, t) = e.split_once('=').unwrap();
-            (v.parse().unwrap(), t.parse().unwrap())
-        })
-        .collect()
+    LastSeen::parse(value).unwrap().0
 }
 
 #[tokio::test]
@@ -260,7 +255,7 @@ async fn usage_reports_are_bounded_in_rate_and_right_across_a_rotation() {
     assert!(writes.iter().all(|w| w.name == "orders-0"));
 
     let seen = parse(
-        &annotation(&api, "orders-0", "api.keyrotor.dev/last-seen")
+        &annotation(&api, "orders-0", &k::last_seen("api"))
             .await
             .unwrap(),
     );
@@ -282,7 +277,7 @@ async fn usage_reports_are_bounded_in_rate_and_right_across_a_rotation() {
     verifier.verify_at(k2.expose().as_bytes(), later);
     assert!(reporter.flush(verifier.usage(), later).await.unwrap());
     let seen = parse(
-        &annotation(&api, "orders-0", "api.keyrotor.dev/last-seen")
+        &annotation(&api, "orders-0", &k::last_seen("api"))
             .await
             .unwrap(),
     );

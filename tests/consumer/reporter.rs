@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use keyrotor::consumer::pod::PodRef;
 use keyrotor::consumer::reporter::{Pass, Reporter, Timing};
-use keyrotor::wire::REPORTER_MANAGER;
+use keyrotor::wire::{self as k, REPORTER_MANAGER, RevisionReport};
 use keyrotor_testkit::{FakeApi, Fault};
 use keyrotor_testsupport::eventually_every;
 use keyrotor_testsupport::volume::{self, Volume};
@@ -17,8 +17,6 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const NS: &str = "default";
-const VERIFIER: &str = "api.keyrotor.dev/verifier-revision";
-const PRESENTER: &str = "api.keyrotor.dev/presenter-revision";
 
 async fn pod(api: &FakeApi, name: &str) -> PodRef {
     let pods: Api<Pod> = Api::namespaced(api.client(), NS);
@@ -43,6 +41,11 @@ async fn annotations(api: &FakeApi, name: &str) -> BTreeMap<String, String> {
         .metadata
         .annotations
         .unwrap_or_default()
+}
+
+/// The revision `pod` reports for rotation `api`'s `role` Secret.
+async fn reported(api: &FakeApi, pod: &str, role: &str) -> Option<u64> {
+    RevisionReport::read(&annotations(api, pod).await, "api", role).map(|r| r.0)
 }
 
 fn writes(api: &FakeApi) -> usize {
@@ -72,7 +75,7 @@ async fn the_annotation_follows_every_swap_and_a_quiet_volume_costs_no_write() {
     let mut reporter = Reporter::new(api.client(), me, vec![vol.dir.clone()], fast());
 
     assert_eq!(reporter.pass(false).await.unwrap(), Pass::Synced(1));
-    assert_eq!(annotations(&api, "orders-0").await[VERIFIER], "1");
+    assert_eq!(reported(&api, "orders-0", k::ROLE_VERIFIER).await, Some(1));
     assert_eq!(
         annotations(&api, "orders-0").await["team"],
         "orders",
@@ -95,8 +98,8 @@ async fn the_annotation_follows_every_swap_and_a_quiet_volume_costs_no_write() {
         vol.publish(&volume::verifier("api", revision, &keys));
         assert_eq!(reporter.pass(false).await.unwrap(), Pass::Synced(1));
         assert_eq!(
-            annotations(&api, "orders-0").await[VERIFIER],
-            revision.to_string()
+            reported(&api, "orders-0", k::ROLE_VERIFIER).await,
+            Some(revision)
         );
     }
     assert_eq!(writes(&api), 3, "one write per swap");
@@ -119,24 +122,16 @@ async fn a_lost_annotation_is_reported_again_at_the_next_resync() {
     let task = tokio::spawn(reporter.run(std::future::pending()));
 
     eventually_every("the first report", WAIT, POLL, async || {
-        annotations(&api, "orders-0")
-            .await
-            .get(VERIFIER)
-            .map(String::as_str)
-            == Some("4")
+        reported(&api, "orders-0", k::ROLE_VERIFIER).await == Some(4)
     })
     .await;
     let pods: Api<Pod> = Api::namespaced(api.client(), NS);
-    let drop = json!({"metadata": {"annotations": {VERIFIER: null}}});
+    let drop = json!({"metadata": {"annotations": {k::report("api", k::ROLE_VERIFIER): null}}});
     pods.patch("orders-0", &PatchParams::default(), &Patch::Merge(&drop))
         .await
         .unwrap();
     eventually_every("the report is back", WAIT, POLL, async || {
-        annotations(&api, "orders-0")
-            .await
-            .get(VERIFIER)
-            .map(String::as_str)
-            == Some("4")
+        reported(&api, "orders-0", k::ROLE_VERIFIER).await == Some(4)
     })
     .await;
 
@@ -162,13 +157,7 @@ async fn the_running_reporter_follows_swaps_and_retries_failed_writes() {
         "the report survives three failed writes",
         WAIT,
         POLL,
-        async || {
-            annotations(&api, "checkout-0")
-                .await
-                .get(PRESENTER)
-                .map(String::as_str)
-                == Some("1")
-        },
+        async || reported(&api, "checkout-0", k::ROLE_PRESENTER).await == Some(1),
     )
     .await;
     for revision in 2..=6 {
@@ -178,9 +167,8 @@ async fn the_running_reporter_follows_swaps_and_retries_failed_writes() {
             revision,
             &volume::key(),
         ));
-        let want = revision.to_string();
         eventually_every("the report follows the swap", WAIT, POLL, async || {
-            annotations(&api, "checkout-0").await.get(PRESENTER) == Some(&want)
+            reported(&api, "checkout-0", k::ROLE_PRESENTER).await == Some(revision)
         })
         .await;
     }
@@ -195,7 +183,10 @@ async fn a_combined_secret_and_several_directories_report_every_role() {
     let mut combined = Volume::new("combined");
     let mut files = volume::verifier("api", 2, &[(1, &k)]);
     files.extend(volume::presenter("api", 2, 1, &k));
-    files.insert("role".into(), b"verifier,presenter".to_vec());
+    files.insert(
+        k::ROLE_FILE.into(),
+        format!("{},{}", k::ROLE_VERIFIER, k::ROLE_PRESENTER).into_bytes(),
+    );
     combined.publish(&files);
     let mut other = Volume::new("other");
     other.publish(&volume::verifier("billing", 9, &[(3, &k)]));
@@ -208,9 +199,15 @@ async fn a_combined_secret_and_several_directories_report_every_role() {
 
     assert_eq!(reporter.pass(false).await.unwrap(), Pass::Synced(3));
     let ann = annotations(&api, "gateway-0").await;
-    assert_eq!(ann[VERIFIER], "2");
-    assert_eq!(ann[PRESENTER], "2");
-    assert_eq!(ann["billing.keyrotor.dev/verifier-revision"], "9");
+    let read = |rotation, role| RevisionReport::read(&ann, rotation, role).map(|r| r.0);
+    assert_eq!(read("api", k::ROLE_VERIFIER), Some(2));
+    assert_eq!(read("api", k::ROLE_PRESENTER), Some(2));
+    assert_eq!(read("billing", k::ROLE_VERIFIER), Some(9));
+    assert_eq!(
+        ann.len(),
+        4,
+        "three reports beside the pod's own annotation"
+    );
     assert_eq!(writes(&api), 1, "one patch carries every change");
 }
 
@@ -251,16 +248,15 @@ async fn keyrotor_reporter_reports_through_a_kubeconfig_with_the_downward_api_en
         if revision == 8 {
             vol.publish(&volume::verifier("api", 8, &[(1, &volume::key())]));
         }
-        let want = revision.to_string();
         for _ in 0..200 {
-            if annotations(&api, "orders-0").await.get(VERIFIER) == Some(&want) {
+            if reported(&api, "orders-0", k::ROLE_VERIFIER).await == Some(revision) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(
-            annotations(&api, "orders-0").await.get(VERIFIER),
-            Some(&want)
+            reported(&api, "orders-0", k::ROLE_VERIFIER).await,
+            Some(revision)
         );
     }
     let _ = std::fs::remove_file(&kubeconfig);

@@ -269,10 +269,10 @@ async fn traffic_mode_holds_the_old_key_while_a_verifier_still_sees_it() {
     API.request_rotation(&h, extra, "r1").await;
     h.wait_published(V, P, &[1, 2], 2, 10).await;
     // An outside client keeps presenting version 1 to server-0 for 3 seconds.
-    let key = keyrotor::wire::last_seen("api");
     for _ in 0..6 {
-        let seen = format!("1={}", jiff::Timestamp::now());
-        let patch = json!({"metadata": {"annotations": {&key: seen}}});
+        let seen = k::LastSeen([(1, jiff::Timestamp::now())].into());
+        let (key, value) = seen.annotation("api");
+        let patch = json!({"metadata": {"annotations": {key: value}}});
         h.pods()
             .patch("server-0", &PatchParams::default(), &Patch::Merge(&patch))
             .await

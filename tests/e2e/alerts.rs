@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use keyrotor::wire as k;
+use keyrotor::wire::{self as k, RevisionReport};
 use keyrotor_testsupport::eventually;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -216,9 +216,13 @@ pub(super) fn reporter(
         loop {
             if on.load(Ordering::SeqCst)
                 && let Ok(Some(s)) = secrets.get_opt(secret).await
-                && let Some(rev) = s.annotations().get(k::REVISION).cloned()
+                && let Some(rev) = s
+                    .annotations()
+                    .get(k::REVISION)
+                    .and_then(|r| k::parse_number(r))
             {
-                let patch = json!({"metadata": {"annotations": {k::report(ROTATION, role): rev}}});
+                let (key, value) = RevisionReport(rev).annotation(ROTATION, role);
+                let patch = json!({"metadata": {"annotations": {key: value}}});
                 let _ = pods
                     .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
                     .await;

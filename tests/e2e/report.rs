@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use keyrotor::wire as k;
+use keyrotor::wire::{self as k, RevisionReport};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
@@ -179,7 +179,8 @@ async fn report_mode_with_the_reporter_and_the_admission_policy() {
     // A token bound to client-0 may not report about server-0...
     let as_client0 = client_for(&kubeconfigs["client-0"]).await;
     let their_pods: Api<Pod> = Api::namespaced(as_client0, &ns.name);
-    let forged = json!({"metadata": {"annotations": {k::report(name, "verifier"): "999"}}});
+    let (key, value) = RevisionReport(999).annotation(name, k::ROLE_VERIFIER);
+    let forged = json!({"metadata": {"annotations": {key: value}}});
     let err = their_pods
         .patch("server-0", &PatchParams::default(), &Patch::Merge(&forged))
         .await

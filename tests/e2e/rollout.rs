@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use keyrotor::wire as k;
+use keyrotor::wire::{self as k, RevisionReport};
 use kube::ResourceExt;
 use kube::api::Api;
 
@@ -17,9 +17,7 @@ use super::scenario::*;
 
 /// Revision the pod's template was stamped with for `role`, if any.
 fn stamped(p: &Pod, rotation: &str, role: &str) -> Option<u64> {
-    p.annotations()
-        .get(&k::report(rotation, role))
-        .and_then(|v| v.parse().ok())
+    RevisionReport::read(p.annotations(), rotation, role).map(|r| r.0)
 }
 
 fn live(p: &Pod, app: &str) -> bool {

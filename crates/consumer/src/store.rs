@@ -30,11 +30,8 @@ pub struct Meta {
 impl Meta {
     fn read(files: &Files) -> Result<Meta, VolumeError> {
         let rotation = files.required(w::ROTATION_FILE)?;
-        let roles: Vec<String> = files
-            .required(w::ROLE_FILE)?
-            .split(',')
-            .map(|r| r.trim().to_string())
-            .filter(|r| !r.is_empty())
+        let roles: Vec<String> = w::roles(&files.required(w::ROLE_FILE)?)
+            .map(String::from)
             .collect();
         if rotation.is_empty() || roles.is_empty() {
             return Err(files.invalid(w::ROTATION_FILE, "rotation or role is empty"));

@@ -107,6 +107,14 @@ pub fn report(rotation: &str, role: &str) -> String {
     format!("{rotation}{POD_ANNOTATION_DOMAIN}{role}-revision")
 }
 
+/// The rotation and role a revision-report key names ([`report`]'s
+/// inverse); `None` for any other key.
+pub fn parse_report(key: &str) -> Option<(&str, &str)> {
+    let (rotation, name) = key.split_once(POD_ANNOTATION_DOMAIN)?;
+    let role = name.strip_suffix("-revision")?;
+    (!rotation.is_empty() && !role.is_empty() && !role.contains('/')).then_some((rotation, role))
+}
+
 /// Written by keyrotor on a consumer pod: the last nudge ([`Nudge`],
 /// `revision/attempt/unix-seconds`); a pod update makes kubelet resync.
 pub fn nudge(rotation: &str) -> String {
@@ -142,6 +150,14 @@ pub const ROTATION_FILE: &str = "rotation";
 /// Every projected Secret: its roles, comma-separated (`verifier`, `presenter`).
 pub const ROLE_FILE: &str = "role";
 
+/// The roles a [`ROLE_FILE`] names: comma-separated, ASCII whitespace
+/// around a name ignored, empty names skipped.
+pub fn roles(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',')
+        .map(str::trim_ascii)
+        .filter(|r| !r.is_empty())
+}
+
 /// Verifier file holding version `v`'s SHA-256 digest (the default format).
 pub fn digest_file(v: Version) -> String {
     format!("v{v}.sha256")
@@ -174,6 +190,21 @@ mod tests {
         assert_eq!(unique.len(), names.len());
         assert_eq!(names[0], "api.keyrotor.dev/verifier-revision");
         assert!(names.iter().all(|n| n.contains(POD_ANNOTATION_DOMAIN)));
+    }
+
+    #[test]
+    fn a_report_key_names_its_rotation_and_role() {
+        let key = report("api.v2", ROLE_PRESENTER);
+        assert_eq!(parse_report(&key), Some(("api.v2", ROLE_PRESENTER)));
+        for other in [
+            nudge("api"),
+            last_seen("api"),
+            "api.keyrotor.dev/-revision".into(),
+        ] {
+            assert_eq!(parse_report(&other), None, "{other}");
+        }
+        let listed: Vec<&str> = roles(" verifier , ,presenter\n").collect();
+        assert_eq!(listed, [ROLE_VERIFIER, ROLE_PRESENTER]);
     }
 
     #[test]

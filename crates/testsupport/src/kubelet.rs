@@ -9,25 +9,26 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use keyrotor::controller::pods::secret_refs;
-use keyrotor::wire as k;
+use keyrotor::wire::{self as k, RevisionReport};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 /// The annotations a pod that loaded `secret` reports, as the reporter
 /// sidecar does: (report key, revision), one per role the Secret serves.
-/// Reads the Secret's `rotation`, `role` and `revision` fields only; the key
+/// Reads the Secret's `rotation`, `role` and `revision` files only; the key
 /// is never looked at. None for a Secret keyrotor does not project.
 pub fn reports(secret: &Secret) -> Option<Vec<(String, String)>> {
     let data = secret.data.as_ref()?;
     let text = |f: &str| {
         data.get(f)
-            .map(|b| String::from_utf8_lossy(&b.0).to_string())
+            .map(|b| String::from_utf8_lossy(&b.0).trim_ascii().to_string())
     };
-    let (rotation, role, revision) = (text("rotation")?, text("role")?, text("revision")?);
+    let (rotation, roles) = (text(k::ROTATION_FILE)?, text(k::ROLE_FILE)?);
+    let revision = RevisionReport(k::parse_number(&text(k::REVISION_FILE)?)?);
     Some(
-        role.split(',')
-            .map(|role| (k::report(&rotation, role), revision.clone()))
+        k::roles(&roles)
+            .map(|role| revision.annotation(&rotation, role))
             .collect(),
     )
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use keyrotor::rotation::invariants::{VersionLedger, check_current_accepted};
-use keyrotor::wire as k;
+use keyrotor::wire::{self as k, RevisionReport};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -229,8 +229,6 @@ impl Observer {
         let mut current: Option<u64> = None;
         let mut pods: BTreeMap<String, (Option<u64>, Option<u64>)> = BTreeMap::new();
         let mut ledger = VersionLedger::default();
-        let vkey = k::report(rotation, "verifier");
-        let pkey = k::report(rotation, "presenter");
         for (i, (_, change, whole)) in log.iter().enumerate() {
             match change {
                 Change::Secret(s) => {
@@ -274,8 +272,8 @@ impl Observer {
                 }
                 Change::Pod(p) => {
                     let r =
-                        |key: &str| p.annotations().get(key).and_then(|v| v.parse::<u64>().ok());
-                    pods.insert(p.name_any(), (r(&vkey), r(&pkey)));
+                        |role| RevisionReport::read(p.annotations(), rotation, role).map(|r| r.0);
+                    pods.insert(p.name_any(), (r(k::ROLE_VERIFIER), r(k::ROLE_PRESENTER)));
                 }
                 Change::PodGone(name) => {
                     pods.remove(name);

@@ -402,8 +402,8 @@ impl KeySource for SecretVolume {
     fn load(&self) -> futures::future::BoxFuture<'_, Option<(String, String)>> {
         Box::pin(async move {
             let s = self.secrets.get_opt(&self.name).await.ok()??;
-            let key = data(&s, "key")?;
-            let revision = data(&s, "revision").unwrap_or_else(|| key.clone());
+            let key = data(&s, keyrotor::wire::KEY)?;
+            let revision = data(&s, keyrotor::wire::REVISION_FILE).unwrap_or_else(|| key.clone());
             Some((key, revision))
         })
     }
@@ -412,8 +412,13 @@ impl KeySource for SecretVolume {
             let Some((pods, pod, rotation)) = &self.report else {
                 return;
             };
-            let key = keyrotor::wire::report(rotation, "presenter");
-            let patch = serde_json::json!({"metadata": {"annotations": {key: revision}}});
+            // A Secret without a revision (not keyrotor's) has nothing to report.
+            let Some(revision) = keyrotor::wire::parse_number(revision.trim_ascii()) else {
+                return;
+            };
+            let (key, value) = keyrotor::wire::RevisionReport(revision)
+                .annotation(rotation, keyrotor::wire::ROLE_PRESENTER);
+            let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
             let _ = pods
                 .patch(
                     pod,

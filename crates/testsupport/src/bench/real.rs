@@ -229,7 +229,7 @@ async fn reporters(client: Client, mounts: Mounts) {
             let mut seen = reported.lock().expect("reported");
             for p in &page.items {
                 for (key, value) in p.annotations() {
-                    if key.contains(k::POD_ANNOTATION_DOMAIN) && key.ends_with("-revision") {
+                    if k::parse_report(key).is_some() {
                         let id = (p.namespace().unwrap_or_default(), p.name_any(), key.clone());
                         seen.insert(id, value.clone());
                     }

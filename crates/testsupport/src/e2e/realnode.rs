@@ -13,7 +13,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use keyrotor::keys::{Alphabet, KeySpec, SecretKey};
-use keyrotor::wire as k;
+use keyrotor::wire::{self as k, RevisionReport};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -256,17 +256,17 @@ pub async fn overwrite(secrets: &Api<Secret>, rotation: &str, v: u64, revision: 
     let b = |s: &str| ByteString(s.as_bytes().to_vec());
     let common = |role: &str| {
         BTreeMap::from([
-            ("rotation".to_string(), b(rotation)),
-            ("role".to_string(), b(role)),
-            ("revision".to_string(), b(&revision.to_string())),
+            (k::ROTATION_FILE.to_string(), b(rotation)),
+            (k::ROLE_FILE.to_string(), b(role)),
+            (k::REVISION_FILE.to_string(), b(&revision.to_string())),
         ])
     };
-    let mut verifier = common("verifier");
-    verifier.insert("accepted".into(), b(&v.to_string()));
-    verifier.insert(format!("v{v}.sha256"), b(&key.digest()));
-    let mut presenter = common("presenter");
-    presenter.insert("version".into(), b(&v.to_string()));
-    presenter.insert("key".into(), b(key.expose()));
+    let mut verifier = common(k::ROLE_VERIFIER);
+    verifier.insert(k::ACCEPTED_FILE.into(), b(&v.to_string()));
+    verifier.insert(k::digest_file(v), b(&key.digest()));
+    let mut presenter = common(k::ROLE_PRESENTER);
+    presenter.insert(k::VERSION.into(), b(&v.to_string()));
+    presenter.insert(k::KEY.into(), b(key.expose()));
     for (name, data) in [
         (format!("{rotation}-verifier"), verifier),
         (format!("{rotation}-key"), presenter),
@@ -288,11 +288,9 @@ pub async fn all_report(pods: &Api<Pod>, rotation: &str, revision: u64) -> bool 
     let list = pods.list(&ListParams::default()).await.unwrap().items;
     !list.is_empty()
         && list.iter().all(|p| {
-            ["verifier", "presenter"].iter().any(|role| {
-                p.annotations()
-                    .get(&k::report(rotation, role))
-                    .and_then(|v| v.parse::<u64>().ok())
-                    == Some(revision)
+            [k::ROLE_VERIFIER, k::ROLE_PRESENTER].iter().any(|role| {
+                RevisionReport::read(p.annotations(), rotation, role)
+                    == Some(RevisionReport(revision))
             })
         })
 }

@@ -26,7 +26,7 @@ use std::str::FromStr;
 use jiff::Timestamp;
 
 use super::{ErrorKind, Lenient, WireError, check_len, decimal, ows, rfc3339};
-use crate::wire::Version;
+use crate::wire::{Version, last_seen};
 
 /// When each version was last presented.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,6 +45,11 @@ impl LastSeen {
     /// RFC 3339 form; no clock gives them.
     pub fn format(&self) -> String {
         self.to_string()
+    }
+
+    /// The annotation (key and value) of these times for `rotation`.
+    pub fn annotation(&self, rotation: &str) -> (String, String) {
+        (last_seen(rotation), self.format())
     }
 
     /// Reads a value; anything but the grammar is an error.

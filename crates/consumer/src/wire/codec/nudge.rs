@@ -20,6 +20,7 @@ use std::str::FromStr;
 use jiff::Timestamp;
 
 use super::{ErrorKind, WireError, check_len, decimal};
+use crate::wire::nudge;
 
 /// One nudge of a pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,10 +47,15 @@ impl Nudge {
 
     /// Reads a value; anything but the grammar is an error.
     pub fn parse(text: &str) -> Result<Nudge, WireError> {
-        Nudge::read(text).map_err(|kind| WireError::new(Self::NAME, kind, text))
+        Nudge::fields(text).map_err(|kind| WireError::new(Self::NAME, kind, text))
     }
 
-    fn read(text: &str) -> Result<Nudge, ErrorKind> {
+    /// The annotation (key and value) of this nudge for `rotation`.
+    pub fn annotation(&self, rotation: &str) -> (String, String) {
+        (nudge(rotation), self.format())
+    }
+
+    fn fields(text: &str) -> Result<Nudge, ErrorKind> {
         check_len(text, Self::MAX_LEN)?;
         let mut parts = text.splitn(3, '/');
         let mut next = || {

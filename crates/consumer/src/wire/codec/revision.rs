@@ -10,10 +10,12 @@
 //! The same grammar as the projected Secret's `revision` file, so a reporter
 //! can copy the number it read.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use super::{WireError, check_len, decimal};
+use crate::wire::report;
 
 /// The revision of a projected Secret a pod loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,6 +38,23 @@ impl RevisionReport {
         let fail = |kind| WireError::new(Self::NAME, kind, text);
         check_len(text, Self::MAX_LEN).map_err(fail)?;
         decimal(text, "revision").map(RevisionReport).map_err(fail)
+    }
+
+    /// The annotation (key and value) reporting this revision of `role`'s
+    /// Secret of `rotation`.
+    pub fn annotation(&self, rotation: &str, role: &str) -> (String, String) {
+        (report(rotation, role), self.format())
+    }
+
+    /// The report a pod's (or pod template's) `annotations` carry for
+    /// `rotation` and `role`; `None` when there is none or it is malformed.
+    pub fn read(
+        annotations: &BTreeMap<String, String>,
+        rotation: &str,
+        role: &str,
+    ) -> Option<RevisionReport> {
+        let text = annotations.get(&report(rotation, role))?;
+        RevisionReport::parse(text).ok()
     }
 }
 

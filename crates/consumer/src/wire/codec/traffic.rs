@@ -36,7 +36,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use super::{ErrorKind, Lenient, WireError, check_len, decimal, ows};
-use crate::wire::Version;
+use crate::wire::{Version, traffic};
 
 /// Counts of checked requests, per version.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -83,6 +83,11 @@ impl Traffic {
     /// The annotation value.
     pub fn format(&self) -> String {
         self.to_string()
+    }
+
+    /// The annotation (key and value) of these counts for `rotation`.
+    pub fn annotation(&self, rotation: &str) -> (String, String) {
+        (traffic(rotation), self.format())
     }
 
     /// Transitional (issue 27): the lenient reading with a refused value read
