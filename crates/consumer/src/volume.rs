@@ -25,6 +25,13 @@ pub const READ_ATTEMPTS: usize = 5;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Generation(PathBuf);
 
+impl Generation {
+    /// Where `..data` points (kubelet: `..<timestamp>`).
+    pub fn target(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// Why a file could not be read. Names the file, never its contents.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
