@@ -170,3 +170,232 @@ mod tests {
         assert_eq!(client(&h, &xff), Some("::1".parse().unwrap()));
     }
 }
+
+/// Hostile header values against a real verifier store: parsing never
+/// panics, and a request is allowed only with a key the store holds, byte
+/// for byte (after the scheme and the spaces around the key).
+#[cfg(test)]
+mod properties {
+    use std::sync::{Arc, OnceLock};
+
+    use hyper::header::HeaderValue;
+    use keyrotor_consumer::keys::{Alphabet, KeySpec, SecretKey};
+    use keyrotor_consumer::verifier::Verifier;
+    use proptest::prelude::*;
+
+    use super::super::gate::{Decision, Gate};
+    use super::super::metrics::{Rejection, VerifierMetrics};
+    use super::*;
+    use crate::wire as w;
+
+    struct Store {
+        gate: Gate,
+        /// (version, key) of every accepted version.
+        keys: Vec<(u64, SecretKey)>,
+        /// A key of the same format the store does not hold.
+        stranger: SecretKey,
+    }
+
+    fn key() -> SecretKey {
+        SecretKey::generate(&KeySpec {
+            alphabet: Alphabet::Base64Url,
+            length: 43,
+            prefix: "kr_".into(),
+            checksum: false,
+        })
+        .unwrap()
+    }
+
+    /// A verifier directory accepting versions 1 and 2, loaded once; the
+    /// files are removed after loading (the gate keeps its snapshot).
+    fn store() -> &'static Store {
+        static STORE: OnceLock<Store> = OnceLock::new();
+        STORE.get_or_init(|| {
+            let keys = vec![(1, key()), (2, key())];
+            let dir = std::env::temp_dir()
+                .join(format!("keyrotor-credential-props-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut files = vec![
+                (w::ROTATION_FILE.to_string(), "orders".to_string()),
+                (w::ROLE_FILE.to_string(), w::ROLE_VERIFIER.to_string()),
+                (w::REVISION_FILE.to_string(), "1".to_string()),
+                (w::ACCEPTED_FILE.to_string(), "1,2".to_string()),
+            ];
+            for (v, k) in &keys {
+                files.push((w::digest_file(*v), k.digest()));
+            }
+            for (name, text) in files {
+                std::fs::write(dir.join(name), text).unwrap();
+            }
+            let verifier = Verifier::open(&dir);
+            let _ = std::fs::remove_dir_all(&dir);
+            let gate = Gate::new(
+                Arc::new(verifier.unwrap()),
+                Source {
+                    header: HeaderName::from_static("authorization"),
+                    scheme: Some("Bearer".into()),
+                },
+                Some(HeaderName::from_static("x-forwarded-for")),
+                Arc::new(VerifierMetrics::new("shop", "orders")),
+            );
+            Store {
+                gate,
+                keys,
+                stranger: key(),
+            }
+        })
+    }
+
+    fn headers(values: &[Vec<u8>]) -> Option<HeaderMap> {
+        let mut h = HeaderMap::new();
+        for v in values {
+            let v = HeaderValue::from_bytes(v).ok()?;
+            h.append(HeaderName::from_static("authorization"), v);
+        }
+        Some(h)
+    }
+
+    /// Checks the gate's decision on `values`; returns it.
+    fn decide(values: &[Vec<u8>]) -> Result<Option<Decision>, TestCaseError> {
+        let Some(h) = headers(values) else {
+            return Ok(None);
+        };
+        let s = store();
+        let decision = s.gate.decide(&h);
+        if let Decision::Allow(v) = decision {
+            let held = s.keys.iter().find(|(n, _)| *n == v).map(|(_, k)| k);
+            let presented = presented(&h, &bearer());
+            prop_assert!(held.is_some(), "allowed a version the store lacks");
+            prop_assert_eq!(presented, Ok(held.unwrap().expose().as_bytes()));
+        }
+        Ok(Some(decision))
+    }
+
+    fn bearer() -> Source {
+        Source {
+            header: HeaderName::from_static("authorization"),
+            scheme: Some("Bearer".into()),
+        }
+    }
+
+    /// Ways to change a key so that it is no longer that key.
+    #[derive(Clone, Debug)]
+    enum Mutation {
+        Replace(usize, u8),
+        Truncate(usize),
+        Append(u8),
+        Prepend(u8),
+        Twice,
+        Upper,
+    }
+
+    fn mutate(key: &[u8], m: &Mutation) -> Vec<u8> {
+        let mut k = key.to_vec();
+        match m {
+            Mutation::Replace(i, b) => k[i % key.len()] = *b,
+            Mutation::Truncate(n) => k.truncate(key.len() - 1 - n % (key.len() - 1)),
+            Mutation::Append(b) => k.push(*b),
+            Mutation::Prepend(b) => k.insert(0, *b),
+            Mutation::Twice => k.extend_from_slice(key),
+            Mutation::Upper => k.make_ascii_uppercase(),
+        }
+        k
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let visible = 0x21u8..=0x7e;
+        prop_oneof![
+            (any::<usize>(), visible.clone()).prop_map(|(i, b)| Mutation::Replace(i, b)),
+            any::<usize>().prop_map(Mutation::Truncate),
+            visible.clone().prop_map(Mutation::Append),
+            visible.prop_map(Mutation::Prepend),
+            Just(Mutation::Twice),
+            Just(Mutation::Upper),
+        ]
+    }
+
+    /// `Bearer`-like prefixes, right and wrong.
+    fn scheme() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("Bearer "),
+            Just("bearer "),
+            Just("BEARER   "),
+            Just("Bearer\t"),
+            Just("Bearer"),
+            Just("Basic "),
+            Just(""),
+            Just(" Bearer "),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_header_bytes_never_panic_or_pass(
+            values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..700), 0..3),
+        ) {
+            let decision = decide(&values)?;
+            prop_assert!(!matches!(decision, Some(Decision::Allow(_))), "random bytes were allowed");
+        }
+
+        #[test]
+        fn only_an_address_is_ever_taken_as_the_client(
+            value in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..300),
+                "[0-9a-fA-F:., %]{0,60}".prop_map(String::into_bytes),
+            ],
+        ) {
+            let Ok(v) = HeaderValue::from_bytes(&value) else { return Ok(()) };
+            let xff = HeaderName::from_static("x-forwarded-for");
+            let mut h = HeaderMap::new();
+            h.insert(xff.clone(), v);
+            if let Some(ip) = client(&h, &xff) {
+                let first = std::str::from_utf8(&value).unwrap().split(',').next().unwrap();
+                prop_assert_eq!(first.trim().parse::<IpAddr>().ok(), Some(ip));
+            }
+        }
+
+        #[test]
+        fn a_held_key_passes_exactly_when_it_is_presented_whole(
+            which in 0..2usize,
+            scheme in scheme(),
+            spaces in (0..3usize, 0..3usize),
+        ) {
+            let (v, k) = &store().keys[which];
+            let value = [
+                scheme.as_bytes(),
+                " ".repeat(spaces.0).as_bytes(),
+                k.expose().as_bytes(),
+                " ".repeat(spaces.1).as_bytes(),
+            ]
+            .concat();
+            let well_formed = value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ");
+            let want = if well_formed { Decision::Allow(*v) } else { Decision::Deny(Rejection::Malformed) };
+            prop_assert_eq!(decide(&[value])?, Some(want));
+        }
+
+        #[test]
+        fn a_changed_or_foreign_key_never_passes(
+            which in 0..3usize,
+            scheme in scheme(),
+            m in mutation(),
+            repeated in any::<bool>(),
+        ) {
+            let s = store();
+            let key = match s.keys.get(which) {
+                Some((_, k)) => k.expose().as_bytes(),
+                None => s.stranger.expose().as_bytes(),
+            };
+            let changed = mutate(key, &m);
+            let foreign = which == 2;
+            if changed == key && !foreign {
+                return Ok(()); // `Upper` of a key without letters, say
+            }
+            let mut values = vec![[scheme.as_bytes(), &changed].concat()];
+            if repeated {
+                values.push([b"Bearer ".as_slice(), key].concat());
+            }
+            let decision = decide(&values)?;
+            prop_assert!(!matches!(decision, Some(Decision::Allow(_))), "{m:?} was allowed");
+        }
+    }
+}
