@@ -354,11 +354,15 @@ async fn it_confirms_what_it_loaded_and_reports_traffic_on_its_pod() {
             .get(&key)
             .cloned()
     };
-    let report = k::report("orders", "verifier");
+    let report = k::report("orders", k::ROLE_VERIFIER);
+    let reported = async || {
+        let text = annotation(report.clone()).await?;
+        k::RevisionReport::parse(&text).ok()
+    };
     eventually(
         "revision 4 confirmed",
         Duration::from_secs(10),
-        async || annotation(report.clone()).await.as_deref() == Some("4"),
+        async || reported().await == Some(k::RevisionReport(4)),
     )
     .await;
 
@@ -367,7 +371,7 @@ async fn it_confirms_what_it_loaded_and_reports_traffic_on_its_pod() {
     eventually(
         "revision 5 confirmed",
         Duration::from_secs(10),
-        async || annotation(report.clone()).await.as_deref() == Some("5"),
+        async || reported().await == Some(k::RevisionReport(5)),
     )
     .await;
     let stale = format!(

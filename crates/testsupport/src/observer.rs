@@ -170,7 +170,7 @@ impl Observer {
         for (_, change, _) in self.ordered() {
             let Change::Secret(s) = change else { continue };
             for (name, value) in s.data.iter().flatten() {
-                if name == "key" || name.ends_with(".key") {
+                if name == k::KEY || name.ends_with(".key") {
                     keys.insert(String::from_utf8_lossy(&value.0).into_owned());
                 }
             }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use keyrotor::keys::{Alphabet, KeySpec, SecretKey};
+use keyrotor::wire as k;
 
 pub struct Volume {
     pub dir: PathBuf,
@@ -87,9 +88,9 @@ pub fn key() -> SecretKey {
 
 fn base(rotation: &str, role: &str, revision: u64) -> BTreeMap<String, Vec<u8>> {
     BTreeMap::from([
-        ("rotation".into(), rotation.as_bytes().to_vec()),
-        ("role".into(), role.as_bytes().to_vec()),
-        ("revision".into(), revision.to_string().into_bytes()),
+        (k::ROTATION_FILE.into(), rotation.as_bytes().to_vec()),
+        (k::ROLE_FILE.into(), role.as_bytes().to_vec()),
+        (k::REVISION_FILE.into(), revision.to_string().into_bytes()),
     ])
 }
 
@@ -99,11 +100,11 @@ pub fn verifier(
     revision: u64,
     keys: &[(u64, &SecretKey)],
 ) -> BTreeMap<String, Vec<u8>> {
-    let mut files = base(rotation, "verifier", revision);
+    let mut files = base(rotation, k::ROLE_VERIFIER, revision);
     let accepted: Vec<String> = keys.iter().map(|(v, _)| v.to_string()).collect();
-    files.insert("accepted".into(), accepted.join(",").into_bytes());
-    for (v, k) in keys {
-        files.insert(format!("v{v}.sha256"), k.digest().into_bytes());
+    files.insert(k::ACCEPTED_FILE.into(), accepted.join(",").into_bytes());
+    for (v, key) in keys {
+        files.insert(k::digest_file(*v), key.digest().into_bytes());
     }
     files
 }
@@ -114,11 +115,11 @@ pub fn verifier_plain(
     revision: u64,
     keys: &[(u64, &SecretKey)],
 ) -> BTreeMap<String, Vec<u8>> {
-    let mut files = base(rotation, "verifier", revision);
+    let mut files = base(rotation, k::ROLE_VERIFIER, revision);
     let accepted: Vec<String> = keys.iter().map(|(v, _)| v.to_string()).collect();
-    files.insert("accepted".into(), accepted.join(",").into_bytes());
-    for (v, k) in keys {
-        files.insert(format!("v{v}.key"), k.expose().as_bytes().to_vec());
+    files.insert(k::ACCEPTED_FILE.into(), accepted.join(",").into_bytes());
+    for (v, key) in keys {
+        files.insert(k::plain_file(*v), key.expose().as_bytes().to_vec());
     }
     files
 }
@@ -130,8 +131,8 @@ pub fn presenter(
     version: u64,
     key: &SecretKey,
 ) -> BTreeMap<String, Vec<u8>> {
-    let mut files = base(rotation, "presenter", revision);
-    files.insert("version".into(), version.to_string().into_bytes());
-    files.insert("key".into(), key.expose().as_bytes().to_vec());
+    let mut files = base(rotation, k::ROLE_PRESENTER, revision);
+    files.insert(k::VERSION.into(), version.to_string().into_bytes());
+    files.insert(k::KEY.into(), key.expose().as_bytes().to_vec());
     files
 }
