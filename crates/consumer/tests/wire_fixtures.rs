@@ -109,13 +109,18 @@ fn last_seen_json(s: &LastSeen) -> Value {
     )
 }
 
+/// A strict reading: the value as JSON and its written form.
+type Strict = fn(&str) -> Result<(Value, String), WireError>;
+/// A lenient reading: the value as JSON and how many entries it skipped.
+type LenientRead = fn(&str) -> Result<(Value, usize), WireError>;
+
 /// One codec as the fixtures see it: text in, JSON value and canonical text out.
 struct Codec {
     file: &'static str,
     name: &'static str,
     caps: Value,
-    strict: fn(&str) -> Result<(Value, String), WireError>,
-    lenient: Option<fn(&str) -> Result<(Value, usize), WireError>>,
+    strict: Strict,
+    lenient: Option<LenientRead>,
     key: fn(&Value) -> String,
 }
 
