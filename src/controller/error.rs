@@ -3,7 +3,7 @@
 
 use crate::keys::KeyError;
 
-use super::render::RenderError;
+use super::objects::render::RenderError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

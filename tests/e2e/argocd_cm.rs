@@ -58,10 +58,19 @@ async fn the_health_check_install_keeps_every_other_key_of_a_client_side_argocd_
     let args: Vec<String> = command
         .split_whitespace()
         .skip(1)
-        .map(|a| if a == "argocd" { ns.name.clone() } else { a.to_string() })
+        .map(|a| {
+            if a == "argocd" {
+                ns.name.clone()
+            } else {
+                a.to_string()
+            }
+        })
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert!(args.contains(&"-n"), "the command names the namespace: {command}");
+    assert!(
+        args.contains(&"-n"),
+        "the command names the namespace: {command}"
+    );
     for _ in 0..2 {
         cluster.ok(&args);
         let after = data(cluster, &ns.name);
@@ -69,7 +78,11 @@ async fn the_health_check_install_keeps_every_other_key_of_a_client_side_argocd_
             assert_eq!(after.get(k), Some(v), "the health install changed {k}");
         }
         let lua = std::fs::read_to_string(repo().join("deploy/argocd/health.lua")).unwrap();
-        assert_eq!(after.get(KEY), Some(&lua), "the health check is not health.lua");
+        assert_eq!(
+            after.get(KEY),
+            Some(&lua),
+            "the health check is not health.lua"
+        );
         assert_eq!(after.len(), 4, "{:?}", after.keys());
     }
 

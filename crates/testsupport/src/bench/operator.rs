@@ -64,7 +64,7 @@ impl Operator {
                 "RUST_LOG",
                 // The per-phase timings of each reconcile (see `probe::Phases`).
                 std::env::var("RUST_LOG")
-                    .unwrap_or_else(|_| "info,keyrotor::controller::reconcile=debug".into()),
+                    .unwrap_or_else(|_| "info,keyrotor::controller::steps=debug".into()),
             )
             .env_remove("KEYROTOR_NAMESPACES")
             .stdin(Stdio::null())

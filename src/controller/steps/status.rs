@@ -12,11 +12,11 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::debug;
 
-use super::context::Context;
-use super::error::Result;
-use super::events::emit;
 use crate::api::{ApiKeyRotation, ApiKeyRotationStatus};
 use crate::conditions::types;
+use crate::controller::context::Context;
+use crate::controller::error::Result;
+use crate::controller::events::emit;
 use crate::rotation::{ConditionState, EventType, Plan, Version};
 use crate::wire::FIELD_MANAGER;
 
@@ -63,7 +63,7 @@ pub async fn write_status(
         return Ok(None);
     }
     let key = ObjectRef::from_obj(rot);
-    if let (Some(old), Some(since)) = (rot.status.as_ref(), ctx.since_status_write(&key))
+    if let (Some(old), Some(since)) = (rot.status.as_ref(), ctx.memory.since_status_write(&key))
         && progress_only(old, &status)
         && since < PROGRESS_INTERVAL
     {
@@ -100,7 +100,8 @@ pub async fn write_status(
             &Patch::Apply(&body),
         )
         .await?;
-    ctx.status_written(&key, &status, written.resource_version().as_deref());
+    ctx.memory
+        .status_written(&key, &status, written.resource_version().as_deref());
     Ok(None)
 }
 

@@ -28,18 +28,54 @@
 
 use std::sync::Arc;
 
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{ListParams, VersionMatch};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
+use tracing::info;
 
-use super::error::Result;
-use super::index::SlimPod;
+use super::consumers;
 use super::observe::Snapshot;
-use crate::rotation::{Action, Group, Observed, Plan, Revision, Target};
+use crate::api::{ApiKeyRotation, validate::Validated};
+use crate::controller::cache::SlimPod;
+use crate::controller::context::Context;
+use crate::controller::error::Result;
+use crate::rotation::{Action, Group, Observed, Plan, Revision, Target, plan};
+
+/// `decided` if the pods it counted on are fresh enough, else the plan on
+/// freshly listed pods if it decides the same, with the snapshot it was
+/// made on; `None` when the cache lags behind the Secrets (wait for it
+/// rather than decide on it).
+pub async fn fresh(
+    decided: Plan,
+    mut snap: Snapshot,
+    rot: &ApiKeyRotation,
+    validated: &Validated,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Option<(Plan, Snapshot)>> {
+    let Some(dep) = dependency(&decided, &snap).filter(|dep| !witnessed(dep, &snap.observed))
+    else {
+        return Ok(Some((decided, snap)));
+    };
+    let ns = rot.namespace().unwrap_or_default();
+    let pods = pods_since(&ctx.client, &ns, &dep.resource_version).await?;
+    let found = consumers::observe(rot, validated, ctx, &pods).await?;
+    let observed = &mut snap.observed;
+    (observed.verifiers, observed.presenters, observed.traffic) =
+        (found.verifiers, found.presenters, found.traffic);
+    let again = plan(&validated.policy, &snap.observed, now);
+    if same_decision(&decided, &again) {
+        Ok(Some((again, snap)))
+    } else {
+        info!(stage = ?decided.report.stage, "pod cache behind the Secrets; step deferred");
+        Ok(None)
+    }
+}
 
 /// The Secret write a promote or retire step depends on.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Dependency {
+struct Dependency {
     /// resourceVersion of the projected Secret as read.
     pub resource_version: String,
     /// The group whose confirmations the step counts.
@@ -52,7 +88,7 @@ pub struct Dependency {
 /// if it takes one: a promotion counts verifiers' confirmations of the
 /// verifier Secret, a retirement counts presenters' confirmations of the
 /// presenter Secret.
-pub fn dependency(plan: &Plan, obs: &Snapshot) -> Option<Dependency> {
+fn dependency(plan: &Plan, obs: &Snapshot) -> Option<Dependency> {
     let (verifier, presenter) = (
         obs.observed.verifier.as_ref()?,
         obs.observed.presenter.as_ref(),
@@ -89,9 +125,13 @@ pub fn dependency(plan: &Plan, obs: &Snapshot) -> Option<Dependency> {
     }
     if retires {
         let revision = presenter.map_or(0, |p| p.revision);
-        dep(&obs.presenter_secret, Group::Presenters, revision)
+        dep(&obs.material.presenter_secret, Group::Presenters, revision)
     } else if promotes {
-        dep(&obs.verifier_secret, Group::Verifiers, verifier.revision)
+        dep(
+            &obs.material.verifier_secret,
+            Group::Verifiers,
+            verifier.revision,
+        )
     } else {
         None
     }
@@ -99,7 +139,7 @@ pub fn dependency(plan: &Plan, obs: &Snapshot) -> Option<Dependency> {
 
 /// Whether the pod snapshot `observed` was built from holds a witness of the
 /// dependency: a pod of its group that reports its revision or a later one.
-pub fn witnessed(dep: &Dependency, observed: &Observed) -> bool {
+fn witnessed(dep: &Dependency, observed: &Observed) -> bool {
     let group = match dep.group {
         Group::Verifiers => &observed.verifiers,
         Group::Presenters => &observed.presenters,
@@ -111,7 +151,7 @@ pub fn witnessed(dep: &Dependency, observed: &Observed) -> bool {
 }
 
 /// The namespace's pods, listed from the API no older than `rv`.
-pub async fn pods_since(client: &Client, ns: &str, rv: &str) -> Result<Vec<Arc<SlimPod>>> {
+async fn pods_since(client: &Client, ns: &str, rv: &str) -> Result<Vec<Arc<SlimPod>>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let params = ListParams::default()
         .at(rv)
@@ -127,7 +167,7 @@ pub async fn pods_since(client: &Client, ns: &str, rv: &str) -> Result<Vec<Arc<S
 
 /// Whether two plans make the same decision: the same Secret writes and
 /// deletions (nudges may differ: they follow the pods).
-pub fn same_decision(a: &Plan, b: &Plan) -> bool {
+fn same_decision(a: &Plan, b: &Plan) -> bool {
     let decisive = |p: &Plan| -> Vec<Action> {
         p.actions
             .iter()

@@ -5,7 +5,7 @@
 //! rotations without scanning them all).
 //!
 //! Both are fed from watch events in order, and a read takes one consistent
-//! snapshot under one lock: the freshness check (`freshness.rs`) relies on a
+//! snapshot under one lock: the freshness step (`steps/fresh.rs`) relies on a
 //! snapshot holding every pod event before the newest one it shows.
 
 use std::collections::{BTreeSet, HashMap};
@@ -17,7 +17,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 
-use super::pods::{is_running, secret_refs, selector_matches_with};
+use super::objects::pods::{is_running, secret_refs, selector_matches_with};
 use crate::api::{ApiKeyRotation, LabelSelector};
 
 /// A pod's labels or keyrotor annotations: a sorted boxed slice, a fraction

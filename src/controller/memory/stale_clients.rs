@@ -8,32 +8,22 @@
 //! bounded by it: one per verifier pod and interval at most. A restarted
 //! operator announces a pod's standing count once more.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
 
 use keyrotor_consumer::traffic::Traffic;
-use kube::runtime::reflector::ObjectRef;
 
-use crate::api::ApiKeyRotation;
 use crate::wire::Version;
 
-#[derive(Default)]
-pub struct StaleClients {
-    seen: Mutex<HashMap<ObjectRef<ApiKeyRotation>, BTreeMap<String, u64>>>,
-}
+/// Each verifier pod's retired count as last announced, for one rotation.
+#[derive(Clone, Debug, Default)]
+pub struct StaleClients(BTreeMap<String, u64>);
 
 impl StaleClients {
     /// The event notes due for these verifier pods' traffic; remembers it.
     /// A `revoked` version is worded as such: whoever presents it may be
     /// whoever leaked it, not a client to hand the current key.
-    pub fn news(
-        &self,
-        rot: &ObjectRef<ApiKeyRotation>,
-        revoked: &BTreeSet<Version>,
-        pods: &[(String, Traffic)],
-    ) -> Vec<String> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let known = seen.entry(rot.clone()).or_default();
+    pub fn news(&mut self, revoked: &BTreeSet<Version>, pods: &[(String, Traffic)]) -> Vec<String> {
+        let known = &mut self.0;
         let mut notes = Vec::new();
         for (pod, traffic) in pods {
             let total = traffic.retired_total();
@@ -70,13 +60,6 @@ impl StaleClients {
         known.retain(|p, _| pods.iter().any(|(q, _)| q == p));
         notes
     }
-
-    pub fn forget(&self, rot: &ObjectRef<ApiKeyRotation>) {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(rot);
-    }
 }
 
 #[cfg(test)]
@@ -89,15 +72,13 @@ mod tests {
 
     #[test]
     fn a_growing_retired_count_is_announced_once_per_change() {
-        let log = StaleClients::default();
-        let rot = ObjectRef::new("orders").within("shop");
+        let mut log = StaleClients::default();
         let none = BTreeSet::new();
         assert!(
-            log.news(&rot, &none, &[pod("gw-0", "accepted=2:10;retired=")])
+            log.news(&none, &[pod("gw-0", "accepted=2:10;retired=")])
                 .is_empty()
         );
         let notes = log.news(
-            &rot,
             &none,
             &[pod("gw-0", "accepted=2:10;retired=1:3;client=10.0.0.7")],
         );
@@ -108,26 +89,21 @@ mod tests {
             notes[0]
         );
         assert!(
-            log.news(&rot, &none, &[pod("gw-0", "accepted=2:99;retired=1:3")])
+            log.news(&none, &[pod("gw-0", "accepted=2:99;retired=1:3")])
                 .is_empty()
         );
-        let notes = log.news(&rot, &none, &[pod("gw-0", "accepted=2:99;retired=1:5")]);
+        let notes = log.news(&none, &[pod("gw-0", "accepted=2:99;retired=1:5")]);
         assert!(notes[0].contains("refused 2 more"), "{}", notes[0]);
         // The sidecar restarted: its count starts again.
-        let notes = log.news(&rot, &none, &[pod("gw-0", "accepted=2:1;retired=1:1")]);
+        let notes = log.news(&none, &[pod("gw-0", "accepted=2:1;retired=1:1")]);
         assert!(notes[0].contains("refused 1 more"), "{}", notes[0]);
     }
 
     #[test]
     fn a_revoked_version_is_not_called_a_missed_rotation() {
-        let log = StaleClients::default();
-        let rot = ObjectRef::new("orders").within("shop");
+        let mut log = StaleClients::default();
         let revoked = BTreeSet::from([3]);
-        let notes = log.news(
-            &rot,
-            &revoked,
-            &[pod("gw-0", "retired=3:2;client=10.9.8.7")],
-        );
+        let notes = log.news(&revoked, &[pod("gw-0", "retired=3:2;client=10.9.8.7")]);
         assert!(notes[0].contains("revoked key is in use"), "{}", notes[0]);
         assert!(
             !notes[0].contains("give it the current key"),

@@ -1,9 +1,9 @@
 //! Hand edits, found (pure): version Secrets deleted while their key still
 //! sits in a projection are offered to the planner to re-create from it
-//! (same key, same fingerprint; `rotation::restore`), and
-//! projected Secrets whose content no longer matches what they publish are
-//! flagged so the planner rewrites them. A key that is truly gone is left to
-//! the planner, which reports it and rotates it out (never silently).
+//! (same key, same fingerprint; `rotation::restore`), and projected Secrets
+//! whose content no longer matches what they publish are flagged so the
+//! planner rewrites them. A key that is truly gone is left to the planner,
+//! which reports it and rotates it out (never silently).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,42 +11,52 @@ use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
-use super::observe::Snapshot;
+use super::material::Material;
 use super::render::Layout;
 use crate::api::VerifierFormat;
 use crate::keys::SecretKey;
-use crate::rotation::{Published, Target, Version};
+use crate::rotation::{Observed, Published, Target, Version};
 use crate::wire::{self as w, KEY};
 
 /// Versions a projection publishes whose version Secret is missing.
-pub fn missing_versions(obs: &Snapshot) -> BTreeSet<Version> {
+pub fn missing_versions(
+    observed: &Observed,
+    keys: &BTreeMap<Version, SecretKey>,
+) -> BTreeSet<Version> {
     let mut wanted: BTreeSet<Version> = BTreeSet::new();
-    if let Some(v) = &obs.observed.verifier {
+    if let Some(v) = &observed.verifier {
         wanted.extend(v.accepted.iter().copied());
     }
-    if let Some(c) = obs.observed.presenter.as_ref().and_then(|p| p.current) {
+    if let Some(c) = observed.presenter.as_ref().and_then(|p| p.current) {
         wanted.insert(c);
     }
     // Present, or emptied (an immutable Secret cannot be refilled: lost).
-    wanted.retain(|v| !obs.keys.contains_key(v) && !obs.observed.versions.contains_key(v));
+    wanted.retain(|v| !keys.contains_key(v) && !observed.versions.contains_key(v));
     wanted
 }
 
-/// For each missing version Secret whose key a projection still holds: the
-/// key joins `obs.keys` and its fingerprint `observed.recoverable`, so the
-/// planner restores the Secret (`Action::RestoreVersion`) and apply writes it.
-pub fn find_recoverable(obs: &mut Snapshot, format: VerifierFormat) {
-    for v in missing_versions(obs) {
-        if let Some(key) = key_in_projections(v, obs, format) {
-            obs.observed.recoverable.insert(v, key.fingerprint());
-            obs.keys.insert(v, key);
-        }
-    }
+/// The keys of missing version Secrets that a projection still holds: the
+/// planner restores those Secrets (`Action::RestoreVersion`, same key, same
+/// fingerprint) once they join the keys and `observed.recoverable`.
+pub fn recoverable(
+    observed: &Observed,
+    material: &Material,
+    format: VerifierFormat,
+) -> BTreeMap<Version, SecretKey> {
+    missing_versions(observed, &material.keys)
+        .into_iter()
+        .filter_map(|v| Some((v, key_in_projections(v, observed, material, format)?)))
+        .collect()
 }
 
 /// Version `v`'s key as a projection holds it: the presenter's `key` file
 /// when `v` is current, or a plain verifier's `v<N>.key`.
-fn key_in_projections(v: Version, obs: &Snapshot, format: VerifierFormat) -> Option<SecretKey> {
+fn key_in_projections(
+    v: Version,
+    observed: &Observed,
+    obs: &Material,
+    format: VerifierFormat,
+) -> Option<SecretKey> {
     let file = |s: &Option<Secret>, name: &str| -> Option<SecretKey> {
         let b = s.as_ref()?.data.as_ref()?.get(name)?;
         SecretKey::adopt(b.0.clone()).ok()
@@ -57,7 +67,7 @@ fn key_in_projections(v: Version, obs: &Snapshot, format: VerifierFormat) -> Opt
     };
     let presenter_has_it = text(&obs.presenter_secret, w::VERSION).and_then(|t| t.parse().ok())
         == Some(v)
-        && obs.observed.presenter.as_ref().and_then(|p| p.current) == Some(v);
+        && observed.presenter.as_ref().and_then(|p| p.current) == Some(v);
     let from_presenter = presenter_has_it
         .then(|| file(&obs.presenter_secret, KEY))
         .flatten();
@@ -73,40 +83,48 @@ fn key_in_projections(v: Version, obs: &Snapshot, format: VerifierFormat) -> Opt
     Some(key)
 }
 
-/// Flags projected Secrets whose keyrotor-written files differ from what
-/// their published state renders to (an edit by hand) and, for those, takes
-/// the published state from what consumers were actually given, so the
-/// rewrite never moves them to a version the protocol has not reached.
-pub fn detect_tampering(layout: &Layout<'_>, obs: &mut Snapshot, combined: bool, now: Timestamp) {
+/// `observed` with projected Secrets whose keyrotor-written files differ
+/// from what their published state renders to (an edit by hand) flagged and,
+/// for those, the published state taken from what consumers were actually
+/// given, so the rewrite never moves them to a version the protocol has not
+/// reached.
+pub fn detect_tampering(
+    layout: &Layout<'_>,
+    mut observed: Observed,
+    material: &Material,
+    combined: bool,
+    now: Timestamp,
+) -> Observed {
     let verifier_target = if combined {
         Target::Combined
     } else {
         Target::Verifier
     };
-    if let Some(fixed) = check(layout, verifier_target, obs, now) {
-        obs.observed.verifier = Some(fixed.clone());
-        obs.observed.verifier_tampered = true;
+    if let Some(fixed) = check(layout, verifier_target, &observed, material, now) {
+        observed.verifier = Some(fixed.clone());
+        observed.verifier_tampered = true;
         if combined {
-            obs.observed.presenter = Some(fixed);
+            observed.presenter = Some(fixed);
         }
     }
-    if !combined && let Some(fixed) = check(layout, Target::Presenter, obs, now) {
-        obs.observed.presenter = Some(fixed);
-        obs.observed.presenter_tampered = true;
+    if !combined && let Some(fixed) = check(layout, Target::Presenter, &observed, material, now) {
+        observed.presenter = Some(fixed);
+        observed.presenter_tampered = true;
     }
+    observed
 }
 
 /// `Some(what consumers were given)` when the Secret of `target` was edited.
-fn check(layout: &Layout<'_>, target: Target, obs: &Snapshot, now: Timestamp) -> Option<Published> {
+fn check(
+    layout: &Layout<'_>,
+    target: Target,
+    observed: &Observed,
+    obs: &Material,
+    now: Timestamp,
+) -> Option<Published> {
     let (secret, published) = match target {
-        Target::Presenter => (
-            obs.presenter_secret.as_ref()?,
-            obs.observed.presenter.as_ref()?,
-        ),
-        _ => (
-            obs.verifier_secret.as_ref()?,
-            obs.observed.verifier.as_ref()?,
-        ),
+        Target::Presenter => (obs.presenter_secret.as_ref()?, observed.presenter.as_ref()?),
+        _ => (obs.verifier_secret.as_ref()?, observed.verifier.as_ref()?),
     };
     let actual = secret.data.clone().unwrap_or_default();
     let file = |k: &str| {
@@ -128,7 +146,7 @@ fn check(layout: &Layout<'_>, target: Target, obs: &Snapshot, now: Timestamp) ->
         }
     };
     if !files_agree {
-        return Some(given(published, &actual, obs, target));
+        return Some(given(published, &actual, observed, obs, target));
     }
     let expected = layout
         .projected_secret(
@@ -151,7 +169,7 @@ fn check(layout: &Layout<'_>, target: Target, obs: &Snapshot, now: Timestamp) ->
     if intact {
         return None;
     }
-    Some(given(published, &actual, obs, target))
+    Some(given(published, &actual, observed, obs, target))
 }
 
 /// The published state as consumers see it in the files, made safe: the
@@ -160,14 +178,15 @@ fn check(layout: &Layout<'_>, target: Target, obs: &Snapshot, now: Timestamp) ->
 fn given(
     published: &Published,
     data: &BTreeMap<String, ByteString>,
-    obs: &Snapshot,
+    observed: &Observed,
+    obs: &Material,
     target: Target,
 ) -> Published {
     let text = |k: &str| {
         data.get(k)
             .and_then(|b| String::from_utf8(b.0.clone()).ok())
     };
-    let rec = &obs.observed.record;
+    let rec = &observed.record;
     let mut fixed = published.clone();
     if let Some(r) = text(w::REVISION_FILE).and_then(|r| r.trim().parse().ok()) {
         fixed.revision = fixed.revision.max(r);
