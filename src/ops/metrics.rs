@@ -92,14 +92,11 @@ pub struct Metrics {
     leader: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// The registry, with every counter at 0 for each label value it can
+    /// take; `error_categories` are the words failed reconciles are counted
+    /// by (the controller's `ERROR_CATEGORIES`).
+    pub fn new(error_categories: &[&'static str]) -> Metrics {
         let mut registry = Registry::with_prefix("keyrotor");
         let m = Metrics {
             reconciles: Family::default(),
@@ -184,7 +181,7 @@ impl Metrics {
         for result in ["ok", "error"] {
             let _ = m.reconciles.get_or_create(&ResultLabels { result });
         }
-        for category in crate::controller::ERROR_CATEGORIES {
+        for category in error_categories {
             let _ = m.errors.get_or_create(&CategoryLabels { category });
         }
         for (_, outcome) in OUTCOMES {
@@ -481,7 +478,7 @@ mod tests {
 
     #[test]
     fn metrics_are_exposed_with_bounded_labels() {
-        let m = Metrics::new();
+        let m = Metrics::new(&["conflict", "server"]);
         {
             let _t = m.reconcile_started();
             m.reconcile_ok();
@@ -518,7 +515,7 @@ mod tests {
 
     #[test]
     fn counters_are_named_with_total_in_help_and_type() {
-        let m = Metrics::new();
+        let m = Metrics::new(&["conflict", "server"]);
         m.reconcile_ok();
         m.observe("shop", "orders", &promoting(false), &policy(None));
         let text = m.encode();
