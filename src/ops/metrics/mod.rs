@@ -1,8 +1,10 @@
 //! Prometheus metrics, one registry prefixed `keyrotor`. Labels are bounded:
 //! a rotation's namespace/name, a group, a stage, an error category or an
 //! outcome, never an error message or a key-derived value. Served in the
-//! Prometheus text format 0.0.4 (see [`Metrics::encode`]); the alerts and the
-//! dashboard in `charts/keyrotor/monitoring/` name these metrics.
+//! Prometheus text format 0.0.4 (see [`Metrics::encode`], `text`); the alerts
+//! and the dashboard in `charts/keyrotor/monitoring/` name these metrics.
+//! The process-wide counters live here, the per-rotation gauges in
+//! `rotation`.
 
 use std::time::Instant;
 
@@ -15,8 +17,12 @@ use prometheus_client::registry::Registry;
 
 use crate::api::ApiKeyRotationStatus;
 use crate::conditions::events;
-use crate::conditions::types::MIGRATION_STALLED;
-use crate::rotation::{Policy, Stage, VersionState};
+use crate::rotation::Policy;
+use rotation::RotationGauges;
+pub use text::text_format;
+
+mod rotation;
+mod text;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -58,14 +64,6 @@ pub struct StageLabels {
     pub stage: &'static str,
 }
 
-const STAGES: [(Stage, &str); 5] = [
-    (Stage::Initializing, "Initializing"),
-    (Stage::Stable, "Stable"),
-    (Stage::Staging, "Staging"),
-    (Stage::Promoting, "Promoting"),
-    (Stage::Retiring, "Retiring"),
-];
-
 /// Event reasons that count as a rotation step, and the outcome label.
 const OUTCOMES: [(&str, &str); 5] = [
     (events::VERSION_RETIRED, "completed"),
@@ -82,13 +80,7 @@ pub struct Metrics {
     secret_reads: Family<ReadLabels, Counter>,
     duration: Histogram,
     rotations: Family<OutcomeLabels, Counter>,
-    key_created: Family<RotationLabels, Gauge>,
-    key_max_age: Family<RotationLabels, Gauge>,
-    next_rotation: Family<RotationLabels, Gauge>,
-    stalled: Family<RotationLabels, Gauge>,
-    nudges_refused: Family<RotationLabels, Counter>,
-    waiting: Family<GroupLabels, Gauge>,
-    stage: Family<StageLabels, Gauge>,
+    rotation: RotationGauges,
     leader: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
@@ -105,13 +97,7 @@ impl Metrics {
             // 0.25 ms to 1.4 s in steps of √2: fine enough to tell 10 ms from 20 ms.
             duration: Histogram::new(exponential_buckets(0.00025, std::f64::consts::SQRT_2, 26)),
             rotations: Family::default(),
-            key_created: Family::default(),
-            key_max_age: Family::default(),
-            next_rotation: Family::default(),
-            stalled: Family::default(),
-            nudges_refused: Family::default(),
-            waiting: Family::default(),
-            stage: Family::default(),
+            rotation: RotationGauges::default(),
             leader: Gauge::default(),
             registry: Registry::default(),
         };
@@ -136,41 +122,7 @@ impl Metrics {
             "Finished rotation steps by outcome",
             m.rotations.clone(),
         );
-        registry.register(
-            "current_key_created_timestamp_seconds",
-            "When the key presenters send was created (key age = now - this)",
-            m.key_created.clone(),
-        );
-        registry.register(
-            "current_key_max_age_seconds",
-            "How old the current key may grow: from its creation to the first scheduled rotation after it, plus gracePeriod.maximum (absent without a schedule)",
-            m.key_max_age.clone(),
-        );
-        registry.register(
-            "next_rotation_timestamp_seconds",
-            "When the schedule next asks for a rotation (absent without a schedule or while suspended)",
-            m.next_rotation.clone(),
-        );
-        registry.register(
-            "migration_stalled",
-            "1 while the rotation's MigrationStalled condition is True (a group has not confirmed within gracePeriod.maximum)",
-            m.stalled.clone(),
-        );
-        registry.register(
-            "nudges_refused",
-            "Nudges the API refused (RBAC lacks patch on pods): consumers then load changes at kubelet's pace",
-            m.nudges_refused.clone(),
-        );
-        registry.register(
-            "consumers_waiting",
-            "Consumers that have not confirmed the latest change",
-            m.waiting.clone(),
-        );
-        registry.register(
-            "stage",
-            "1 for the stage each rotation is in",
-            m.stage.clone(),
-        );
+        m.rotation.register(&mut registry);
         registry.register(
             "leader",
             "1 while this replica reconciles: it holds the leader lease, or runs without leader election",
@@ -240,7 +192,8 @@ impl Metrics {
     }
 
     pub fn nudges_refused(&self, namespace: &str, name: &str, n: u64) {
-        self.nudges_refused
+        self.rotation
+            .nudges_refused
             .get_or_create(&RotationLabels {
                 namespace: namespace.into(),
                 name: name.into(),
@@ -261,143 +214,13 @@ impl Metrics {
         status: &ApiKeyRotationStatus,
         policy: &Policy,
     ) {
-        let labels = RotationLabels {
-            namespace: namespace.into(),
-            name: name.into(),
-        };
-        let current = status.current_version;
-        if let Some(v) = status
-            .versions
-            .iter()
-            .find(|v| Some(v.version) == current && v.state == VersionState::Current)
-        {
-            self.key_created
-                .get_or_create(&labels)
-                .set(v.created_at.as_second());
-            // The schedule allows a key to live until its first due time,
-            // plus the longest a cycle may then wait for its consumers.
-            let max_age = policy
-                .schedule
-                .as_ref()
-                .and_then(|s| s.next_after(v.created_at))
-                .map(|due| due.duration_since(v.created_at) + policy.grace_maximum);
-            match max_age {
-                Some(age) => {
-                    self.key_max_age.get_or_create(&labels).set(age.as_secs());
-                }
-                None => {
-                    self.key_max_age.remove(&labels);
-                }
-            }
-        }
-        let stalled = status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == MIGRATION_STALLED && c.status == "True");
-        self.stalled.get_or_create(&labels).set(i64::from(stalled));
-        // From 0, so the first refusal is an increase too.
-        let _ = self.nudges_refused.get_or_create(&labels);
-        match status.next_rotation_time {
-            Some(t) => {
-                self.next_rotation.get_or_create(&labels).set(t.as_second());
-            }
-            None => {
-                self.next_rotation.remove(&labels);
-            }
-        }
-        for (group, progress) in status
-            .confirmation
-            .iter()
-            .flat_map(|c| [("verifiers", &c.verifiers), ("presenters", &c.presenters)])
-        {
-            let l = GroupLabels {
-                namespace: namespace.into(),
-                name: name.into(),
-                group,
-            };
-            self.waiting
-                .get_or_create(&l)
-                .set(i64::from(progress.total.saturating_sub(progress.confirmed)));
-        }
-        if status.confirmation.is_none() {
-            for group in ["verifiers", "presenters"] {
-                self.waiting
-                    .get_or_create(&GroupLabels {
-                        namespace: namespace.into(),
-                        name: name.into(),
-                        group,
-                    })
-                    .set(0);
-            }
-        }
-        for (stage, label) in STAGES {
-            let l = StageLabels {
-                namespace: namespace.into(),
-                name: name.into(),
-                stage: label,
-            };
-            self.stage
-                .get_or_create(&l)
-                .set(i64::from(status.stage == Some(stage)));
-        }
+        self.rotation.observe(namespace, name, status, policy);
     }
 
     /// Drops a deleted rotation's series.
     pub fn forget(&self, namespace: &str, name: &str) {
-        let labels = RotationLabels {
-            namespace: namespace.into(),
-            name: name.into(),
-        };
-        self.key_created.remove(&labels);
-        self.key_max_age.remove(&labels);
-        self.next_rotation.remove(&labels);
-        self.stalled.remove(&labels);
-        self.nudges_refused.remove(&labels);
-        for group in ["verifiers", "presenters"] {
-            self.waiting.remove(&GroupLabels {
-                namespace: namespace.into(),
-                name: name.into(),
-                group,
-            });
-        }
-        for (_, stage) in STAGES {
-            self.stage.remove(&StageLabels {
-                namespace: namespace.into(),
-                name: name.into(),
-                stage,
-            });
-        }
+        self.rotation.forget(namespace, name);
     }
-}
-
-/// OpenMetrics text as the Prometheus text format 0.0.4: a counter family's
-/// HELP and TYPE name its samples (`x_total`), and the `# EOF` and `# UNIT`
-/// lines, which 0.0.4 does not have, go.
-pub fn text_format(open_metrics: &str) -> String {
-    let lines: Vec<&str> = open_metrics.lines().collect();
-    let counters: std::collections::HashSet<&str> = lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(open_metrics.len() + 64);
-    for line in lines {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (family, tail) = rest.split_once(' ')?;
-            counters
-                .contains(family)
-                .then(|| format!("{prefix}{family}_total {tail}"))
-        });
-        match renamed {
-            Some(l) => out.push_str(&l),
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// Records a reconcile's duration when dropped, whatever path it left by.
@@ -422,8 +245,11 @@ mod tests {
 
     use super::*;
     use crate::api::Condition;
+    use crate::conditions::types::MIGRATION_STALLED;
     use crate::rotation::schedule::Schedule;
-    use crate::rotation::{GroupPolicy, Mode, OnTimeout, Origin, VersionRecord};
+    use crate::rotation::{
+        GroupPolicy, Mode, OnTimeout, Origin, Stage, VersionRecord, VersionState,
+    };
 
     fn policy(schedule: Option<Schedule>) -> Policy {
         let group = GroupPolicy {
