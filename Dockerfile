@@ -20,16 +20,19 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates/consumer/Cargo.toml crates/consumer/
 COPY crates/testkit/Cargo.toml crates/testkit/
 COPY crates/testsupport/Cargo.toml crates/testsupport/
-RUN mkdir -p src/bin benches crates/consumer/src crates/testkit/src crates/testsupport/src \
+COPY crates/benchsupport/Cargo.toml crates/benchsupport/
+RUN mkdir -p src/bin benches crates/consumer/src crates/testkit/src crates/testsupport/src crates/benchsupport/src \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > src/bin/kubectl-keyrotor.rs \
  && echo 'fn main() {}' > benches/scale.rs \
  && echo 'fn main() {}' > benches/nudge.rs \
  && echo 'fn main() {}' > benches/gateway.rs \
+ && echo 'fn main() {}' > benches/peers.rs \
  && echo '' > src/lib.rs \
  && echo '' > crates/consumer/src/lib.rs \
  && echo '' > crates/testkit/src/lib.rs \
  && echo '' > crates/testsupport/src/lib.rs \
+ && echo '' > crates/benchsupport/src/lib.rs \
  && cargo fetch --locked
 COPY src ./src
 # The consumer crate is part of the product (wire contract, key type).

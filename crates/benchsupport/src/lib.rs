@@ -1,3 +1,6 @@
+//! keyrotor's scale benchmark, apart from the test support so that no test
+//! harness compiles it (not published).
+//!
 //! The scale benchmark (`cargo bench --bench scale`): the real `keyrotor run`
 //! binary against the in-memory API over HTTP, with N ApiKeyRotations and 10
 //! consumer pods each. It measures what issue #10 asks: peak memory, reconcile
@@ -6,6 +9,7 @@
 //!
 //! The API and the simulated kubelets run in this process; the operator runs
 //! alone in its child process, so its memory is its own.
+#![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod operator;

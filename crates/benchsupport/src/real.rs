@@ -23,10 +23,10 @@ use super::cluster::{Settled, Shape, watch_settled};
 use super::operator::{Operator, Scrape};
 use super::probe::{self, Cpu, Phases, ServerTimes};
 use super::{BenchArgs, progress, until};
-use crate::e2e::cluster::Cluster as Real;
-use crate::kubelet;
 use keyrotor::api::ApiKeyRotation;
 use keyrotor::wire as k;
+use keyrotor_testsupport::e2e::cluster::Cluster as Real;
+use keyrotor_testsupport::kubelet;
 
 /// Label on everything the bench creates.
 const BENCH_LABEL: &str = "keyrotor.dev/bench";

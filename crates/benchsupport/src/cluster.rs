@@ -17,7 +17,7 @@ use keyrotor::api::ApiKeyRotation;
 use keyrotor::wire as k;
 use keyrotor_testkit::{FakeApi, HttpServer, PatchKind, ResourceType, WriteOpts};
 
-use crate::kubelet;
+use keyrotor_testsupport::kubelet;
 
 /// Field manager of the benchmark's own writes (setup, rotation requests).
 pub const BENCH_MANAGER: &str = "bench";
