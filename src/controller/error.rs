@@ -3,6 +3,7 @@
 
 use crate::keys::KeyError;
 
+use super::hook::CallFailed;
 use super::render::RenderError;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,15 +18,9 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the ApiKeyRotation has no namespace")]
     NoNamespace,
-    #[error("the {role} could not {step} version {version}: {source}")]
-    Hook {
-        /// `verifier hook` or `issuer hook`.
-        role: &'static str,
-        step: &'static str,
-        version: u64,
-        #[source]
-        source: crate::controller::hook::HookError,
-    },
+    /// A hook step failed: "the {role} could not {step} version {version}: …".
+    #[error(transparent)]
+    Hook(#[from] CallFailed),
 }
 
 impl Error {
@@ -74,7 +69,7 @@ impl Error {
             Error::Key(_) => "key-generation",
             Error::Finalizer(_) => "finalizer",
             Error::NoNamespace => "invalid-object",
-            Error::Hook { .. } => "hook",
+            Error::Hook(_) => "hook",
         }
     }
 }

@@ -9,7 +9,6 @@ mod error;
 mod events;
 mod freshness;
 pub mod hook;
-mod hook_auth;
 pub mod index;
 mod known_secrets;
 mod nudges;
