@@ -69,6 +69,7 @@ pub struct HookClient<'a> {
     pub issuer: Option<&'a HookEndpoint>,
 }
 
+/// Names a failed call the way the reconcile reports it.
 fn failed(
     role: HookRole,
     step: &'static str,
@@ -92,7 +93,7 @@ impl HookClient<'_> {
         version: Version,
         held: Held<'_>,
     ) -> Result<(), CallFailed> {
-        let (name, hooks) = match step {
+        let (step, hooks) = match step {
             HookStep::Stage => (Step::Stage, vec![(HookRole::Verifier, self.verifier)]),
             HookStep::Retire => (
                 Step::Retire,
@@ -104,12 +105,11 @@ impl HookClient<'_> {
         };
         for (role, spec) in hooks {
             let Some(spec) = spec else { continue };
-            let failed = failed(role, name.as_str(), version);
-            if name == Step::Stage && held.key.is_none() {
+            let failed = failed(role, step.as_str(), version);
+            if step == Step::Stage && held.key.is_none() {
                 return Err(failed(HookError::KeyMissing));
             }
-            // Retiring a version whose key is gone still names it: by the
-            // digest verifiers hold.
+            // Without key or digest the hook cannot be told which version.
             let Some(sha256) = held.sha256.clone() else {
                 warn!(
                     version,
@@ -118,9 +118,9 @@ impl HookClient<'_> {
                 );
                 continue;
             };
-            let mut request = self.request(name, version);
+            let mut request = self.request(step, version);
             request.sha256 = sha256;
-            if name == Step::Stage {
+            if step == Step::Stage {
                 request.key = held.key.map(|k| k.expose().to_string());
             }
             if role == HookRole::Issuer {

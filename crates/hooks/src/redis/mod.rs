@@ -16,6 +16,9 @@
 //!
 //! Secrets (the admin password, the token keyrotor sends, keys) come from
 //! files or the environment, never flags, and are never logged.
+//!
+//! The HTTP side is [`crate::server`]; this module holds the flags and the
+//! steps, and [`resp`] the small Redis client they use.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
