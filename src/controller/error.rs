@@ -3,6 +3,7 @@
 
 use crate::keys::KeyError;
 
+use super::hook::CallFailed;
 use super::objects::render::RenderError;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,15 +18,9 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the ApiKeyRotation has no namespace")]
     NoNamespace,
-    #[error("the {role} could not {step} version {version}: {source}")]
-    Hook {
-        /// `verifier hook` or `issuer hook`.
-        role: &'static str,
-        step: &'static str,
-        version: u64,
-        #[source]
-        source: crate::controller::hook::HookError,
-    },
+    /// A hook step failed: "the {role} could not {step} version {version}: …".
+    #[error(transparent)]
+    Hook(#[from] CallFailed),
 }
 
 impl Error {
@@ -79,7 +74,7 @@ impl Error {
             Error::Key(_) => Category::KeyGeneration,
             Error::Finalizer(_) => Category::Finalizer,
             Error::NoNamespace => Category::InvalidObject,
-            Error::Hook { .. } => Category::Hook,
+            Error::Hook(_) => Category::Hook,
         }
     }
 }

@@ -23,7 +23,6 @@ mod context;
 mod error;
 mod events;
 pub mod hook;
-mod hook_auth;
 mod memory;
 pub mod objects;
 mod steps;

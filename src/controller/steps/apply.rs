@@ -19,13 +19,12 @@ use tracing::warn;
 
 use super::consumers::role;
 use super::observe::key_of;
-use crate::api::{ApiKeyRotation, VerifierHook};
-use crate::controller::error::{Error, Result};
-use crate::controller::hook::{self, Endpoint, HookError};
+use crate::api::{ApiKeyRotation, HookEndpoint};
+use crate::controller::error::Result;
+use crate::controller::hook::{Held, HookClient};
 use crate::controller::memory::Memory;
 use crate::controller::objects::material::Material;
 use crate::controller::objects::render::Layout;
-use crate::hook::protocol::{API_VERSION, HookAnswer, HookRequest, idempotency_key, key_id_ok};
 use crate::keys::{KeySpec, SecretKey};
 use crate::rotation::{
     Action, Group, HookStep, Origin, Requests, Revision, Target, Version, WorkloadId, WorkloadKind,
@@ -46,35 +45,13 @@ pub struct Writer<'a> {
     /// `metadata.uid` of the rotation (sent to hooks).
     pub uid: &'a str,
     /// `spec.verifierHook`, when there is one.
-    pub hook: Option<&'a VerifierHook>,
+    pub hook: Option<&'a HookEndpoint>,
     /// `spec.issuerHook`, when there is one.
-    pub issuer: Option<&'a VerifierHook>,
+    pub issuer: Option<&'a HookEndpoint>,
     /// Told the answer to every Secret write, so the next observe can accept
     /// a cached list once it shows them.
     pub memory: &'a Memory,
     pub obj: ObjectRef<ApiKeyRotation>,
-}
-
-/// Which hook a call goes to: names it in errors and picks its fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HookRole {
-    Verifier,
-    Issuer,
-}
-
-impl HookRole {
-    pub fn field(self) -> &'static str {
-        match self {
-            HookRole::Verifier => "spec.verifierHook",
-            HookRole::Issuer => "spec.issuerHook",
-        }
-    }
-    pub fn noun(self) -> &'static str {
-        match self {
-            HookRole::Verifier => "verifier hook",
-            HookRole::Issuer => "issuer hook",
-        }
-    }
 }
 
 fn apply_params() -> PatchParams {
@@ -195,7 +172,10 @@ impl Writer<'_> {
     ) -> Result<Option<SecretKey>> {
         let (key, key_id) = match (origin, &material.adopted_key, self.issuer) {
             (Origin::Adopted, Some(k), _) => (k.clone(), None),
-            (_, _, Some(issuer)) => self.issue(issuer, version).await?,
+            (_, _, Some(issuer)) => {
+                let issued = self.hooks().issue(issuer, version).await?;
+                (issued.key, issued.key_id)
+            }
             _ => (SecretKey::generate(self.key_spec)?, None),
         };
         let mut secret = self
@@ -376,10 +356,21 @@ impl Writer<'_> {
         self.memory.secret_deleted(&self.obj, name);
     }
 
+    /// The rotation's hooks, as this reconcile calls them.
+    fn hooks(&self) -> HookClient<'_> {
+        HookClient {
+            client: &self.client,
+            namespace: self.namespace,
+            rotation: self.rotation,
+            uid: self.uid,
+            verifier: self.hook,
+            issuer: self.issuer,
+        }
+    }
+
     /// One planned hook step. A successful `stage` is recorded on the
     /// version Secret (the confirmation the planner reads back, durable
-    /// across restarts); `retire` goes to the verifier hook, then to the
-    /// issuer, which revokes the key it minted.
+    /// across restarts).
     async fn call_hook(&self, step: HookStep, version: Version, obs: &Material) -> Result<usize> {
         let key = obs.keys.get(&version);
         // Retiring a version whose key is gone still names it: by the digest
@@ -389,46 +380,13 @@ impl Writer<'_> {
             let digest = data.get(&k::digest_file(version))?;
             String::from_utf8(digest.0.clone()).ok()
         });
-        let hooks = match step {
-            HookStep::Stage => vec![(HookRole::Verifier, self.hook)],
-            HookStep::Retire => vec![
-                (HookRole::Verifier, self.hook),
-                (HookRole::Issuer, self.issuer),
-            ],
+        let key_id = obs.key_ids.get(&version).map(String::as_str);
+        let held = Held {
+            key,
+            sha256,
+            key_id,
         };
-        for (role, spec) in hooks {
-            // A hook removed from the spec since the plan is not called.
-            let Some(spec) = spec else { continue };
-            let failed = |source| Error::Hook {
-                role: role.noun(),
-                step: step.as_str(),
-                version,
-                source,
-            };
-            if step == HookStep::Stage && key.is_none() {
-                return Err(failed(HookError::KeyMissing));
-            }
-            let Some(sha256) = sha256.clone() else {
-                warn!(
-                    version,
-                    hook = role.noun(),
-                    "cannot name the version to the hook: its key and digest are gone"
-                );
-                continue;
-            };
-            let mut request = self.request(step.as_str(), version);
-            request.sha256 = sha256;
-            request.key = match step {
-                HookStep::Stage => key.map(|k| k.expose().to_string()),
-                HookStep::Retire => None,
-            };
-            if role == HookRole::Issuer {
-                request.key_id = obs.key_ids.get(&version).cloned();
-            }
-            let result = self.send(role, spec, &request).await;
-            drop(request.key.map(zeroize::Zeroizing::new)); // wipe the key's copy
-            result.map_err(failed)?;
-        }
+        self.hooks().call(step, version, held).await?;
         if step == HookStep::Stage && self.hook.is_some() {
             let patch = json!({"metadata": {"annotations": {HOOK_ACCEPTED: self.now.to_string()}}});
             let name = version_secret_name(self.rotation, version);
@@ -440,112 +398,6 @@ impl Writer<'_> {
             return Ok(1);
         }
         Ok(0)
-    }
-
-    /// Asks the issuer for version `version`'s key. A repeated idempotency
-    /// key gets the same key back (the protocol's rule for issuers), so a
-    /// retry after a lost answer or a crash never mints a second key for one
-    /// version; the version Secret, created once, keeps what came first.
-    async fn issue(
-        &self,
-        spec: &VerifierHook,
-        version: Version,
-    ) -> Result<(SecretKey, Option<String>)> {
-        let failed = |source| Error::Hook {
-            role: HookRole::Issuer.noun(),
-            step: "issue",
-            version,
-            source,
-        };
-        let request = self.request("issue", version);
-        let mut answer = self
-            .send(HookRole::Issuer, spec, &request)
-            .await
-            .map_err(failed)?;
-        let key = answer.key.take().ok_or(failed(HookError::NoKey))?;
-        let key = SecretKey::adopt(key.into_bytes()).map_err(|e| {
-            failed(match e {
-                crate::keys::KeyError::Adopted(why) => HookError::BadKey(why),
-                _ => HookError::BadKey("unusable"),
-            })
-        })?;
-        let key_id = answer.key_id.take();
-        if key_id.as_deref().is_some_and(|id| !key_id_ok(id)) {
-            return Err(failed(HookError::BadKeyId));
-        }
-        Ok((key, key_id))
-    }
-
-    fn request(&self, step: &str, version: Version) -> HookRequest {
-        HookRequest {
-            api_version: API_VERSION.into(),
-            step: step.into(),
-            idempotency_key: idempotency_key(self.namespace, self.rotation, version, step),
-            namespace: self.namespace.into(),
-            rotation: self.rotation.into(),
-            uid: self.uid.into(),
-            version,
-            sha256: String::new(),
-            key: None,
-            key_id: None,
-        }
-    }
-
-    async fn send(
-        &self,
-        role: HookRole,
-        spec: &VerifierHook,
-        request: &HookRequest,
-    ) -> std::result::Result<HookAnswer, HookError> {
-        let token = self.hook_token(role, spec).await?;
-        let endpoint = Endpoint {
-            url: spec.url.clone(),
-            ca_bundle: spec.ca_bundle.clone(),
-            timeout: std::time::Duration::from_secs(spec.timeout_seconds.into()),
-        };
-        hook::call(&endpoint, &token, request).await
-    }
-
-    /// The bearer token: from the Secret, read at each call so a rotated
-    /// token is used at once, or minted for the operator's ServiceAccount.
-    async fn hook_token(
-        &self,
-        role: HookRole,
-        spec: &VerifierHook,
-    ) -> std::result::Result<zeroize::Zeroizing<String>, HookError> {
-        let Some(r) = &spec.token_secret_ref else {
-            let Some(sa) = &spec.service_account_token else {
-                return Err(HookError::Identity(format!(
-                    "{} names no token; set tokenSecretRef or serviceAccountToken",
-                    role.field()
-                )));
-            };
-            return crate::controller::hook_auth::token(&self.client, sa).await;
-        };
-        let missing = |why: String| HookError::Token(format!("{}/{}", self.namespace, r.name), why);
-        let secret = self
-            .secrets()
-            .get_opt(&r.name)
-            .await
-            .map_err(|e| missing(format!("cannot be read: {e}")))?
-            .ok_or_else(|| {
-                missing(format!(
-                    "does not exist; create it or fix {}.tokenSecretRef",
-                    role.field()
-                ))
-            })?;
-        let bytes = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .ok_or_else(|| missing(format!("has no data key {:?}", r.key)))?;
-        let token = String::from_utf8(bytes.0.clone())
-            .map(|t| zeroize::Zeroizing::new(t.trim().to_string()))
-            .map_err(|_| missing(format!("data key {:?} is not text", r.key)))?;
-        if token.is_empty() {
-            return Err(missing(format!("data key {:?} is empty", r.key)));
-        }
-        Ok(token)
     }
 }
 

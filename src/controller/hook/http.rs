@@ -1,9 +1,9 @@
-//! Calls a hook (docs/hooks.md): one POST per step over HTTP/1.1,
-//! plain `http://` inside the cluster or `https://` with the spec's CA bundle,
-//! a bearer token from a Secret. A few quick retries inside one call absorb a
-//! blip; anything longer fails the reconcile, which raises `HookFailed` and
-//! backs off. Errors name what failed and what to fix, never a request or
-//! answer body (they hold key material, or may echo it).
+//! The HTTP client of hooks (docs/hooks.md): one POST per step over
+//! HTTP/1.1, plain `http://` inside the cluster or `https://` with the
+//! spec's CA bundle, with the bearer token it is given. A few quick retries
+//! inside one call absorb a blip; anything longer fails the reconcile, which
+//! raises `HookFailed` and backs off. The answer is read by the protocol's
+//! own parser ([`HookAnswer::parse`]) within its size cap.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +12,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use keyrotor_consumer::hook::{AnswerError, HookAnswer, HookRequest, MAX_ANSWER};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::hook::protocol::{HookAnswer, HookRequest, MAX_ANSWER};
+use super::error::HookError;
 
 /// Attempts within one call; between them 250 ms, then 1 s.
 const ATTEMPTS: u32 = 3;
@@ -27,52 +28,6 @@ pub struct Endpoint {
     pub url: String,
     pub ca_bundle: Option<String>,
     pub timeout: Duration,
-}
-
-/// Why a call failed. Display says what to fix; no variant carries a body.
-#[derive(Debug, thiserror::Error)]
-pub enum HookError {
-    #[error("url {0} cannot be used: {1}")]
-    Url(String, &'static str),
-    #[error("caBundle holds no usable PEM certificate: {0}")]
-    CaBundle(String),
-    #[error("cannot connect to {0}: {1}; check that the hook runs and that url points at it")]
-    Connect(String, String),
-    #[error("TLS with {0} failed: {1}; check caBundle and the hook's serving certificate")]
-    Tls(String, String),
-    #[error("no answer within {0:?}; the hook is slow or stuck (timeoutSeconds)")]
-    Timeout(Duration),
-    #[error("HTTP exchange failed: {0}")]
-    Http(String),
-    #[error("the hook answered HTTP {0}{1}")]
-    Status(u16, &'static str),
-    #[error("the hook's answer was longer than {MAX_ANSWER} bytes")]
-    TooLarge,
-    #[error("the hook's answer was not {{\"done\": true}} JSON ({0})")]
-    Malformed(&'static str),
-    #[error("token Secret {0}: {1}")]
-    Token(String, String),
-    #[error("{0}")]
-    Identity(String),
-    #[error("the version's key is missing from its Secret")]
-    KeyMissing,
-    #[error("the issuer's answer has no key")]
-    NoKey,
-    #[error("the issuer's key is {0}; a key must be printable ASCII without spaces, 16–1024 bytes")]
-    BadKey(&'static str),
-    #[error("the issuer's keyId is not printable ASCII without spaces of at most 253 bytes")]
-    BadKeyId,
-}
-
-impl HookError {
-    /// Worth retrying at once: the endpoint may answer on the next try.
-    fn transient(&self) -> bool {
-        match self {
-            HookError::Connect(..) | HookError::Timeout(_) | HookError::Http(_) => true,
-            HookError::Status(code, _) => *code >= 500 || *code == 408 || *code == 429,
-            _ => false,
-        }
-    }
 }
 
 /// Parsed `http(s)://host[:port]/path`.
@@ -125,7 +80,7 @@ pub async fn call(
     request: &HookRequest,
 ) -> Result<HookAnswer, HookError> {
     let url = parse(&endpoint.url)?;
-    let body = Zeroizing::new(serde_json::to_vec(request).unwrap_or_default());
+    let body = request.to_json();
     let tls = if url.tls {
         Some(tls_config(endpoint.ca_bundle.as_deref())?)
     } else {
@@ -264,7 +219,7 @@ async fn read_answer(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                HookError::TooLarge
+                HookError::Answer(AnswerError::TooLarge)
             } else {
                 HookError::Http(e.to_string())
             }
@@ -275,13 +230,9 @@ async fn read_answer(
         Ok(unique) => Zeroizing::new(Vec::from(unique)),
         Err(shared) => Zeroizing::new(shared.to_vec()),
     };
-    let answer: Result<HookAnswer, _> = serde_json::from_slice(&body);
+    let answer = HookAnswer::parse(&body);
     body.zeroize();
-    let answer = answer.map_err(|_| HookError::Malformed("not JSON of that shape"))?;
-    if !answer.done {
-        return Err(HookError::Malformed("done is false"));
-    }
-    Ok(answer)
+    Ok(answer?)
 }
 
 #[cfg(test)]

@@ -1,20 +1,22 @@
-//! Bearer tokens for hooks that accept keyrotor's own ServiceAccount
-//! (`serviceAccountToken`): minted with the TokenRequest API for the hook's
-//! audience, so a token is good for that hook alone, and cached per
-//! audience until 80 % of its lifetime has passed.
+//! The bearer token keyrotor sends a hook: from the Secret the spec names
+//! (`tokenSecretRef`), read at each call so a rotated token is used at
+//! once, or a token of keyrotor's own ServiceAccount (`serviceAccountToken`)
+//! minted with the TokenRequest API for the hook's audience, so a token is
+//! good for that hook alone, and cached per audience until 80 % of its
+//! lifetime has passed.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::PostParams;
 use kube::{Api, Client};
 use zeroize::Zeroizing;
 
-use super::hook::HookError;
-use crate::api::HookServiceAccountToken;
+use super::error::HookError;
+use crate::api::{HookEndpoint, HookServiceAccountToken};
 
 /// `NAMESPACE/NAME` of the operator's ServiceAccount; the chart sets it.
 pub const IDENTITY_ENV: &str = "KEYROTOR_SERVICE_ACCOUNT";
@@ -49,8 +51,48 @@ fn identity() -> Result<(String, String), HookError> {
     }
 }
 
+/// The token for the hook at `spec` (the spec field `field`) of a rotation
+/// in `namespace`.
+pub async fn bearer(
+    client: &Client,
+    namespace: &str,
+    field: &str,
+    spec: &HookEndpoint,
+) -> Result<Zeroizing<String>, HookError> {
+    let Some(r) = &spec.token_secret_ref else {
+        let Some(sa) = &spec.service_account_token else {
+            return Err(HookError::Identity(format!(
+                "{field} names no token; set tokenSecretRef or serviceAccountToken"
+            )));
+        };
+        return service_account_token(client, sa).await;
+    };
+    let missing = |why: String| HookError::Token(format!("{namespace}/{}", r.name), why);
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(&r.name)
+        .await
+        .map_err(|e| missing(format!("cannot be read: {e}")))?
+        .ok_or_else(|| {
+            missing(format!(
+                "does not exist; create it or fix {field}.tokenSecretRef"
+            ))
+        })?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .ok_or_else(|| missing(format!("has no data key {:?}", r.key)))?;
+    let token = String::from_utf8(bytes.0.clone())
+        .map(|t| Zeroizing::new(t.trim().to_string()))
+        .map_err(|_| missing(format!("data key {:?} is not text", r.key)))?;
+    if token.is_empty() {
+        return Err(missing(format!("data key {:?} is empty", r.key)));
+    }
+    Ok(token)
+}
+
 /// A token of the operator's ServiceAccount for `spec.audience`.
-pub async fn token(
+async fn service_account_token(
     client: &Client,
     spec: &HookServiceAccountToken,
 ) -> Result<Zeroizing<String>, HookError> {
