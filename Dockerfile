@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # keyrotor's image: the operator (`keyrotor run`), the reporter sidecar
-# (`keyrotor reporter`), the gateways' verifier sidecar (`keyrotor verifier`)
-# and the CRD printer in one binary on a distroless, non-root base.
+# (`keyrotor reporter`), the gateways' verifier sidecar (`keyrotor verifier`),
+# the reference Redis hook (`keyrotor hook redis`) and the CRD printer in one
+# binary on a distroless, non-root base.
 #
 #   docker build -t keyrotor:0.1.0 .
 #
@@ -18,22 +19,29 @@ WORKDIR /src
 # need a stub to resolve.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/consumer/Cargo.toml crates/consumer/
+COPY crates/hooks/Cargo.toml crates/hooks/
 COPY crates/testkit/Cargo.toml crates/testkit/
 COPY crates/testsupport/Cargo.toml crates/testsupport/
-RUN mkdir -p src/bin benches crates/consumer/src crates/testkit/src crates/testsupport/src \
+COPY crates/benchsupport/Cargo.toml crates/benchsupport/
+RUN mkdir -p src/bin benches crates/consumer/src crates/hooks/src crates/testkit/src crates/testsupport/src crates/benchsupport/src \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > src/bin/kubectl-keyrotor.rs \
  && echo 'fn main() {}' > benches/scale.rs \
  && echo 'fn main() {}' > benches/nudge.rs \
  && echo 'fn main() {}' > benches/gateway.rs \
+ && echo 'fn main() {}' > benches/peers.rs \
  && echo '' > src/lib.rs \
  && echo '' > crates/consumer/src/lib.rs \
+ && echo '' > crates/hooks/src/lib.rs \
  && echo '' > crates/testkit/src/lib.rs \
  && echo '' > crates/testsupport/src/lib.rs \
+ && echo '' > crates/benchsupport/src/lib.rs \
  && cargo fetch --locked
 COPY src ./src
-# The consumer crate is part of the product (wire contract, key type).
+# The consumer crate is part of the product (wire contract, hook protocol,
+# key type), and so are the reference hooks.
 COPY crates/consumer ./crates/consumer
+COPY crates/hooks ./crates/hooks
 # The crates come from the fetch layer above (no network here); the target
 # directory is a build cache only, the binary is copied out of it.
 RUN --mount=type=cache,target=/src/target \

@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use keyrotor_testsupport::bench::{BenchArgs, machine, real_table, run, run_real, table};
+use keyrotor_benchsupport::{BenchArgs, machine, real_table, run, run_real, table};
 
 fn main() -> std::process::ExitCode {
     let args = BenchArgs::parse();

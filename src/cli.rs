@@ -17,7 +17,7 @@ pub enum HookCommand {
     /// A verifier hook for a Redis 7 ACL user: keyrotor's versions become
     /// the user's passwords, added before presenters get them and removed
     /// after every presenter moved on.
-    Redis(crate::hook::redis::RedisHookArgs),
+    Redis(keyrotor_hooks::redis::RedisHookArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -94,7 +94,7 @@ pub fn run(cli: Cli) -> CliResult {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime.block_on(crate::hook::redis::main(args))
+            runtime.block_on(keyrotor_hooks::redis::main(args))
         }
         Command::SampleApp(app) => {
             init_logging(LogFormat::Text);

@@ -7,9 +7,11 @@
 //! in-memory Kubernetes API, crate keyrotor-testkit, re-exported for the
 //! demo), and the
 //! consumer-side subcommands `reporter` and `sample_app`. The wire contract,
-//! the key type and the client library live in the `keyrotor-consumer` crate
-//! (re-exported here as `wire`, `keys` and `consumer`), so apps can use them
-//! without the operator's dependencies. The design: docs/design.md.
+//! the hook protocol, the key type and the client library live in the
+//! `keyrotor-consumer` crate (re-exported here as `wire`, `keys` and
+//! `consumer`), so apps and hooks can use them without the operator's
+//! dependencies. The reference hooks (`keyrotor hook redis`) are the
+//! `keyrotor-hooks` crate. The design: docs/design.md.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -19,7 +21,6 @@ pub mod controller;
 #[cfg(feature = "testkit")]
 pub mod demo;
 pub mod gateway;
-pub mod hook;
 pub mod logging;
 pub mod ops;
 pub mod plugin;

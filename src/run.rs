@@ -53,7 +53,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> Result<(), String> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(controller::ERROR_CATEGORIES));
     let health = Arc::new(Health::default());
     admin::serve(args.admin_address, metrics.clone(), health.clone())
         .await

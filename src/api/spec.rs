@@ -114,7 +114,7 @@ pub struct ApiKeyRotationSpec {
     /// before any presenter gets it, and to stop accepting a version only
     /// after every presenter moved off it. Protocol: docs/hooks.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verifier_hook: Option<VerifierHook>,
+    pub verifier_hook: Option<HookEndpoint>,
 
     /// An external system that mints the keys (a SaaS, a key service):
     /// keyrotor asks it for each new version's key (`issue`) instead of
@@ -123,7 +123,7 @@ pub struct ApiKeyRotationSpec {
     /// it. The issued key counts as accepted where it was minted. Same
     /// endpoint fields as `verifierHook`; protocol: docs/hooks.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer_hook: Option<VerifierHook>,
+    pub issuer_hook: Option<HookEndpoint>,
 }
 
 fn default_history_limit() -> u32 {
@@ -447,7 +447,7 @@ pub(crate) const HOOK_URL_RE: &str = "^(https://[^\\s]+|http://(localhost|127\\.
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.caBundle) || self.url.startsWith('https://')").message("caBundle is used only with an https:// url"))]
 #[x_kube(validation = Rule::new("has(self.tokenSecretRef) != has(self.serviceAccountToken)").message("set exactly one of tokenSecretRef and serviceAccountToken"))]
-pub struct VerifierHook {
+pub struct HookEndpoint {
     /// Where keyrotor POSTs each step: `https://…`, or `http://` to a
     /// Service in the cluster (`http://name.namespace.svc[:port]/path`) or
     /// to loopback.

@@ -355,7 +355,7 @@ fn a_hook_url_is_https_or_plain_http_inside_the_cluster() {
         assert!(!hook_url_ok(bad), "{bad} accepted");
     }
     let mut obj = minimal();
-    obj.spec.verifier_hook = Some(VerifierHook {
+    obj.spec.verifier_hook = Some(HookEndpoint {
         url: "http://hooks.example.com/".into(),
         ca_bundle: None,
         token_secret_ref: Some(HookTokenRef {

@@ -48,9 +48,9 @@ pub struct Validated {
     pub presenter_secret: String,
     pub verifier_format: VerifierFormat,
     /// The external verifier, when the spec names one.
-    pub verifier_hook: Option<VerifierHook>,
+    pub verifier_hook: Option<HookEndpoint>,
     /// `spec.issuerHook`, kept whole for apply (which calls it).
-    pub issuer_hook: Option<VerifierHook>,
+    pub issuer_hook: Option<HookEndpoint>,
 }
 
 /// Default entropy of a key when neither length nor entropyBits is given.
@@ -195,7 +195,7 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
 
 /// The CRD's rules for a hook (`at`: `spec.verifierHook` or
 /// `spec.issuerHook`), for clusters that skip CEL.
-fn hook(at: &str, h: &VerifierHook, errs: &mut Errors) {
+fn hook(at: &str, h: &HookEndpoint, errs: &mut Errors) {
     let field = |name: &str| format!("{at}.{name}");
     if !hook_url_ok(&h.url) {
         errs.add(

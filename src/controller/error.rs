@@ -1,9 +1,10 @@
-//! Controller errors. Each has a category: a short fixed word for metrics
-//! labels and event reasons, never a formatted string (bounded cardinality).
+//! Controller errors. Each has a [`Category`]: a short fixed word for
+//! metrics labels and logs, never a formatted string (bounded cardinality).
 
 use crate::keys::KeyError;
 
-use super::render::RenderError;
+use super::hook::CallFailed;
+use super::objects::render::RenderError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,15 +18,9 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the ApiKeyRotation has no namespace")]
     NoNamespace,
-    #[error("the {role} could not {step} version {version}: {source}")]
-    Hook {
-        /// `verifier hook` or `issuer hook`.
-        role: &'static str,
-        step: &'static str,
-        version: u64,
-        #[source]
-        source: crate::controller::hook::HookError,
-    },
+    /// A hook step failed: "the {role} could not {step} version {version}: …".
+    #[error(transparent)]
+    Hook(#[from] CallFailed),
 }
 
 impl Error {
@@ -59,39 +54,90 @@ impl Error {
         }
     }
 
-    /// Fixed label for metrics and logs: one of [`CATEGORIES`].
+    /// Fixed label for metrics and logs.
     pub fn category(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// What kind of failure this is: what decides the retry and the label.
+    pub fn kind(&self) -> Category {
         if self.is_conflict() {
-            return "conflict";
+            return Category::Conflict;
         }
         match self.root() {
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
-            Error::Kube(kube::Error::Api(s)) if s.code == 429 => "throttled",
-            Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",
-            Error::Kube(kube::Error::Api(s)) if s.code >= 500 => "server",
-            Error::Kube(_) => "api",
-            Error::Render(_) => "key-missing",
-            Error::Key(_) => "key-generation",
-            Error::Finalizer(_) => "finalizer",
-            Error::NoNamespace => "invalid-object",
-            Error::Hook { .. } => "hook",
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => Category::Conflict,
+            Error::Kube(kube::Error::Api(s)) if s.code == 429 => Category::Throttled,
+            Error::Kube(kube::Error::Api(s)) if s.code == 403 => Category::Forbidden,
+            Error::Kube(kube::Error::Api(s)) if s.code >= 500 => Category::Server,
+            Error::Kube(_) => Category::Api,
+            Error::Render(_) => Category::KeyMissing,
+            Error::Key(_) => Category::KeyGeneration,
+            Error::Finalizer(_) => Category::Finalizer,
+            Error::NoNamespace => Category::InvalidObject,
+            Error::Hook(_) => Category::Hook,
         }
     }
 }
 
-/// Every word [`Error::category`] gives (the metrics start each at 0, so
-/// the first error of a kind is an increase too).
-pub const CATEGORIES: [&str; 10] = [
-    "conflict",
-    "throttled",
-    "forbidden",
-    "server",
-    "api",
-    "key-missing",
-    "key-generation",
-    "finalizer",
-    "invalid-object",
-    "hook",
-];
+/// Declares [`Category`] with its label words and the list of them all, from
+/// one table: a new kind is labelled and counted from 0 once it is named here.
+macro_rules! categories {
+    ($($(#[$doc:meta])* $kind:ident => $label:literal,)*) => {
+        /// The kinds of reconcile failure, each with a short fixed label for
+        /// metrics and logs (bounded cardinality: never a formatted string).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Category {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl Category {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Category::$kind => $label,)*
+                }
+            }
+        }
+
+        /// Every label [`Error::category`] gives (the metrics start each at
+        /// 0, so the first error of a kind is an increase too).
+        pub const CATEGORIES: &[&str] = &[$($label,)*];
+    };
+}
+
+categories! {
+    /// 409: the view was stale; re-read soon.
+    Conflict => "conflict",
+    /// 429: the API server asks to slow down.
+    Throttled => "throttled",
+    /// 403: RBAC lacks a permission.
+    Forbidden => "forbidden",
+    /// 5xx: the API server failed.
+    Server => "server",
+    /// Any other API failure (connection, timeout, decoding).
+    Api => "api",
+    /// A key a Secret should hold is gone.
+    KeyMissing => "key-missing",
+    /// A key could not be generated.
+    KeyGeneration => "key-generation",
+    /// The finalizer could not be added or removed.
+    Finalizer => "finalizer",
+    /// The object itself is unusable (no namespace).
+    InvalidObject => "invalid-object",
+    /// A rotation hook failed.
+    Hook => "hook",
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_category_is_counted_and_labels_are_distinct() {
+        let labels: std::collections::BTreeSet<&str> = CATEGORIES.iter().copied().collect();
+        assert_eq!(labels.len(), CATEGORIES.len());
+        assert!(CATEGORIES.contains(&Error::NoNamespace.category()));
+        assert_eq!(Error::NoNamespace.kind(), Category::InvalidObject);
+    }
+}

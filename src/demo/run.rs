@@ -155,7 +155,7 @@ pub async fn run_keyrotor(
     let operator = tokio::spawn(controller::run(
         client.clone(),
         config,
-        Arc::new(Metrics::new()),
+        Arc::new(Metrics::new(controller::ERROR_CATEGORIES)),
         Arc::new(Health::default()),
     ));
     let start = Instant::now();

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use clap::Parser;
-use keyrotor_testsupport::bench::{BenchArgs, run, table};
+use keyrotor_benchsupport::{BenchArgs, run, table};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scale_benchmark_runs_a_cycle_and_a_restart_on_ten_rotations() {

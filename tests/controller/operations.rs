@@ -39,7 +39,10 @@ struct Replica {
 }
 
 async fn replica(client: Client, args: RunArgs) -> Replica {
-    let (metrics, health) = (Arc::new(Metrics::new()), Arc::new(Health::default()));
+    let (metrics, health) = (
+        Arc::new(Metrics::new(keyrotor::controller::ERROR_CATEGORIES)),
+        Arc::new(Health::default()),
+    );
     let addr = admin::serve(args.admin_address, metrics.clone(), health.clone())
         .await
         .unwrap();

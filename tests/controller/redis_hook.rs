@@ -382,7 +382,7 @@ async fn redis_as_issuer_mints_every_password_through_ten_rotations_and_a_kill_w
 #[tokio::test]
 async fn the_redis_hook_answers_repeats_done_and_refuses_bad_requests() {
     use keyrotor::controller::hook::{Endpoint, HookError, call};
-    use keyrotor::hook::protocol::{API_VERSION, HookAnswer, HookRequest, idempotency_key};
+    use keyrotor_consumer::hook::{API_VERSION, HookAnswer, HookRequest, idempotency_key};
 
     let redis = RedisServer::start().await;
     let hook = HookProcess::start(env!("CARGO_BIN_EXE_keyrotor").as_ref(), &redis, TOKEN).await;

@@ -6,6 +6,8 @@
 //!   annotations, Secret files, field managers, and one codec per annotation
 //!   value. Its one home in the code; docs/wire.md specifies it for every
 //!   language.
+//! - [`hook`]: the hook protocol (docs/hooks.md) — requests, answers and
+//!   their checks, for the operator's client and for hooks written in Rust.
 //! - [`keys`]: key generation and the redacting, zeroizing key type (I4).
 //! - [`volume`]: reading a projected-Secret directory the way kubelet mounts it
 //!   (files are symlinks into `..data`, which kubelet swaps atomically).
@@ -23,6 +25,7 @@
 //! docs/consumers.md; invariants (I1–I8) in docs/design.md#invariants.
 #![forbid(unsafe_code)]
 
+pub mod hook;
 pub mod keys;
 pub mod pod;
 pub mod presenter;

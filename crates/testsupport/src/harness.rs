@@ -46,7 +46,7 @@ impl Harness {
         let stuck = Arc::new(Mutex::new(BTreeSet::new()));
         let kubelet = tokio::spawn(kubelet::poll(client.clone(), NS, stuck.clone()));
         let observer = observer::Observer::start(client.clone(), NS).await;
-        let metrics = Arc::new(keyrotor::ops::Metrics::new());
+        let metrics = Arc::new(keyrotor::ops::Metrics::new(controller::ERROR_CATEGORIES));
         let mut h = Harness {
             api,
             client,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use keyrotor::controller::pods::secret_refs;
+use keyrotor::controller::objects::pods::secret_refs;
 use keyrotor::wire::{self as k, RevisionReport};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};

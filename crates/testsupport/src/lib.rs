@@ -1,12 +1,11 @@
 //! What keyrotor's test suites and benchmarks share, as one library (not
 //! published): the controller-test [`harness`] on the in-memory API (the real
 //! controller, the simulated [`kubelet`], the invariant [`observer`]), a
-//! simulated kubelet Secret [`volume`], bounded waiting ([`eventually`]), the
-//! real-cluster helpers of the end-to-end suite and the nudge bench ([`e2e`]),
-//! and the scale bench ([`bench`]).
+//! simulated kubelet Secret [`volume`], bounded waiting ([`eventually`]), and
+//! the real-cluster helpers of the end-to-end suite and the benches ([`e2e`]).
+//! The scale bench's own code is the keyrotor-benchsupport crate.
 #![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod e2e;
 pub mod eventually;
 pub mod harness;

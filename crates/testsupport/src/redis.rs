@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use keyrotor::hook::resp::{Connection, Reply};
+use keyrotor_hooks::redis::resp::{Connection, Reply};
 use tokio::task::JoinHandle;
 
 use crate::eventually::eventually_every;

@@ -1,0 +1,22 @@
+//! keyrotor's reference rotation hooks (docs/hooks.md): HTTP servers that
+//! speak the hook protocol of [`keyrotor_consumer::hook`] for a system
+//! whose credentials keyrotor rotates. The operator's binary runs them as
+//! `keyrotor hook <name>`; this crate does not link the operator.
+//!
+//! - [`server`]: what every hook shares: the HTTP server, reading and
+//!   checking a request, writing the answer.
+//! - [`auth`]: telling keyrotor's calls from anyone else's (a token file, or
+//!   keyrotor's ServiceAccount tokens checked with a TokenReview).
+//! - [`issue`]: passwords an issuer derives instead of storing.
+//! - [`redis`]: `keyrotor hook redis`, for a Redis 7 ACL user.
+//!
+//! A new hook is a new module beside [`redis`]: its flags (flattening
+//! [`auth::AuthArgs`]), a [`server::Steps`] implementation that acts on
+//! the external system, and a `main` that hands both to [`server::serve`].
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod issue;
+pub mod redis;
+pub mod server;
+mod token_review;

@@ -1,0 +1,416 @@
+//! Apply: carry out a plan's writes in order, stopping at the first failure
+//! (any prefix of a plan is safe). Secrets keyrotor owns are written with
+//! server-side apply as field manager `keyrotor`; objects it does not own
+//! (workloads, pods) only get a merge patch of keyrotor's own annotations.
+//!
+//! Apply takes the snapshot's [`Material`] by value: the keys it creates and
+//! the projections it writes join it on the way, for the writes after them.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client};
+use serde_json::json;
+use tracing::warn;
+
+use super::consumers::role;
+use super::observe::key_of;
+use crate::api::{ApiKeyRotation, HookEndpoint};
+use crate::controller::error::Result;
+use crate::controller::hook::{Held, HookClient};
+use crate::controller::memory::Memory;
+use crate::controller::objects::material::Material;
+use crate::controller::objects::render::Layout;
+use crate::keys::{KeySpec, SecretKey};
+use crate::rotation::{
+    Action, Group, HookStep, Origin, Requests, Revision, Target, Version, WorkloadId, WorkloadKind,
+};
+use crate::wire::{
+    self as k, ABANDONED, FIELD_MANAGER, HOOK_ACCEPTED, HOOK_ISSUED, HOOK_KEY_ID,
+    version_secret_name,
+};
+
+/// Everything one reconcile's writes need.
+pub struct Writer<'a> {
+    pub client: Client,
+    pub namespace: &'a str,
+    pub rotation: &'a str,
+    pub layout: Layout<'a>,
+    pub key_spec: &'a KeySpec,
+    pub now: Timestamp,
+    /// `metadata.uid` of the rotation (sent to hooks).
+    pub uid: &'a str,
+    /// `spec.verifierHook`, when there is one.
+    pub hook: Option<&'a HookEndpoint>,
+    /// `spec.issuerHook`, when there is one.
+    pub issuer: Option<&'a HookEndpoint>,
+    /// Told the answer to every Secret write, so the next observe can accept
+    /// a cached list once it shows them.
+    pub memory: &'a Memory,
+    pub obj: ObjectRef<ApiKeyRotation>,
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+fn merge_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// What a plan's writes did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// API writes made (a nudge of three pods is three).
+    pub writes: usize,
+    /// Fingerprints of the version Secrets created or restored: the planner
+    /// could not know them, status reports them.
+    pub created: BTreeMap<Version, String>,
+    /// Nudges the API refused (403: RBAC lacks `pods patch`).
+    pub nudges_refused: usize,
+}
+
+impl Writer<'_> {
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), self.namespace)
+    }
+
+    /// Runs `actions` in order on the snapshot's material.
+    pub async fn apply(&self, actions: &[Action], mut material: Material) -> Result<Applied> {
+        let mut applied = Applied::default();
+        for action in actions {
+            applied.writes += self.apply_one(action, &mut material, &mut applied).await?;
+        }
+        Ok(applied)
+    }
+
+    /// One action; returns the number of API writes it made.
+    async fn apply_one(
+        &self,
+        action: &Action,
+        material: &mut Material,
+        applied: &mut Applied,
+    ) -> Result<usize> {
+        match action {
+            Action::CreateVersion {
+                version,
+                origin,
+                requests,
+            } => {
+                let held = self
+                    .create_version(*version, *origin, requests, material)
+                    .await?;
+                keep(material, &mut applied.created, *version, held);
+            }
+            Action::RestoreVersion {
+                version,
+                origin,
+                created_at,
+            } => {
+                // The key a projection holds (see `repair::recoverable`).
+                let Some(key) = material.keys.get(version).cloned() else {
+                    return Ok(0);
+                };
+                let no_requests = Requests::default();
+                let secret =
+                    self.layout
+                        .version_secret(*version, &key, *origin, &no_requests, *created_at);
+                warn!(version, "restoring a version Secret from a projection");
+                let held = self.create_or_keep(&secret, key).await?;
+                keep(material, &mut applied.created, *version, held);
+            }
+            Action::WriteProjection { target, .. } => {
+                let written = self.write_projection(action, material).await?;
+                match target {
+                    Target::Presenter => material.presenter_secret = Some(written),
+                    Target::Verifier => material.verifier_secret = Some(written),
+                    Target::Combined => {
+                        material.verifier_secret = Some(written.clone());
+                        material.presenter_secret = Some(written);
+                    }
+                }
+            }
+            Action::MarkAbandoned { version, requests } => {
+                self.mark_abandoned(*version, requests).await?;
+            }
+            Action::CallHook { step, version } => {
+                return self.call_hook(*step, *version, material).await;
+            }
+            Action::DeleteVersion { version } => {
+                self.delete_version(*version).await?;
+                material.keys.remove(version);
+            }
+            Action::StampWorkload {
+                group,
+                workload,
+                revision,
+            } => self.stamp_workload(*group, workload, *revision).await?,
+            Action::Nudge { revision, pods, .. } => {
+                let (writes, refused) = self.nudge(*revision, pods).await?;
+                applied.nudges_refused += refused;
+                return Ok(writes);
+            }
+        }
+        Ok(1)
+    }
+
+    /// A new version's Secret, with its key adopted, issued by the issuer
+    /// hook, or generated. Returns the key the Secret holds.
+    async fn create_version(
+        &self,
+        version: Version,
+        origin: Origin,
+        requests: &Requests,
+        material: &mut Material,
+    ) -> Result<Option<SecretKey>> {
+        let (key, key_id) = match (origin, &material.adopted_key, self.issuer) {
+            (Origin::Adopted, Some(k), _) => (k.clone(), None),
+            (_, _, Some(issuer)) => {
+                let issued = self.hooks().issue(issuer, version).await?;
+                (issued.key, issued.key_id)
+            }
+            _ => (SecretKey::generate(self.key_spec)?, None),
+        };
+        let mut secret = self
+            .layout
+            .version_secret(version, &key, origin, requests, self.now);
+        if self.issuer.is_some() && origin != Origin::Adopted {
+            let ann = secret.metadata.annotations.get_or_insert_default();
+            ann.insert(HOOK_ISSUED.into(), self.now.to_string());
+            if let Some(id) = key_id {
+                material.key_ids.insert(version, id.clone());
+                ann.insert(HOOK_KEY_ID.into(), id);
+            }
+        }
+        self.create_or_keep(&secret, key).await
+    }
+
+    /// A projected Secret, rendered from the material and written with
+    /// server-side apply; returns it as the API server stored it.
+    async fn write_projection(&self, action: &Action, material: &Material) -> Result<Secret> {
+        let Action::WriteProjection {
+            target,
+            accepted,
+            current,
+            revision,
+            highest,
+        } = action
+        else {
+            unreachable!("write_projection is called for WriteProjection only");
+        };
+        let previous = match target {
+            Target::Presenter => material.presenter_secret.as_ref(),
+            _ => material.verifier_secret.as_ref(),
+        };
+        let mut secret = self.layout.projected_secret(
+            *target,
+            accepted,
+            *current,
+            *revision,
+            *highest,
+            &material.keys,
+            previous,
+            self.now,
+        )?;
+        // Optimistic concurrency: the write holds only if the Secret is
+        // still what this plan was computed from (409 otherwise, and the
+        // next reconcile plans again on fresh state).
+        secret.metadata.resource_version =
+            previous.and_then(|p| p.metadata.resource_version.clone());
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let written = self
+            .secrets()
+            .patch(&name, &apply_params(), &Patch::Apply(&secret))
+            .await?;
+        self.wrote(&written);
+        Ok(written)
+    }
+
+    async fn mark_abandoned(&self, version: Version, requests: &Requests) -> Result<()> {
+        let value = serde_json::to_string(requests).unwrap_or_default();
+        let patch = json!({"metadata": {"annotations": {ABANDONED: value}}});
+        let name = version_secret_name(self.rotation, version);
+        match self
+            .secrets()
+            .patch(&name, &merge_params(), &Patch::Merge(&patch))
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 404 => self.gone(&name),
+            other => self.wrote(&other?),
+        }
+        Ok(())
+    }
+
+    async fn delete_version(&self, version: Version) -> Result<()> {
+        let name = version_secret_name(self.rotation, version);
+        match self.secrets().delete(&name, &DeleteParams::default()).await {
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            other => drop(other?),
+        }
+        self.gone(&name);
+        Ok(())
+    }
+
+    /// Rollout mode: the revision in the workload's pod template, which
+    /// rolls its pods.
+    async fn stamp_workload(
+        &self,
+        group: Group,
+        workload: &WorkloadId,
+        revision: Revision,
+    ) -> Result<()> {
+        let key = k::report(self.rotation, role(group));
+        let patch = json!({"spec": {"template": {"metadata": {"annotations": {key: revision.to_string()}}}}});
+        let (c, ns, p, name) = (
+            self.client.clone(),
+            self.namespace,
+            Patch::Merge(&patch),
+            &workload.name,
+        );
+        let params = merge_params();
+        match workload.kind {
+            WorkloadKind::Deployment => drop(
+                Api::<Deployment>::namespaced(c, ns)
+                    .patch(name, &params, &p)
+                    .await?,
+            ),
+            WorkloadKind::StatefulSet => drop(
+                Api::<StatefulSet>::namespaced(c, ns)
+                    .patch(name, &params, &p)
+                    .await?,
+            ),
+            WorkloadKind::DaemonSet => drop(
+                Api::<DaemonSet>::namespaced(c, ns)
+                    .patch(name, &params, &p)
+                    .await?,
+            ),
+        }
+        Ok(())
+    }
+
+    /// Nudges pods to resync their volumes; returns the writes made and the
+    /// nudges the API refused.
+    async fn nudge(&self, revision: Revision, pods: &[(String, u32)]) -> Result<(usize, usize)> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace);
+        let key = k::nudge(self.rotation);
+        let (mut writes, mut refused) = (0, 0);
+        for (pod, attempt) in pods {
+            let value = format!("{revision}/{attempt}/{}", self.now.as_second());
+            let patch = json!({"metadata": {"annotations": {&key: value}}});
+            // A nudge is a hint: a pod that went away meanwhile is fine.
+            match api.patch(pod, &merge_params(), &Patch::Merge(&patch)).await {
+                Ok(_) => writes += 1,
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                // RBAC without `pods patch`: the nudge is only a hint, so
+                // the step goes on at kubelet's pace; the caller says so.
+                Err(kube::Error::Api(e)) if e.code == 403 => refused += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok((writes, refused))
+    }
+
+    /// Creates a version Secret holding `key`, or, when it already exists (an
+    /// earlier attempt whose answer was lost, or a restore racing another),
+    /// keeps the existing Secret's key: one version number is one key, forever
+    /// (I5). Returns the key the Secret holds (`None`: it exists, emptied).
+    async fn create_or_keep(&self, secret: &Secret, key: SecretKey) -> Result<Option<SecretKey>> {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let secrets = self.secrets();
+        match secrets.create(&params, secret).await {
+            Ok(created) => {
+                self.wrote(&created);
+                Ok(Some(key))
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let name = secret.metadata.name.as_deref().unwrap_or_default();
+                match secrets.get_opt(name).await? {
+                    Some(existing) => {
+                        self.wrote(&existing);
+                        Ok(key_of(&existing))
+                    }
+                    // A conflict and yet nothing there (deleted meanwhile):
+                    // still a conflict, so re-read and plan again soon.
+                    None => Err(kube::Error::Api(e).into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn wrote(&self, secret: &Secret) {
+        self.memory.secret_written(&self.obj, secret);
+    }
+
+    fn gone(&self, name: &str) {
+        self.memory.secret_deleted(&self.obj, name);
+    }
+
+    /// The rotation's hooks, as this reconcile calls them.
+    fn hooks(&self) -> HookClient<'_> {
+        HookClient {
+            client: &self.client,
+            namespace: self.namespace,
+            rotation: self.rotation,
+            uid: self.uid,
+            verifier: self.hook,
+            issuer: self.issuer,
+        }
+    }
+
+    /// One planned hook step. A successful `stage` is recorded on the
+    /// version Secret (the confirmation the planner reads back, durable
+    /// across restarts).
+    async fn call_hook(&self, step: HookStep, version: Version, obs: &Material) -> Result<usize> {
+        let key = obs.keys.get(&version);
+        // Retiring a version whose key is gone still names it: by the digest
+        // verifiers hold.
+        let sha256 = key.map(SecretKey::digest).or_else(|| {
+            let data = obs.verifier_secret.as_ref()?.data.as_ref()?;
+            let digest = data.get(&k::digest_file(version))?;
+            String::from_utf8(digest.0.clone()).ok()
+        });
+        let key_id = obs.key_ids.get(&version).map(String::as_str);
+        let held = Held {
+            key,
+            sha256,
+            key_id,
+        };
+        self.hooks().call(step, version, held).await?;
+        if step == HookStep::Stage && self.hook.is_some() {
+            let patch = json!({"metadata": {"annotations": {HOOK_ACCEPTED: self.now.to_string()}}});
+            let name = version_secret_name(self.rotation, version);
+            let written = self
+                .secrets()
+                .patch(&name, &merge_params(), &Patch::Merge(&patch))
+                .await?;
+            self.wrote(&written);
+            return Ok(1);
+        }
+        Ok(0)
+    }
+}
+
+/// The key version `v`'s Secret ended up holding, kept for rendering and
+/// reported (its fingerprint) to status.
+fn keep(
+    material: &mut Material,
+    created: &mut BTreeMap<Version, String>,
+    v: Version,
+    key: Option<SecretKey>,
+) {
+    if let Some(key) = key {
+        created.insert(v, key.fingerprint());
+        material.keys.insert(v, key);
+    }
+}

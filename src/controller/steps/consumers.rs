@@ -1,0 +1,241 @@
+//! The consumers of one rotation, as its plan needs them: each group's pods
+//! (from the slim pod cache, or freshly listed by `fresh`) with the revision
+//! they report and the last nudge, the workloads Rollout mode restarts, and
+//! what verifiers report of the traffic they saw.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use keyrotor_consumer::traffic::Traffic;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+
+use crate::api::{ApiKeyRotation, ConsumerGroup, LabelSelector, validate::Validated};
+use crate::controller::cache::SlimPod;
+use crate::controller::context::Context;
+use crate::controller::error::Result;
+use crate::controller::objects::rollout;
+use crate::rotation::{
+    Consumer, Group, GroupObs, Nudge, Version, WorkloadId, WorkloadKind, WorkloadObs,
+};
+use crate::wire as k;
+
+/// Role name of a group in report annotations.
+pub fn role(g: Group) -> &'static str {
+    match g {
+        Group::Verifiers => k::ROLE_VERIFIER,
+        Group::Presenters => k::ROLE_PRESENTER,
+    }
+}
+
+/// What the planner reads of the consumers.
+pub struct Consumers {
+    pub verifiers: GroupObs,
+    pub presenters: GroupObs,
+    /// Latest time any verifier saw each version presented.
+    pub traffic: BTreeMap<Version, Timestamp>,
+}
+
+/// One consistent snapshot of the rotation's pods from the cache (see
+/// `fresh`): those that reference its Secrets or match its selectors.
+pub fn pods(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Vec<Arc<SlimPod>> {
+    let selectors: Vec<&LabelSelector> = [
+        &rot.spec.consumers.verifiers,
+        &rot.spec.consumers.presenters,
+    ]
+    .iter()
+    .filter_map(|g| g.selector.as_ref())
+    .collect();
+    ctx.pods.consumers(
+        &rot.namespace().unwrap_or_default(),
+        &[v.verifier_secret.as_str(), v.presenter_secret.as_str()],
+        &selectors,
+    )
+}
+
+/// The consumer groups and traffic among `pods` (pods of the rotation's
+/// namespace, from the cache or freshly listed; pods of other groups are
+/// ignored), with the nudges this process sent, which the pods may not show
+/// yet.
+pub async fn observe(
+    rot: &ApiKeyRotation,
+    v: &Validated,
+    ctx: &Context,
+    pods: &[Arc<SlimPod>],
+) -> Result<Consumers> {
+    let name = rot.name_any();
+    let pods: Vec<Arc<SlimPod>> = pods.iter().filter(|p| p.running).cloned().collect();
+    let spec = &rot.spec.consumers;
+    let groups = [
+        (Group::Verifiers, &spec.verifiers, &v.verifier_secret),
+        (Group::Presenters, &spec.presenters, &v.presenter_secret),
+    ];
+    let mut found = Vec::with_capacity(2);
+    for (g, group, secret) in groups {
+        found.push(group_obs(rot, g, group, secret, &pods, ctx).await?);
+    }
+    let (mut presenters, mut verifiers) = (found.pop().unwrap(), found.pop().unwrap());
+    let obj = ObjectRef::from_obj(rot);
+    ctx.memory
+        .recall_nudges(&obj, [&mut verifiers, &mut presenters]);
+    Ok(Consumers {
+        verifiers,
+        presenters,
+        traffic: traffic(&name, &v.verifier_secret, &spec.verifiers, &pods),
+    })
+}
+
+/// A group is every running pod that references its Secret, plus pods its
+/// selector adds: no consumer can be forgotten.
+fn members<'a>(
+    group: &'a ConsumerGroup,
+    secret: &'a str,
+    pods: &'a [Arc<SlimPod>],
+) -> impl Iterator<Item = &'a Arc<SlimPod>> {
+    pods.iter()
+        .filter(move |p| p.consumes(secret, group.selector.as_ref()))
+}
+
+async fn group_obs(
+    rot: &ApiKeyRotation,
+    g: Group,
+    group: &ConsumerGroup,
+    secret: &str,
+    pods: &[Arc<SlimPod>],
+    ctx: &Context,
+) -> Result<GroupObs> {
+    let rotation = rot.name_any();
+    let report_key = k::report(&rotation, role(g));
+    let nudge_key = k::nudge(&rotation);
+    let consumers = members(group, secret, pods)
+        .map(|p| {
+            let ann = &p.annotations;
+            Consumer {
+                pod: p.name.to_string(),
+                reported: ann.get(&report_key).and_then(|v| v.parse().ok()),
+                nudge: ann.get(&nudge_key).and_then(parse_nudge),
+            }
+        })
+        .collect();
+    let ns = rot.namespace().unwrap_or_default();
+    let mut workloads = Vec::new();
+    for w in &group.workloads {
+        let id = WorkloadId {
+            kind: w.kind,
+            name: w.name.clone(),
+        };
+        if let Some(obs) = workload(&ctx.client, &ns, &id, &report_key).await? {
+            workloads.push(obs);
+        }
+    }
+    Ok(GroupObs {
+        consumers,
+        workloads,
+    })
+}
+
+fn parse_nudge(v: &str) -> Option<Nudge> {
+    let mut parts = v.split('/');
+    let revision = parts.next()?.parse().ok()?;
+    let attempt = parts.next()?.parse().ok()?;
+    let at = Timestamp::from_second(parts.next()?.parse().ok()?).ok()?;
+    Some(Nudge {
+        revision,
+        attempt,
+        at,
+    })
+}
+
+/// Latest time any verifier saw each version presented.
+fn traffic(
+    rotation: &str,
+    secret: &str,
+    group: &ConsumerGroup,
+    pods: &[Arc<SlimPod>],
+) -> BTreeMap<Version, Timestamp> {
+    let key = k::last_seen(rotation);
+    let mut out: BTreeMap<Version, Timestamp> = BTreeMap::new();
+    for p in members(group, secret, pods) {
+        let Some(text) = p.annotations.get(&key) else {
+            continue;
+        };
+        for entry in text.split(',') {
+            let Some((v, t)) = entry.split_once('=') else {
+                continue;
+            };
+            let (Ok(v), Ok(t)) = (v.trim().parse::<Version>(), t.trim().parse::<Timestamp>())
+            else {
+                continue;
+            };
+            let e = out.entry(v).or_insert(t);
+            *e = (*e).max(t);
+        }
+    }
+    out
+}
+
+/// Each running verifier pod's `traffic` annotation, where it has one.
+pub fn gateway_traffic(
+    rot: &ApiKeyRotation,
+    v: &Validated,
+    pods: &[Arc<SlimPod>],
+) -> Vec<(String, Traffic)> {
+    let key = k::traffic(&rot.name_any());
+    let running: Vec<Arc<SlimPod>> = pods.iter().filter(|p| p.running).cloned().collect();
+    members(&rot.spec.consumers.verifiers, &v.verifier_secret, &running)
+        .filter_map(|p| Some((p.name.to_string(), Traffic::parse(p.annotations.get(&key)?))))
+        .collect()
+}
+
+/// A referenced workload: the revision stamped in its pod template and
+/// whether its rollout has finished (`None`: it does not exist).
+async fn workload(
+    client: &kube::Client,
+    ns: &str,
+    id: &WorkloadId,
+    key: &str,
+) -> Result<Option<WorkloadObs>> {
+    let stamp = |t: Option<&PodTemplateSpec>| {
+        t?.metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get(key)?
+            .parse()
+            .ok()
+    };
+    let obs = match id.kind {
+        WorkloadKind::Deployment => get::<Deployment>(client, ns, &id.name).await?.map(|d| {
+            let template = d.spec.as_ref().map(|s| &s.template);
+            (stamp(template), rollout::deployment_done(&d))
+        }),
+        WorkloadKind::StatefulSet => get::<StatefulSet>(client, ns, &id.name).await?.map(|d| {
+            let template = d.spec.as_ref().map(|s| &s.template);
+            (stamp(template), rollout::statefulset_done(&d))
+        }),
+        WorkloadKind::DaemonSet => get::<DaemonSet>(client, ns, &id.name).await?.map(|d| {
+            let template = d.spec.as_ref().map(|s| &s.template);
+            (stamp(template), rollout::daemonset_done(&d))
+        }),
+    };
+    Ok(obs.map(|(stamped, rolled_out)| WorkloadObs {
+        id: id.clone(),
+        stamped,
+        rolled_out,
+    }))
+}
+
+async fn get<K>(client: &kube::Client, ns: &str, name: &str) -> Result<Option<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Ok(Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await?)
+}

@@ -1,0 +1,284 @@
+//! One reconcile of an ApiKeyRotation, as a pipeline of named steps, each
+//! taking the value the one before it returned (see [`reconcile_live`]),
+//! and the deletion policy at work on deletion (`delete`).
+
+mod apply;
+mod consumers;
+mod delete;
+mod fresh;
+mod observe;
+mod report;
+mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::finalizer::{Event as Finalize, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use tracing::{debug, warn};
+
+use super::context::Context;
+use super::error::{Error, Result};
+use super::objects::material::Material;
+use super::objects::render::Layout;
+use super::objects::repair;
+use crate::api::{ApiKeyRotation, validate};
+use crate::conditions::{events, reasons};
+use crate::rotation::{Plan, plan};
+use crate::wire::FINALIZER;
+use apply::{Applied, Writer};
+use observe::{Snapshot, observe};
+
+/// Even with nothing scheduled, look again this often (a missed watch event
+/// can delay a step by at most this much).
+const RESYNC: Duration = Duration::from_secs(3600);
+/// How soon to look again when the pod cache lagged behind a decision.
+const STALE_RETRY: Duration = Duration::from_secs(1);
+/// How long to wait before re-checking a Secret name clash.
+const CONFLICT_RETRY: Duration = Duration::from_secs(300);
+/// Never requeue sooner than this (a wake-up due now still yields to others).
+const MIN_REQUEUE: Duration = Duration::from_millis(200);
+
+#[tracing::instrument(skip_all, fields(namespace = rot.namespace().unwrap_or_default(), name = rot.name_any()))]
+pub async fn reconcile(rot: Arc<ApiKeyRotation>, ctx: Arc<Context>) -> Result<Requeue> {
+    let _timer = ctx.metrics.reconcile_started();
+    let ns = rot.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<ApiKeyRotation> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, rot, |event| async {
+        match event {
+            Finalize::Apply(rot) => reconcile_live(&rot, &ctx).await,
+            Finalize::Cleanup(rot) => delete::delete(&rot, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) -> Requeue {
+    let obj = ObjectRef::from_obj(rot.as_ref());
+    ctx.memory.failed(&obj);
+    // A conflict means a stale view: re-read soon (see `Memory::conflict_backoff`).
+    // Everything else (429, 5xx, timeouts, …) backs off exponentially.
+    let delay = if err.is_conflict() {
+        ctx.memory.conflict_backoff(&obj)
+    } else {
+        ctx.memory.backoff(&obj)
+    };
+    ctx.metrics.reconcile_failed(err.category());
+    warn!(category = err.category(), error = %err, retry_in = ?delay, "reconcile failed");
+    Requeue::requeue(delay)
+}
+
+/// One reconcile of a live rotation. Each step is pure or I/O, and hands
+/// its value to the next:
+///
+/// 1. **latest** (pure): the cached rotation, with the status this process
+///    last wrote when the cache does not show it yet.
+/// 2. **validate** (pure): spec → policy. An invalid spec blocks: `Ready=False`
+///    and an event say what to fix; every key stays as it is.
+/// 3. **observe** (I/O, `observe`, `consumers`): the rotation's Secrets (one
+///    LIST, from the API server's cache when it shows every write keyrotor
+///    made), its consumer pods (from the cache, with the nudges this process
+///    sent, which the cache may not show yet), workloads, requests, status
+///    record → a `Snapshot`. A version Secret the list lacks is read again
+///    before it counts as lost. A projected Secret of the same name owned by
+///    someone else blocks.
+/// 4. **detect tampering** (pure, `objects::repair`): projected Secrets edited
+///    by hand are flagged, so the plan rewrites them from what consumers were
+///    given.
+/// 5. **plan** (pure, [`crate::rotation::plan`]): the ordered writes (among
+///    them re-creating a lost version Secret from a projection), events,
+///    status report and wake-up.
+/// 6. **fresh** (I/O when needed): a promote or retire step decided on a pod
+///    cache that may lag behind the Secret write it counts on is planned
+///    again on freshly listed pods, and deferred if the decision changes.
+/// 7. **apply** (I/O): the writes in order, stopping at the first failure
+///    (every prefix of a plan is safe), on the snapshot's material →
+///    `Applied` (the versions it created).
+/// 8. **report** (I/O, `report`): the status of the plan with the
+///    fingerprints apply returned, written only if it changed (I8), beside
+///    the plan's events; metrics.
+/// 9. **requeue** (pure): at the plan's wake-up, bounded by the resync.
+async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
+    let now = Timestamp::now();
+    let latest = latest(cached, ctx);
+    let rot = latest.as_ref().unwrap_or(cached);
+    let validated = match validate::validate(&rot.name_any(), &rot.spec) {
+        Ok(v) => v,
+        Err(invalid) => {
+            let msg = format!("fix the spec: {invalid}");
+            let (reason, event) = (reasons::INVALID_SPEC, events::INVALID_SPEC);
+            status::blocked(rot, ctx, reason, event, &msg, now).await?;
+            return Ok(Requeue::await_change());
+        }
+    };
+    let mut clock = Phases::start();
+    let snap = observe(rot, &validated, ctx).await?;
+    clock.observed = clock.started.elapsed();
+    if !snap.conflicts.is_empty() {
+        return conflict(rot, ctx, &snap.conflicts, now).await;
+    }
+    let writer = writer(rot, &validated, ctx, now);
+    let combined = validated.policy.combined;
+    let observed =
+        repair::detect_tampering(&writer.layout, snap.observed, &snap.material, combined, now);
+    let snap = Snapshot { observed, ..snap };
+    let decided = plan(&validated.policy, &snap.observed, now);
+    let Some((decided, snap)) = fresh::fresh(decided, snap, rot, &validated, ctx, now).await?
+    else {
+        return Ok(Requeue::requeue(STALE_RETRY));
+    };
+    clock.planned = clock.started.elapsed();
+    let applied = apply(&writer, &decided, snap.material, rot, ctx, now).await?;
+    clock.wrote = clock.started.elapsed();
+    let writes = applied.writes;
+    let deferred = report::report(
+        rot,
+        ctx,
+        &validated,
+        &decided,
+        applied,
+        &snap.gateway_traffic,
+        now,
+    )
+    .await?;
+    ctx.metrics.secrets_read(snap.secrets_read.as_str());
+    clock.log(writes, snap.secrets_read.as_str());
+    ctx.memory.succeeded(&ObjectRef::from_obj(rot));
+    ctx.metrics.reconcile_ok();
+    Ok(requeue(&decided, deferred, now))
+}
+
+/// Step 1: the cached rotation with the status this process just wrote, if
+/// the cache does not show it yet (`None`: the cache is current).
+fn latest(cached: &ApiKeyRotation, ctx: &Context) -> Option<ApiKeyRotation> {
+    ctx.memory.newer_status(cached).map(|status| {
+        let mut r = cached.clone();
+        r.status = Some(status);
+        r
+    })
+}
+
+/// A projected Secret of the same name belongs to someone else: nothing moves.
+async fn conflict(
+    rot: &ApiKeyRotation,
+    ctx: &Context,
+    conflicts: &[String],
+    now: Timestamp,
+) -> Result<Requeue> {
+    let msg = format!(
+        "Secret {} already exists and is not owned by this ApiKeyRotation; keyrotor never writes Secrets it does not own: rename it in spec.secrets or delete it",
+        conflicts.join(", ")
+    );
+    let (reason, event) = (reasons::SECRET_CONFLICT, events::SECRET_CONFLICT);
+    status::blocked(rot, ctx, reason, event, &msg, now).await?;
+    Ok(Requeue::requeue(CONFLICT_RETRY))
+}
+
+/// Everything apply needs for this rotation.
+fn writer<'a>(
+    rot: &'a ApiKeyRotation,
+    validated: &'a validate::Validated,
+    ctx: &'a Context,
+    now: Timestamp,
+) -> Writer<'a> {
+    let (ns, name) = (
+        rot.metadata.namespace.as_deref().unwrap_or_default(),
+        rot.metadata.name.as_deref().unwrap_or_default(),
+    );
+    Writer {
+        client: ctx.client.clone(),
+        namespace: ns,
+        rotation: name,
+        layout: Layout {
+            rotation: name,
+            namespace: ns,
+            owner: rot.controller_owner_ref(&()).unwrap_or_default(),
+            verifier_secret: &validated.verifier_secret,
+            presenter_secret: &validated.presenter_secret,
+            format: validated.verifier_format,
+        },
+        key_spec: &validated.key,
+        now,
+        uid: rot.metadata.uid.as_deref().unwrap_or_default(),
+        hook: validated.verifier_hook.as_ref(),
+        issuer: validated.issuer_hook.as_ref(),
+        memory: &ctx.memory,
+        obj: ObjectRef::from_obj(rot),
+    }
+}
+
+/// Step 7: the plan's writes. A hook that failed says what failed and what
+/// to fix (`Ready=False HookFailed`); the error backs off and retries.
+async fn apply(
+    writer: &Writer<'_>,
+    decided: &Plan,
+    material: Material,
+    rot: &ApiKeyRotation,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Applied> {
+    match writer.apply(&decided.actions, material).await {
+        Err(e @ Error::Hook { .. }) => {
+            let msg = format!(
+                "{e}; retrying with backoff. Every key stays valid; no presenter gets a version before the hook accepted it, and none is removed from the hook before every presenter moved off it"
+            );
+            let (reason, event) = (reasons::HOOK_FAILED, events::HOOK_FAILED);
+            status::blocked(rot, ctx, reason, event, &msg, now).await?;
+            Err(e)
+        }
+        other => other,
+    }
+}
+
+/// Step 9: at the plan's wake-up or a held-back status write, whichever is
+/// first, and at least once per [`RESYNC`].
+fn requeue(decided: &Plan, deferred: Option<Duration>, now: Timestamp) -> Requeue {
+    let wake = decided
+        .wake_at
+        .map(|t| Duration::from_millis(t.duration_since(now).as_millis().max(0) as u64 + 1));
+    let wait = [wake, deferred, Some(RESYNC)]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(RESYNC);
+    Requeue::requeue(wait.max(MIN_REQUEUE))
+}
+
+/// Where one reconcile's time went, cumulative from the start of observe:
+/// each phase is mostly API round trips (the bench reads the line this
+/// logs, see docs/performance.md).
+struct Phases {
+    started: Instant,
+    observed: Duration,
+    planned: Duration,
+    wrote: Duration,
+}
+
+impl Phases {
+    fn start() -> Phases {
+        Phases {
+            started: Instant::now(),
+            observed: Duration::ZERO,
+            planned: Duration::ZERO,
+            wrote: Duration::ZERO,
+        }
+    }
+
+    fn log(&self, writes: usize, secrets: &str) {
+        let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
+        let done = self.started.elapsed();
+        debug!(
+            observe_ms = ms(self.observed),
+            fresh_ms = ms(self.planned - self.observed),
+            apply_ms = ms(self.wrote - self.planned),
+            report_ms = ms(done - self.wrote),
+            writes,
+            secrets,
+            "reconcile phases"
+        );
+    }
+}
