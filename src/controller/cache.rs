@@ -379,7 +379,8 @@ mod tests {
     fn pod(name: &str, secret: &str, app: &str, reported: Option<&str>) -> Pod {
         let mut ann = serde_json::Map::new();
         if let Some(r) = reported {
-            ann.insert("a.keyrotor.dev/verifier-revision".into(), r.into());
+            let report = crate::wire::report("a", crate::wire::ROLE_VERIFIER);
+            ann.insert(report, r.into());
         }
         ann.insert("other".into(), "x".into());
         serde_json::from_value(serde_json::json!({

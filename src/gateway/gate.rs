@@ -9,8 +9,8 @@ use hyper::header::{HeaderMap, HeaderName};
 use jiff::Timestamp;
 use tracing::warn;
 
-use keyrotor_consumer::traffic::Traffic;
 use keyrotor_consumer::verifier::{Check, Verifier};
+use keyrotor_consumer::wire::Traffic;
 
 use super::credential::{self, Source};
 use super::metrics::{Rejection, VerifierMetrics};

@@ -179,7 +179,7 @@ pub fn status_details(status: &ApiKeyRotationStatus) -> String {
 
 /// What `keyrotor verifier` endpoints checked, summed over `endpoints` pods
 /// (empty when none reported).
-pub fn traffic_details(endpoints: usize, t: &keyrotor_consumer::traffic::Traffic) -> String {
+pub fn traffic_details(endpoints: usize, t: &keyrotor_consumer::wire::Traffic) -> String {
     if endpoints == 0 {
         return String::new();
     }
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn traffic_sums_the_endpoints_and_names_retired_versions() {
-        use keyrotor_consumer::traffic::Traffic;
+        use keyrotor_consumer::wire::Traffic;
         assert_eq!(traffic_details(0, &Traffic::default()), "");
         let t: Traffic = "accepted=3:1520,4:88;retired=2:5;client=10.0.0.5"
             .parse()

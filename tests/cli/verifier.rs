@@ -9,8 +9,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use keyrotor::consumer::traffic::Traffic;
 use keyrotor::wire as k;
+use keyrotor::wire::Traffic;
 use keyrotor_testkit::FakeApi;
 use keyrotor_testsupport::eventually;
 use keyrotor_testsupport::volume::{self, Volume};

@@ -16,7 +16,6 @@
 //! - [`verifier`] and [`presenter`]: the client library for Rust apps.
 //! - [`usage`]: when each version was last presented, reported coarsely to the
 //!   pod's `last-seen` annotation for Traffic mode.
-//! - [`traffic`]: the old path of [`wire::Traffic`].
 //! - [`pod`]: writing annotations on the process's own Pod.
 //! - [`reload`]: background hot reload with revision reports, usage reports.
 //! - [`reporter`]: the loop of the `keyrotor reporter` sidecar.
@@ -32,7 +31,6 @@ pub mod presenter;
 pub mod reload;
 pub mod reporter;
 pub mod store;
-pub mod traffic;
 pub mod usage;
 pub mod verifier;
 pub mod volume;

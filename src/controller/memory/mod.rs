@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use keyrotor_consumer::traffic::Traffic;
+use keyrotor_consumer::wire::Traffic;
 use kube::runtime::reflector::ObjectRef;
 
 pub use known_secrets::{KnownSecrets, Read};

@@ -1,6 +1,6 @@
 //! Clients that missed a rotation, as `keyrotor verifier` endpoints report
 //! them in their pods' `traffic` annotation (see
-//! `keyrotor_consumer::traffic`): a retired version still presented.
+//! `keyrotor_consumer::wire::Traffic`): a retired version still presented.
 //!
 //! Each verifier pod's retired count is remembered, and a Warning event is
 //! due when it grows (or starts again after the pod restarted). The sidecar
@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keyrotor_consumer::traffic::Traffic;
+use keyrotor_consumer::wire::Traffic;
 
 use crate::wire::Version;
 
@@ -67,7 +67,7 @@ mod tests {
     use super::*;
 
     fn pod(name: &str, annotation: &str) -> (String, Traffic) {
-        (name.to_string(), Traffic::parse(annotation))
+        (name.to_string(), Traffic::parse(annotation).unwrap())
     }
 
     #[test]

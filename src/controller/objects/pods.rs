@@ -93,9 +93,10 @@ mod tests {
     use super::*;
 
     fn pod_json(spec: serde_json::Value) -> Pod {
+        let report = crate::wire::report("a", crate::wire::ROLE_VERIFIER);
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "p", "namespace": "n", "labels": {"app": "web"},
-                         "annotations": {"a.keyrotor.dev/verifier-revision": "3", "other": "x"},
+                         "annotations": {report: "3", "other": "x"},
                          "managedFields": [{"manager": "kubectl"}]},
             "spec": spec,
             "status": {"phase": "Running", "podIP": "10.0.0.1"}

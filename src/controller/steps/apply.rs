@@ -30,7 +30,7 @@ use crate::rotation::{
     Action, Group, HookStep, Origin, Requests, Revision, Target, Version, WorkloadId, WorkloadKind,
 };
 use crate::wire::{
-    self as k, ABANDONED, FIELD_MANAGER, HOOK_ACCEPTED, HOOK_ISSUED, HOOK_KEY_ID,
+    self as k, ABANDONED, FIELD_MANAGER, HOOK_ACCEPTED, HOOK_ISSUED, HOOK_KEY_ID, RevisionReport,
     version_secret_name,
 };
 
@@ -266,8 +266,8 @@ impl Writer<'_> {
         workload: &WorkloadId,
         revision: Revision,
     ) -> Result<()> {
-        let key = k::report(self.rotation, role(group));
-        let patch = json!({"spec": {"template": {"metadata": {"annotations": {key: revision.to_string()}}}}});
+        let (key, value) = RevisionReport(revision).annotation(self.rotation, role(group));
+        let patch = json!({"spec": {"template": {"metadata": {"annotations": {key: value}}}}});
         let (c, ns, p, name) = (
             self.client.clone(),
             self.namespace,
@@ -299,11 +299,15 @@ impl Writer<'_> {
     /// nudges the API refused.
     async fn nudge(&self, revision: Revision, pods: &[(String, u32)]) -> Result<(usize, usize)> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace);
-        let key = k::nudge(self.rotation);
         let (mut writes, mut refused) = (0, 0);
         for (pod, attempt) in pods {
-            let value = format!("{revision}/{attempt}/{}", self.now.as_second());
-            let patch = json!({"metadata": {"annotations": {&key: value}}});
+            let nudge = k::Nudge {
+                revision,
+                attempt: *attempt,
+                at: self.now,
+            };
+            let (key, value) = nudge.annotation(self.rotation);
+            let patch = json!({"metadata": {"annotations": {key: value}}});
             // A nudge is a hint: a pod that went away meanwhile is fine.
             match api.patch(pod, &merge_params(), &Patch::Merge(&patch)).await {
                 Ok(_) => writes += 1,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use keyrotor_consumer::traffic::Traffic;
+use keyrotor_consumer::wire::{LastSeen, RevisionReport, Traffic};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
@@ -115,8 +115,11 @@ async fn group_obs(
             let ann = &p.annotations;
             Consumer {
                 pod: p.name.to_string(),
-                reported: ann.get(&report_key).and_then(|v| v.parse().ok()),
-                nudge: ann.get(&nudge_key).and_then(parse_nudge),
+                reported: ann
+                    .get(&report_key)
+                    .and_then(|v| RevisionReport::parse(v).ok())
+                    .map(|r| r.0),
+                nudge: ann.get(&nudge_key).and_then(nudge),
             }
         })
         .collect();
@@ -137,11 +140,14 @@ async fn group_obs(
     })
 }
 
-fn parse_nudge(v: &str) -> Option<Nudge> {
-    let mut parts = v.split('/');
-    let revision = parts.next()?.parse().ok()?;
-    let attempt = parts.next()?.parse().ok()?;
-    let at = Timestamp::from_second(parts.next()?.parse().ok()?).ok()?;
+/// The last nudge a pod carries, in the planner's terms (a value that does
+/// not read counts as none: the planner nudges again, bounded).
+fn nudge(value: &str) -> Option<Nudge> {
+    let k::Nudge {
+        revision,
+        attempt,
+        at,
+    } = k::Nudge::parse(value).ok()?;
     Some(Nudge {
         revision,
         attempt,
@@ -159,17 +165,16 @@ fn traffic(
     let key = k::last_seen(rotation);
     let mut out: BTreeMap<Version, Timestamp> = BTreeMap::new();
     for p in members(group, secret, pods) {
-        let Some(text) = p.annotations.get(&key) else {
+        // Entries that do not read are skipped; a value over its caps
+        // counts as none (a pod writes its own annotations: bounded).
+        let Some(seen) = p
+            .annotations
+            .get(&key)
+            .and_then(|t| LastSeen::parse_lenient(t).ok())
+        else {
             continue;
         };
-        for entry in text.split(',') {
-            let Some((v, t)) = entry.split_once('=') else {
-                continue;
-            };
-            let (Ok(v), Ok(t)) = (v.trim().parse::<Version>(), t.trim().parse::<Timestamp>())
-            else {
-                continue;
-            };
+        for (v, t) in seen.value.0 {
             let e = out.entry(v).or_insert(t);
             *e = (*e).max(t);
         }
@@ -186,7 +191,10 @@ pub fn gateway_traffic(
     let key = k::traffic(&rot.name_any());
     let running: Vec<Arc<SlimPod>> = pods.iter().filter(|p| p.running).cloned().collect();
     members(&rot.spec.consumers.verifiers, &v.verifier_secret, &running)
-        .filter_map(|p| Some((p.name.to_string(), Traffic::parse(p.annotations.get(&key)?))))
+        .filter_map(|p| {
+            let traffic = Traffic::parse_lenient(p.annotations.get(&key)?).ok()?;
+            Some((p.name.to_string(), traffic.value))
+        })
         .collect()
 }
 

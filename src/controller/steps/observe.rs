@@ -6,7 +6,7 @@
 //! will need.
 
 use k8s_openapi::api::core::v1::Secret;
-use keyrotor_consumer::traffic::Traffic;
+use keyrotor_consumer::wire::Traffic;
 use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use keyrotor_consumer::traffic::Traffic;
+use keyrotor_consumer::wire::Traffic;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{info, warn};

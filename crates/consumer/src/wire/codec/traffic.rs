@@ -90,20 +90,10 @@ impl Traffic {
         (traffic(rotation), self.format())
     }
 
-    /// Transitional (issue 27): the lenient reading with a refused value read
-    /// as no traffic, as the controller calls it today. Strict reading:
-    /// `text.parse::<Traffic>()`; lenient: [`Traffic::parse_lenient`]. Once
-    /// src/controller uses those, this becomes the strict `parse` returning
-    /// `Result` like the other values' codecs.
-    pub fn parse(text: &str) -> Traffic {
-        Traffic::parse_lenient(text)
-            .map(|l| l.value)
-            .unwrap_or_default()
-    }
-
-    /// Reads a value; anything but the grammar is an error. Called as
-    /// `text.parse::<Traffic>()` while [`Traffic::parse`] is transitional.
-    fn strict(text: &str) -> Result<Traffic, WireError> {
+    /// Reads a value; anything but the grammar is an error (also
+    /// `text.parse::<Traffic>()`). [`Traffic::parse_lenient`] skips bad
+    /// entries instead.
+    pub fn parse(text: &str) -> Result<Traffic, WireError> {
         let fail = |kind| WireError::new(Self::NAME, kind, text);
         check_len(text, Self::MAX_LEN).map_err(fail)?;
         let (mut accepted, mut retired, mut client) = (None, None, None);
@@ -258,7 +248,7 @@ impl fmt::Display for Traffic {
 impl FromStr for Traffic {
     type Err = WireError;
     fn from_str(text: &str) -> Result<Self, WireError> {
-        Traffic::strict(text)
+        Traffic::parse(text)
     }
 }
 
@@ -277,7 +267,7 @@ mod tests {
         let text = t.format();
         assert_eq!(text, "accepted=3:1520,4:88;retired=2:5;client=10.0.0.5");
         assert_eq!(text.parse(), Ok(t.clone()));
-        assert_eq!(Traffic::parse(&text), t);
+        assert_eq!(Traffic::parse(&text), Ok(t.clone()));
         let newer = "accepted=3:x,4:2;future=1;retired=;client=not-an-ip";
         assert_eq!(newer.parse::<Traffic>().unwrap_err().class(), "syntax");
         let lenient = Traffic::parse_lenient(newer).unwrap();
@@ -308,8 +298,8 @@ mod tests {
 
     #[test]
     fn pods_add_up_without_overflowing() {
-        let mut sum = Traffic::parse("accepted=1:2;retired=0:1");
-        sum.add(&Traffic::parse("accepted=1:3,2:1;retired=0:2;client=::1"));
+        let mut sum = Traffic::parse("accepted=1:2;retired=0:1").unwrap();
+        sum.add(&Traffic::parse("accepted=1:3,2:1;retired=0:2;client=::1").unwrap());
         assert_eq!(sum.format(), "accepted=1:5,2:1;retired=0:3;client=::1");
         assert_eq!(sum.retired_total(), 3);
         let huge = format!("accepted=1:{m};retired=0:{m},1:{m}", m = u64::MAX);
@@ -334,7 +324,7 @@ mod tests {
             Traffic::parse_lenient(&long).unwrap_err().class(),
             "too-long"
         );
-        assert_eq!(Traffic::parse(&long), Traffic::default());
+        assert_eq!(Traffic::parse(&long).unwrap_err().class(), "too-long");
     }
 
     fn counts() -> impl Strategy<Value = BTreeMap<Version, u64>> {
