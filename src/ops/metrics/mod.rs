@@ -58,6 +58,13 @@ pub struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub namespace: String,
+    pub name: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
     pub namespace: String,
     pub name: String,
@@ -217,6 +224,14 @@ impl Metrics {
         self.rotation.observe(namespace, name, status, policy);
     }
 
+    /// The per-rotation gauges a status alone tells (ready, stalled), for a
+    /// rotation whose plan could not run: an invalid spec, a Secret clash,
+    /// a failing hook.
+    pub fn observe_conditions(&self, namespace: &str, name: &str, status: &ApiKeyRotationStatus) {
+        let series = rotation::Series::of(namespace, name);
+        self.rotation.conditions(&series, status);
+    }
+
     /// Drops a deleted rotation's series.
     pub fn forget(&self, namespace: &str, name: &str) {
         self.rotation.forget(namespace, name);
@@ -257,12 +272,14 @@ mod tests {
             nudge: true,
             propagation_delay: SignedDuration::from_secs(90),
             workloads: vec![],
+            min_consumers: 1,
         };
         Policy {
             schedule,
             grace_minimum: SignedDuration::from_secs(60),
             grace_maximum: SignedDuration::from_hours(2),
             on_timeout: OnTimeout::Wait,
+            progress_deadline: SignedDuration::from_mins(10),
             verifiers: group.clone(),
             presenters: group,
             quiet_window: None,

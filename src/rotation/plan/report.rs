@@ -14,15 +14,19 @@ impl Planner<'_> {
             self.wake_at(next); // a rotation due while a cycle runs waits, then starts
         }
         let mut events = self.report.events.clone();
-        if let Some((_, msg)) = &self.report.stalled
-            && !self.input.obs.record.stalled
+        // Said once per change of the stall, which status keeps.
+        let said = self.input.obs.record.stalled.as_ref();
+        if let Some((reason, msg)) = &self.report.stalled
+            && said.is_none_or(|s| s.reason != *reason || s.message != *msg)
         {
             events.push(Event {
                 kind: EventType::Warning,
-                reason: events::MIGRATION_STALLED,
+                reason: stall_event(reason),
                 note: msg.clone(),
             });
         }
+        let (refused, refusals_announced) = self.refusal_news();
+        events.extend(refused);
         // A revoked number nobody holds yet: recorded, skipped when issuing,
         // and said once (status keeps what was said).
         let revoked_in_advance: BTreeSet<Version> = self
@@ -98,6 +102,7 @@ impl Planner<'_> {
             presenter_revision: self.projected.presenter_rev,
             traffic,
             revoked_in_advance,
+            refusals_announced,
         };
         Plan {
             actions: self.actions,
@@ -178,7 +183,7 @@ impl Planner<'_> {
                 types::MIGRATION_STALLED,
                 false,
                 reasons::NOT_STALLED,
-                "consumers are within the grace period".into(),
+                "nothing holds the rotation".into(),
             ),
         };
         vec![ready, progressing, stalled]
@@ -269,5 +274,16 @@ impl Planner<'_> {
             out.remove(i);
         }
         out
+    }
+}
+
+/// The event reason of a stall: the cause itself for the stalls found at
+/// once, `MigrationStalled` for those found by time.
+fn stall_event(reason: &str) -> &'static str {
+    match reason {
+        reasons::NO_CONSUMERS => events::NO_CONSUMERS,
+        reasons::CONSUMERS_CANNOT_CONFIRM => events::CONSUMERS_CANNOT_CONFIRM,
+        reasons::NO_USAGE_REPORTER => events::NO_USAGE_REPORTER,
+        _ => events::MIGRATION_STALLED,
     }
 }
