@@ -118,10 +118,8 @@ async fn a_rotation_with_no_consumers_holds_the_old_key_then_completes_once_a_co
     let status = get(&client, &ns.name, ROTATION).await.status.unwrap();
     assert_eq!(status.stage, Some(Stage::Promoting));
     assert_eq!(status.accepted_versions, BTreeSet::from([1, 2]));
-    assert_eq!(
-        said(&client, &ns.name, events::NO_CONSUMERS).await,
-        [message.clone()]
-    );
+    let sent = said(&client, &ns.name, events::NO_CONSUMERS).await;
+    assert_eq!(sent, std::slice::from_ref(&message), "one event");
 
     // A presenter appears here and reports: the cycle completes.
     consumer(&client, &ns.name, "client", "api-key").await;
@@ -224,10 +222,8 @@ async fn an_env_var_pod_in_a_report_group_is_named_within_one_reconcile() {
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(accepted(&client, &ns.name).await, BTreeSet::from([1, 2]));
-    assert_eq!(
-        said(&client, &ns.name, events::CONSUMERS_CANNOT_CONFIRM).await,
-        [message.clone()]
-    );
+    let sent = said(&client, &ns.name, events::CONSUMERS_CANNOT_CONFIRM).await;
+    assert_eq!(sent, std::slice::from_ref(&message), "one event");
     // Its workload moved to Rollout (or to a volume): the pod goes.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
     let now = DeleteParams {
