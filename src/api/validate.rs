@@ -71,32 +71,7 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
         .schedule
         .as_ref()
         .and_then(|s| schedule_of(s, &mut errs));
-    let grace_minimum = errs.bounded(
-        "spec.gracePeriod.minimum",
-        &spec.grace_period.minimum,
-        None,
-        "gracePeriod.minimum must be at most 87600h (ten years)",
-    );
-    let grace_maximum = errs.bounded(
-        "spec.gracePeriod.maximum",
-        &spec.grace_period.maximum,
-        None,
-        "gracePeriod.maximum must be at most 87600h (ten years)",
-    );
-    if let (Some(min), Some(max)) = (grace_minimum, grace_maximum)
-        && min > max
-    {
-        errs.add(
-            "spec.gracePeriod",
-            "gracePeriod.minimum must not exceed gracePeriod.maximum",
-        );
-    }
-    let progress_deadline = errs.bounded(
-        "spec.progressDeadline",
-        &spec.progress_deadline,
-        Some(SignedDuration::from_secs(1)),
-        "progressDeadline must be between 1s and 87600h (ten years)",
-    );
+    let (grace_minimum, grace_maximum, progress_deadline) = waits(spec, &mut errs);
     let verifiers = group(
         &spec.consumers.verifiers,
         "spec.consumers.verifiers",
@@ -211,6 +186,45 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
         verifier_hook: spec.verifier_hook.clone(),
         issuer_hook: spec.issuer_hook.clone(),
     })
+}
+
+/// How long a cycle waits: the grace period's bounds and the progress
+/// deadline.
+fn waits(
+    spec: &ApiKeyRotationSpec,
+    errs: &mut Errors,
+) -> (
+    Option<SignedDuration>,
+    Option<SignedDuration>,
+    Option<SignedDuration>,
+) {
+    let grace_minimum = errs.bounded(
+        "spec.gracePeriod.minimum",
+        &spec.grace_period.minimum,
+        None,
+        "gracePeriod.minimum must be at most 87600h (ten years)",
+    );
+    let grace_maximum = errs.bounded(
+        "spec.gracePeriod.maximum",
+        &spec.grace_period.maximum,
+        None,
+        "gracePeriod.maximum must be at most 87600h (ten years)",
+    );
+    if let (Some(min), Some(max)) = (grace_minimum, grace_maximum)
+        && min > max
+    {
+        errs.add(
+            "spec.gracePeriod",
+            "gracePeriod.minimum must not exceed gracePeriod.maximum",
+        );
+    }
+    let progress_deadline = errs.bounded(
+        "spec.progressDeadline",
+        &spec.progress_deadline,
+        Some(SignedDuration::from_secs(1)),
+        "progressDeadline must be between 1s and 87600h (ten years)",
+    );
+    (grace_minimum, grace_maximum, progress_deadline)
 }
 
 /// The CRD's rules for a hook (`at`: `spec.verifierHook` or

@@ -242,6 +242,14 @@ async fn an_env_var_pod_in_a_report_group_is_named_within_one_reconcile() {
     observer.stop();
 }
 
+/// The rotation applied and rotated once: version 1 is retired.
+async fn rotated_once(client: &Client, ns: &str) {
+    apply(client, ns, &rotation(ns, ROTATION, report(), report())).await;
+    wait_stable(client, ns, ROTATION, 1, WAIT).await;
+    request_rotation(client, ns, ROTATION, "one").await;
+    wait_stable(client, ns, ROTATION, 2, WAIT).await;
+}
+
 #[tokio::test]
 async fn two_operator_restarts_after_a_retired_key_was_presented_post_no_event() {
     let Some(cluster) = cluster::get().await else {
@@ -263,15 +271,7 @@ async fn two_operator_restarts_after_a_retired_key_was_presented_post_no_event()
         let (c, n) = (client.clone(), ns.name.clone());
         reporter(c, n, pod, role, secret, on.clone())
     });
-    apply(
-        &client,
-        &ns.name,
-        &rotation(&ns.name, ROTATION, report(), report()),
-    )
-    .await;
-    wait_stable(&client, &ns.name, ROTATION, 1, WAIT).await;
-    request_rotation(&client, &ns.name, ROTATION, "one").await;
-    wait_stable(&client, &ns.name, ROTATION, 2, WAIT).await;
+    rotated_once(&client, &ns.name).await;
 
     // The server's `keyrotor verifier` refused 12 requests presenting the
     // retired version 1: its `traffic` annotation, in the sidecar's codec.

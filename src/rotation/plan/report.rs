@@ -14,17 +14,7 @@ impl Planner<'_> {
             self.wake_at(next); // a rotation due while a cycle runs waits, then starts
         }
         let mut events = self.report.events.clone();
-        // Said once per change of the stall, which status keeps.
-        let said = self.input.obs.record.stalled.as_ref();
-        if let Some((reason, msg)) = &self.report.stalled
-            && said.is_none_or(|s| s.reason != *reason || s.message != *msg)
-        {
-            events.push(Event {
-                kind: EventType::Warning,
-                reason: stall_event(reason),
-                note: msg.clone(),
-            });
-        }
+        events.extend(self.stall_news());
         let (refused, refusals_announced) = self.refusal_news();
         events.extend(refused);
         // A revoked number nobody holds yet: recorded, skipped when issuing,
@@ -110,6 +100,19 @@ impl Planner<'_> {
             report,
             wake_at: self.report.wake,
         }
+    }
+
+    /// The event announcing this plan's stall, when status does not hold
+    /// it already: said once per change of the stall, also across restarts.
+    fn stall_news(&self) -> Option<Event> {
+        let said = self.input.obs.record.stalled.as_ref();
+        let (reason, msg) = self.report.stalled.as_ref()?;
+        let new = said.is_none_or(|s| s.reason != *reason || s.message != *msg);
+        new.then(|| Event {
+            kind: EventType::Warning,
+            reason: stall_event(reason),
+            note: msg.clone(),
+        })
     }
 
     /// The Ready, Progressing and MigrationStalled conditions.

@@ -120,6 +120,26 @@ fn any_policy() -> impl Strategy<Value = Policy> {
         )
 }
 
+fn group(verifiers: bool) -> Group {
+    if verifiers {
+        Group::Verifiers
+    } else {
+        Group::Presenters
+    }
+}
+
+fn add_pod(w: &mut World, g: Group, kind: PodKind) {
+    // A Rollout group's pods are its workload's: none without it.
+    if w.workload_missing(g) {
+        return;
+    }
+    match kind {
+        PodKind::Ordinary => w.add_pod(g, false),
+        PodKind::Stuck => w.add_pod(g, true),
+        PodKind::Env => w.add_env_pod(g),
+    };
+}
+
 pub(super) fn run_history(policy: Policy, steps: Vec<Step>) -> Result<(), String> {
     let mut w = World::new(policy);
     w.add_pod(Group::Verifiers, false);
@@ -131,24 +151,7 @@ pub(super) fn run_history(policy: Policy, steps: Vec<Step>) -> Result<(), String
             Step::Sync(i) => w.sync(i),
             Step::Report(i) => w.report(i),
             Step::SyncAll => w.sync_and_report_all(),
-            Step::AddPod(verifier, kind) => {
-                let g = if verifier {
-                    Group::Verifiers
-                } else {
-                    Group::Presenters
-                };
-                // A Rollout group's pods are its workload's: none without it.
-                if w.workload_missing(g) {
-                    w.reconcile()?;
-                    w.check()?;
-                    continue;
-                }
-                match kind {
-                    PodKind::Ordinary => w.add_pod(g, false),
-                    PodKind::Stuck => w.add_pod(g, true),
-                    PodKind::Env => w.add_env_pod(g),
-                };
-            }
+            Step::AddPod(verifier, kind) => add_pod(&mut w, group(verifier), kind),
             Step::RemovePod(i) => w.remove_pod(i),
             Step::Rotate(source) => {
                 token += 1;
@@ -194,14 +197,7 @@ pub(super) fn run_history(policy: Policy, steps: Vec<Step>) -> Result<(), String
             }),
             Step::HookDown(down) => w.hook.down = down,
             Step::HookLosesAnswer => w.hook.lose_answer = true,
-            Step::WorkloadGone(verifiers, gone) => {
-                let g = if verifiers {
-                    Group::Verifiers
-                } else {
-                    Group::Presenters
-                };
-                w.set_workload_missing(g, gone);
-            }
+            Step::WorkloadGone(verifiers, gone) => w.set_workload_missing(group(verifiers), gone),
         }
         w.reconcile()?;
         w.check()?;
