@@ -253,6 +253,13 @@ async fn a_hook_added_to_a_stable_rotation_gets_the_current_key_and_a_failing_on
     );
     let (_, ready, _) = condition(&h, types::READY).await;
     assert_eq!(ready, reasons::HOOK_FAILED, "what failed, beside the stall");
+    let metrics = h.metrics.encode();
+    for line in [
+        "keyrotor_stalled{namespace=\"default\",name=\"api\",reason=\"HookStalled\"} 1",
+        "keyrotor_ready{namespace=\"default\",name=\"api\"} 0",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
     assert_eq!(h.current(P).await, Some(1));
     let said = h.events(events::MIGRATION_STALLED).await;
     assert_eq!(said, [message]);

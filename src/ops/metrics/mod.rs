@@ -297,6 +297,7 @@ mod tests {
         let created: Timestamp = "2026-01-05T10:00:00Z".parse().unwrap();
         ApiKeyRotationStatus {
             stage: Some(Stage::Promoting),
+            stage_transition_time: Some(created),
             current_version: Some(2),
             versions: vec![VersionRecord {
                 version: 2,
@@ -342,12 +343,20 @@ mod tests {
             "keyrotor_nudges_refused_total{namespace=\"shop\",name=\"orders\"} 0",
             // A week from creation to the next due time, plus 2 h of grace.
             "keyrotor_current_key_max_age_seconds{namespace=\"shop\",name=\"orders\"} 612000",
+            "keyrotor_stalled{namespace=\"shop\",name=\"orders\",reason=\"PresentersStalled\"} 1",
+            "keyrotor_stalled{namespace=\"shop\",name=\"orders\",reason=\"NoConsumers\"} 0",
+            "keyrotor_ready{namespace=\"shop\",name=\"orders\"} 0",
+            "keyrotor_stage_started_timestamp_seconds{namespace=\"shop\",name=\"orders\"} 1767607200",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         m.observe("shop", "orders", &promoting(false), &policy(None));
         let text = m.encode();
         assert!(text.contains("keyrotor_migration_stalled{namespace=\"shop\",name=\"orders\"} 0"));
+        assert!(
+            text.contains("keyrotor_stalled{namespace=\"shop\",name=\"orders\",reason=\"PresentersStalled\"} 0"),
+            "a stall that ended says so by reason too:\n{text}"
+        );
         assert!(
             !text.contains("keyrotor_current_key_max_age_seconds{"),
             "no schedule, no max age:\n{text}"
