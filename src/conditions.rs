@@ -7,7 +7,10 @@ pub mod types {
     pub const READY: &str = "Ready";
     /// A rotation cycle is in flight.
     pub const PROGRESSING: &str = "Progressing";
-    /// Consumers have not confirmed within the maximum grace period.
+    /// The cycle in flight cannot finish without help: a group has no
+    /// consumer to confirm, a consumer cannot confirm, no usage reporter is
+    /// alive (Traffic), or nothing confirmed for `progressDeadline` or within
+    /// `gracePeriod.maximum`. The reason says which.
     pub const MIGRATION_STALLED: &str = "MigrationStalled";
 }
 
@@ -31,9 +34,40 @@ pub mod reasons {
     pub const WAITING_FOR_GRACE: &str = "WaitingForGrace";
     pub const WAITING_FOR_QUIET: &str = "WaitingForQuietTraffic";
     pub const DELETING_OLD_KEYS: &str = "DeletingOldKeys";
+    /// No verifier confirmed for `progressDeadline` (or within the maximum grace).
     pub const VERIFIERS_STALLED: &str = "VerifiersStalled";
+    /// No presenter confirmed for `progressDeadline` (or within the maximum grace).
     pub const PRESENTERS_STALLED: &str = "PresentersStalled";
+    /// Every verifier pod confirmed; the verifier hook has not accepted the
+    /// version for `progressDeadline`.
+    pub const HOOK_STALLED: &str = "HookStalled";
+    /// A waiting group found fewer consumers than its `minConsumers` (no
+    /// running pod references the Secret or matches the selector; a listed
+    /// workload does not exist). Raised at once: nothing is confirmed on
+    /// missing evidence.
+    pub const NO_CONSUMERS: &str = "NoConsumers";
+    /// A consumer of a waiting Report or Delay group reads the key through an
+    /// environment variable: it never loads a new version. Raised at once.
+    pub const CONSUMERS_CANNOT_CONFIRM: &str = "ConsumersCannotConfirm";
+    /// Traffic mode: no verifier reported usage within the quiet window, so
+    /// silence cannot count as quiet. Raised once the window has passed.
+    pub const NO_USAGE_REPORTER: &str = "NoUsageReporter";
+    /// Traffic mode at the maximum grace: every presenter confirmed, but
+    /// verifiers still see the old version presented.
+    pub const TRAFFIC_NOT_QUIET: &str = "TrafficNotQuiet";
     pub const NOT_STALLED: &str = "NotStalled";
+
+    /// Every reason `MigrationStalled` can be True with, for the per-reason
+    /// metric (`keyrotor_stalled`).
+    pub const STALLED: [&str; 7] = [
+        VERIFIERS_STALLED,
+        PRESENTERS_STALLED,
+        HOOK_STALLED,
+        NO_CONSUMERS,
+        CONSUMERS_CANNOT_CONFIRM,
+        NO_USAGE_REPORTER,
+        TRAFFIC_NOT_QUIET,
+    ];
 }
 
 /// Event reasons.
@@ -49,7 +83,23 @@ pub mod events {
     pub const REVOKED_IN_ADVANCE: &str = "RevokedInAdvance";
     pub const ROLLED_BACK: &str = "RolledBack";
     pub const ROLLBACK_REJECTED: &str = "RollbackRejected";
+    /// A stall found by progress or at the maximum grace (see the condition's reason).
     pub const MIGRATION_STALLED: &str = "MigrationStalled";
+    /// A waiting group has no consumer to confirm (the condition's reason too).
+    pub const NO_CONSUMERS: &str = "NoConsumers";
+    /// A consumer reads the key through env and cannot confirm (the condition's reason too).
+    pub const CONSUMERS_CANNOT_CONFIRM: &str = "ConsumersCannotConfirm";
+    /// Traffic mode has no live usage reporter (the condition's reason too).
+    pub const NO_USAGE_REPORTER: &str = "NoUsageReporter";
+    /// The events that announce a stall (the `MigrationStalled` condition).
+    pub const STALLS: [&str; 4] = [
+        MIGRATION_STALLED,
+        NO_CONSUMERS,
+        CONSUMERS_CANNOT_CONFIRM,
+        NO_USAGE_REPORTER,
+    ];
+    /// A verifier hook added to a Stable rotation now accepts the current version.
+    pub const HOOK_STAGED: &str = "HookStaged";
     pub const PROJECTION_REPAIRED: &str = "ProjectionRepaired";
     /// A version Secret deleted by hand was re-created from a projection holding its key.
     pub const KEY_RECOVERED: &str = "KeyRecovered";

@@ -65,6 +65,16 @@ pub struct ApiKeyRotationSpec {
     #[serde(default)]
     pub grace_period: GracePeriod,
 
+    /// A cycle whose waiting group has had no consumer confirm for this long
+    /// is stalled: `MigrationStalled` (reason VerifiersStalled,
+    /// PresentersStalled or HookStalled) names whom it waits for, long before
+    /// `gracePeriod.maximum`. Nothing is retired for it: the old key stays
+    /// valid. A confirmation starts the time again. From 1s to 87600h.
+    #[serde(default = "default_progress_deadline")]
+    #[schemars(regex(pattern = DURATION_RE), length(max = 32))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,6})?(ms|s|m|h))+$') && duration(self) <= duration('87600h') && duration(self) >= duration('1s')").message("progressDeadline must be between 1s and 87600h (ten years)"))]
+    pub progress_deadline: String,
+
     /// Who uses the key and how each group confirms a change.
     #[serde(default)]
     pub consumers: Consumers,
@@ -128,6 +138,10 @@ pub struct ApiKeyRotationSpec {
 
 fn default_history_limit() -> u32 {
     10
+}
+
+fn default_progress_deadline() -> String {
+    "10m".into()
 }
 
 /// Names of the Secrets consumers mount. Use one name for both to get a single
@@ -283,8 +297,11 @@ impl Default for GracePeriod {
     }
 }
 
-/// Who uses the key. By default a group is every pod whose spec references its
-/// projected Secret (volume, projected volume, env, envFrom): none is forgotten.
+/// Who uses the key. By default a group is every running pod of the
+/// rotation's namespace whose spec references its projected Secret (volume,
+/// projected volume, env, envFrom): none is forgotten. A group in which
+/// fewer consumers are found than its `minConsumers` (default 1) holds the
+/// cycle where it stands: missing evidence is never confirmation.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Consumers {
@@ -306,6 +323,11 @@ pub struct ConsumerGroup {
     /// Report: each pod reports the revision it loaded (reporter sidecar or
     /// client library). Rollout: keyrotor restarts the listed workloads one at
     /// a time and waits for each rollout. Delay: wait `propagationDelay`.
+    /// A pod that reads the key through an environment variable
+    /// (`secretKeyRef`, `envFrom`) never loads a new version: in Report and
+    /// Delay mode it is named at once (`MigrationStalled` reason
+    /// ConsumersCannotConfirm) and never counted as confirmed; use Rollout
+    /// for its workload.
     #[serde(default)]
     pub confirmation: Mode,
 
@@ -324,6 +346,20 @@ pub struct ConsumerGroup {
     #[x_kube(validation = Rule::new("size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,6})?(ms|s|m|h))+$') && duration(self) <= duration('87600h')").message("propagationDelay must be at most 87600h (ten years)"))]
     pub propagation_delay: String,
 
+    /// The fewest consumers the group must find before a change counts as
+    /// confirmed. Report: running pods that reference its Secret or match
+    /// `selector` (for verifiers, a `verifierHook` or `issuerHook` counts as
+    /// one). Rollout: at 1 or more every listed workload must exist. Fewer
+    /// hold the cycle where it stands, the old key valid, and say so at once
+    /// (`MigrationStalled` reason NoConsumers, and an event naming the
+    /// Secret, the namespace searched and what to do). 0 declares that the
+    /// group's consumers are all out of keyrotor's sight (another namespace,
+    /// outside the cluster): nothing is then waited for in it. Delay mode
+    /// ignores it, and the first key needs no consumer.
+    #[serde(default = "default_min_consumers")]
+    #[x_kube(validation = Rule::new("self <= 1000").message("minConsumers must be at most 1000"))]
+    pub min_consumers: u32,
+
     /// After each Secret write, touch an annotation on the group's pods so
     /// kubelet refreshes their volumes at once instead of within 60–90 s.
     #[serde(default = "default_true")]
@@ -331,12 +367,22 @@ pub struct ConsumerGroup {
 
     /// Presenters only: retire the old version only once no verifier has seen it
     /// presented for this quiet window (catches clients outside the cluster).
+    /// The window counts only while a usage reporter is alive: a verifier
+    /// pod (client library or `keyrotor verifier`) must report traffic a
+    /// whole window after the old version was last seen. Silence is not
+    /// quiet: with no report within the window, `MigrationStalled` says
+    /// NoUsageReporter and the old version stays accepted. With Traffic, an
+    /// empty presenter group needs `minConsumers: 0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Traffic>,
 }
 
 fn default_propagation_delay() -> String {
     "90s".into()
+}
+
+fn default_min_consumers() -> u32 {
+    1
 }
 
 fn default_true() -> bool {
@@ -350,6 +396,7 @@ impl Default for ConsumerGroup {
             selector: None,
             workloads: Vec::new(),
             propagation_delay: default_propagation_delay(),
+            min_consumers: default_min_consumers(),
             nudge: true,
             traffic: None,
         }

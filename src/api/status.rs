@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::rotation::{
-    ConditionState, GroupProgress, Record, Report, Requests, Revision, Stage, Version,
+    ConditionState, GroupProgress, Record, Report, Requests, Revision, Stage, Stall, Version,
     VersionRecord, VersionState,
 };
 
@@ -40,6 +40,11 @@ pub struct ApiKeyRotationStatus {
     /// Stage of the rotation cycle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<Stage>,
+
+    /// When the rotation entered its current stage (time in stage = now - this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub stage_transition_time: Option<Timestamp>,
 
     /// Every live version and the most recent retired ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -74,6 +79,22 @@ pub struct ApiKeyRotationStatus {
     /// Revoked version numbers above every issued one: they will never be issued.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub revoked_in_advance: BTreeSet<Version>,
+
+    /// Requests presenting a retired version that each verifier pod's
+    /// endpoint had refused when keyrotor last announced it (event
+    /// RetiredKeyPresented): a restarted operator announces only new ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_key_refusals: Vec<RefusalRecord>,
+}
+
+/// Refused requests of one verifier pod, as announced.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusalRecord {
+    /// The verifier pod.
+    pub pod: String,
+    /// Requests presenting a retired version it refused since its endpoint started.
+    pub refused: u64,
 }
 
 /// A status condition, as in `metav1.Condition`.
@@ -158,10 +179,21 @@ impl ApiKeyRotationStatus {
                 .iter()
                 .map(|t| (t.version, t.last_seen))
                 .collect(),
-            stalled: self.conditions.iter().any(|c| {
-                c.type_ == crate::conditions::types::MIGRATION_STALLED && c.status == "True"
-            }),
+            stalled: self
+                .condition(crate::conditions::types::MIGRATION_STALLED)
+                .filter(|c| c.status == "True")
+                .map(|c| Stall {
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                }),
             revoked_in_advance: self.revoked_in_advance.clone(),
+            verifiers_progress: self.confirmation.as_ref().and_then(|c| c.verifiers.mark()),
+            presenters_progress: self.confirmation.as_ref().and_then(|c| c.presenters.mark()),
+            refusals_announced: self
+                .retired_key_refusals
+                .iter()
+                .map(|r| (r.pod.clone(), r.refused))
+                .collect(),
         }
     }
 
@@ -186,10 +218,14 @@ impl ApiKeyRotationStatus {
             target_version: report.target,
             accepted_versions: report.accepted.clone(),
             stage: Some(report.stage),
+            stage_transition_time: previous
+                .filter(|p| p.stage == Some(report.stage))
+                .and_then(|p| p.stage_transition_time)
+                .or(Some(now)),
             versions: report.versions.clone(),
             // Progress matters while a cycle is in flight; in Stable it would
             // only churn status as pods report.
-            confirmation: (report.stage != crate::rotation::Stage::Stable).then(|| Confirmation {
+            confirmation: report.in_flight().then(|| Confirmation {
                 verifiers: report.verifiers.clone(),
                 presenters: report.presenters.clone(),
             }),
@@ -212,6 +248,14 @@ impl ApiKeyRotationStatus {
                 })
                 .collect(),
             revoked_in_advance: report.revoked_in_advance.clone(),
+            retired_key_refusals: report
+                .refusals_announced
+                .iter()
+                .map(|(pod, refused)| RefusalRecord {
+                    pod: pod.clone(),
+                    refused: *refused,
+                })
+                .collect(),
         }
     }
 

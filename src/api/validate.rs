@@ -71,26 +71,7 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
         .schedule
         .as_ref()
         .and_then(|s| schedule_of(s, &mut errs));
-    let grace_minimum = errs.bounded(
-        "spec.gracePeriod.minimum",
-        &spec.grace_period.minimum,
-        None,
-        "gracePeriod.minimum must be at most 87600h (ten years)",
-    );
-    let grace_maximum = errs.bounded(
-        "spec.gracePeriod.maximum",
-        &spec.grace_period.maximum,
-        None,
-        "gracePeriod.maximum must be at most 87600h (ten years)",
-    );
-    if let (Some(min), Some(max)) = (grace_minimum, grace_maximum)
-        && min > max
-    {
-        errs.add(
-            "spec.gracePeriod",
-            "gracePeriod.minimum must not exceed gracePeriod.maximum",
-        );
-    }
+    let (grace_minimum, grace_maximum, progress_deadline) = waits(spec, &mut errs);
     let verifiers = group(
         &spec.consumers.verifiers,
         "spec.consumers.verifiers",
@@ -162,8 +143,21 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
     if !errs.0.is_empty() {
         return Err(InvalidSpec(errs.0));
     }
-    let (Some(key), Some(grace_minimum), Some(grace_maximum), Some(verifiers), Some(presenters)) =
-        (key, grace_minimum, grace_maximum, verifiers, presenters)
+    let (
+        Some(key),
+        Some(grace_minimum),
+        Some(grace_maximum),
+        Some(progress_deadline),
+        Some(verifiers),
+        Some(presenters),
+    ) = (
+        key,
+        grace_minimum,
+        grace_maximum,
+        progress_deadline,
+        verifiers,
+        presenters,
+    )
     else {
         unreachable!("every None above recorded an error");
     };
@@ -173,6 +167,7 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
             grace_minimum,
             grace_maximum,
             on_timeout: spec.grace_period.on_timeout,
+            progress_deadline,
             verifiers,
             presenters,
             quiet_window,
@@ -191,6 +186,45 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
         verifier_hook: spec.verifier_hook.clone(),
         issuer_hook: spec.issuer_hook.clone(),
     })
+}
+
+/// How long a cycle waits: the grace period's bounds and the progress
+/// deadline.
+fn waits(
+    spec: &ApiKeyRotationSpec,
+    errs: &mut Errors,
+) -> (
+    Option<SignedDuration>,
+    Option<SignedDuration>,
+    Option<SignedDuration>,
+) {
+    let grace_minimum = errs.bounded(
+        "spec.gracePeriod.minimum",
+        &spec.grace_period.minimum,
+        None,
+        "gracePeriod.minimum must be at most 87600h (ten years)",
+    );
+    let grace_maximum = errs.bounded(
+        "spec.gracePeriod.maximum",
+        &spec.grace_period.maximum,
+        None,
+        "gracePeriod.maximum must be at most 87600h (ten years)",
+    );
+    if let (Some(min), Some(max)) = (grace_minimum, grace_maximum)
+        && min > max
+    {
+        errs.add(
+            "spec.gracePeriod",
+            "gracePeriod.minimum must not exceed gracePeriod.maximum",
+        );
+    }
+    let progress_deadline = errs.bounded(
+        "spec.progressDeadline",
+        &spec.progress_deadline,
+        Some(SignedDuration::from_secs(1)),
+        "progressDeadline must be between 1s and 87600h (ten years)",
+    );
+    (grace_minimum, grace_maximum, progress_deadline)
 }
 
 /// The CRD's rules for a hook (`at`: `spec.verifierHook` or
@@ -379,6 +413,12 @@ fn group(g: &ConsumerGroup, path: &str, errs: &mut Errors) -> Option<GroupPolicy
             "confirmation Rollout needs at least one workload to restart",
         );
     }
+    if g.min_consumers > 1000 {
+        errs.add(
+            &format!("{path}.minConsumers"),
+            "minConsumers must be at most 1000",
+        );
+    }
     let mut seen = BTreeSet::new();
     for (i, w) in g.workloads.iter().enumerate() {
         errs.name(&format!("{path}.workloads[{i}].name"), &w.name);
@@ -407,6 +447,7 @@ fn group(g: &ConsumerGroup, path: &str, errs: &mut Errors) -> Option<GroupPolicy
         mode: g.confirmation,
         nudge: g.nudge,
         propagation_delay: delay?,
+        min_consumers: g.min_consumers,
         workloads: g
             .workloads
             .iter()

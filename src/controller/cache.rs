@@ -17,7 +17,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 
-use super::objects::pods::{is_running, secret_refs, selector_matches_with};
+use super::objects::pods::{env_secret_refs, is_running, secret_refs, selector_matches_with};
 use crate::api::{ApiKeyRotation, LabelSelector};
 
 /// A pod's labels or keyrotor annotations: a sorted boxed slice, a fraction
@@ -58,6 +58,9 @@ pub struct SlimPod {
     pub annotations: Pairs,
     /// Names of the Secrets its spec references (volumes, projected, env, envFrom).
     pub secrets: Box<[Box<str>]>,
+    /// Those of `secrets` its containers read through env or envFrom (see
+    /// `pods::env_secret_refs`): it cannot load a new version of them.
+    pub env_secrets: Box<[Box<str>]>,
     /// Running (see `pods::is_running`).
     pub running: bool,
 }
@@ -80,6 +83,14 @@ impl SlimPod {
                 .into_iter()
                 .map(String::into_boxed_str)
                 .collect(),
+            env_secrets: pod
+                .spec
+                .as_ref()
+                .map(env_secret_refs)
+                .unwrap_or_default()
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
             running: is_running(pod),
         }
     }
@@ -87,6 +98,11 @@ impl SlimPod {
     /// Whether its spec references `secret`.
     pub fn references(&self, secret: &str) -> bool {
         self.secrets.iter().any(|s| s.as_ref() == secret)
+    }
+
+    /// Whether it reads `secret` through an environment variable.
+    pub fn reads_env(&self, secret: &str) -> bool {
+        self.env_secrets.iter().any(|s| s.as_ref() == secret)
     }
 
     /// Whether `selector` matches its labels.
@@ -422,6 +438,25 @@ mod tests {
         assert!(cache.consumers("other", &["a-key"], &[]).is_empty());
         let kept = &got[0].annotations;
         assert!(kept.is_empty(), "only keyrotor annotations are kept");
+        assert!(
+            !got[0].reads_env("a-verifier"),
+            "a volume is no env reference"
+        );
+    }
+
+    #[test]
+    fn a_pod_that_reads_a_secret_through_env_is_told_from_one_that_mounts_it() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "env", "namespace": "n"},
+            "spec": {"containers": [{"name": "app", "image": "app",
+                "env": [{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "a-key", "key": "key"}}}]}],
+                     "volumes": [{"name": "k", "secret": {"secretName": "a-verifier"}}]},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
+        let slim = SlimPod::from_pod(&pod);
+        assert!(slim.references("a-key") && slim.reads_env("a-key"));
+        assert!(slim.references("a-verifier") && !slim.reads_env("a-verifier"));
     }
 
     #[test]

@@ -78,12 +78,17 @@ pub struct Retirement {
     pub quiet_window: Option<SignedDuration>,
     /// When a verifier last saw `version` presented.
     pub last_seen: Option<Timestamp>,
+    /// The latest time a verifier reported any version presented: a usage
+    /// reporter was alive then.
+    pub freshest: Option<Timestamp>,
 }
 
 /// I3: a version leaves the accepted set only once the minimum grace passed,
 /// no running presenter (`(pod, the version it holds)`) holds it, and its
-/// traffic went quiet. Callers skip the explicit exceptions (revocation,
-/// `onTimeout: Retire`).
+/// traffic went quiet while a usage reporter was alive: some verifier
+/// reported traffic a whole quiet window after the version was last seen
+/// and after its successor was promoted (silence is not quiet). Callers skip
+/// the explicit exceptions (revocation, `onTimeout: Retire`).
 pub fn check_retirement<'a>(
     r: &Retirement,
     presenters: impl IntoIterator<Item = (&'a str, Option<Version>)>,
@@ -109,6 +114,14 @@ pub fn check_retirement<'a>(
     {
         return Err(format!(
             "I3 broken: version {v} retired while its traffic was not quiet"
+        ));
+    }
+    if let Some(q) = r.quiet_window
+        && let Some(since) = r.last_seen.max(r.successor_promoted)
+        && r.freshest.is_none_or(|f| f < since + q)
+    {
+        return Err(format!(
+            "I3 broken: version {v} retired on silence: no usage reported a quiet window after it was last seen"
         ));
     }
     Ok(())

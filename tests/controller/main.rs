@@ -7,6 +7,7 @@
 mod scenario;
 
 mod argocd;
+mod evidence;
 mod hook_faults;
 mod hook_tls;
 mod issuer_hook;

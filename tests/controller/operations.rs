@@ -70,7 +70,9 @@ async fn apply_rotation(client: &Client, token: &str) {
     let obj = json!({
         "apiVersion": "keyrotor.dev/v1alpha1", "kind": "ApiKeyRotation",
         "metadata": {"name": "api", "namespace": "default"},
+        // No consumer pods here: the spec says they are out of keyrotor's sight.
         "spec": {"secrets": {"verifier": "api-verifier", "presenter": "api-key"},
+                 "consumers": {"verifiers": {"minConsumers": 0}, "presenters": {"minConsumers": 0}},
                  "gracePeriod": {"minimum": "0s", "maximum": "60s"}, "rotationRequest": token},
     });
     api.patch(
@@ -151,6 +153,9 @@ async fn metrics_are_exposed_with_bounded_labels() {
         "keyrotor_current_key_created_timestamp_seconds{namespace=\"default\",name=\"api\"}",
         "keyrotor_stage{namespace=\"default\",name=\"api\",stage=\"Stable\"} 1",
         "keyrotor_consumers_waiting{namespace=\"default\",name=\"api\",group=\"presenters\"}",
+        "keyrotor_ready{namespace=\"default\",name=\"api\"} 1",
+        "keyrotor_stalled{namespace=\"default\",name=\"api\",reason=\"NoConsumers\"} 0",
+        "keyrotor_stage_started_timestamp_seconds{namespace=\"default\",name=\"api\"}",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
@@ -176,6 +181,7 @@ async fn metrics_are_exposed_with_bounded_labels() {
         "name",
         "group",
         "stage",
+        "reason",
         "read",
         "le",
     ];

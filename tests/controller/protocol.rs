@@ -284,7 +284,25 @@ async fn traffic_mode_holds_the_old_key_while_a_verifier_still_sees_it() {
         condition(&h, "Progressing").await.unwrap().1,
         "WaitingForQuietTraffic"
     );
+    // It moved to version 2, which server-0 reports seeing (silence alone
+    // would not count as quiet); bounded by the wait below.
+    let last_v1 = jiff::Timestamp::now();
+    let reporter = {
+        let pods = h.pods();
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                let seen = k::LastSeen([(1, last_v1), (2, jiff::Timestamp::now())].into());
+                let (key, value) = seen.annotation("api");
+                let patch = json!({"metadata": {"annotations": {key: value}}});
+                let _ = pods
+                    .patch("server-0", &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
     h.wait_published(V, P, &[2], 2, 10).await;
+    reporter.abort();
     let retired = status(&h).await;
     assert!(retired.traffic.iter().any(|t| t.version == 1));
     assert_invariants(&h, &[]);

@@ -26,8 +26,15 @@ use super::scenario::*;
 
 const TOKEN: &str = "e2e-redis-hook-token";
 
+/// A group whose consumers are all outside the cluster's pods (here the
+/// Redis clients): nothing to wait for in it (`minConsumers: 0`); the
+/// verifier group is the hook, which counts as the verifier found.
+fn out_of_sight() -> serde_json::Value {
+    json!({"minConsumers": 0})
+}
+
 fn spec(ns: &str, url: &str) -> serde_json::Value {
-    let mut r = rotation(ns, "cache", json!({}), json!({}));
+    let mut r = rotation(ns, "cache", json!({}), out_of_sight());
     r["spec"]["gracePeriod"]["minimum"] = json!("3s");
     r["spec"]["verifierHook"] = json!({"url": url, "tokenSecretRef": {"name": "redis-hook-token", "key": "token"}, "timeoutSeconds": 2});
     r
@@ -160,7 +167,7 @@ async fn redis_issues_the_passwords_through_the_issuer_hook_on_a_real_api_server
     let ns = cluster.namespace("e2e-issuer").await;
     let client = cluster.client().await;
     let issuer = |url: &str| {
-        let mut r = rotation(&ns.name, "cache", json!({}), json!({}));
+        let mut r = rotation(&ns.name, "cache", json!({}), out_of_sight());
         r["spec"]["gracePeriod"]["minimum"] = json!("2s");
         r["spec"]["issuerHook"] = json!({"url": url, "tokenSecretRef": {"name": "redis-hook-token", "key": "token"}, "timeoutSeconds": 2});
         r
@@ -249,7 +256,7 @@ async fn the_hook_accepts_keyrotors_service_account_token_for_its_audience_only(
     let ns = cluster.namespace("e2e-hook-sa").await;
     let client = cluster.client().await;
     let audience = "redis-hook.e2e";
-    let mut r = rotation(&ns.name, "cache", json!({}), json!({}));
+    let mut r = rotation(&ns.name, "cache", json!({}), out_of_sight());
     r["spec"]["gracePeriod"]["minimum"] = json!("2s");
     r["spec"]["verifierHook"] =
         json!({"url": "", "serviceAccountToken": {"audience": audience}, "timeoutSeconds": 2});

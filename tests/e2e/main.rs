@@ -21,6 +21,7 @@ mod argocd_cm;
 mod cel;
 mod crash;
 mod deletion;
+mod evidence;
 mod gateway;
 mod helm;
 mod hook;

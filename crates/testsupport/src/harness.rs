@@ -159,6 +159,53 @@ impl Harness {
             .unwrap();
     }
 
+    /// A running pod whose container reads `secret`'s `key` through an
+    /// environment variable (`secretKeyRef`). The simulated kubelet still
+    /// reports the Secret's revision for it, as a reporter sidecar that
+    /// mounts the Secret would: what its process holds never changes.
+    pub async fn add_env_pod(&self, name: &str, secret: &str, labels: &[(&str, &str)]) {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        let env = json!([{"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": "key"}}}]);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": NS, "labels": labels},
+            "spec": {"containers": [{"name": "app", "image": "app", "env": env}]},
+        }))
+        .unwrap();
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+        let status = json!({"status": {"phase": "Running"}});
+        self.pods()
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+
+    /// Events about rotation objects with `reason`: their notes.
+    pub async fn events(&self, reason: &str) -> Vec<String> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), NS);
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .filter_map(|e| e.note)
+            .collect()
+    }
+
+    /// Successful reconciles so far (the controller's own metric).
+    pub fn reconciles(&self) -> u64 {
+        self.metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix("keyrotor_reconciles_total{result=\"ok\"} "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub async fn delete_pod(&self, name: &str) {
         self.pods()
             .delete(name, &DeleteParams::default())

@@ -8,28 +8,27 @@
 //!   (planning on the cached one would write the same step twice);
 //! - [`KnownSecrets`]: when a LIST from the watch cache may be trusted;
 //! - [`NudgesSent`]: the nudge bound, whatever the pod cache shows;
-//! - [`StaleClients`]: retired-key counts already announced;
 //! - whether the rotation was told that its nudges are refused.
+//!
+//! What must not be said twice across a restart (a stall, retired-key
+//! counts announced) is kept in status instead, by the planner.
 
 mod known_secrets;
 mod nudges;
-mod stale_clients;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use keyrotor_consumer::wire::Traffic;
 use kube::runtime::reflector::ObjectRef;
 
 pub use known_secrets::{KnownSecrets, Read};
 pub use nudges::NudgesSent;
-pub use stale_clients::StaleClients;
 
 use crate::api::{ApiKeyRotation, ApiKeyRotationStatus};
-use crate::rotation::{Action, GroupObs, Version};
+use crate::rotation::{Action, GroupObs};
 
 /// One rotation's memory.
 #[derive(Default)]
@@ -43,7 +42,6 @@ struct Record {
     /// `None`: nothing known, the next observe reads consistently.
     secrets: Option<KnownSecrets>,
     nudges: NudgesSent,
-    stale_clients: StaleClients,
     told_nudges_refused: bool,
 }
 
@@ -251,22 +249,6 @@ impl Memory {
             .unwrap_or_else(|e| e.into_inner())
             .insert(ns);
         (rotation, namespace)
-    }
-
-    // --- Clients that missed a rotation ---------------------------------------
-
-    /// The event notes due for these verifier pods' traffic (see
-    /// [`StaleClients::news`]).
-    pub fn stale_client_news(
-        &self,
-        obj: &ObjectRef<ApiKeyRotation>,
-        revoked: &BTreeSet<Version>,
-        pods: &[(String, Traffic)],
-    ) -> Vec<String> {
-        if pods.is_empty() && !self.lock().contains_key(obj) {
-            return Vec::new();
-        }
-        self.with(obj, |r| r.stale_clients.news(revoked, pods))
     }
 }
 

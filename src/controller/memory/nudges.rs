@@ -64,8 +64,9 @@ mod tests {
                 pod: "p".into(),
                 reported: None,
                 nudge,
+                env: false,
             }],
-            workloads: Vec::new(),
+            ..GroupObs::default()
         }
     }
 

@@ -21,6 +21,16 @@ pub fn secret_refs(spec: &PodSpec) -> BTreeSet<String> {
             }
         }
     }
+    out.extend(env_secret_refs(spec));
+    out
+}
+
+/// Names of the Secrets a pod's containers read through environment
+/// variables (`secretKeyRef`, `envFrom`): a subset of [`secret_refs`]. Their
+/// values are fixed when a container starts, so such a pod never loads a
+/// new version of them without a restart.
+pub fn env_secret_refs(spec: &PodSpec) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
     let containers = spec
         .containers
         .iter()
@@ -53,6 +63,18 @@ fn collect_env(
             out.insert(r.name.clone());
         }
     }
+}
+
+/// A label selector as `kubectl get -l` would take it, for messages.
+pub fn selector_text(sel: &LabelSelector) -> String {
+    let labels = sel.match_labels.iter().map(|(k, v)| format!("{k}={v}"));
+    let expressions = sel.match_expressions.iter().map(|r| match r.operator {
+        SelectorOperator::In => format!("{} in ({})", r.key, r.values.join(",")),
+        SelectorOperator::NotIn => format!("{} notin ({})", r.key, r.values.join(",")),
+        SelectorOperator::Exists => r.key.clone(),
+        SelectorOperator::DoesNotExist => format!("!{}", r.key),
+    });
+    labels.chain(expressions).collect::<Vec<_>>().join(",")
 }
 
 /// A pod that serves traffic now: Running (also while terminating, since it
@@ -120,6 +142,20 @@ mod tests {
             .map(String::from)
             .into();
         assert_eq!(refs, want);
+        let env = env_secret_refs(pod.spec.as_ref().unwrap());
+        let want: BTreeSet<String> = ["init-env", "env-from", "env"].map(String::from).into();
+        assert_eq!(env, want, "volumes reload, env does not");
+    }
+
+    #[test]
+    fn a_selector_reads_as_kubectl_takes_it() {
+        let sel: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
+                                 {"key": "canary", "operator": "DoesNotExist"}]
+        }))
+        .unwrap();
+        assert_eq!(selector_text(&sel), "app=web,tier in (a,b),!canary");
     }
 
     #[test]

@@ -17,9 +17,10 @@ use crate::api::{ApiKeyRotation, ConsumerGroup, LabelSelector, validate::Validat
 use crate::controller::cache::SlimPod;
 use crate::controller::context::Context;
 use crate::controller::error::Result;
-use crate::controller::objects::rollout;
+use crate::controller::objects::{pods, rollout};
 use crate::rotation::{
-    Consumer, Group, GroupObs, Nudge, Version, WorkloadId, WorkloadKind, WorkloadObs,
+    Consumer, Group, GroupObs, Nudge, Refusals, Search, Version, WorkloadId, WorkloadKind,
+    WorkloadObs,
 };
 use crate::wire as k;
 
@@ -120,10 +121,16 @@ async fn group_obs(
                     .and_then(|v| RevisionReport::parse(v).ok())
                     .map(|r| r.0),
                 nudge: ann.get(&nudge_key).and_then(nudge),
+                env: p.reads_env(secret),
             }
         })
         .collect();
     let ns = rot.namespace().unwrap_or_default();
+    let search = Search {
+        namespace: ns.clone(),
+        secret: secret.to_string(),
+        selector: group.selector.as_ref().map(pods::selector_text),
+    };
     let mut workloads = Vec::new();
     for w in &group.workloads {
         let id = WorkloadId {
@@ -137,6 +144,7 @@ async fn group_obs(
     Ok(GroupObs {
         consumers,
         workloads,
+        search,
     })
 }
 
@@ -182,18 +190,24 @@ fn traffic(
     out
 }
 
-/// Each running verifier pod's `traffic` annotation, where it has one.
-pub fn gateway_traffic(
+/// What each running verifier pod's endpoint refused, from its `traffic`
+/// annotation, where it has one.
+pub fn refusals(
     rot: &ApiKeyRotation,
     v: &Validated,
     pods: &[Arc<SlimPod>],
-) -> Vec<(String, Traffic)> {
+) -> BTreeMap<String, Refusals> {
     let key = k::traffic(&rot.name_any());
     let running: Vec<Arc<SlimPod>> = pods.iter().filter(|p| p.running).cloned().collect();
     members(&rot.spec.consumers.verifiers, &v.verifier_secret, &running)
         .filter_map(|p| {
-            let traffic = Traffic::parse_lenient(p.annotations.get(&key)?).ok()?;
-            Some((p.name.to_string(), traffic.value))
+            let t = Traffic::parse_lenient(p.annotations.get(&key)?).ok()?.value;
+            let refused = Refusals {
+                total: t.retired_total(),
+                versions: t.retired.keys().copied().collect(),
+                client: t.client.map(|c| c.to_string()),
+            };
+            Some((p.name.to_string(), refused))
         })
         .collect()
 }

@@ -192,6 +192,7 @@ mod tests {
                 pod: format!("p{i}"),
                 reported: *r,
                 nudge: None,
+                env: false,
             })
             .collect();
         o

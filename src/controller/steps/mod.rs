@@ -26,11 +26,13 @@ use super::objects::material::Material;
 use super::objects::render::Layout;
 use super::objects::repair;
 use crate::api::{ApiKeyRotation, validate};
-use crate::conditions::{events, reasons};
+use crate::conditions::{events, reasons, types};
+use crate::controller::events::emit;
 use crate::rotation::{Plan, plan};
 use crate::wire::FINALIZER;
 use apply::{Applied, Writer};
 use observe::{Snapshot, observe};
+use status::Blocked;
 
 /// Even with nothing scheduled, look again this often (a missed watch event
 /// can delay a step by at most this much).
@@ -109,9 +111,14 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
     let validated = match validate::validate(&rot.name_any(), &rot.spec) {
         Ok(v) => v,
         Err(invalid) => {
-            let msg = format!("fix the spec: {invalid}");
-            let (reason, event) = (reasons::INVALID_SPEC, events::INVALID_SPEC);
-            status::blocked(rot, ctx, reason, event, &msg, now).await?;
+            let message = &format!("fix the spec: {invalid}");
+            let (reason, event_reason) = (reasons::INVALID_SPEC, events::INVALID_SPEC);
+            let why = Blocked {
+                reason,
+                event_reason,
+                message,
+            };
+            status::blocked(rot, ctx, why, None, now).await?;
             return Ok(Requeue::await_change());
         }
     };
@@ -135,16 +142,7 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
     let applied = apply(&writer, &decided, snap.material, rot, ctx, now).await?;
     clock.wrote = clock.started.elapsed();
     let writes = applied.writes;
-    let deferred = report::report(
-        rot,
-        ctx,
-        &validated,
-        &decided,
-        applied,
-        &snap.gateway_traffic,
-        now,
-    )
-    .await?;
+    let deferred = report::report(rot, ctx, &validated, &decided, applied, now).await?;
     ctx.metrics.secrets_read(snap.secrets_read.as_str());
     clock.log(writes, snap.secrets_read.as_str());
     ctx.memory.succeeded(&ObjectRef::from_obj(rot));
@@ -169,12 +167,17 @@ async fn conflict(
     conflicts: &[String],
     now: Timestamp,
 ) -> Result<Requeue> {
-    let msg = format!(
+    let message = &format!(
         "Secret {} already exists and is not owned by this ApiKeyRotation; keyrotor never writes Secrets it does not own: rename it in spec.secrets or delete it",
         conflicts.join(", ")
     );
-    let (reason, event) = (reasons::SECRET_CONFLICT, events::SECRET_CONFLICT);
-    status::blocked(rot, ctx, reason, event, &msg, now).await?;
+    let (reason, event_reason) = (reasons::SECRET_CONFLICT, events::SECRET_CONFLICT);
+    let why = Blocked {
+        reason,
+        event_reason,
+        message,
+    };
+    status::blocked(rot, ctx, why, None, now).await?;
     Ok(Requeue::requeue(CONFLICT_RETRY))
 }
 
@@ -212,7 +215,9 @@ fn writer<'a>(
 }
 
 /// Step 7: the plan's writes. A hook that failed says what failed and what
-/// to fix (`Ready=False HookFailed`); the error backs off and retries.
+/// to fix (`Ready=False HookFailed`), and the stall the plan found (e.g.
+/// `HookStalled` once it fails for the progress deadline); the error backs
+/// off and retries.
 async fn apply(
     writer: &Writer<'_>,
     decided: &Plan,
@@ -223,11 +228,30 @@ async fn apply(
 ) -> Result<Applied> {
     match writer.apply(&decided.actions, material).await {
         Err(e @ Error::Hook { .. }) => {
-            let msg = format!(
+            let message = &format!(
                 "{e}; retrying with backoff. Every key stays valid; no presenter gets a version before the hook accepted it, and none is removed from the hook before every presenter moved off it"
             );
-            let (reason, event) = (reasons::HOOK_FAILED, events::HOOK_FAILED);
-            status::blocked(rot, ctx, reason, event, &msg, now).await?;
+            let (reason, event_reason) = (reasons::HOOK_FAILED, events::HOOK_FAILED);
+            let why = Blocked {
+                reason,
+                event_reason,
+                message,
+            };
+            let stall = decided
+                .report
+                .conditions
+                .iter()
+                .find(|c| c.type_ == types::MIGRATION_STALLED);
+            status::blocked(rot, ctx, why, stall, now).await?;
+            // The plan announces a new stall once; its other events wait
+            // for its writes.
+            for e in decided
+                .events
+                .iter()
+                .filter(|e| events::STALLS.contains(&e.reason))
+            {
+                emit(&ctx.recorder, rot, e.kind, e.reason, &e.note).await;
+            }
             Err(e)
         }
         other => other,

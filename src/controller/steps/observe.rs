@@ -6,7 +6,6 @@
 //! will need.
 
 use k8s_openapi::api::core::v1::Secret;
-use keyrotor_consumer::wire::Traffic;
 use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
@@ -28,9 +27,6 @@ pub struct Snapshot {
     pub material: Material,
     /// Projected Secrets that exist but belong to someone else.
     pub conflicts: Vec<String>,
-    /// What each verifier pod's `keyrotor verifier` checked (its `traffic`
-    /// annotation), for the missed-rotation warning.
-    pub gateway_traffic: Vec<(String, Traffic)>,
     /// How the rotation's Secrets were read.
     pub secrets_read: Read,
 }
@@ -69,7 +65,7 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
     let found = consumers::observe(rot, v, ctx, &pods).await?;
     (observed.verifiers, observed.presenters, observed.traffic) =
         (found.verifiers, found.presenters, found.traffic);
-    let gateway_traffic = consumers::gateway_traffic(rot, v, &pods);
+    observed.refusals = consumers::refusals(rot, v, &pods);
     (observed.rotate, observed.rollback) = requests(rot);
     observed.record = rot.status.clone().unwrap_or_default().record();
 
@@ -99,7 +95,6 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         observed,
         material,
         conflicts,
-        gateway_traffic,
         secrets_read,
     })
 }

@@ -1,12 +1,11 @@
 //! Report: what one reconcile tells the cluster and the operator's people
 //! about what it did — the status of the plan (written only when it changed,
-//! I8), the plan's events beside it, refused nudges, clients that missed a
-//! rotation, and the per-rotation metrics.
+//! I8), the plan's events beside it (among them clients that missed a
+//! rotation), refused nudges, and the per-rotation metrics.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
-use keyrotor_consumer::wire::Traffic;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{info, warn};
@@ -28,7 +27,6 @@ pub async fn report(
     validated: &Validated,
     decided: &Plan,
     applied: Applied,
-    gateway_traffic: &[(String, Traffic)],
     now: Timestamp,
 ) -> Result<Option<Duration>> {
     let obj = ObjectRef::from_obj(rot);
@@ -51,11 +49,6 @@ pub async fn report(
         }
     };
     let ((), deferred) = futures::join!(events, status::write_status(rot, ctx, status));
-    let revoked = &validated.policy.revoked;
-    for note in ctx.memory.stale_client_news(&obj, revoked, gateway_traffic) {
-        let reason = events::RETIRED_KEY_PRESENTED;
-        emit(&ctx.recorder, rot, EventType::Warning, reason, &note).await;
-    }
     deferred
 }
 

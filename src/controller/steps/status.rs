@@ -130,46 +130,58 @@ fn progress_only(old: &ApiKeyRotationStatus, new: &ApiKeyRotationStatus) -> bool
     moved == *new
 }
 
-/// Reports a reason nothing can move (invalid spec, Secret clash): Ready
-/// becomes False with what to fix, once per change, and every key stays valid.
+/// Reports a reason nothing can move (invalid spec, Secret clash, a failing
+/// hook): Ready becomes False with what to fix, once per change, and every
+/// key stays valid. `stall` is the `MigrationStalled` condition of the plan
+/// that could not be applied (a failing hook), so that a stall is said even
+/// while nothing can be written.
 pub async fn blocked(
     rot: &ApiKeyRotation,
     ctx: &Context,
-    reason: &'static str,
-    event_reason: &'static str,
-    message: &str,
+    why: Blocked<'_>,
+    stall: Option<&ConditionState>,
     now: Timestamp,
 ) -> Result<()> {
     let previous = rot.status.clone().unwrap_or_default();
     let generation = rot.meta().generation;
-    let already = previous
-        .condition(types::READY)
-        .is_some_and(|c| c.reason == reason && c.message == message)
-        && previous.observed_generation == generation;
-    if already {
-        return Ok(());
-    }
-    emit(
-        &ctx.recorder,
-        rot,
-        EventType::Warning,
-        event_reason,
-        message,
-    )
-    .await;
-    let mut status = previous.clone();
     let ready = ConditionState {
         type_: types::READY,
         status: false,
-        reason,
-        message: message.to_string(),
+        reason: why.reason,
+        message: why.message.to_string(),
     };
+    let states: Vec<ConditionState> = std::iter::once(ready).chain(stall.cloned()).collect();
+    let same = |c: &ConditionState| {
+        previous.condition(c.type_).is_some_and(|old| {
+            old.reason == c.reason && old.message == c.message && (old.status == "True") == c.status
+        })
+    };
+    if states.iter().all(same) && previous.observed_generation == generation {
+        return Ok(());
+    }
+    if !same(&states[0]) || previous.observed_generation != generation {
+        let (kind, reason) = (EventType::Warning, why.event_reason);
+        emit(&ctx.recorder, rot, kind, reason, why.message).await;
+    }
+    let mut status = previous.clone();
     let fresh =
-        ApiKeyRotationStatus::from_report_conditions(&[ready], generation, Some(&previous), now);
-    status.conditions.retain(|c| c.type_ != types::READY);
+        ApiKeyRotationStatus::from_report_conditions(&states, generation, Some(&previous), now);
+    status
+        .conditions
+        .retain(|c| !states.iter().any(|s| s.type_ == c.type_));
     status.conditions.splice(0..0, fresh);
     status.observed_generation = generation;
+    let (ns, name) = (rot.namespace().unwrap_or_default(), rot.name_any());
+    ctx.metrics.observe_conditions(&ns, &name, &status);
     write_status(rot, ctx, status).await.map(drop)
+}
+
+/// Why a rotation is blocked: the `Ready` reason, the event's reason and
+/// the message both carry.
+pub struct Blocked<'a> {
+    pub reason: &'static str,
+    pub event_reason: &'static str,
+    pub message: &'a str,
 }
 
 #[cfg(test)]

@@ -58,6 +58,13 @@ pub struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub namespace: String,
+    pub name: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
     pub namespace: String,
     pub name: String,
@@ -217,6 +224,14 @@ impl Metrics {
         self.rotation.observe(namespace, name, status, policy);
     }
 
+    /// The per-rotation gauges a status alone tells (ready, stalled), for a
+    /// rotation whose plan could not run: an invalid spec, a Secret clash,
+    /// a failing hook.
+    pub fn observe_conditions(&self, namespace: &str, name: &str, status: &ApiKeyRotationStatus) {
+        let series = rotation::Series::of(namespace, name);
+        self.rotation.conditions(&series, status);
+    }
+
     /// Drops a deleted rotation's series.
     pub fn forget(&self, namespace: &str, name: &str) {
         self.rotation.forget(namespace, name);
@@ -257,12 +272,14 @@ mod tests {
             nudge: true,
             propagation_delay: SignedDuration::from_secs(90),
             workloads: vec![],
+            min_consumers: 1,
         };
         Policy {
             schedule,
             grace_minimum: SignedDuration::from_secs(60),
             grace_maximum: SignedDuration::from_hours(2),
             on_timeout: OnTimeout::Wait,
+            progress_deadline: SignedDuration::from_mins(10),
             verifiers: group.clone(),
             presenters: group,
             quiet_window: None,
@@ -280,6 +297,7 @@ mod tests {
         let created: Timestamp = "2026-01-05T10:00:00Z".parse().unwrap();
         ApiKeyRotationStatus {
             stage: Some(Stage::Promoting),
+            stage_transition_time: Some(created),
             current_version: Some(2),
             versions: vec![VersionRecord {
                 version: 2,
@@ -325,12 +343,20 @@ mod tests {
             "keyrotor_nudges_refused_total{namespace=\"shop\",name=\"orders\"} 0",
             // A week from creation to the next due time, plus 2 h of grace.
             "keyrotor_current_key_max_age_seconds{namespace=\"shop\",name=\"orders\"} 612000",
+            "keyrotor_stalled{namespace=\"shop\",name=\"orders\",reason=\"PresentersStalled\"} 1",
+            "keyrotor_stalled{namespace=\"shop\",name=\"orders\",reason=\"NoConsumers\"} 0",
+            "keyrotor_ready{namespace=\"shop\",name=\"orders\"} 0",
+            "keyrotor_stage_started_timestamp_seconds{namespace=\"shop\",name=\"orders\"} 1767607200",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         m.observe("shop", "orders", &promoting(false), &policy(None));
         let text = m.encode();
         assert!(text.contains("keyrotor_migration_stalled{namespace=\"shop\",name=\"orders\"} 0"));
+        assert!(
+            text.contains("keyrotor_stalled{namespace=\"shop\",name=\"orders\",reason=\"PresentersStalled\"} 0"),
+            "a stall that ended says so by reason too:\n{text}"
+        );
         assert!(
             !text.contains("keyrotor_current_key_max_age_seconds{"),
             "no schedule, no max age:\n{text}"

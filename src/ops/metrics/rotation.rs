@@ -8,9 +8,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::{GroupLabels, RotationLabels, StageLabels};
+use super::{GroupLabels, ReasonLabels, RotationLabels, StageLabels};
 use crate::api::ApiKeyRotationStatus;
-use crate::conditions::types::MIGRATION_STALLED;
+use crate::conditions::reasons::STALLED;
+use crate::conditions::types::{MIGRATION_STALLED, READY};
 use crate::rotation::{Policy, Stage, VersionState};
 
 const STAGES: [(Stage, &str); 5] = [
@@ -24,14 +25,15 @@ const STAGES: [(Stage, &str); 5] = [
 const GROUPS: [&str; 2] = ["verifiers", "presenters"];
 
 /// Every label set of one rotation.
-struct Series {
+pub struct Series {
     rotation: RotationLabels,
     groups: [GroupLabels; 2],
     stages: [(Stage, StageLabels); 5],
+    reasons: [ReasonLabels; STALLED.len()],
 }
 
 impl Series {
-    fn of(namespace: &str, name: &str) -> Series {
+    pub fn of(namespace: &str, name: &str) -> Series {
         let rotation = RotationLabels {
             namespace: namespace.into(),
             name: name.into(),
@@ -50,6 +52,11 @@ impl Series {
                 };
                 (stage, labels)
             }),
+            reasons: STALLED.map(|reason| ReasonLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                reason,
+            }),
             rotation,
         }
     }
@@ -64,6 +71,9 @@ pub struct RotationGauges {
     pub(super) nudges_refused: Family<RotationLabels, Counter>,
     waiting: Family<GroupLabels, Gauge>,
     stage: Family<StageLabels, Gauge>,
+    ready: Family<RotationLabels, Gauge>,
+    stalled_by: Family<ReasonLabels, Gauge>,
+    stage_started: Family<RotationLabels, Gauge>,
 }
 
 impl RotationGauges {
@@ -103,6 +113,21 @@ impl RotationGauges {
             "1 for the stage each rotation is in",
             self.stage.clone(),
         );
+        registry.register(
+            "ready",
+            "1 while the rotation's Ready condition is True (its published keys are valid and keyrotor can manage them)",
+            self.ready.clone(),
+        );
+        registry.register(
+            "stalled",
+            "1 for the reason the rotation's MigrationStalled condition is True with (NoConsumers, ConsumersCannotConfirm, NoUsageReporter, VerifiersStalled, PresentersStalled, HookStalled, TrafficNotQuiet), 0 for the others",
+            self.stalled_by.clone(),
+        );
+        registry.register(
+            "stage_started_timestamp_seconds",
+            "When the rotation entered its current stage (time in stage = now - this)",
+            self.stage_started.clone(),
+        );
     }
 
     /// The gauges of one rotation from the status just computed and the
@@ -117,11 +142,7 @@ impl RotationGauges {
         let series = Series::of(namespace, name);
         let labels = &series.rotation;
         self.key_age(labels, status, policy);
-        let stalled = status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == MIGRATION_STALLED && c.status == "True");
-        self.stalled.get_or_create(labels).set(i64::from(stalled));
+        self.conditions(&series, status);
         // From 0, so the first refusal is an increase too.
         let _ = self.nudges_refused.get_or_create(labels);
         match status.next_rotation_time {
@@ -143,6 +164,32 @@ impl RotationGauges {
         for (stage, l) in &series.stages {
             let now = status.stage == Some(*stage);
             self.stage.get_or_create(l).set(i64::from(now));
+        }
+        if let Some(t) = status.stage_transition_time {
+            self.stage_started.get_or_create(labels).set(t.as_second());
+        }
+    }
+
+    /// The gauges that read the conditions: ready, and stalled (overall and
+    /// by reason). Also for a rotation that cannot be planned (invalid spec,
+    /// a Secret clash, a failing hook), whose status only these change.
+    pub fn conditions(&self, series: &Series, status: &ApiKeyRotationStatus) {
+        let labels = &series.rotation;
+        let is_true = |type_: &str| {
+            status
+                .condition(type_)
+                .filter(|c| c.status == "True")
+                .map(|c| c.reason.as_str())
+        };
+        let ready = is_true(READY).is_some();
+        self.ready.get_or_create(labels).set(i64::from(ready));
+        let stalled = is_true(MIGRATION_STALLED);
+        self.stalled
+            .get_or_create(labels)
+            .set(i64::from(stalled.is_some()));
+        for l in &series.reasons {
+            let now = stalled == Some(l.reason);
+            self.stalled_by.get_or_create(l).set(i64::from(now));
         }
     }
 
@@ -187,8 +234,13 @@ impl RotationGauges {
             &self.key_max_age,
             &self.next_rotation,
             &self.stalled,
+            &self.ready,
+            &self.stage_started,
         ] {
             family.remove(labels);
+        }
+        for reason in &series.reasons {
+            self.stalled_by.remove(reason);
         }
         self.nudges_refused.remove(labels);
         for group in &series.groups {

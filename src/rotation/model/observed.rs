@@ -63,6 +63,10 @@ pub struct Consumer {
     /// The revision it reported loading, if any.
     pub reported: Option<Revision>,
     pub nudge: Option<Nudge>,
+    /// It reads the group's Secret through an environment variable (`env`
+    /// or `envFrom`): the value is fixed when its container starts, so it
+    /// never loads a new revision, whatever it reports.
+    pub env: bool,
 }
 
 /// A referenced workload as observed.
@@ -80,6 +84,30 @@ pub struct WorkloadObs {
 pub struct GroupObs {
     pub consumers: Vec<Consumer>,
     pub workloads: Vec<WorkloadObs>,
+    /// Where its consumers were looked for, for messages that say so.
+    pub search: Search,
+}
+
+/// Where a group's consumers were looked for: the running pods of
+/// `namespace` that reference `secret`, plus those `selector` matches.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Search {
+    pub namespace: String,
+    pub secret: String,
+    /// The group's label selector, as `key=value` text.
+    pub selector: Option<String>,
+}
+
+/// What one verifier endpoint (`keyrotor verifier`) refused: requests that
+/// presented a retired version since it started.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Refusals {
+    /// Refused requests, every retired version together.
+    pub total: u64,
+    /// The retired versions presented.
+    pub versions: BTreeSet<Version>,
+    /// The client that last presented one, when the gateway named it.
+    pub client: Option<String>,
 }
 
 /// The adoption source, when it was found and holds a key.
@@ -100,6 +128,8 @@ pub struct Observed {
     pub presenters: GroupObs,
     /// Latest time verifiers reported each version presented.
     pub traffic: BTreeMap<Version, Timestamp>,
+    /// What each running verifier pod's endpoint refused, by pod.
+    pub refusals: BTreeMap<String, Refusals>,
     /// Rotate tokens currently asked for.
     pub rotate: Requests,
     /// Rollback tokens currently asked for.
@@ -174,7 +204,32 @@ pub struct Record {
     pub verifier_revision: Revision,
     pub presenter_revision: Revision,
     pub traffic: BTreeMap<Version, Timestamp>,
-    pub stalled: bool,
+    /// The stall last announced (`MigrationStalled`), so a stall is said once.
+    pub stalled: Option<Stall>,
     /// Revoked numbers above every issued one, already announced.
     pub revoked_in_advance: BTreeSet<Version>,
+    /// Each group's confirmation progress, while a cycle is in flight.
+    pub verifiers_progress: Option<ProgressMark>,
+    pub presenters_progress: Option<ProgressMark>,
+    /// Refused retired-version requests already announced, by verifier pod.
+    pub refusals_announced: BTreeMap<String, u64>,
+}
+
+/// A stall as status shows it: the `MigrationStalled` reason and message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stall {
+    pub reason: String,
+    pub message: String,
+}
+
+/// How far a group had come confirming a revision, and since when: a group
+/// whose consumers still waiting do not become fewer for the progress
+/// deadline is stalled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgressMark {
+    pub revision: Revision,
+    /// Consumers still to confirm it.
+    pub waiting: u32,
+    /// When one last confirmed (or the revision was written).
+    pub since: Timestamp,
 }

@@ -7,7 +7,10 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Group, Mode, Origin, Record, Requests, Revision, Version, VersionRecord, WorkloadId};
+use super::{
+    Group, Mode, Origin, ProgressMark, Record, Requests, Revision, Stall, Version, VersionRecord,
+    WorkloadId,
+};
 
 /// Where a rotation is in its cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -139,6 +142,22 @@ pub struct GroupProgress {
     /// A few of the consumers still to confirm.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_for: Vec<String>,
+    /// When a consumer last confirmed this revision (or it was written):
+    /// none confirming for `progressDeadline` stalls the rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub last_progress_time: Option<Timestamp>,
+}
+
+impl GroupProgress {
+    /// The progress mark the next plan measures progress against.
+    pub fn mark(&self) -> Option<ProgressMark> {
+        Some(ProgressMark {
+            revision: self.revision,
+            waiting: self.total.saturating_sub(self.confirmed),
+            since: self.last_progress_time?,
+        })
+    }
 }
 
 /// The planner's view of the rotation after this plan, for status.
@@ -161,6 +180,8 @@ pub struct Report {
     pub traffic: BTreeMap<Version, Timestamp>,
     /// Revoked numbers above every issued one: they will never be issued.
     pub revoked_in_advance: BTreeSet<Version>,
+    /// Refused retired-version requests announced so far, by verifier pod.
+    pub refusals_announced: BTreeMap<String, u64>,
 }
 
 /// The planner's answer.
@@ -188,8 +209,21 @@ impl Report {
             stalled: self
                 .conditions
                 .iter()
-                .any(|c| c.type_ == crate::conditions::types::MIGRATION_STALLED && c.status),
+                .find(|c| c.type_ == crate::conditions::types::MIGRATION_STALLED && c.status)
+                .map(|c| Stall {
+                    reason: c.reason.to_string(),
+                    message: c.message.clone(),
+                }),
             revoked_in_advance: self.revoked_in_advance.clone(),
+            // Status keeps progress only while a cycle is in flight.
+            verifiers_progress: self.in_flight().then(|| self.verifiers.mark()).flatten(),
+            presenters_progress: self.in_flight().then(|| self.presenters.mark()).flatten(),
+            refusals_announced: self.refusals_announced.clone(),
         }
+    }
+
+    /// A cycle is in flight: status shows confirmation progress.
+    pub fn in_flight(&self) -> bool {
+        self.stage != Stage::Stable
     }
 }

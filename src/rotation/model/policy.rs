@@ -72,6 +72,11 @@ pub struct GroupPolicy {
     pub nudge: bool,
     pub propagation_delay: SignedDuration,
     pub workloads: Vec<WorkloadId>,
+    /// The fewest consumers the group must find before a change counts as
+    /// confirmed (Report: running pods; Rollout: every listed workload must
+    /// exist). 0 declares that its consumers may all be out of keyrotor's
+    /// sight. Delay mode finds none and ignores it.
+    pub min_consumers: u32,
 }
 
 /// A validated `ApiKeyRotation` spec, reduced to what the protocol needs.
@@ -81,6 +86,9 @@ pub struct Policy {
     pub grace_minimum: SignedDuration,
     pub grace_maximum: SignedDuration,
     pub on_timeout: OnTimeout,
+    /// A waiting group none of whose consumers confirmed for this long is
+    /// stalled (`MigrationStalled`), long before the maximum grace.
+    pub progress_deadline: SignedDuration,
     pub verifiers: GroupPolicy,
     pub presenters: GroupPolicy,
     /// Traffic mode: the old version retires only after this long unseen.

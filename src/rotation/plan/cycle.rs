@@ -42,29 +42,20 @@ impl Planner<'_> {
     fn staging(&mut self, current: Version, next: Version) {
         self.report.stage = Stage::Staging;
         self.report.target = Some(next);
-        let pods = self.confirm(
-            Group::Verifiers,
-            self.projected.verifier_rev,
-            self.projected.verifier_written,
-        );
+        let (revision, written) = (self.projected.verifier_rev, self.projected.verifier_written);
+        let pods = self.confirm(Group::Verifiers, revision, written);
         let hook = self.hook_accepts(next);
         if pods && hook {
             self.move_projection_to(self.projected.accepted.clone(), Some(next));
             self.event(EventType::Normal, events::VERSION_PROMOTED, format!(
                 "every verifier accepts version {next}; presenters now get it (version {current} stays accepted)"
             ));
-        } else {
-            self.report.waiting_reason = if pods {
-                reasons::WAITING_FOR_HOOK
-            } else {
-                reasons::WAITING_FOR_VERIFIERS
-            };
-            self.stall_check(
-                self.projected.verifier_written,
-                reasons::VERIFIERS_STALLED,
-                Group::Verifiers,
-            );
+            return;
         }
+        let holds = format!(
+            "presenters keep version {current} and get version {next} only once every verifier confirmed it"
+        );
+        self.verifiers_wait(next, (revision, written), (pods, hook), &holds);
     }
 
     /// Promoting: the old versions retire once presenters confirmed, the
@@ -81,29 +72,21 @@ impl Planner<'_> {
             .presenter_written
             .max(recorded)
             .unwrap_or(self.input.now);
-        let confirmed = self.confirm(
-            Group::Presenters,
+        let (revision, written) = (
             self.projected.presenter_rev,
             self.projected.presenter_written,
         );
+        let confirmed = self.confirm(Group::Presenters, revision, written);
+        let holds = format!("version(s) {} stay accepted", join(&olds));
+        if !confirmed {
+            self.obstacles(Group::Presenters, &holds);
+        }
         let grace_end = promoted_at + self.input.policy.grace_minimum;
         let grace_ok = self.input.now >= grace_end;
         if !grace_ok {
             self.wake_at(grace_end);
         }
-        let mut quiet_ok = true;
-        if let Some(window) = self.input.policy.quiet_window {
-            for v in &olds {
-                let last_seen = self
-                    .last_seen(*v)
-                    .map_or(promoted_at, |t| t.max(promoted_at));
-                let quiet_end = last_seen + window;
-                if self.input.now < quiet_end {
-                    quiet_ok = false;
-                    self.wake_at(quiet_end);
-                }
-            }
-        }
+        let quiet_ok = self.quiet(&olds, promoted_at);
         if confirmed && grace_ok && quiet_ok {
             self.retire(current, &olds, false);
             return;
@@ -115,22 +98,23 @@ impl Planner<'_> {
         } else {
             reasons::WAITING_FOR_QUIET
         };
+        if !confirmed {
+            let reason = reasons::PRESENTERS_STALLED;
+            self.progress_check(Group::Presenters, revision, written, reason, &holds);
+        }
         let max_end = promoted_at + self.input.policy.grace_maximum;
-        if self.input.now < max_end {
-            self.wake_at(max_end);
-        } else if self.input.policy.on_timeout == OnTimeout::Retire {
+        if self.input.now >= max_end && self.input.policy.on_timeout == OnTimeout::Retire {
             self.retire(current, &olds, true);
+        } else if confirmed {
+            self.grace_check(Some(promoted_at), reasons::TRAFFIC_NOT_QUIET);
         } else {
-            self.stall_check(
-                Some(promoted_at),
-                reasons::PRESENTERS_STALLED,
-                Group::Presenters,
-            );
+            self.grace_check(Some(promoted_at), reasons::PRESENTERS_STALLED);
         }
     }
 
     /// Retiring: drops `olds` from the accepted set and deletes their keys.
     fn retire(&mut self, current: Version, olds: &BTreeSet<Version>, on_timeout: bool) {
+        self.report.stalled = None; // onTimeout: Retire ends a stall
         let remaining: BTreeSet<Version> =
             self.projected.accepted.difference(olds).copied().collect();
         self.move_projection_to(remaining, Some(current));
@@ -177,6 +161,9 @@ impl Planner<'_> {
     /// else sleeps until it is.
     fn start_rotation_if_due(&mut self, current: Version) {
         self.report.stage = Stage::Stable;
+        if self.stage_current_at_hook(current) {
+            return;
+        }
         let handled: Vec<&Requests> = std::iter::once(&self.input.obs.record.handled_rotate)
             .chain(self.input.obs.versions.values().map(|v| &v.requests))
             .collect();

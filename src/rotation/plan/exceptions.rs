@@ -165,27 +165,21 @@ impl Planner<'_> {
                 .is_some_and(|v| v.origin == Origin::Adopted);
             // The adopted key is in use on both sides already, the hook's
             // system included: nothing to wait for.
-            if adopted
-                || (self.confirm(
-                    Group::Verifiers,
-                    self.projected.verifier_rev,
-                    self.projected.verifier_written,
-                ) & self.hook_accepts(t))
-            {
+            let (revision, written) =
+                (self.projected.verifier_rev, self.projected.verifier_written);
+            let pods = adopted || self.confirm(Group::Verifiers, revision, written);
+            let hook = adopted || self.hook_accepts(t);
+            if pods && hook {
                 self.move_projection_to(self.projected.accepted.clone(), Some(t));
                 self.event(
                     EventType::Normal,
                     events::VERSION_PROMOTED,
                     format!("version {t} is now the current key"),
                 );
-            } else {
-                self.report.waiting_reason = reasons::WAITING_FOR_VERIFIERS;
-                self.stall_check(
-                    self.projected.verifier_written,
-                    reasons::VERIFIERS_STALLED,
-                    Group::Verifiers,
-                );
+                return;
             }
+            let holds = format!("presenters get no key until every verifier confirmed version {t}");
+            self.verifiers_wait(t, (revision, written), (pods, hook), &holds);
             return;
         }
         if self.input.policy.suspend {

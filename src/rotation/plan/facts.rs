@@ -94,6 +94,17 @@ impl<'a> Planner<'a> {
         a.max(b)
     }
 
+    /// The latest time any verifier reported any version presented, as
+    /// observed or remembered: how recently a usage reporter was alive.
+    pub(super) fn freshest_usage(&self) -> Option<Timestamp> {
+        let obs = &self.input.obs;
+        obs.traffic
+            .values()
+            .chain(obs.record.traffic.values())
+            .max()
+            .copied()
+    }
+
     /// Start of the latest cycle: creation of the newest kept version.
     pub(super) fn last_rotation(&self) -> Option<Timestamp> {
         let newest = self

@@ -6,6 +6,7 @@
 //! tells it when to revoke one, at the same point.
 
 use super::Planner;
+use crate::conditions::events;
 use crate::rotation::model::*;
 
 impl Planner<'_> {
@@ -32,6 +33,33 @@ impl Planner<'_> {
             self.actions.push(call);
         }
         false
+    }
+
+    /// A verifier hook added to a Stable rotation is first given the
+    /// current version, the key presenters send: the hook system must accept
+    /// it before a cycle moves on. An adopted key is in use on both sides
+    /// already (as at initialization). Returns whether it asked; the answer,
+    /// recorded on the version Secret, makes the next plan go on as usual.
+    pub(super) fn stage_current_at_hook(&mut self, current: Version) -> bool {
+        let Some(v) = self.input.obs.versions.get(&current) else {
+            return false;
+        };
+        if !self.input.policy.verifier_hook
+            || v.hook_accepted
+            || v.origin == Origin::Adopted
+            || !v.has_key
+        {
+            return false;
+        }
+        self.hook_accepts(current);
+        self.event(
+            EventType::Normal,
+            events::HOOK_STAGED,
+            format!(
+                "the verifier hook now accepts version {current}, the current key (the hook was added to a Stable rotation)"
+            ),
+        );
+        true
     }
 
     /// Tells the hooks to stop accepting `v` (an issuer: to revoke it);

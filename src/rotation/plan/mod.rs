@@ -9,15 +9,19 @@
 //!
 //! Layout: this file holds the entry point, the planner's state and the
 //! order of its rules; `exceptions` and `cycle` the rules, `confirm` how
-//! consumers confirm, `writes` the write primitives, `facts` what the state
-//! implies, `report` the status and events.
+//! consumers confirm, `stall` when a cycle cannot finish without help,
+//! `hook` the verifier hook as one more verifier, `writes` the write
+//! primitives, `facts` what the state implies, `report` the status and
+//! events, `refusals` the clients that missed a rotation.
 
 mod confirm;
 mod cycle;
 mod exceptions;
 mod facts;
 mod hook;
+mod refusals;
 mod report;
+mod stall;
 mod writes;
 
 use std::collections::BTreeSet;

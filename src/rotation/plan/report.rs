@@ -14,15 +14,9 @@ impl Planner<'_> {
             self.wake_at(next); // a rotation due while a cycle runs waits, then starts
         }
         let mut events = self.report.events.clone();
-        if let Some((_, msg)) = &self.report.stalled
-            && !self.input.obs.record.stalled
-        {
-            events.push(Event {
-                kind: EventType::Warning,
-                reason: events::MIGRATION_STALLED,
-                note: msg.clone(),
-            });
-        }
+        events.extend(self.stall_news());
+        let (refused, refusals_announced) = self.refusal_news();
+        events.extend(refused);
         // A revoked number nobody holds yet: recorded, skipped when issuing,
         // and said once (status keeps what was said).
         let revoked_in_advance: BTreeSet<Version> = self
@@ -98,6 +92,7 @@ impl Planner<'_> {
             presenter_revision: self.projected.presenter_rev,
             traffic,
             revoked_in_advance,
+            refusals_announced,
         };
         Plan {
             actions: self.actions,
@@ -105,6 +100,19 @@ impl Planner<'_> {
             report,
             wake_at: self.report.wake,
         }
+    }
+
+    /// The event announcing this plan's stall, when status does not hold
+    /// it already: said once per change of the stall, also across restarts.
+    fn stall_news(&self) -> Option<Event> {
+        let said = self.input.obs.record.stalled.as_ref();
+        let (reason, msg) = self.report.stalled.as_ref()?;
+        let new = said.is_none_or(|s| s.reason != *reason || s.message != *msg);
+        new.then(|| Event {
+            kind: EventType::Warning,
+            reason: stall_event(reason),
+            note: msg.clone(),
+        })
     }
 
     /// The Ready, Progressing and MigrationStalled conditions.
@@ -178,7 +186,7 @@ impl Planner<'_> {
                 types::MIGRATION_STALLED,
                 false,
                 reasons::NOT_STALLED,
-                "consumers are within the grace period".into(),
+                "nothing holds the rotation".into(),
             ),
         };
         vec![ready, progressing, stalled]
@@ -269,5 +277,16 @@ impl Planner<'_> {
             out.remove(i);
         }
         out
+    }
+}
+
+/// The event reason of a stall: the cause itself for the stalls found at
+/// once, `MigrationStalled` for those found by time.
+fn stall_event(reason: &str) -> &'static str {
+    match reason {
+        reasons::NO_CONSUMERS => events::NO_CONSUMERS,
+        reasons::CONSUMERS_CANNOT_CONFIRM => events::CONSUMERS_CANNOT_CONFIRM,
+        reasons::NO_USAGE_REPORTER => events::NO_USAGE_REPORTER,
+        _ => events::MIGRATION_STALLED,
     }
 }

@@ -118,9 +118,7 @@ impl World {
                         attempt: *attempt,
                         at: self.now,
                     });
-                    if !p.stuck {
-                        p.loaded = latest; // kubelet resyncs the volume at once
-                    }
+                    p.load(latest); // kubelet resyncs the volume at once
                 }
             }
         }
@@ -265,6 +263,7 @@ impl World {
             grace_minimum: self.policy.grace_minimum,
             quiet_window: self.policy.quiet_window,
             last_seen: self.traffic.get(&v).copied(),
+            freshest: self.traffic.values().max().copied(),
         };
         let presenters = self
             .pods

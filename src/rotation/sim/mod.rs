@@ -22,13 +22,32 @@ use super::*;
 pub struct SimPod {
     pub name: String,
     pub group: Group,
-    /// Revision of its group's Secret that the pod's volume holds (0: none yet,
+    /// Revision of its group's Secret whose keys the pod uses (0: none yet,
     /// the pod is not running).
     pub loaded: Revision,
+    /// Revision its volume holds, what its reporter reports: `loaded`,
+    /// except for an env pod, which keeps the keys it started with.
+    pub volume: Revision,
     pub reported: Option<Revision>,
     /// A stuck pod never syncs nor reports (broken reporter, wedged kubelet).
     pub stuck: bool,
+    /// It reads the key through an environment variable: only a restart
+    /// (a rollout) gives it a new one, whatever its reporter says.
+    pub env: bool,
     pub nudge: Option<Nudge>,
+}
+
+impl SimPod {
+    /// Kubelet updates its volume to `latest`; an env pod's keys stay.
+    fn load(&mut self, latest: Revision) {
+        if self.stuck {
+            return;
+        }
+        self.volume = latest;
+        if !self.env {
+            self.loaded = latest;
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +109,10 @@ pub struct World {
     pub writes: usize,
     pub events: Vec<Event>,
     pub hook: SimHook,
+    /// Groups whose Rollout workload does not exist (deleted, or a typo).
+    pub missing_workloads: BTreeSet<&'static str>,
+    /// What verifier endpoints refused, by pod (their `traffic` annotation).
+    pub refusals: BTreeMap<String, Refusals>,
 }
 
 fn group_key(g: Group) -> &'static str {
@@ -136,6 +159,8 @@ impl World {
             writes: 0,
             events: Vec::new(),
             hook: SimHook::default(),
+            missing_workloads: BTreeSet::new(),
+            refusals: BTreeMap::new(),
         }
     }
 
@@ -202,9 +227,12 @@ impl World {
                         pod: p.name.clone(),
                         reported: p.reported,
                         nudge: p.nudge.clone(),
+                        env: p.env,
                     })
                     .collect(),
-                workloads: if policy.mode == Mode::Rollout {
+                workloads: if policy.mode == Mode::Rollout
+                    && !self.missing_workloads.contains(group_key(g))
+                {
                     let w = self
                         .workloads
                         .get(group_key(g))
@@ -218,6 +246,11 @@ impl World {
                 } else {
                     Vec::new()
                 },
+                search: Search {
+                    namespace: "sim".into(),
+                    secret: group_key(g).into(),
+                    selector: None,
+                },
             }
         };
         Observed {
@@ -227,6 +260,7 @@ impl World {
             verifiers: group(Group::Verifiers),
             presenters: group(Group::Presenters),
             traffic: self.traffic.clone(),
+            refusals: self.refusals.clone(),
             rotate: self.rotate.clone(),
             rollback: self.rollback.clone(),
             adoption: (self.policy.adopt && self.adoption_available).then(|| AdoptionObs {

@@ -13,6 +13,16 @@ impl World {
     // ---- the world moving -----------------------------------------------------
 
     pub fn add_pod(&mut self, group: Group, stuck: bool) -> String {
+        self.add(group, stuck, false)
+    }
+
+    /// A pod that reads the key through an environment variable; its
+    /// reporter sidecar still reports what its volume holds.
+    pub fn add_env_pod(&mut self, group: Group) -> String {
+        self.add(group, false, true)
+    }
+
+    fn add(&mut self, group: Group, stuck: bool, env: bool) -> String {
         self.pod_counter += 1;
         let name = format!(
             "{}-{}",
@@ -32,8 +42,10 @@ impl World {
             name: name.clone(),
             group,
             loaded,
+            volume: loaded,
             reported: None,
             stuck,
+            env,
             nudge: None,
         });
         name
@@ -52,10 +64,7 @@ impl World {
         }
         let i = i % self.pods.len();
         let latest = self.latest(self.pods[i].group);
-        let p = &mut self.pods[i];
-        if !p.stuck {
-            p.loaded = latest;
-        }
+        self.pods[i].load(latest);
     }
 
     /// The pod reports what it loaded (the reporter sidecar).
@@ -65,8 +74,8 @@ impl World {
         }
         let i = i % self.pods.len();
         let p = &mut self.pods[i];
-        if !p.stuck && p.loaded > 0 {
-            p.reported = Some(p.loaded);
+        if !p.stuck && p.volume > 0 {
+            p.reported = Some(p.volume);
         }
     }
 
@@ -97,8 +106,8 @@ impl World {
             let Some(s) = secret else { continue };
             if self.now >= s.written_at + policy.propagation_delay {
                 let latest = s.revision;
-                for p in self.pods.iter_mut().filter(|p| p.group == g && !p.stuck) {
-                    p.loaded = latest;
+                for p in self.pods.iter_mut().filter(|p| p.group == g) {
+                    p.load(latest);
                 }
             }
         }
@@ -108,6 +117,9 @@ impl World {
     /// latest revision, then the rollout completes.
     pub fn rollout_progress(&mut self, group: Group) {
         let latest = self.latest(group);
+        if self.missing_workloads.contains(group_key(group)) {
+            return;
+        }
         let Some(w) = self.workloads.get_mut(group_key(group)) else {
             return;
         };
@@ -115,10 +127,35 @@ impl World {
             return;
         }
         w.rolled_out = true;
+        // A restart: every pod starts on the latest content, env or not.
         for p in self.pods.iter_mut().filter(|p| p.group == group) {
-            p.loaded = latest;
+            (p.loaded, p.volume) = (latest, latest);
             p.stuck = false;
         }
+    }
+
+    /// A Rollout group's workload is deleted, and its pods with it, or
+    /// created again, with a pod on the latest content.
+    pub fn set_workload_missing(&mut self, group: Group, missing: bool) {
+        let gp = if group == Group::Verifiers {
+            &self.policy.verifiers
+        } else {
+            &self.policy.presenters
+        };
+        if gp.mode != Mode::Rollout {
+            return;
+        }
+        if missing {
+            self.missing_workloads.insert(group_key(group));
+            self.pods.retain(|p| p.group != group);
+        } else if self.missing_workloads.remove(group_key(group)) {
+            self.add_pod(group, false);
+        }
+    }
+
+    /// Whether `group`'s Rollout workload is missing.
+    pub fn workload_missing(&self, group: Group) -> bool {
+        self.missing_workloads.contains(group_key(group))
     }
 
     /// A client outside the cluster presents its version to a verifier, which
@@ -158,6 +195,7 @@ impl World {
         for p in &mut self.pods {
             p.stuck = false;
         }
+        self.cooperate();
         let step = [
             self.policy.grace_minimum,
             self.policy.verifiers.propagation_delay,
@@ -203,6 +241,47 @@ impl World {
             self.current(),
             self.versions.keys().collect::<Vec<_>>()
         ))
+    }
+
+    /// What a user does about consumers that cannot confirm: env pods of
+    /// groups that cannot restart them are replaced by pods that mount the
+    /// Secret, missing workloads are created, and a group with fewer pods
+    /// than its `minConsumers` gets its consumers started.
+    fn cooperate(&mut self) {
+        let policy = self.policy.clone();
+        let rollout = |g: Group| {
+            let gp = if g == Group::Verifiers {
+                &policy.verifiers
+            } else {
+                &policy.presenters
+            };
+            gp.mode == Mode::Rollout
+        };
+        let env: Vec<Group> = self
+            .pods
+            .iter()
+            .filter(|p| p.env && !rollout(p.group))
+            .map(|p| p.group)
+            .collect();
+        self.pods.retain(|p| !p.env || rollout(p.group));
+        for g in env {
+            self.add_pod(g, false);
+        }
+        for g in [Group::Verifiers, Group::Presenters] {
+            self.set_workload_missing(g, false);
+        }
+        // An external verifier (a hook) is one verifier found.
+        let external = u32::from(policy.verifier_hook || policy.issuer_hook);
+        for (g, gp, found) in [
+            (Group::Verifiers, &policy.verifiers, external),
+            (Group::Presenters, &policy.presenters, 0),
+        ] {
+            while found + (self.pods.iter().filter(|p| p.group == g).count() as u32)
+                < gp.min_consumers
+            {
+                self.add_pod(g, false);
+            }
+        }
     }
 
     pub fn highest_issued(&self) -> Option<Version> {

@@ -152,11 +152,14 @@ fn traffic_mode_holds_the_old_key_while_a_verifier_still_sees_it() {
         w.condition(types::PROGRESSING).unwrap().reason,
         reasons::WAITING_FOR_QUIET
     );
+    // It moves to version 2, which verifiers report seeing.
     w.outside_moves();
     w.advance(599);
+    w.outside_presents();
     w.reconcile().unwrap();
     assert_eq!(w.accepted(), set(&[1, 2]), "quiet for 599s of 600s");
     w.advance(1);
+    w.outside_presents();
     w.reconcile().unwrap();
     assert_eq!(w.accepted(), set(&[2]));
 }

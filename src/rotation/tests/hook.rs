@@ -215,3 +215,58 @@ fn an_issuer_is_never_asked_to_stage_and_is_told_to_retire_before_the_delete() {
         "{actions:?}"
     );
 }
+
+#[test]
+fn while_the_hook_is_awaited_the_stall_names_the_hook() {
+    let mut w = world(hooked());
+    w.hook.down = true;
+    rotate(&mut w, "r1");
+    w.sync_and_report_all();
+    w.advance(601);
+    // The hook's call fails, so the plan is not applied; what it reports is
+    // what the controller writes beside HookFailed.
+    let answer = plan(&w.policy, &w.observe(), w.now);
+    let by_type = |t: &str| answer.report.conditions.iter().find(|c| c.type_ == t);
+    let progressing = by_type(types::PROGRESSING).unwrap();
+    assert_eq!(progressing.reason, reasons::WAITING_FOR_HOOK);
+    let stalled = by_type(types::MIGRATION_STALLED).unwrap();
+    assert!(stalled.status);
+    assert_eq!(stalled.reason, reasons::HOOK_STALLED);
+    assert!(
+        stalled
+            .message
+            .starts_with("the verifier hook has not accepted version 2 for 10m"),
+        "{}",
+        stalled.message
+    );
+    assert!(
+        answer
+            .events
+            .iter()
+            .any(|e| e.reason == events::MIGRATION_STALLED),
+        "announced"
+    );
+}
+
+#[test]
+fn a_hook_added_to_a_stable_rotation_stages_the_current_version() {
+    let mut w = world(policy());
+    assert!(!w.versions[&1].hook_accepted);
+    w.policy.verifier_hook = true;
+    w.reconcile().unwrap();
+    assert_eq!(calls(&w), [(HookStep::Stage, 1)]);
+    assert_eq!(w.hook.accepts, set(&[1]));
+    assert!(has_event(&w, events::HOOK_STAGED));
+    assert_eq!(w.stage(), Some(Stage::Stable));
+    w.reconcile().unwrap();
+    let last = w.last_plan.as_ref().unwrap();
+    assert!(
+        last.actions.is_empty() && last.events.is_empty(),
+        "asked once: {:?}",
+        last.actions
+    );
+    // The next cycle goes through the hook as usual and retires version 1 there.
+    rotate(&mut w, "r1");
+    w.settle().unwrap();
+    assert_eq!(w.hook.accepts, set(&[2]));
+}

@@ -1,13 +1,16 @@
 //! Sentence-named tests of the planner on the simulated cluster: one file per
-//! topic of rules, the property test that drives the planner through
+//! topic of rules (`evidence`: what counts as confirmation and how a stall
+//! is found), the property test that drives the planner through
 //! thousands of random histories, and the minimal failing inputs it found.
 //! This file holds the helpers they share.
 
 mod confirmation;
 mod cycle;
+mod evidence;
 mod exceptions;
 mod hook;
 mod property;
+mod refusals;
 mod regressions;
 
 use std::collections::BTreeSet;
@@ -24,6 +27,7 @@ fn group(mode: Mode) -> GroupPolicy {
         nudge: false,
         propagation_delay: SignedDuration::from_secs(90),
         workloads: vec![],
+        min_consumers: 1,
     }
 }
 
@@ -33,6 +37,7 @@ fn policy() -> Policy {
         grace_minimum: SignedDuration::from_secs(300),
         grace_maximum: SignedDuration::from_secs(3600),
         on_timeout: OnTimeout::Wait,
+        progress_deadline: SignedDuration::from_secs(600),
         verifiers: group(Mode::Report),
         presenters: group(Mode::Report),
         quiet_window: None,

@@ -12,7 +12,8 @@ pub(super) enum Step {
     Sync(usize),
     Report(usize),
     SyncAll,
-    AddPod(bool, bool),
+    /// A verifier (true) or presenter pod: ordinary, stuck, or reading the key through env.
+    AddPod(bool, PodKind),
     RemovePod(usize),
     Rotate(u8),
     Rollback(u8),
@@ -28,6 +29,15 @@ pub(super) enum Step {
     HookDown(bool),
     /// The next hook call acts but its answer is lost.
     HookLosesAnswer,
+    /// A Rollout group's workload is deleted (true) or created again.
+    WorkloadGone(bool, bool),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum PodKind {
+    Ordinary,
+    Stuck,
+    Env,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -36,7 +46,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => any::<usize>().prop_map(Step::Sync),
         4 => any::<usize>().prop_map(Step::Report),
         2 => Just(Step::SyncAll),
-        1 => (any::<bool>(), proptest::bool::weighted(0.2)).prop_map(|(v, s)| Step::AddPod(v, s)),
+        1 => (any::<bool>(), prop_oneof![7 => Just(PodKind::Ordinary), 2 => Just(PodKind::Stuck), 1 => Just(PodKind::Env)]).prop_map(|(v, k)| Step::AddPod(v, k)),
         1 => any::<usize>().prop_map(Step::RemovePod),
         2 => (0u8..4).prop_map(Step::Rotate),
         1 => (0u8..3).prop_map(Step::Rollback),
@@ -48,6 +58,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => any::<bool>().prop_map(Step::Rollout),
         1 => proptest::bool::weighted(0.7).prop_map(|lose| if lose { Step::HookLosesAnswer } else { Step::HookDown(true) }),
         1 => Just(Step::HookDown(false)),
+        1 => (any::<bool>(), proptest::bool::weighted(0.3)).prop_map(|(v, gone)| Step::WorkloadGone(v, gone)),
     ]
 }
 
@@ -63,10 +74,16 @@ fn any_policy() -> impl Strategy<Value = Policy> {
             proptest::option::weighted(0.3, 60i64..20_000),
             proptest::bool::weighted(0.4),
         ),
+        (0u32..3, 0u32..3, 1i64..3000),
     )
         .prop_map(
-            |((vm, pm, vn, pn), (min, extra, retire), (quiet, combined, interval, hook))| {
-                let g = |mode: Mode, nudge: bool, group: Group| GroupPolicy {
+            |(
+                (vm, pm, vn, pn),
+                (min, extra, retire),
+                (quiet, combined, interval, hook),
+                (vmin, pmin, deadline),
+            )| {
+                let g = |mode: Mode, nudge: bool, group: Group, min_consumers: u32| GroupPolicy {
                     mode,
                     nudge,
                     propagation_delay: SignedDuration::from_secs(30),
@@ -75,6 +92,7 @@ fn any_policy() -> impl Strategy<Value = Policy> {
                     } else {
                         vec![]
                     },
+                    min_consumers,
                 };
                 Policy {
                     schedule: interval
@@ -86,8 +104,9 @@ fn any_policy() -> impl Strategy<Value = Policy> {
                     } else {
                         OnTimeout::Wait
                     },
-                    verifiers: g(vm, vn, Group::Verifiers),
-                    presenters: g(pm, pn, Group::Presenters),
+                    progress_deadline: SignedDuration::from_secs(deadline),
+                    verifiers: g(vm, vn, Group::Verifiers, vmin),
+                    presenters: g(pm, pn, Group::Presenters, pmin),
                     quiet_window: quiet.map(SignedDuration::from_secs),
                     combined,
                     history_limit: 5,
@@ -101,6 +120,26 @@ fn any_policy() -> impl Strategy<Value = Policy> {
         )
 }
 
+fn group(verifiers: bool) -> Group {
+    if verifiers {
+        Group::Verifiers
+    } else {
+        Group::Presenters
+    }
+}
+
+fn add_pod(w: &mut World, g: Group, kind: PodKind) {
+    // A Rollout group's pods are its workload's: none without it.
+    if w.workload_missing(g) {
+        return;
+    }
+    match kind {
+        PodKind::Ordinary => w.add_pod(g, false),
+        PodKind::Stuck => w.add_pod(g, true),
+        PodKind::Env => w.add_env_pod(g),
+    };
+}
+
 pub(super) fn run_history(policy: Policy, steps: Vec<Step>) -> Result<(), String> {
     let mut w = World::new(policy);
     w.add_pod(Group::Verifiers, false);
@@ -112,14 +151,7 @@ pub(super) fn run_history(policy: Policy, steps: Vec<Step>) -> Result<(), String
             Step::Sync(i) => w.sync(i),
             Step::Report(i) => w.report(i),
             Step::SyncAll => w.sync_and_report_all(),
-            Step::AddPod(verifier, stuck) => {
-                let g = if verifier {
-                    Group::Verifiers
-                } else {
-                    Group::Presenters
-                };
-                w.add_pod(g, stuck);
-            }
+            Step::AddPod(verifier, kind) => add_pod(&mut w, group(verifier), kind),
             Step::RemovePod(i) => w.remove_pod(i),
             Step::Rotate(source) => {
                 token += 1;
@@ -165,6 +197,7 @@ pub(super) fn run_history(policy: Policy, steps: Vec<Step>) -> Result<(), String
             }),
             Step::HookDown(down) => w.hook.down = down,
             Step::HookLosesAnswer => w.hook.lose_answer = true,
+            Step::WorkloadGone(verifiers, gone) => w.set_workload_missing(group(verifiers), gone),
         }
         w.reconcile()?;
         w.check()?;
