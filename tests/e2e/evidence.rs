@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use keyrotor::conditions::{events, reasons, types};
 use keyrotor::rotation::Stage;
-use keyrotor::wire as k;
 use keyrotor::wire::Traffic;
 use keyrotor_testsupport::eventually;
 use kube::Client;
