@@ -216,6 +216,11 @@ def alerts(rendered_rule, rendered_dashboard, job, url):
         mine = [c for c in checks if c["alertname"] == name]
         if not any(c.get("exp_alerts") for c in mine) or not any(not c.get("exp_alerts") for c in mine):
             fail(f"{name}: tests/alerts/ needs a case where it fires and one where it does not")
+    values = yaml.safe_load((ROOT / "charts" / "keyrotor" / "values.yaml").read_text())
+    defaults = values["prometheusRule"]["rules"]
+    shipped = {r["alert"]: {"severity": r["labels"]["severity"], "for": r["for"]} for r in rules}
+    if defaults != shipped:
+        fail(f"values.yaml prometheusRule.rules is not each alert's severity and for in alerts.yaml: {defaults} vs {shipped}")
     spec_rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
     if not any(f'job="{job}"' in r["expr"] for r in spec_rules):
         fail(f"prometheusRule.job={job} reached no expression")

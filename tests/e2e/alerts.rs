@@ -1,9 +1,12 @@
 //! Scenario: keyrotor's shipped alerts on a real Prometheus (Debian's binary,
 //! its own process on 127.0.0.1, stopped by PID) scraping the real operator's
 //! `/metrics` every second. A presenter that never confirms stalls a
-//! rotation at `gracePeriod.maximum`; `KeyrotorRotationStalled` goes pending,
-//! then firing (read from Prometheus' `/api/v1/alerts`), and resolves once
-//! the presenter confirms and the rotation completes. Every shipped rule
+//! rotation at `spec.progressDeadline` (8 s here; the maximum grace is an
+//! hour away); `KeyrotorRotationStalled` goes pending, then firing with the
+//! rotation's namespace, name and reason in its labels (read from
+//! Prometheus' `/api/v1/alerts`), within the deadline plus the rule's `for`
+//! and the status coalescing, and resolves once the presenter confirms and
+//! the rotation completes. Every shipped rule
 //! evaluates without error, and the operator-down and no-leader alerts stay
 //! quiet while it runs.
 //!
@@ -32,6 +35,8 @@ use super::scenario::*;
 
 /// What the test's copy of the rules waits instead of each `for:`.
 const FOR: &str = "3s";
+/// The rotation's `spec.progressDeadline`.
+const DEADLINE: &str = "8s";
 
 /// A Prometheus process with its own config and data directory.
 struct Prometheus {
@@ -126,6 +131,12 @@ impl Prometheus {
 
     /// The state (`pending`, `firing`) of `alert` for rotation `ns`/`name`.
     async fn alert_state(&self, alert: &str, ns: &str, name: &str) -> Option<String> {
+        let found = self.alert(alert, ns, name).await?;
+        Some(found["state"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// `alert` for rotation `ns`/`name` as Prometheus holds it (labels, state).
+    async fn alert(&self, alert: &str, ns: &str, name: &str) -> Option<Value> {
         let data = self.api("/api/v1/alerts").await?;
         data["alerts"]
             .as_array()?
@@ -135,7 +146,7 @@ impl Prometheus {
                     && a["labels"]["namespace"] == ns
                     && a["labels"]["name"] == name
             })
-            .map(|a| a["state"].as_str().unwrap_or_default().to_string())
+            .cloned()
     }
 
     /// Names of the alerts active (pending or firing) now.
@@ -284,9 +295,11 @@ async fn the_stalled_rotation_alert_fires_on_a_real_prometheus_and_resolves() {
             presenter_on.clone(),
         ),
     ];
-    // A short maximum grace: the presenter's silence stalls the rotation soon.
+    // A short progress deadline: the presenter's silence stalls the rotation
+    // soon, long before the maximum grace.
     let mut r = rotation(&ns.name, ROTATION, report(), report());
-    r["spec"]["gracePeriod"] = json!({"minimum": "1s", "maximum": "8s", "onTimeout": "Wait"});
+    r["spec"]["gracePeriod"] = json!({"minimum": "1s", "maximum": "1h", "onTimeout": "Wait"});
+    r["spec"]["progressDeadline"] = json!(DEADLINE);
     apply(&client, &ns.name, &r).await;
     wait_stable(&client, &ns.name, ROTATION, 1, Duration::from_secs(60)).await;
 
@@ -308,7 +321,8 @@ async fn the_stalled_rotation_alert_fires_on_a_real_prometheus_and_resolves() {
                 .api("/api/v1/query?query=up%7Bjob%3D%22keyrotor-metrics%22%7D")
                 .await
                 .is_some_and(|d| d["result"][0]["value"][1] == "1");
-            rules.len() == 8 && rules.iter().all(|r| r["health"] == "ok") && up
+            let shipped = rules_for_test().matches("- alert: ").count();
+            rules.len() == shipped && rules.iter().all(|r| r["health"] == "ok") && up
         },
     )
     .await;
@@ -334,6 +348,19 @@ async fn the_stalled_rotation_alert_fires_on_a_real_prometheus_and_resolves() {
     .await;
     let states: Vec<&str> = seen.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(states, ["pending", "firing"], "alert states seen: {seen:?}");
+    // Within the deadline, the rule's `for`, the status coalescing (10 s)
+    // and a few scrapes and evaluations.
+    let fired = seen[1].1;
+    assert!(
+        fired < Duration::from_secs(8 + 3 + 10 + 10),
+        "firing {fired:?} after the request, with a progress deadline of {DEADLINE}"
+    );
+    let labels = &prometheus.alert(alert, &ns.name, ROTATION).await.unwrap()["labels"];
+    assert_eq!(
+        (&labels["reason"], &labels["severity"]),
+        (&json!("PresentersStalled"), &json!("critical")),
+        "{labels}"
+    );
     let status = get(&client, &ns.name, ROTATION).await.status.unwrap();
     let stalled = status
         .conditions
@@ -366,7 +393,8 @@ async fn the_stalled_rotation_alert_fires_on_a_real_prometheus_and_resolves() {
     .await;
     eprintln!(
         "KeyrotorRotationStalled on a real Prometheus (scrape and evaluation every 1 s, for: {FOR}): \
-         {seen:?} after the rotation request (maximum grace 8 s); resolved {:.1?} after the presenter confirmed",
+         {seen:?} after the rotation request (progressDeadline {DEADLINE}), labels namespace, name and reason; \
+         resolved {:.1?} after the presenter confirmed",
         confirmed.elapsed()
     );
 
