@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use keyrotor_sidecar::admin::exposition::{Exposition, encode_registry};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -195,13 +196,9 @@ impl Metrics {
 
     /// The Prometheus text format (0.0.4) for `/metrics`, which is what the
     /// admin server's Content-Type says and what `promtool check metrics`
-    /// reads. prometheus-client writes OpenMetrics, which names a counter
-    /// family without its `_total` suffix: a 0.0.4 parser then sees samples
-    /// of a family that has no HELP or TYPE.
+    /// reads (see `keyrotor_sidecar::admin::exposition`).
     pub fn encode(&self) -> String {
-        let mut open_metrics = String::new();
-        let _ = encode(&mut open_metrics, &self.registry);
-        text_format(&open_metrics)
+        encode_registry(&self.registry)
     }
 
     /// Starts timing a reconcile; the duration is recorded when the guard drops.
@@ -373,34 +370,10 @@ impl Metrics {
     }
 }
 
-/// OpenMetrics text as the Prometheus text format 0.0.4: a counter family's
-/// HELP and TYPE name its samples (`x_total`), and the `# EOF` and `# UNIT`
-/// lines, which 0.0.4 does not have, go.
-pub fn text_format(open_metrics: &str) -> String {
-    let lines: Vec<&str> = open_metrics.lines().collect();
-    let counters: std::collections::HashSet<&str> = lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(open_metrics.len() + 64);
-    for line in lines {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (family, tail) = rest.split_once(' ')?;
-            counters
-                .contains(family)
-                .then(|| format!("{prefix}{family}_total {tail}"))
-        });
-        match renamed {
-            Some(l) => out.push_str(&l),
-            None => out.push_str(line),
-        }
-        out.push('\n');
+impl Exposition for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
     }
-    out
 }
 
 /// Records a reconcile's duration when dropped, whatever path it left by.

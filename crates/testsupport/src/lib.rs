@@ -3,10 +3,12 @@
 //! controller, the simulated [`kubelet`], the invariant [`observer`]), a
 //! simulated kubelet Secret [`volume`], bounded waiting ([`eventually`]), the
 //! real-cluster helpers of the end-to-end suite and the nudge bench ([`e2e`]),
-//! and the scale bench ([`bench`]).
+//! the scale bench ([`bench`]), and the `keyrotor-sidecar` binary for other
+//! packages' tests ([`binaries`]).
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod binaries;
 pub mod e2e;
 pub mod eventually;
 pub mod harness;
