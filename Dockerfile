@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # keyrotor's image: the operator (`keyrotor run`), the reporter sidecar
 # (`keyrotor reporter`), the gateways' verifier sidecar (`keyrotor verifier`)
-# and the CRD printer in one binary on a distroless, non-root base.
+# and the CRD printer in one binary on a distroless, non-root base. (The
+# sidecars' own slim binary, `keyrotor-sidecar` from crates/sidecar, is not
+# in this image yet.)
 #
 #   docker build -t keyrotor:0.1.0 .
 #
@@ -18,22 +20,30 @@ WORKDIR /src
 # need a stub to resolve.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/consumer/Cargo.toml crates/consumer/
+COPY crates/sidecar/Cargo.toml crates/sidecar/
 COPY crates/testkit/Cargo.toml crates/testkit/
 COPY crates/testsupport/Cargo.toml crates/testsupport/
-RUN mkdir -p src/bin benches crates/consumer/src crates/testkit/src crates/testsupport/src \
+RUN mkdir -p src/bin benches crates/consumer/src crates/sidecar/src crates/testkit/src crates/testsupport/src \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > src/bin/kubectl-keyrotor.rs \
  && echo 'fn main() {}' > benches/scale.rs \
  && echo 'fn main() {}' > benches/nudge.rs \
  && echo 'fn main() {}' > benches/gateway.rs \
+ && echo 'fn main() {}' > benches/peers.rs \
+ && echo 'fn main() {}' > benches/sidecars.rs \
  && echo '' > src/lib.rs \
  && echo '' > crates/consumer/src/lib.rs \
+ && echo 'fn main() {}' > crates/sidecar/src/main.rs \
+ && echo '' > crates/sidecar/src/lib.rs \
  && echo '' > crates/testkit/src/lib.rs \
  && echo '' > crates/testsupport/src/lib.rs \
  && cargo fetch --locked
 COPY src ./src
-# The consumer crate is part of the product (wire contract, key type).
+# The consumer crate is part of the product (wire contract, key type), and
+# so is the sidecar crate (`keyrotor reporter` / `keyrotor verifier`, the
+# admin server).
 COPY crates/consumer ./crates/consumer
+COPY crates/sidecar ./crates/sidecar
 # The crates come from the fetch layer above (no network here); the target
 # directory is a build cache only, the binary is copied out of it.
 RUN --mount=type=cache,target=/src/target \
