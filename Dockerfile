@@ -2,7 +2,8 @@
 # keyrotor's image: the operator (`keyrotor run`), the reporter sidecar
 # (`keyrotor reporter`), the gateways' verifier sidecar (`keyrotor verifier`),
 # the reference Redis hook (`keyrotor hook redis`) and the CRD printer in one
-# binary on a distroless, non-root base.
+# binary on a distroless, non-root base. (The sidecars' own slim binary,
+# `keyrotor-sidecar` from crates/sidecar, is not in this image yet.)
 #
 #   docker build -t keyrotor:0.1.0 .
 #
@@ -19,19 +20,23 @@ WORKDIR /src
 # need a stub to resolve.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/consumer/Cargo.toml crates/consumer/
+COPY crates/sidecar/Cargo.toml crates/sidecar/
 COPY crates/hooks/Cargo.toml crates/hooks/
 COPY crates/testkit/Cargo.toml crates/testkit/
 COPY crates/testsupport/Cargo.toml crates/testsupport/
 COPY crates/benchsupport/Cargo.toml crates/benchsupport/
-RUN mkdir -p src/bin benches crates/consumer/src crates/hooks/src crates/testkit/src crates/testsupport/src crates/benchsupport/src \
+RUN mkdir -p src/bin benches crates/consumer/src crates/sidecar/src crates/hooks/src crates/testkit/src crates/testsupport/src crates/benchsupport/src \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > src/bin/kubectl-keyrotor.rs \
  && echo 'fn main() {}' > benches/scale.rs \
  && echo 'fn main() {}' > benches/nudge.rs \
  && echo 'fn main() {}' > benches/gateway.rs \
  && echo 'fn main() {}' > benches/peers.rs \
+ && echo 'fn main() {}' > benches/sidecars.rs \
  && echo '' > src/lib.rs \
  && echo '' > crates/consumer/src/lib.rs \
+ && echo 'fn main() {}' > crates/sidecar/src/main.rs \
+ && echo '' > crates/sidecar/src/lib.rs \
  && echo '' > crates/hooks/src/lib.rs \
  && echo '' > crates/testkit/src/lib.rs \
  && echo '' > crates/testsupport/src/lib.rs \
@@ -39,8 +44,10 @@ RUN mkdir -p src/bin benches crates/consumer/src crates/hooks/src crates/testkit
  && cargo fetch --locked
 COPY src ./src
 # The consumer crate is part of the product (wire contract, hook protocol,
-# key type), and so are the reference hooks.
+# key type), and so are the sidecar crate (`keyrotor reporter` / `keyrotor
+# verifier`, the admin server) and the reference hooks.
 COPY crates/consumer ./crates/consumer
+COPY crates/sidecar ./crates/sidecar
 COPY crates/hooks ./crates/hooks
 # The crates come from the fetch layer above (no network here); the target
 # directory is a build cache only, the binary is copied out of it.

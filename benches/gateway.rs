@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use keyrotor::consumer::verifier::Verifier;
-use keyrotor::gateway::credential::Source;
-use keyrotor::gateway::gate::{Decision, Gate};
-use keyrotor::gateway::metrics::VerifierMetrics;
-use keyrotor::gateway::server::{self, Answers};
+use keyrotor_sidecar::gateway::credential::Source;
+use keyrotor_sidecar::gateway::gate::{Decision, Gate};
+use keyrotor_sidecar::gateway::metrics::VerifierMetrics;
+use keyrotor_sidecar::gateway::server::{self, Answers};
 use keyrotor_testsupport::volume::{self, Volume};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

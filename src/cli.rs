@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+use keyrotor_sidecar::gateway::VerifierArgs;
+use keyrotor_sidecar::reporter::ReporterArgs;
+
 use crate::logging::{LogFormat, init_logging};
 
 /// keyrotor: rotate API keys with zero failed requests.
@@ -31,14 +34,17 @@ pub enum Command {
     #[cfg(feature = "testkit")]
     Demo(crate::demo::DemoArgs),
     /// Sidecar: report the revisions of the mounted projected Secrets as
-    /// annotations on this pod (POD_NAME, POD_NAMESPACE from the Downward API).
-    Reporter(crate::reporter::ReporterArgs),
+    /// annotations on this pod (POD_NAME, POD_NAMESPACE from the Downward
+    /// API). The same as `keyrotor-sidecar reporter`, which pods should run.
+    Reporter(ReporterArgs),
     /// Sidecar beside a gateway: answer nginx `auth_request`, Envoy
     /// `ext_authz` and Traefik `ForwardAuth` checks against the mounted
     /// verifier Secret, confirm what it loaded, count traffic per version.
-    Verifier(crate::gateway::VerifierArgs),
+    /// The same as `keyrotor-sidecar verifier`, which pods should run.
+    Verifier(VerifierArgs),
     /// A sample service on the client library: a verifier that answers
     /// requests and a presenter that calls it and records each outcome.
+    #[cfg(feature = "testkit")]
     #[command(subcommand)]
     SampleApp(crate::sample_app::SampleApp),
     /// Reference verifier hooks (docs/hooks.md).
@@ -70,24 +76,8 @@ pub fn run(cli: Cli) -> CliResult {
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
             runtime.block_on(crate::run::run(args))
         }
-        Command::Reporter(args) => {
-            init_logging(args.log_format);
-            // One thread is plenty for a sidecar that polls a few symlinks.
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime.block_on(crate::reporter::main(args))
-        }
-        Command::Verifier(args) => {
-            init_logging(args.log_format);
-            // One thread: checks take microseconds; a second core is the gateway's.
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime.block_on(crate::gateway::main(args))
-        }
+        Command::Reporter(args) => keyrotor_sidecar::cli::reporter(args),
+        Command::Verifier(args) => keyrotor_sidecar::cli::verifier(args),
         Command::Hook(HookCommand::Redis(args)) => {
             init_logging(LogFormat::Text);
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -96,6 +86,7 @@ pub fn run(cli: Cli) -> CliResult {
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
             runtime.block_on(keyrotor_hooks::redis::main(args))
         }
+        #[cfg(feature = "testkit")]
         Command::SampleApp(app) => {
             init_logging(LogFormat::Text);
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -13,6 +13,9 @@
 //!
 //! Both re-check the volume before every request (a `readlink`), so they
 //! use what kubelet last delivered, as the reporter sidecar reports it.
+//! HTTP on the sidecar crate's hyper server loop and client
+//! (`keyrotor_sidecar::http`). Built with the `testkit` feature only: tests
+//! run it, release images do not ship it.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,12 +23,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::AUTHORIZATION;
+use hyper::{Request, Response, StatusCode};
 
 use keyrotor_consumer::keys::SecretKey;
 use keyrotor_consumer::presenter::Presenter;
 use keyrotor_consumer::verifier::Verifier;
+use keyrotor_sidecar::http::{self, Limits};
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum SampleApp {
@@ -121,49 +127,39 @@ async fn open<T, E: std::fmt::Display>(f: impl Fn() -> Result<T, E>) -> T {
     }
 }
 
+/// A test service: a few connections, short heads.
+const LIMITS: Limits = Limits {
+    header_timeout: Duration::from_secs(5),
+    max_head: 16 * 1024,
+    max_headers: 64,
+    max_connections: 256,
+};
+
 async fn serve(verifier: Arc<Verifier>, listen: SocketAddr) -> Result<(), String> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = http::bind(listen).await?;
     tracing::info!(address = %listen, "sample verifier listening");
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let verifier = verifier.clone();
-        tokio::spawn(async move {
-            let _ = answer(stream, &verifier).await;
-        });
-    }
+    http::serve(listener, LIMITS, move |req| answer(req, &verifier)).await;
+    Ok(())
 }
 
-async fn answer(mut stream: TcpStream, verifier: &Verifier) -> std::io::Result<()> {
-    let mut buf = [0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-        .await
-        .unwrap_or(Ok(0))?;
-    let request = String::from_utf8_lossy(&buf[..n]);
-    let presented = request
-        .lines()
-        .find_map(|l| l.strip_prefix("Authorization: Bearer "))
-        .unwrap_or("")
-        .trim()
-        .to_string();
+/// 200 when the `Authorization: Bearer` key is accepted, else 401.
+fn answer<B>(req: &Request<B>, verifier: &Verifier) -> Response<Full<Bytes>> {
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default()
+        .trim_ascii();
     if let Err(e) = verifier.refresh() {
         tracing::warn!(error = %e, "cannot reload keys; keeping the loaded ones");
     }
-    let (code, body) = match verifier.verify(presented.as_bytes()) {
-        Some(v) => (200, format!("OK v{v}\n")),
-        None => (401, "Unauthorized\n".to_string()),
+    let (status, body) = match verifier.verify(presented) {
+        Some(v) => (StatusCode::OK, format!("OK v{v}\n")),
+        None => (StatusCode::UNAUTHORIZED, "Unauthorized\n".to_string()),
     };
-    let head = format!(
-        "HTTP/1.1 {code} {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        if code == 200 { "OK" } else { "Unauthorized" },
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
 }
 
 async fn present(
@@ -196,16 +192,7 @@ async fn present(
 
 /// One request; the HTTP status, or an I/O error (the verifier is down).
 async fn call(target: SocketAddr, key: &str) -> std::io::Result<u16> {
-    let mut s = TcpStream::connect(target).await?;
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: verifier\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(request.as_bytes()).await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0))
+    let bearer = format!("Bearer {key}");
+    let (status, _) = http::get(target, "/", &[(AUTHORIZATION, &bearer)]).await?;
+    Ok(status)
 }

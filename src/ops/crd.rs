@@ -8,7 +8,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use tracing::{info, warn};
 
-use super::health::Health;
+use super::Health;
 use crate::api::ApiKeyRotation;
 
 /// Returns once ApiKeyRotations can be listed.

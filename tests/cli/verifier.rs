@@ -1,10 +1,12 @@
-//! `keyrotor verifier`, the real binary, as a gateway calls it: nginx-,
-//! Envoy- and Traefik-shaped checks; a rotation on its volume; hostile
-//! input; and, against the in-memory API, what it reports on its pod. No
-//! presented key, right or wrong, ever reaches its log (I4).
+//! `keyrotor-sidecar verifier`, the real binary pods run, as a gateway calls
+//! it: nginx-, Envoy- and Traefik-shaped checks; a rotation on its volume;
+//! hostile input; and, against the in-memory API, what it reports on its
+//! pod. No presented key, right or wrong, ever reaches its log (I4). And
+//! `keyrotor verifier`, the same sidecar in the operator binary, for pod
+//! specs that name it.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -60,11 +62,16 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-async fn start(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
+/// `keyrotor-sidecar verifier` on `dir`.
+async fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
+    start_binary(keyrotor_testsupport::binaries::sidecar(), dir, extra, env).await
+}
+
+async fn start_binary(binary: &Path, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
     let (addr, admin) = (free_port(), free_port());
     let log = dir.with_extension(format!("log-{}", addr.port()));
     let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_keyrotor"))
+    let child = Command::new(binary)
         .arg("verifier")
         .arg("--dir")
         .arg(dir)
@@ -76,7 +83,7 @@ async fn start(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> R
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .spawn()
-        .expect("keyrotor verifier starts");
+        .expect("the verifier starts");
     let running = Running {
         child,
         addr,
@@ -320,6 +327,33 @@ async fn a_bare_key_header_works_as_configured() {
         bearer(v.addr, good.expose()).await.0,
         401,
         "not where it is configured"
+    );
+}
+
+/// Pod specs written for the operator binary keep working: `keyrotor
+/// verifier` is the same sidecar, with the same flags and endpoints.
+#[tokio::test]
+async fn keyrotor_verifier_in_the_operator_binary_answers_like_the_sidecar() {
+    let (good, typo) = (volume::key(), volume::key());
+    let mut vol = Volume::new("gateway-operator-binary");
+    vol.publish(&volume::verifier("orders", 2, &[(1, &good)]));
+    let operator = Path::new(env!("CARGO_BIN_EXE_keyrotor"));
+    let v = start_binary(operator, &vol.dir, &["--report", "false"], &[]).await;
+    let (status, head) = bearer(v.addr, good.expose()).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-keyrotor-version: 1"),
+        "{head}"
+    );
+    assert_eq!(bearer(v.addr, typo.expose()).await.0, 401);
+    assert_eq!(
+        keyrotor::ops::admin::get(v.admin, "/readyz").await.unwrap(),
+        (200, "ok\n".to_string())
+    );
+    let m = metrics(v.admin).await;
+    assert!(
+        m.contains(r#"keyrotor_verifier_loaded_revision{namespace="",name="orders"} 2"#),
+        "{m}"
     );
 }
 

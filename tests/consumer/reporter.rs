@@ -1,7 +1,8 @@
-//! `keyrotor reporter` against the in-memory API, with a simulated kubelet
-//! volume swap: the pod's annotation follows every swap, nothing is written
-//! when nothing changed, a lost annotation is reported again, failures are
-//! retried.
+//! The reporter — the library loop, and `keyrotor-sidecar reporter` and
+//! `keyrotor reporter` as processes — against the in-memory API, with a
+//! simulated kubelet volume swap: the pod's annotation follows every swap,
+//! nothing is written when nothing changed, a lost annotation is reported
+//! again, failures are retried.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -221,8 +222,9 @@ impl Drop for Running {
     }
 }
 
-#[tokio::test]
-async fn keyrotor_reporter_reports_through_a_kubeconfig_with_the_downward_api_env() {
+/// `reporter` of `binary` on a volume of its own, for pod `orders-0` of a
+/// fresh in-memory API: its annotation follows a volume swap.
+async fn reports_through_a_kubeconfig(binary: &std::path::Path) {
     let api = FakeApi::new();
     pod(&api, "orders-0").await;
     let server = api.listen().await.expect("listen on 127.0.0.1");
@@ -231,7 +233,7 @@ async fn keyrotor_reporter_reports_through_a_kubeconfig_with_the_downward_api_en
     let kubeconfig = vol.dir.with_extension("kubeconfig");
     server.write_kubeconfig(&kubeconfig, NS).unwrap();
 
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_keyrotor"))
+    let child = std::process::Command::new(binary)
         .args(["reporter", "--dir"])
         .arg(&vol.dir)
         .args(["--poll-seconds", "1"])
@@ -241,7 +243,7 @@ async fn keyrotor_reporter_reports_through_a_kubeconfig_with_the_downward_api_en
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("keyrotor starts");
+        .expect("the reporter starts");
     let _running = Running(child);
 
     for revision in [7u64, 8] {
@@ -256,8 +258,22 @@ async fn keyrotor_reporter_reports_through_a_kubeconfig_with_the_downward_api_en
         }
         assert_eq!(
             reported(&api, "orders-0", k::ROLE_VERIFIER).await,
-            Some(revision)
+            Some(revision),
+            "{}",
+            binary.display()
         );
     }
     let _ = std::fs::remove_file(&kubeconfig);
+}
+
+/// What pods run: the sidecar binary.
+#[tokio::test]
+async fn keyrotor_sidecar_reporter_reports_through_a_kubeconfig_with_the_downward_api_env() {
+    reports_through_a_kubeconfig(keyrotor_testsupport::binaries::sidecar()).await;
+}
+
+/// Pod specs written for the operator binary keep working.
+#[tokio::test]
+async fn keyrotor_reporter_in_the_operator_binary_reports_the_same() {
+    reports_through_a_kubeconfig(std::path::Path::new(env!("CARGO_BIN_EXE_keyrotor"))).await;
 }

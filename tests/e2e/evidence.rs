@@ -182,6 +182,15 @@ async fn an_env_var_pod_in_a_report_group_is_named_within_one_reconcile() {
         // Its reporter reports the revision; its process keeps the old key.
         ("env-client", "presenter", "api-key"),
     ];
+    // The reporters run from the start: the first key waits for the
+    // verifier's report too (env-client's begins once its pod exists).
+    let reporters: Vec<_> = roles
+        .iter()
+        .map(|&(pod, role, secret)| {
+            let (c, n) = (client.clone(), ns.name.clone());
+            reporter(c, n, pod, role, secret, on.clone())
+        })
+        .collect();
     apply(
         &client,
         &ns.name,
@@ -190,13 +199,6 @@ async fn an_env_var_pod_in_a_report_group_is_named_within_one_reconcile() {
     .await;
     wait_stable(&client, &ns.name, ROTATION, 1, WAIT).await;
     env_consumer(&client, &ns.name, "env-client", "api-key").await;
-    let reporters: Vec<_> = roles
-        .iter()
-        .map(|&(pod, role, secret)| {
-            let (c, n) = (client.clone(), ns.name.clone());
-            reporter(c, n, pod, role, secret, on.clone())
-        })
-        .collect();
     request_rotation(&client, &ns.name, ROTATION, "one").await;
     eventually("Promoting", WAIT, || async {
         let s = get(&client, &ns.name, ROTATION).await.status?;

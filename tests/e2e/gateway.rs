@@ -1,5 +1,5 @@
 //! A gateway verifies rotating keys with no code in the API behind it, on
-//! the real node: Debian's nginx with `auth_request` to the `keyrotor
+//! the real node: Debian's nginx with `auth_request` to the `keyrotor-sidecar
 //! verifier` sidecar, in front of `keyrotor sample-app verifier`, in one
 //! pod per gateway. Presenters call through nginx every 25 ms while
 //! keyrotor rotates back to back: nothing may be refused. A presenter
@@ -113,7 +113,7 @@ fn gateway_template(i: usize, p: &Ports) -> Value {
                 },
                 {
                     "name": "verifier", "image": APP, "imagePullPolicy": "Never",
-                    "args": verifier, "env": env.clone(), "securityContext": security.clone(),
+                    "command": [SIDECAR], "args": verifier, "env": env.clone(), "securityContext": security.clone(),
                     "volumeMounts": [keys.clone()],
                 },
                 {

@@ -1,8 +1,9 @@
 //! Scenario 3: Report mode with the real reporter. Each kwok pod gets a
-//! `keyrotor reporter` process authenticated by a token bound to that pod;
-//! the test plays the kubelet's part (kwok mounts nothing): on every Secret
-//! change it swaps the pod's volume directory the way kubelet does. The
-//! admission policy from deploy/ refuses a report about another pod.
+//! `keyrotor-sidecar reporter` process (the binary pods run) authenticated
+//! by a token bound to that pod; the test plays the kubelet's part (kwok
+//! mounts nothing): on every Secret change it swaps the pod's volume
+//! directory the way kubelet does. The admission policy from deploy/
+//! refuses a report about another pod.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -70,7 +71,7 @@ async fn consumer(cluster: &Cluster, ns: &str, name: &str, secret: &str) -> Cons
     let volume = Volume::new(&format!("{ns}-{name}"));
     let log = cluster.dir.join(format!("reporter-{ns}-{name}.log"));
     let file = std::fs::File::create(&log).unwrap();
-    let reporter = Command::new(env!("CARGO_BIN_EXE_keyrotor"))
+    let reporter = Command::new(keyrotor_testsupport::binaries::sidecar())
         .args([
             "reporter",
             "--poll-seconds",

@@ -1,11 +1,14 @@
 //! What keyrotor's test suites and benchmarks share, as one library (not
 //! published): the controller-test [`harness`] on the in-memory API (the real
 //! controller, the simulated [`kubelet`], the invariant [`observer`]), a
-//! simulated kubelet Secret [`volume`], bounded waiting ([`eventually`]), and
-//! the real-cluster helpers of the end-to-end suite and the benches ([`e2e`]).
-//! The scale bench's own code is the keyrotor-benchsupport crate.
+//! simulated kubelet Secret [`volume`], bounded waiting ([`eventually`]), the
+//! real-cluster helpers of the end-to-end suite and the benches ([`e2e`]),
+//! and the `keyrotor-sidecar` binary for other packages' tests
+//! ([`binaries`]). The scale bench's own code is the keyrotor-benchsupport
+//! crate.
 #![forbid(unsafe_code)]
 
+pub mod binaries;
 pub mod e2e;
 pub mod eventually;
 pub mod harness;

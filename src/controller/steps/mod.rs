@@ -43,6 +43,8 @@ const STALE_RETRY: Duration = Duration::from_secs(1);
 const CONFLICT_RETRY: Duration = Duration::from_secs(300);
 /// Never requeue sooner than this (a wake-up due now still yields to others).
 const MIN_REQUEUE: Duration = Duration::from_millis(200);
+/// How soon to look again while the pod cache has not listed the pods yet.
+const CACHE_WAIT: Duration = Duration::from_millis(250);
 
 #[tracing::instrument(skip_all, fields(namespace = rot.namespace().unwrap_or_default(), name = rot.name_any()))]
 pub async fn reconcile(rot: Arc<ApiKeyRotation>, ctx: Arc<Context>) -> Result<Requeue> {
@@ -77,6 +79,8 @@ pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) ->
 /// One reconcile of a live rotation. Each step is pure or I/O, and hands
 /// its value to the next:
 ///
+/// 0. **wait** for the pod cache's first full list (after a start or an
+///    outage): until then no group can be observed.
 /// 1. **latest** (pure): the cached rotation, with the status this process
 ///    last wrote when the cache does not show it yet.
 /// 2. **validate** (pure): spec → policy. An invalid spec blocks: `Ready=False`
@@ -105,6 +109,12 @@ pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) ->
 ///    the plan's events; metrics.
 /// 9. **requeue** (pure): at the plan's wake-up, bounded by the resync.
 async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
+    // Before the pod watch's first list, every group would look empty: no
+    // consumers, no refusals. Missing evidence is never an observation, so
+    // nothing is planned (or said) on it.
+    if !ctx.pods.is_ready() {
+        return Ok(Requeue::requeue(CACHE_WAIT));
+    }
     let now = Timestamp::now();
     let latest = latest(cached, ctx);
     let rot = latest.as_ref().unwrap_or(cached);

@@ -1,14 +1,15 @@
 //! Prometheus metrics, one registry prefixed `keyrotor`. Labels are bounded:
 //! a rotation's namespace/name, a group, a stage, an error category or an
 //! outcome, never an error message or a key-derived value. Served in the
-//! Prometheus text format 0.0.4 (see [`Metrics::encode`], `text`); the alerts
+//! Prometheus text format 0.0.4 (see [`Metrics::encode`]); the alerts
 //! and the dashboard in `charts/keyrotor/monitoring/` name these metrics.
 //! The process-wide counters live here, the per-rotation gauges in
 //! `rotation`.
 
 use std::time::Instant;
 
-use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use keyrotor_sidecar::admin::exposition::{Exposition, encode_registry};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -19,10 +20,8 @@ use crate::api::ApiKeyRotationStatus;
 use crate::conditions::events;
 use crate::rotation::Policy;
 use rotation::RotationGauges;
-pub use text::text_format;
 
 mod rotation;
-mod text;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -151,13 +150,9 @@ impl Metrics {
 
     /// The Prometheus text format (0.0.4) for `/metrics`, which is what the
     /// admin server's Content-Type says and what `promtool check metrics`
-    /// reads. prometheus-client writes OpenMetrics, which names a counter
-    /// family without its `_total` suffix: a 0.0.4 parser then sees samples
-    /// of a family that has no HELP or TYPE.
+    /// reads (see `keyrotor_sidecar::admin::exposition`).
     pub fn encode(&self) -> String {
-        let mut open_metrics = String::new();
-        let _ = encode(&mut open_metrics, &self.registry);
-        text_format(&open_metrics)
+        encode_registry(&self.registry)
     }
 
     /// Starts timing a reconcile; the duration is recorded when the guard drops.
@@ -235,6 +230,12 @@ impl Metrics {
     /// Drops a deleted rotation's series.
     pub fn forget(&self, namespace: &str, name: &str) {
         self.rotation.forget(namespace, name);
+    }
+}
+
+impl Exposition for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
     }
 }
 

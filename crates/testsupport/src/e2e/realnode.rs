@@ -1,8 +1,9 @@
 //! The real-pod stage (tests/cluster/up --real-nodes 1), shared by the
 //! real-pod scenario and the nudge benchmark: the operator installed by helm
 //! as a pod on the real node, verifier and presenter pods running keyrotor's
-//! sample app and reporter sidecar from a hand-made image, traffic between
-//! them recorded; and the naive overwrite to compare with.
+//! sample app and the reporter sidecar (`keyrotor-sidecar`, as pods run it)
+//! from a hand-made image, traffic between them recorded; and the naive
+//! overwrite to compare with.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,6 +25,9 @@ use crate::eventually::eventually;
 
 pub const ROTATIONS: u64 = 20;
 const IMAGE: &str = "keyrotor.dev/keyrotor:e2e";
+/// Where the app image has the sidecar binary (tests/cluster/images); a
+/// sidecar container names it as its command.
+pub const SIDECAR: &str = "/usr/local/bin/keyrotor-sidecar";
 
 /// Whether real nodes run; if not, why (said loudly, past the capture).
 pub fn real_nodes(cluster: &Cluster) -> bool {
@@ -106,8 +110,8 @@ pub fn presenter_args(targets: &[u16]) -> Vec<String> {
     args
 }
 
-/// A real-node pod template: the sample app and the reporter sidecar, both
-/// keyrotor's binary, reading the Secret kubelet projects at /keys.
+/// A real-node pod template: the sample app (`keyrotor`) and the reporter
+/// sidecar (`keyrotor-sidecar`), reading the Secret kubelet projects at /keys.
 pub fn template(app: &str, secret: &str, args: Value, records: &Path) -> Value {
     let env = pod_env();
     let security = restricted();
@@ -131,6 +135,7 @@ pub fn template(app: &str, secret: &str, args: Value, records: &Path) -> Value {
                 },
                 {
                     "name": "reporter", "image": IMAGE, "imagePullPolicy": "Never",
+                    "command": [SIDECAR],
                     "args": ["reporter", "--dir", "/keys", "--poll-seconds", "1"],
                     "env": env, "securityContext": security,
                     "volumeMounts": [{"name": "keys", "mountPath": "/keys", "readOnly": true}],
@@ -295,13 +300,18 @@ pub async fn all_report(pods: &Api<Pod>, rotation: &str, revision: u64) -> bool 
         })
 }
 
-/// What real-node pods of namespace `ns` need: `keyrotor` packed into the
-/// app image, the `app` ServiceAccount with the reporter's RBAC, and an
-/// empty directory `<dir>-<ns>` the pods write their records to.
+/// What real-node pods of namespace `ns` need: `keyrotor` and
+/// `keyrotor-sidecar` packed into the app image, the `app` ServiceAccount
+/// with the reporter's RBAC, and an empty directory `<dir>-<ns>` the pods
+/// write their records to.
 pub fn prepare(cluster: &Cluster, ns: &str, keyrotor: &Path, dir: &str) -> PathBuf {
     pack(
         cluster,
-        &[std::ffi::OsStr::new("app"), keyrotor.as_os_str()],
+        &[
+            std::ffi::OsStr::new("app"),
+            keyrotor.as_os_str(),
+            crate::binaries::sidecar().as_os_str(),
+        ],
     );
     let rbac = std::fs::read_to_string(repo().join("examples/reporter-rbac.yaml"))
         .unwrap()

@@ -1,6 +1,6 @@
-//! `keyrotor verifier`: a sidecar that lets a gateway (nginx, Envoy,
-//! Traefik) verify rotating keys with no code in the API behind it
-//! (docs/gateways.md).
+//! `keyrotor-sidecar verifier` (also `keyrotor verifier`): a sidecar that
+//! lets a gateway (nginx, Envoy, Traefik) verify rotating keys with no code
+//! in the API behind it (docs/gateways.md).
 //!
 //! - `credential` (pure): the key and the client address a request carries.
 //! - `gate`: one check against the mounted verifier Secret — accepted,
@@ -33,9 +33,10 @@ use keyrotor_consumer::reload::{spawn_reload, spawn_usage};
 use keyrotor_consumer::usage::UsageReporter;
 use keyrotor_consumer::verifier::Verifier;
 
+use keyrotor_consumer::wire::{self as w, REPORTER_MANAGER, USAGE_MANAGER};
+
+use crate::admin::{self, Health};
 use crate::logging::LogFormat;
-use crate::ops::{Health, admin};
-use crate::wire::{self as w, REPORTER_MANAGER, USAGE_MANAGER};
 use credential::Source;
 use gate::Gate;
 use metrics::VerifierMetrics;
@@ -44,7 +45,7 @@ use server::Answers;
 /// How often the mounted Secret is looked at (one `readlink`).
 const RELOAD_EVERY: Duration = Duration::from_millis(250);
 
-/// Command-line arguments of `keyrotor verifier`.
+/// Command-line arguments of the verifier sidecar.
 #[derive(clap::Args, Debug, Clone)]
 pub struct VerifierArgs {
     /// The mounted verifier (or combined) Secret of one ApiKeyRotation.
@@ -103,7 +104,7 @@ pub async fn main(args: VerifierArgs) -> Result<(), String> {
         .map(|p| p.namespace.clone())
         .or_else(|| std::env::var("POD_NAMESPACE").ok())
         .unwrap_or_default();
-    let listener = server::bind(args.listen).await?;
+    let listener = crate::http::bind(args.listen).await?;
     let health = Arc::new(Health::default());
     health.waiting("waiting for the verifier Secret to be mounted");
     let verifier = Arc::new(open(&args.dir).await);

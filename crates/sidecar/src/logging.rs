@@ -1,4 +1,5 @@
-//! Logging setup shared by every subcommand: tracing to stderr, text or JSON.
+//! Logging setup shared by every subcommand of both binaries (`keyrotor`
+//! and `keyrotor-sidecar`): tracing to stderr, text or JSON.
 
 use std::io::IsTerminal;
 

@@ -9,23 +9,18 @@
 //! most [`MAX_CONNECTIONS`] are served at once (the rest wait in the
 //! kernel's backlog), so memory stays bounded whatever arrives.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tracing::{debug, info};
+use tracing::info;
 
 use super::gate::{Decision, Gate};
+use crate::http::{self, Limits};
 
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Above nginx's default `large_client_header_buffers` (4 × 8 KiB), so what
@@ -48,40 +43,13 @@ pub struct Answers {
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, answers: Answers) {
     let local = listener.local_addr().ok();
     info!(address = ?local, "verifier endpoint listening");
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let answers = Arc::new(answers);
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(_) => {
-                // Out of descriptors, say: wait instead of spinning.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let (gate, answers) = (gate.clone(), answers.clone());
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let response = answer(&gate, &answers, &req);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let served = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD)
-                .max_headers(MAX_HEADERS)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                debug!(%peer, error = %e, "connection ended");
-            }
-            drop(permit);
-        });
-    }
+    let limits = Limits {
+        header_timeout: HEADER_TIMEOUT,
+        max_head: MAX_HEAD,
+        max_headers: MAX_HEADERS,
+        max_connections: MAX_CONNECTIONS,
+    };
+    http::serve(listener, limits, move |req| answer(&gate, &answers, req)).await
 }
 
 fn answer<B>(gate: &Gate, answers: &Answers, req: &Request<B>) -> Response<Empty<Bytes>> {
@@ -104,11 +72,4 @@ fn answer<B>(gate: &Gate, answers: &Answers, req: &Request<B>) -> Response<Empty
         }
     }
     response
-}
-
-/// Binds `addr` (port 0: any free port) and returns the listener.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }

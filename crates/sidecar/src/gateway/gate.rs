@@ -10,11 +10,10 @@ use jiff::Timestamp;
 use tracing::warn;
 
 use keyrotor_consumer::verifier::{Check, Verifier};
-use keyrotor_consumer::wire::Traffic;
+use keyrotor_consumer::wire::{Traffic, Version};
 
 use super::credential::{self, Source};
 use super::metrics::{Rejection, VerifierMetrics};
-use crate::wire::Version;
 
 /// How often at most the log says that a retired version is presented.
 const RETIRED_WARNING_EVERY: Duration = Duration::from_secs(60);

@@ -186,7 +186,7 @@ mod properties {
     use super::super::gate::{Decision, Gate};
     use super::super::metrics::{Rejection, VerifierMetrics};
     use super::*;
-    use crate::wire as w;
+    use keyrotor_consumer::wire as w;
 
     struct Store {
         gate: Gate,

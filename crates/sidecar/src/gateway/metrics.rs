@@ -3,16 +3,16 @@
 //! a digest or a client address (addresses are unbounded; they go to the
 //! pod's traffic annotation, one at a time).
 
-use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::ops::admin::Exposition;
-use crate::ops::metrics::text_format;
-use crate::wire::Version;
+use keyrotor_consumer::wire::Version;
+
+use crate::admin::exposition::{Exposition, encode_registry};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
@@ -154,8 +154,6 @@ impl VerifierMetrics {
 impl Exposition for VerifierMetrics {
     /// Prometheus text 0.0.4, like the operator's (`promtool check metrics`).
     fn encode(&self) -> String {
-        let mut open_metrics = String::new();
-        let _ = encode(&mut open_metrics, &self.registry);
-        text_format(&open_metrics)
+        encode_registry(&self.registry)
     }
 }

@@ -1,6 +1,7 @@
-//! Readiness, as `/readyz` reports it: not ready until the CRD is found, this
-//! replica leads (or stands by), and the caches have synced. The reason is
-//! a sentence, so a person reading `/readyz` knows what it waits for.
+//! Readiness, as `/readyz` reports it: not ready while the process waits
+//! for something (the operator: the CRD, the lease, synced caches; the
+//! verifier: its mounted Secret). The reason is a sentence, so a person
+//! reading `/readyz` knows what it waits for.
 
 use std::sync::Mutex;
 

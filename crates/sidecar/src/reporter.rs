@@ -1,6 +1,6 @@
-//! `keyrotor reporter`: the sidecar's command line over the reporter loop of
-//! [`keyrotor_consumer::reporter`] (kept here so the consumer crate needs no
-//! CLI parser).
+//! `keyrotor-sidecar reporter` (also `keyrotor reporter`): the sidecar's
+//! command line over the reporter loop of [`keyrotor_consumer::reporter`]
+//! (kept here so the consumer crate needs no CLI parser).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use keyrotor_consumer::reporter::Timing;
 
 use crate::logging::LogFormat;
 
-/// Command-line arguments of `keyrotor reporter`.
+/// Command-line arguments of the reporter sidecar.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReporterArgs {
     /// A mounted projected-Secret directory (repeat for several).
