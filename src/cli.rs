@@ -73,18 +73,18 @@ pub fn run(cli: Cli) -> CliResult {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime.block_on(crate::run::run(args))
+                .map_err(Error::Runtime)?;
+            Ok(runtime.block_on(crate::run::run(args))?)
         }
-        Command::Reporter(args) => keyrotor_sidecar::cli::reporter(args),
-        Command::Verifier(args) => keyrotor_sidecar::cli::verifier(args),
+        Command::Reporter(args) => Ok(keyrotor_sidecar::cli::reporter(args)?),
+        Command::Verifier(args) => Ok(keyrotor_sidecar::cli::verifier(args)?),
         Command::Hook(HookCommand::Redis(args)) => {
             init_logging(LogFormat::Text);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime.block_on(keyrotor_hooks::redis::main(args))
+                .map_err(Error::Runtime)?;
+            Ok(runtime.block_on(keyrotor_hooks::redis::main(args))?)
         }
         #[cfg(feature = "testkit")]
         Command::SampleApp(app) => {
@@ -92,16 +92,16 @@ pub fn run(cli: Cli) -> CliResult {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime.block_on(crate::sample_app::main(app))
+                .map_err(Error::Runtime)?;
+            Ok(runtime.block_on(crate::sample_app::main(app))?)
         }
         #[cfg(feature = "testkit")]
         Command::Demo(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime.block_on(crate::demo::print(args))
+                .map_err(Error::Runtime)?;
+            Ok(runtime.block_on(crate::demo::print(args))?)
         }
         Command::Crd { chart } => {
             if chart {
@@ -111,11 +111,11 @@ pub fn run(cli: Cli) -> CliResult {
             }
             Ok(())
         }
-        Command::Validate { files } => validate_files(&files),
+        Command::Validate { files } => Ok(validate_files(&files)?),
     }
 }
 
-fn validate_files(files: &[String]) -> CliResult {
+fn validate_files(files: &[String]) -> Result<(), ValidateError> {
     use std::io::Read;
     let mut failed = 0;
     for file in files {
@@ -123,13 +123,20 @@ fn validate_files(files: &[String]) -> CliResult {
             let mut s = String::new();
             std::io::stdin()
                 .read_to_string(&mut s)
-                .map_err(|e| format!("stdin: {e}"))?;
+                .map_err(ValidateError::Stdin)?;
             s
         } else {
-            std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?
+            std::fs::read_to_string(file).map_err(|source| ValidateError::Read {
+                file: file.clone(),
+                source,
+            })?
         };
         for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(doc).map_err(|e| format!("{file}: {e}"))?;
+            let value =
+                serde_yaml::Value::deserialize(doc).map_err(|source| ValidateError::Yaml {
+                    file: file.clone(),
+                    source,
+                })?;
             if value.get("kind").and_then(|k| k.as_str()) != Some("ApiKeyRotation") {
                 continue;
             }
@@ -154,7 +161,7 @@ fn validate_files(files: &[String]) -> CliResult {
         }
     }
     if failed > 0 {
-        return Err(format!("{failed} invalid ApiKeyRotation(s)"));
+        return Err(ValidateError::Invalid(failed));
     }
     Ok(())
 }
@@ -162,4 +169,49 @@ fn validate_files(files: &[String]) -> CliResult {
 use serde::Deserialize;
 
 /// A command's outcome: an error is one sentence for the user.
-pub type CliResult = Result<(), String>;
+pub type CliResult = Result<(), Error>;
+
+/// Why a command failed: each entry point's own error, printed as
+/// `keyrotor: {error}` by `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command's runtime could not be built.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Run(#[from] crate::run::Error),
+    #[error(transparent)]
+    Sidecar(#[from] keyrotor_sidecar::Error),
+    #[error(transparent)]
+    Hook(#[from] keyrotor_hooks::Error),
+    #[cfg(feature = "testkit")]
+    #[error(transparent)]
+    SampleApp(#[from] crate::sample_app::Error),
+    #[cfg(feature = "testkit")]
+    #[error(transparent)]
+    Demo(#[from] crate::demo::Error),
+    #[error(transparent)]
+    Validate(#[from] ValidateError),
+}
+
+/// Why `keyrotor validate` failed: a file unreadable or not YAML, or some
+/// ApiKeyRotation invalid (each problem is printed on stdout first).
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error("stdin: {0}")]
+    Stdin(#[source] std::io::Error),
+    #[error("{file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {source}")]
+    Yaml {
+        file: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{0} invalid ApiKeyRotation(s)")]
+    Invalid(usize),
+}

@@ -52,15 +52,35 @@ pub struct RunArgs {
     pub log_format: crate::logging::LogFormat,
 }
 
-pub async fn run(args: RunArgs) -> Result<(), String> {
+/// Why the operator process stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The admin address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// No client for the Kubernetes API.
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Client(#[source] kube::Error),
+    /// Another replica may lead now: the process must exit.
+    #[error("lost the leader lease")]
+    LeaseLost,
+}
+
+/// The operator until SIGTERM, or an error the process exits with.
+pub async fn run(args: RunArgs) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new(controller::ERROR_CATEGORIES));
     let health = Arc::new(Health::default());
     admin::serve(args.admin_address, metrics.clone(), health.clone())
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.admin_address))?;
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+        .map_err(|source| Error::Listen {
+            addr: args.admin_address,
+            source,
+        })?;
+    let client = kube::Client::try_default().await.map_err(Error::Client)?;
     serve(client, args, metrics, health).await
 }
 
@@ -71,7 +91,7 @@ pub async fn serve(
     args: RunArgs,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let scope = args.namespaces.first().map(String::as_str);
     crd::wait_for_crd(&client, scope, &health, Duration::from_secs(5)).await;
     let identity = args
@@ -112,7 +132,7 @@ pub async fn serve(
         _ = leader.hold() => {
             // Another replica may lead now: dropping the controller here stops every write.
             error!("lost the leader lease; stopping");
-            Err("lost the leader lease".to_string())
+            Err(Error::LeaseLost)
         }
     };
     metrics.set_leader(false);

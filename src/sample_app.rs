@@ -28,7 +28,7 @@ use http_body_util::Full;
 use hyper::header::AUTHORIZATION;
 use hyper::{Request, Response, StatusCode};
 
-use keyrotor_consumer::keys::SecretKey;
+use keyrotor_consumer::keys::{KeyError, SecretKey};
 use keyrotor_consumer::presenter::Presenter;
 use keyrotor_consumer::verifier::Verifier;
 use keyrotor_sidecar::http::{self, Limits};
@@ -63,6 +63,31 @@ pub enum SampleApp {
     },
 }
 
+/// Why the sample app stopped. Never holds `$API_KEY` (I4).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The verifier's address cannot be bound.
+    #[error(transparent)]
+    Listen(#[from] keyrotor_sidecar::Error),
+    #[error("API_KEY is not set")]
+    NoKey,
+    /// `$API_KEY` is not usable as a key (the reason, not the key).
+    #[error("API_KEY is not a key: {0}")]
+    NotAKey(#[source] KeyError),
+    #[error("API_KEY_VERSION is not a version")]
+    NoVersion,
+    /// The record file cannot be opened.
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line cannot be appended to the record.
+    #[error("cannot record: {0}")]
+    Record(#[source] std::io::Error),
+}
+
 /// Where a presenter takes its key from.
 enum Source {
     Volume(Presenter),
@@ -84,7 +109,7 @@ impl Source {
     }
 }
 
-pub async fn main(app: SampleApp) -> Result<(), String> {
+pub async fn main(app: SampleApp) -> Result<(), Error> {
     match app {
         SampleApp::Verifier { dir, listen } => {
             let verifier = Arc::new(open(|| Verifier::open(&dir)).await);
@@ -98,13 +123,12 @@ pub async fn main(app: SampleApp) -> Result<(), String> {
             from_env,
         } => {
             let source = if from_env {
-                let key = std::env::var("API_KEY").map_err(|_| "API_KEY is not set")?;
-                let key = SecretKey::adopt(key.into_bytes())
-                    .map_err(|e| format!("API_KEY is not a key: {e}"))?;
+                let key = std::env::var("API_KEY").map_err(|_| Error::NoKey)?;
+                let key = SecretKey::adopt(key.into_bytes()).map_err(Error::NotAKey)?;
                 let version = std::env::var("API_KEY_VERSION")
                     .ok()
                     .and_then(|v| v.trim().parse().ok())
-                    .ok_or("API_KEY_VERSION is not a version")?;
+                    .ok_or(Error::NoVersion)?;
                 Source::Env(version, key)
             } else {
                 Source::Volume(open(|| Presenter::open(&dir)).await)
@@ -135,7 +159,7 @@ const LIMITS: Limits = Limits {
     max_connections: 256,
 };
 
-async fn serve(verifier: Arc<Verifier>, listen: SocketAddr) -> Result<(), String> {
+async fn serve(verifier: Arc<Verifier>, listen: SocketAddr) -> Result<(), Error> {
     let listener = http::bind(listen).await?;
     tracing::info!(address = %listen, "sample verifier listening");
     http::serve(listener, LIMITS, move |req| answer(req, &verifier)).await;
@@ -167,12 +191,15 @@ async fn present(
     targets: &[SocketAddr],
     record: PathBuf,
     every: Duration,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let mut out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&record)
-        .map_err(|e| format!("cannot open {}: {e}", record.display()))?;
+        .map_err(|source| Error::Open {
+            path: record.clone(),
+            source,
+        })?;
     tracing::info!(?targets, "sample presenter calling");
     for target in targets.iter().cycle() {
         let (version, status) = match source.current() {
@@ -183,8 +210,7 @@ async fn present(
         let line = format!(
             "{{\"ms\":{ms},\"target\":\"{target}\",\"version\":{version},\"status\":{status}}}\n"
         );
-        out.write_all(line.as_bytes())
-            .map_err(|e| format!("cannot record: {e}"))?;
+        out.write_all(line.as_bytes()).map_err(Error::Record)?;
         tokio::time::sleep(every).await;
     }
     Ok(())

@@ -6,12 +6,14 @@
 //! late. Then the same pods and traffic under a naive overwrite-in-place
 //! rotation, for comparison.
 
+mod error;
 pub mod naive;
 mod pods;
 mod run;
 
 use std::time::Duration;
 
+pub use error::Error;
 pub use run::{Outcome, run_keyrotor};
 
 /// Demo settings (flags of `keyrotor demo`).
@@ -54,7 +56,7 @@ impl DemoArgs {
 }
 
 /// Runs both strategies and prints the timeline and a side-by-side summary.
-pub async fn print(args: DemoArgs) -> Result<(), String> {
+pub async fn print(args: DemoArgs) -> Result<(), Error> {
     let (lo, hi) = args.delays();
     println!("keyrotor demo: the real controller on an in-memory Kubernetes API");
     println!(
@@ -77,7 +79,7 @@ pub async fn print(args: DemoArgs) -> Result<(), String> {
     };
     println!("\n{}", summary(&ours, naive.as_ref()));
     if ours.rejected > 0 {
-        return Err(format!("keyrotor rejected {} requests", ours.rejected));
+        return Err(Error::Rejected(ours.rejected));
     }
     Ok(())
 }

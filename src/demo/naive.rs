@@ -12,22 +12,22 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::DemoArgs;
 use super::pods::{self, PodsConfig};
 use super::run::Outcome;
+use super::{DemoArgs, Error};
 use crate::keys::{Alphabet, KeySpec, SecretKey};
 use crate::testkit::FakeApi;
 
 const NS: &str = "default";
 
-async fn overwrite(client: &Client, version: u64) -> Result<(), String> {
+async fn overwrite(client: &Client, version: u64) -> Result<(), Error> {
     let spec = KeySpec {
         alphabet: Alphabet::Base62,
         length: 32,
         prefix: String::new(),
         checksum: false,
     };
-    let key = SecretKey::generate(&spec).map_err(|e| e.to_string())?;
+    let key = SecretKey::generate(&spec)?;
     let api: Api<Secret> = Api::namespaced(client.clone(), NS);
     let write = |name: &str, data: BTreeMap<String, ByteString>| {
         let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "data": data});
@@ -51,10 +51,8 @@ async fn overwrite(client: &Client, version: u64) -> Result<(), String> {
         crate::wire::KEY.to_string(),
         ByteString(key.expose().as_bytes().to_vec()),
     )]);
-    write("naive-verifier", digest)
-        .await
-        .map_err(|e| e.to_string())?;
-    write("naive-key", current).await.map_err(|e| e.to_string())
+    write("naive-verifier", digest).await?;
+    Ok(write("naive-key", current).await?)
 }
 
 /// Overwrites the key `args.cycles` times, one `interval` apart.
@@ -62,7 +60,7 @@ pub async fn run(
     args: &DemoArgs,
     interval: Duration,
     out: impl Fn(String),
-) -> Result<Outcome, String> {
+) -> Result<Outcome, Error> {
     let api = FakeApi::new();
     let client = api.client();
     overwrite(&client, 1).await?;

@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 use crate::keys::digest_of;
 use crate::wire::{self as k, LastSeen, Nudge, REPORTER_MANAGER, RevisionReport, USAGE_MANAGER};
 
+use super::Error;
+
 const NS: &str = "default";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -75,7 +77,7 @@ pub struct PodsConfig<'a> {
 }
 
 /// Creates the pods and starts their kubelets, reporters and traffic.
-pub async fn start(client: Client, cfg: PodsConfig<'_>) -> Result<Pods, String> {
+pub async fn start(client: Client, cfg: PodsConfig<'_>) -> Result<Pods, Error> {
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), NS);
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut sims = Vec::new();
@@ -89,17 +91,12 @@ pub async fn start(client: Client, cfg: PodsConfig<'_>) -> Result<Pods, String> 
                 "metadata": {"name": name, "namespace": NS, "labels": {"app": prefix}},
                 "spec": {"containers": [{"name": "app", "image": "app"}],
                          "volumes": [{"name": "key", "secret": {"secretName": secret}}]},
-            }))
-            .map_err(|e| e.to_string())?;
-            pods_api
-                .create(&PostParams::default(), &pod)
-                .await
-                .map_err(|e| e.to_string())?;
+            }))?;
+            pods_api.create(&PostParams::default(), &pod).await?;
             let status = json!({"status": {"phase": "Running"}});
             pods_api
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let (lo, hi) = (
                 cfg.delays.0.as_millis() as u64,
                 cfg.delays.1.as_millis() as u64,

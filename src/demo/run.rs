@@ -10,8 +10,8 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, CustomResourceExt};
 use serde_json::json;
 
-use super::DemoArgs;
 use super::pods::{self, PodsConfig, Stats};
+use super::{DemoArgs, Error};
 use crate::api::ApiKeyRotation;
 use crate::controller;
 use crate::ops::{Health, Metrics};
@@ -62,7 +62,7 @@ fn spec(args: &DemoArgs, request: &str) -> serde_json::Value {
     })
 }
 
-async fn apply(client: &Client, args: &DemoArgs, request: &str) -> Result<(), String> {
+async fn apply(client: &Client, args: &DemoArgs, request: &str) -> Result<(), Error> {
     let api: Api<ApiKeyRotation> = Api::namespaced(client.clone(), NS);
     let obj = json!({"apiVersion": k::API_VERSION, "kind": "ApiKeyRotation",
                      "metadata": {"name": "api", "namespace": NS}, "spec": spec(args, request)});
@@ -71,8 +71,7 @@ async fn apply(client: &Client, args: &DemoArgs, request: &str) -> Result<(), St
         &PatchParams::apply("demo").force(),
         &Patch::Apply(&obj),
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     Ok(())
 }
 
@@ -142,7 +141,7 @@ fn print_progress(
 pub async fn run_keyrotor(
     args: &DemoArgs,
     out: impl Fn(String) + Send + Clone + 'static,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, Error> {
     let api = FakeApi::new();
     api.register_crd(&ApiKeyRotation::crd());
     let client = api.client();
@@ -212,7 +211,7 @@ pub async fn run_keyrotor(
 }
 
 /// Polls `check` every 50 ms for at most `limit`.
-pub(super) async fn wait<F, Fut>(limit: Duration, mut check: F) -> Result<(), String>
+pub(super) async fn wait<F, Fut>(limit: Duration, mut check: F) -> Result<(), Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -220,10 +219,9 @@ where
     let deadline = Instant::now() + limit;
     while !check().await {
         if Instant::now() > deadline {
-            return Err(format!(
-                "the demo did not progress within {} s",
-                limit.as_secs()
-            ));
+            return Err(Error::Stalled {
+                secs: limit.as_secs(),
+            });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -44,3 +44,14 @@ fn validate_names_the_field_to_fix_and_fails() {
     assert!(stdout.contains("grace-minimum-above-maximum: spec.gracePeriod: gracePeriod.minimum must not exceed gracePeriod.maximum"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 invalid ApiKeyRotation"));
 }
+
+#[test]
+fn validate_names_a_file_it_cannot_read_and_fails() {
+    let out = keyrotor(&["validate", "examples/no-such-file.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.starts_with("keyrotor: examples/no-such-file.yaml: "),
+        "{stderr}"
+    );
+}

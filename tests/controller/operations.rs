@@ -35,7 +35,7 @@ fn args(leader_election: bool, instance: &str) -> RunArgs {
 struct Replica {
     metrics: Arc<Metrics>,
     addr: std::net::SocketAddr,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<Result<(), keyrotor::run::Error>>,
 }
 
 async fn replica(client: Client, args: RunArgs) -> Replica {

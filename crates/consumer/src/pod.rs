@@ -20,27 +20,28 @@ pub struct PodRef {
 
 impl PodRef {
     /// From the Downward API environment (`POD_NAME`, `POD_NAMESPACE`).
-    pub fn from_env() -> Result<PodRef, String> {
-        let var = |name: &str| {
+    pub fn from_env() -> Result<PodRef, MissingEnv> {
+        let var = |name: &'static str, field: &'static str| {
             std::env::var(name)
                 .ok()
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| {
-                    format!(
-                        "{name} is not set: add it from the Downward API (fieldRef metadata.{})",
-                        if name == "POD_NAME" {
-                            "name"
-                        } else {
-                            "namespace"
-                        }
-                    )
-                })
+                .ok_or(MissingEnv { name, field })
         };
         Ok(PodRef {
-            name: var("POD_NAME")?,
-            namespace: var("POD_NAMESPACE")?,
+            name: var("POD_NAME", "name")?,
+            namespace: var("POD_NAMESPACE", "namespace")?,
         })
     }
+}
+
+/// A Downward API variable the process needs is unset or empty.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} is not set: add it from the Downward API (fieldRef metadata.{field})")]
+pub struct MissingEnv {
+    /// The environment variable (`POD_NAME`, `POD_NAMESPACE`).
+    pub name: &'static str,
+    /// The pod's field it comes from (`name`, `namespace`).
+    pub field: &'static str,
 }
 
 /// Writes annotations on one pod under one field manager.
@@ -102,5 +103,22 @@ impl PodAnnotator {
             .patch_metadata(&self.pod.name, &params, &Patch::Merge(&patch))
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_variable_says_which_downward_api_field_sets_it() {
+        let e = MissingEnv {
+            name: "POD_NAMESPACE",
+            field: "namespace",
+        };
+        assert_eq!(
+            e.to_string(),
+            "POD_NAMESPACE is not set: add it from the Downward API (fieldRef metadata.namespace)"
+        );
     }
 }

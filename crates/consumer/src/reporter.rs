@@ -14,7 +14,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::pod::{PodAnnotator, PodRef};
+use crate::pod::{MissingEnv, PodAnnotator, PodRef};
 use crate::store::Meta;
 use crate::volume::{self, Generation, VolumeError};
 use crate::wire::{REPORTER_MANAGER, RevisionReport, report};
@@ -161,16 +161,25 @@ impl Reporter {
 }
 
 /// `keyrotor reporter`: build the client, run until SIGTERM or Ctrl-C.
-pub async fn main(dirs: Vec<PathBuf>, timing: Timing) -> Result<(), String> {
+pub async fn main(dirs: Vec<PathBuf>, timing: Timing) -> Result<(), Error> {
     let pod = PodRef::from_env()?;
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let client = kube::Client::try_default().await.map_err(Error::Client)?;
     tracing::info!(pod = %pod.name, namespace = %pod.namespace, dirs = ?dirs, "reporter started");
     Reporter::new(client, pod, dirs, timing)
         .run(shutdown_signal())
         .await;
     Ok(())
+}
+
+/// Why the reporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pod's name or namespace is missing from the environment.
+    #[error(transparent)]
+    Pod(#[from] MissingEnv),
+    /// No client for the Kubernetes API (no kubeconfig, no in-cluster token).
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Client(#[source] kube::Error),
 }
 
 /// Resolves on SIGTERM (kubelet stopping the pod) or Ctrl-C.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
+use crate::Error;
 use crate::token_review::Reviewer;
 
 /// The flags that choose how a hook authenticates keyrotor.
@@ -46,27 +47,30 @@ pub enum Auth {
 
 /// A secret held in a file (a mounted Secret), trimmed, in a buffer wiped
 /// when dropped. The error names the file, never its content.
-pub fn secret_file(path: &Path) -> Result<Zeroizing<String>, String> {
+pub fn secret_file(path: &Path) -> Result<Zeroizing<String>, Error> {
     std::fs::read_to_string(path)
         .map(|s| Zeroizing::new(s.trim().to_string()))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 impl Auth {
     /// The token file's token, or a TokenReview client for the audience.
-    pub async fn new(args: &AuthArgs) -> Result<Auth, String> {
+    pub async fn new(args: &AuthArgs) -> Result<Auth, Error> {
         match (&args.token_file, &args.token_review_audience) {
             (Some(file), _) => {
                 let token = secret_file(file)?;
                 if token.is_empty() {
-                    return Err(format!("{} is empty", file.display()));
+                    return Err(Error::EmptyToken(file.clone()));
                 }
                 Ok(Auth::Token(token))
             }
             (None, Some(audience)) => Ok(Auth::Review(Box::new(
                 Reviewer::new(audience.clone(), &args.allow_service_account).await?,
             ))),
-            (None, None) => Err("set --token-file or --token-review-audience".into()),
+            (None, None) => Err(Error::NoAuth),
         }
     }
 

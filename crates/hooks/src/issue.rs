@@ -9,17 +9,15 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::Error;
 use crate::auth::secret_file;
 
 /// The issuer secret from `path`: at least 32 bytes, or an error naming
 /// the file. Whoever reads it can derive every issued password.
-pub fn issuer_secret(path: &Path) -> Result<Zeroizing<String>, String> {
+pub fn issuer_secret(path: &Path) -> Result<Zeroizing<String>, Error> {
     let secret = secret_file(path)?;
     if secret.len() < 32 {
-        return Err(format!(
-            "{} must hold at least 32 bytes of secret",
-            path.display()
-        ));
+        return Err(Error::ShortSecret(path.to_path_buf()));
     }
     Ok(secret)
 }
@@ -83,6 +81,29 @@ mod tests {
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn a_short_issuer_secret_is_refused_naming_the_file_not_its_content() {
+        let path = std::env::temp_dir().join(format!("keyrotor-issuer-{}", std::process::id()));
+        std::fs::write(&path, "short-secret-value").unwrap();
+        let said = issuer_secret(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            said,
+            format!("{} must hold at least 32 bytes of secret", path.display())
+        );
+        assert!(!said.contains("short-secret-value"), "{said}");
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_is_named() {
+        let path = std::env::temp_dir().join("keyrotor-no-such-secret-file");
+        let said = secret_file(&path).unwrap_err().to_string();
+        assert!(
+            said.starts_with(&format!("cannot read {}: ", path.display())),
+            "{said}"
+        );
     }
 
     #[test]

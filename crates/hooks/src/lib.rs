@@ -9,6 +9,7 @@
 //!   keyrotor's ServiceAccount tokens checked with a TokenReview).
 //! - [`issue`]: passwords an issuer derives instead of storing.
 //! - [`redis`]: `keyrotor hook redis`, for a Redis 7 ACL user.
+//! - [`Error`]: why a hook could not start.
 //!
 //! A new hook is a new module beside [`redis`]: its flags (flattening
 //! [`auth::AuthArgs`]), a [`server::Steps`] implementation that acts on
@@ -16,7 +17,10 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod error;
 pub mod issue;
 pub mod redis;
 pub mod server;
 mod token_review;
+
+pub use error::Error;

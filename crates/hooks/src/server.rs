@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
+use crate::Error;
 use crate::auth::Auth;
 
 /// Connections served at once (more wait in the kernel's backlog).
@@ -57,7 +58,7 @@ pub trait Steps: Send + Sync + 'static {
 }
 
 /// Serves `hook` on `listener` until the process is stopped.
-pub async fn serve<H: Steps>(listener: TcpListener, auth: Auth, hook: H) -> Result<(), String> {
+pub async fn serve<H: Steps>(listener: TcpListener, auth: Auth, hook: H) -> Result<(), Error> {
     let server = Arc::new(Server { auth, hook });
     // Bounded like the gateway endpoint: any pod may connect before it
     // authenticates, so headers get 5 s and connections are capped.

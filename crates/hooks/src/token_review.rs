@@ -12,6 +12,8 @@ use kube::{Api, Client};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+use crate::Error;
+
 /// How long a reviewed token is trusted without asking again.
 const TRUST_FOR: Duration = Duration::from_secs(60);
 /// Tokens remembered at most (a flood of distinct tokens only costs reviews).
@@ -27,22 +29,18 @@ pub struct Reviewer {
 
 impl Reviewer {
     /// `allowed`: `NAMESPACE/NAME` of each ServiceAccount to accept.
-    pub async fn new(audience: String, allowed: &[String]) -> Result<Reviewer, String> {
+    pub async fn new(audience: String, allowed: &[String]) -> Result<Reviewer, Error> {
         let mut users = Vec::new();
         for a in allowed {
             let Some((ns, name)) = a.split_once('/') else {
-                return Err(format!(
-                    "--allow-service-account {a:?}: expected NAMESPACE/NAME"
-                ));
+                return Err(Error::ServiceAccount(a.clone()));
             };
             users.push(format!("system:serviceaccount:{ns}:{name}"));
         }
         if users.is_empty() {
-            return Err("--token-review-audience needs --allow-service-account".into());
+            return Err(Error::NoServiceAccount);
         }
-        let client = Client::try_default()
-            .await
-            .map_err(|e| format!("no Kubernetes client for TokenReview: {e}"))?;
+        let client = Client::try_default().await.map_err(Error::Client)?;
         Ok(Reviewer {
             client,
             audience,

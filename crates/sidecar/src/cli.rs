@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::Error;
 use crate::gateway::VerifierArgs;
 use crate::logging::init_logging;
 use crate::reporter::ReporterArgs;
@@ -28,8 +29,9 @@ pub enum Command {
     Verifier(VerifierArgs),
 }
 
-/// Runs a parsed command; an error is one sentence for the user.
-pub fn run(cli: Cli) -> Result<(), String> {
+/// Runs a parsed command; an error is one sentence for the user (its
+/// `Display`).
+pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Reporter(args) => reporter(args),
         Command::Verifier(args) => verifier(args),
@@ -37,22 +39,22 @@ pub fn run(cli: Cli) -> Result<(), String> {
 }
 
 /// The reporter sidecar until SIGTERM or Ctrl-C.
-pub fn reporter(args: ReporterArgs) -> Result<(), String> {
+pub fn reporter(args: ReporterArgs) -> Result<(), Error> {
     init_logging(args.log_format);
     // One thread is plenty for a sidecar that polls a few symlinks.
-    one_thread()?.block_on(crate::reporter::main(args))
+    Ok(one_thread()?.block_on(crate::reporter::main(args))?)
 }
 
 /// The verifier sidecar until SIGTERM or Ctrl-C.
-pub fn verifier(args: VerifierArgs) -> Result<(), String> {
+pub fn verifier(args: VerifierArgs) -> Result<(), Error> {
     init_logging(args.log_format);
     // One thread: checks take microseconds; a second core is the gateway's.
     one_thread()?.block_on(crate::gateway::main(args))
 }
 
-fn one_thread() -> Result<tokio::runtime::Runtime, String> {
+fn one_thread() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .map_err(Error::Runtime)
 }

@@ -84,10 +84,10 @@ where
 }
 
 /// Binds `addr` (port 0: any free port) and returns the listener.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::Error> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+        .map_err(|source| crate::Error::Listen { addr, source })
 }
 
 /// One `GET path` on its own connection, with `headers`: the status and the

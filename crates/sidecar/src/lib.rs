@@ -11,6 +11,7 @@
 //! - [`http`]: the one HTTP/1.1 server loop (hyper) and a one-request client.
 //! - [`admin`]: `/metrics`, `/livez`, `/readyz`, for the operator too.
 //! - [`logging`]: tracing to stderr, for the operator too.
+//! - [`Error`]: why a sidecar could not start.
 //!
 //! Built from `keyrotor-consumer` and never from the operator crate, so
 //! what runs in every pod stays small (docs/performance.md).
@@ -18,7 +19,10 @@
 
 pub mod admin;
 pub mod cli;
+mod error;
 pub mod gateway;
 pub mod http;
 pub mod logging;
 pub mod reporter;
+
+pub use error::Error;

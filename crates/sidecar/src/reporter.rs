@@ -35,7 +35,7 @@ pub struct ReporterArgs {
 }
 
 /// Runs the sidecar until SIGTERM or Ctrl-C.
-pub async fn main(args: ReporterArgs) -> Result<(), String> {
+pub async fn main(args: ReporterArgs) -> Result<(), keyrotor_consumer::reporter::Error> {
     let timing = Timing {
         poll: Duration::from_secs(args.poll_seconds.max(1)),
         resync: Duration::from_secs(args.resync_seconds.max(1)),

@@ -31,6 +31,7 @@ use tokio::sync::Mutex;
 use tracing::info;
 use zeroize::Zeroizing;
 
+use crate::Error;
 use crate::auth::{Auth, AuthArgs, secret_file};
 use crate::issue::{derive, issuer_secret};
 use crate::server::{Done, Refusal, Steps, refuse, serve};
@@ -79,7 +80,7 @@ struct Redis {
 }
 
 /// Serves until the process is stopped.
-pub async fn main(args: RedisHookArgs) -> Result<(), String> {
+pub async fn main(args: RedisHookArgs) -> Result<(), Error> {
     let auth = Auth::new(&args.auth).await?;
     let admin_password = match &args.admin_password_file {
         Some(p) => Some(secret_file(p)?),
@@ -94,8 +95,11 @@ pub async fn main(args: RedisHookArgs) -> Result<(), String> {
         .transpose()?;
     let listener = TcpListener::bind(args.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| Error::Listen {
+            addr: args.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(Error::LocalAddr)?;
     info!(address = %local, redis = %args.redis, user = %args.user, "redis hook listening");
     let redis = Redis {
         args,

@@ -35,6 +35,7 @@ use keyrotor_consumer::verifier::Verifier;
 
 use keyrotor_consumer::wire::{self as w, REPORTER_MANAGER, USAGE_MANAGER};
 
+use crate::Error;
 use crate::admin::{self, Health};
 use crate::logging::LogFormat;
 use credential::Source;
@@ -83,17 +84,17 @@ pub struct VerifierArgs {
     pub log_format: LogFormat,
 }
 
-fn optional_header(name: &str) -> Result<Option<HeaderName>, String> {
+fn optional_header(name: &str) -> Result<Option<HeaderName>, Error> {
     if name.is_empty() {
         return Ok(None);
     }
     HeaderName::try_from(name)
         .map(Some)
-        .map_err(|_| format!("{name:?} is not a header name"))
+        .map_err(|_| Error::HeaderName(name.to_string()))
 }
 
 /// Runs the sidecar until SIGTERM or Ctrl-C.
-pub async fn main(args: VerifierArgs) -> Result<(), String> {
+pub async fn main(args: VerifierArgs) -> Result<(), Error> {
     let pod = if args.report {
         Some(PodRef::from_env()?)
     } else {
@@ -112,7 +113,10 @@ pub async fn main(args: VerifierArgs) -> Result<(), String> {
     let metrics = Arc::new(VerifierMetrics::new(&namespace, &rotation));
     let admin = admin::serve(args.admin_address, metrics.clone(), health.clone())
         .await
-        .map_err(|e| format!("cannot serve {}: {e}", args.admin_address))?;
+        .map_err(|source| Error::Admin {
+            addr: args.admin_address,
+            source,
+        })?;
     let source = Source {
         header: args.header.clone(),
         scheme: (!args.scheme.is_empty()).then(|| args.scheme.clone()),
@@ -132,11 +136,7 @@ pub async fn main(args: VerifierArgs) -> Result<(), String> {
         metrics.clone(),
     ));
     let client = match &pod {
-        Some(_) => Some(
-            kube::Client::try_default()
-                .await
-                .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?,
-        ),
+        Some(_) => Some(kube::Client::try_default().await.map_err(Error::Client)?),
         None => None,
     };
     let annotator = |manager| {
