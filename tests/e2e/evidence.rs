@@ -18,13 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use keyrotor::conditions::{events, reasons, types};
 use keyrotor::rotation::Stage;
 use keyrotor::wire::Traffic;
 use keyrotor_testsupport::eventually;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use super::alerts::{ROTATION, consumer, reporter};
@@ -34,21 +34,6 @@ use super::operator::{Operator, logs_of};
 use super::scenario::*;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The notes of the events of `reason` about the rotation.
-async fn said(client: &Client, ns: &str, reason: &str) -> Vec<String> {
-    let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().fields(&format!(
-        "reason={reason},involvedObject.kind=ApiKeyRotation,involvedObject.name={ROTATION}"
-    ));
-    api.list(&lp)
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|e| e.message.unwrap_or_default())
-        .collect()
-}
 
 /// `MigrationStalled` when True: (reason, message).
 async fn stalled(client: &Client, ns: &str) -> Option<(String, String)> {
@@ -117,7 +102,7 @@ async fn a_rotation_with_no_consumers_holds_the_old_key_then_completes_once_a_co
     let status = get(&client, &ns.name, ROTATION).await.status.unwrap();
     assert_eq!(status.stage, Some(Stage::Promoting));
     assert_eq!(status.accepted_versions, BTreeSet::from([1, 2]));
-    let sent = said(&client, &ns.name, events::NO_CONSUMERS).await;
+    let sent = event_notes(&client, &ns.name, ROTATION, events::NO_CONSUMERS).await;
     assert_eq!(sent, std::slice::from_ref(&message), "one event");
 
     // A presenter appears here and reports: the cycle completes.
@@ -223,7 +208,13 @@ async fn an_env_var_pod_in_a_report_group_is_named_within_one_reconcile() {
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(accepted(&client, &ns.name).await, BTreeSet::from([1, 2]));
-    let sent = said(&client, &ns.name, events::CONSUMERS_CANNOT_CONFIRM).await;
+    let sent = event_notes(
+        &client,
+        &ns.name,
+        ROTATION,
+        events::CONSUMERS_CANNOT_CONFIRM,
+    )
+    .await;
     assert_eq!(sent, std::slice::from_ref(&message), "one event");
     // Its workload moved to Rollout (or to a volume): the pod goes.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
@@ -288,7 +279,7 @@ async fn two_operator_restarts_after_a_retired_key_was_presented_post_no_event()
         .await
         .unwrap();
     let note = eventually("a RetiredKeyPresented event", WAIT, || async {
-        let all = said(&client, &ns.name, events::RETIRED_KEY_PRESENTED).await;
+        let all = event_notes(&client, &ns.name, ROTATION, events::RETIRED_KEY_PRESENTED).await;
         all.into_iter().next()
     })
     .await;
@@ -314,7 +305,7 @@ async fn two_operator_restarts_after_a_retired_key_was_presented_post_no_event()
         tokio::time::sleep(Duration::from_secs(8)).await;
     }
     assert_eq!(
-        said(&client, &ns.name, events::RETIRED_KEY_PRESENTED).await,
+        event_notes(&client, &ns.name, ROTATION, events::RETIRED_KEY_PRESENTED).await,
         [note]
     );
     let writes = operator_writes(cluster, &ns.name, mark);

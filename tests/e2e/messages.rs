@@ -11,8 +11,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -22,21 +21,6 @@ use super::cluster;
 use super::observer::Observer;
 use super::operator::{Operator, Options, logs_of};
 use super::scenario::*;
-
-/// Events of `reason` about the rotation.
-async fn events(client: &kube::Client, ns: &str, reason: &str) -> Vec<String> {
-    let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().fields(&format!(
-        "reason={reason},involvedObject.kind=ApiKeyRotation,involvedObject.name={ROTATION}"
-    ));
-    api.list(&lp)
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|e| e.message.unwrap_or_default())
-        .collect()
-}
 
 #[tokio::test]
 async fn refused_nudges_and_a_revocation_in_advance_are_said_once() {
@@ -128,7 +112,7 @@ async fn refused_nudges_and_a_revocation_in_advance_are_said_once() {
     request_rotation(&client, &ns.name, ROTATION, "one").await;
     wait_stable(&client, &ns.name, ROTATION, 2, Duration::from_secs(120)).await;
 
-    let said = events(&client, &ns.name, "NudgeForbidden").await;
+    let said = event_notes(&client, &ns.name, ROTATION, "NudgeForbidden").await;
     assert_eq!(said.len(), 1, "NudgeForbidden events: {said:?}");
     assert!(
         said[0].contains("RBAC lacks `patch` on pods"),
@@ -172,7 +156,7 @@ async fn refused_nudges_and_a_revocation_in_advance_are_said_once() {
         "a RevokedInAdvance event",
         Duration::from_secs(30),
         || async {
-            let said = events(&client, &ns.name, "RevokedInAdvance").await;
+            let said = event_notes(&client, &ns.name, ROTATION, "RevokedInAdvance").await;
             (!said.is_empty()).then_some(said)
         },
     )
@@ -185,7 +169,12 @@ async fn refused_nudges_and_a_revocation_in_advance_are_said_once() {
     );
     request_rotation(&client, &ns.name, ROTATION, "two").await;
     wait_stable(&client, &ns.name, ROTATION, 4, Duration::from_secs(120)).await;
-    assert_eq!(events(&client, &ns.name, "RevokedInAdvance").await.len(), 1);
+    assert_eq!(
+        event_notes(&client, &ns.name, ROTATION, "RevokedInAdvance")
+            .await
+            .len(),
+        1
+    );
     let status = get(&client, &ns.name, ROTATION).await.status.unwrap();
     let numbers: Vec<u64> = status.versions.iter().map(|v| v.version).collect();
     assert!(!numbers.contains(&3), "version 3 was issued: {numbers:?}");

@@ -100,11 +100,12 @@ impl KnownSecrets {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use kube::api::ObjectMeta;
 
-    fn secret(name: &str, rv: &str) -> Secret {
+    /// A Secret as a list or a write answer shows it: a name and a resourceVersion.
+    pub(in crate::controller::memory) fn secret(name: &str, rv: &str) -> Secret {
         Secret {
             metadata: ObjectMeta {
                 name: Some(name.into()),

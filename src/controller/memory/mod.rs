@@ -265,19 +265,8 @@ fn jitter(max: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use super::known_secrets::tests::secret;
     use super::*;
-    use kube::api::ObjectMeta;
-
-    fn secret(name: &str, rv: &str) -> Secret {
-        Secret {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                resource_version: Some(rv.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
 
     fn obj() -> ObjectRef<ApiKeyRotation> {
         ObjectRef::new("api").within("ns")

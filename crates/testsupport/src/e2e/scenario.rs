@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Event;
 use keyrotor::api::ApiKeyRotation;
 use keyrotor::rotation::Stage;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -115,6 +116,21 @@ pub async fn rollout_rotation(client: &Client, ns: &str, replicas: i32) {
     let r = rotation(ns, "api", rollout("server"), rollout("client"));
     apply(client, ns, &r).await;
     wait_stable(client, ns, "api", 1, Duration::from_secs(120)).await;
+}
+
+/// The notes of the events of `reason` about rotation `name`.
+pub async fn event_notes(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().fields(&format!(
+        "reason={reason},involvedObject.kind=ApiKeyRotation,involvedObject.name={name}"
+    ));
+    api.list(&lp)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.message.unwrap_or_default())
+        .collect()
 }
 
 pub async fn get(client: &Client, ns: &str, name: &str) -> ApiKeyRotation {
