@@ -11,8 +11,10 @@ use std::net::IpAddr;
 
 use hyper::header::{HeaderMap, HeaderName};
 
-/// The longest key accepted for checking; keyrotor's keys are 43–64 bytes.
-pub const MAX_KEY_LEN: usize = 512;
+/// The longest key accepted for checking: the longest key keyrotor holds
+/// (an adopted or issuer-minted key may have up to 1,024 bytes; generated
+/// ones have 43–64). A longer one cannot be valid and is not hashed.
+pub const MAX_KEY_LEN: usize = keyrotor_consumer::keys::SecretKey::MAX_LEN;
 
 /// Where the key is: a header, with an optional auth scheme before it.
 #[derive(Clone, Debug)]
@@ -147,6 +149,15 @@ mod tests {
         let long = format!("Bearer {}", "a".repeat(MAX_KEY_LEN + 1));
         let long = headers(&[("authorization", long.as_bytes())]);
         assert_eq!(presented(&long, &bearer()), Err(Malformed::TooLong));
+    }
+
+    #[test]
+    fn the_longest_key_keyrotor_may_hold_is_checked_not_refused_as_malformed() {
+        // An adopted or issuer-minted key may have 1,024 bytes.
+        let key = "k".repeat(keyrotor_consumer::keys::SecretKey::MAX_LEN);
+        let value = format!("Bearer {key}");
+        let h = headers(&[("authorization", value.as_bytes())]);
+        assert_eq!(presented(&h, &bearer()), Ok(key.as_bytes()));
     }
 
     #[test]
