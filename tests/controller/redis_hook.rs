@@ -111,18 +111,6 @@ async fn ready(h: &Harness) -> (String, String) {
     c.map(|c| (c.reason, c.message)).unwrap_or_default()
 }
 
-async fn events_of(h: &Harness, reason: &str) -> Vec<String> {
-    let api: Api<Event> = Api::namespaced(h.client.clone(), NS);
-    api.list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.note)
-        .collect()
-}
-
 /// I4 for the hook: no key appears in the rotation (spec, status), events,
 /// or the hook's log.
 async fn assert_no_key_leaked(h: &Harness, hook: &HookProcess, keys: &[String]) {
@@ -237,7 +225,7 @@ async fn the_hook_killed_mid_cycle_and_restarted_the_rotation_completes_with_exa
     })
     .await;
     assert!(
-        events_of(&h, events::HOOK_FAILED)
+        h.events(events::HOOK_FAILED)
             .await
             .iter()
             .any(|m| m.contains("stage version 2")),

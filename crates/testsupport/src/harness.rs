@@ -142,21 +142,8 @@ impl Harness {
             .enumerate()
             .map(|(i, s)| json!({"name": format!("v{i}"), "secret": {"secretName": s}}))
             .collect();
-        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": NS, "labels": labels},
-            "spec": {"containers": [{"name": "app", "image": "app"}], "volumes": volumes},
-        }))
-        .unwrap();
-        self.pods()
-            .create(&PostParams::default(), &pod)
-            .await
-            .unwrap();
-        let status = json!({"status": {"phase": "Running"}});
-        self.pods()
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-            .await
-            .unwrap();
+        let spec = json!({"containers": [{"name": "app", "image": "app"}], "volumes": volumes});
+        self.running_pod(name, labels, spec).await;
     }
 
     /// A running pod whose container reads `secret`'s `key` through an
@@ -164,11 +151,17 @@ impl Harness {
     /// reports the Secret's revision for it, as a reporter sidecar that
     /// mounts the Secret would: what its process holds never changes.
     pub async fn add_env_pod(&self, name: &str, secret: &str, labels: &[(&str, &str)]) {
-        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
         let env = json!([{"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": "key"}}}]);
+        let spec = json!({"containers": [{"name": "app", "image": "app", "env": env}]});
+        self.running_pod(name, labels, spec).await;
+    }
+
+    /// Creates pod `name` with `spec` and marks it Running.
+    async fn running_pod(&self, name: &str, labels: &[(&str, &str)], spec: serde_json::Value) {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": NS, "labels": labels},
-            "spec": {"containers": [{"name": "app", "image": "app", "env": env}]},
+            "spec": spec,
         }))
         .unwrap();
         self.pods()
