@@ -319,6 +319,7 @@ pub struct Consumers {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.confirmation != 'Rollout' || (has(self.workloads) && size(self.workloads) > 0)").message("confirmation Rollout needs at least one workload to restart"))]
+#[x_kube(validation = Rule::new("self.confirmation != 'Rollout' || !(has(self.namespaces) || has(self.namespaceSelector))").message("confirmation Rollout restarts workloads of the rotation's namespace only: use Report for a group in other namespaces"))]
 pub struct ConsumerGroup {
     /// Report: each pod reports the revision it loaded (reporter sidecar or
     /// client library). Rollout: keyrotor restarts the listed workloads one at
@@ -365,6 +366,30 @@ pub struct ConsumerGroup {
     #[serde(default = "default_true")]
     pub nudge: bool,
 
+    /// Other namespaces this group's consumers run in (a Pod mounts only
+    /// Secrets of its own namespace). keyrotor keeps a copy of the group's
+    /// Secret, under the same name, in each of them; looks for consumers
+    /// there as in the rotation's namespace; and waits for them before every
+    /// step, as for its own. Each such namespace must have agreed: a cluster
+    /// admin annotates it `keyrotor.dev/accept-from` with this rotation's
+    /// namespace (or `<namespace>/<name>`), comma-separated; until then the
+    /// rotation holds where it stands (`Ready=False`, reason
+    /// TargetNotPermitted) and nothing is written there. A Secret of the
+    /// same name keyrotor does not own blocks (SecretConflict). Each listed
+    /// namespace needs at least one running consumer of the group (unless
+    /// `minConsumers` is 0). Dropping a namespace from the list removes its
+    /// copy once no pod there references it (docs/namespaces.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(n, size(n) <= 63 && n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("namespaces entries must be namespace names (lowercase DNS labels, at most 63 characters)"))]
+    #[x_kube(validation = Rule::new("self.all(n, self.exists_one(m, m == n))").message("namespaces lists a namespace twice"))]
+    pub namespaces: Vec<String>,
+
+    /// Adds every namespace whose labels match, as if it were listed in
+    /// `namespaces` (the same consent rule applies to each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+
     /// Presenters only: retire the old version only once no verifier has seen it
     /// presented for this quiet window (catches clients outside the cluster).
     /// The window counts only while a usage reporter is alive: a verifier
@@ -398,6 +423,8 @@ impl Default for ConsumerGroup {
             propagation_delay: default_propagation_delay(),
             min_consumers: default_min_consumers(),
             nudge: true,
+            namespaces: Vec::new(),
+            namespace_selector: None,
             traffic: None,
         }
     }

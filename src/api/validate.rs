@@ -427,22 +427,12 @@ fn group(g: &ConsumerGroup, path: &str, errs: &mut Errors) -> Option<GroupPolicy
         }
     }
     if let Some(sel) = &g.selector {
-        if sel.match_labels.is_empty() && sel.match_expressions.is_empty() {
-            errs.add(
-                &format!("{path}.selector"),
-                "an empty selector would select every pod; leave selector out instead",
-            );
-        }
-        for (i, r) in sel.match_expressions.iter().enumerate() {
-            let needs_values = matches!(r.operator, SelectorOperator::In | SelectorOperator::NotIn);
-            if needs_values == r.values.is_empty() {
-                errs.add(
-                    &format!("{path}.selector.matchExpressions[{i}]"),
-                    "In and NotIn need values; Exists and DoesNotExist take none",
-                );
-            }
-        }
+        selector(sel, &format!("{path}.selector"), "pod", errs);
     }
+    if let Some(sel) = &g.namespace_selector {
+        selector(sel, &format!("{path}.namespaceSelector"), "namespace", errs);
+    }
+    namespaces(g, path, errs);
     Some(GroupPolicy {
         mode: g.confirmation,
         nudge: g.nudge,
@@ -457,6 +447,50 @@ fn group(g: &ConsumerGroup, path: &str, errs: &mut Errors) -> Option<GroupPolicy
             })
             .collect(),
     })
+}
+
+fn selector(sel: &LabelSelector, path: &str, what: &str, errs: &mut Errors) {
+    if sel.match_labels.is_empty() && sel.match_expressions.is_empty() {
+        errs.add(
+            path,
+            &format!("an empty selector would select every {what}; leave it out instead"),
+        );
+    }
+    for (i, r) in sel.match_expressions.iter().enumerate() {
+        let needs_values = matches!(r.operator, SelectorOperator::In | SelectorOperator::NotIn);
+        if needs_values == r.values.is_empty() {
+            errs.add(
+                &format!("{path}.matchExpressions[{i}]"),
+                "In and NotIn need values; Exists and DoesNotExist take none",
+            );
+        }
+    }
+}
+
+/// The namespaces a group reaches beyond the rotation's own.
+fn namespaces(g: &ConsumerGroup, path: &str, errs: &mut Errors) {
+    if g.namespaces.len() > 64 {
+        errs.add(&format!("{path}.namespaces"), "at most 64 namespaces");
+    }
+    let mut seen = BTreeSet::new();
+    for (i, ns) in g.namespaces.iter().enumerate() {
+        let at = format!("{path}.namespaces[{i}]");
+        if ns.len() > 63 || ns.contains('.') {
+            errs.add(&at, &format!("{ns:?} is not a namespace name (a lowercase DNS label, at most 63 characters)"));
+        } else {
+            errs.name(&at, ns);
+        }
+        if !seen.insert(ns) {
+            errs.add(&at, "is listed twice");
+        }
+    }
+    let reaches = !g.namespaces.is_empty() || g.namespace_selector.is_some();
+    if reaches && g.confirmation == Mode::Rollout {
+        errs.add(
+            path,
+            "confirmation Rollout restarts workloads of the rotation's namespace only: use Report for a group in other namespaces",
+        );
+    }
 }
 
 fn secrets(name: &str, spec: &ApiKeyRotationSpec, errs: &mut Errors) {

@@ -51,6 +51,30 @@ pub const ROLE_VERSION: &str = "version";
 /// [`ROLE_LABEL`] of a projected Secret (what consumers mount).
 pub const ROLE_PROJECTION: &str = "projection";
 
+/// Label on the copies of a projected Secret keyrotor keeps in other
+/// namespaces (`spec.consumers.<group>.namespaces`): the namespace of the
+/// rotation they copy. With [`ROTATION_LABEL`] it names their owner (an
+/// owner reference cannot cross namespaces).
+pub const SOURCE_NAMESPACE_LABEL: &str = "keyrotor.dev/source-namespace";
+
+// --- Annotations on Namespaces -----------------------------------------------
+
+/// Annotation on a Namespace: the rotations that may keep copies of their
+/// Secrets in it, comma-separated: `<namespace>` (every rotation of that
+/// namespace) or `<namespace>/<name>` (one). Only who may annotate
+/// Namespaces (cluster admins, as a rule) can agree for a namespace.
+pub const ACCEPT_FROM: &str = "keyrotor.dev/accept-from";
+
+/// Whether a Namespace's [`ACCEPT_FROM`] value lets rotation `name` of
+/// namespace `source` keep copies there.
+pub fn accepts(accept_from: &str, source: &str, name: &str) -> bool {
+    let entries = accept_from.split(',').map(str::trim).filter(|e| !e.is_empty());
+    entries.into_iter().any(|entry| match entry.split_once('/') {
+        Some((ns, rotation)) => ns == source && rotation == name,
+        None => entry == source,
+    })
+}
+
 // --- Annotations on Secrets -------------------------------------------------
 
 /// Annotation on version Secrets: the key's fingerprint (`sha256:…`).
@@ -205,6 +229,17 @@ mod tests {
         }
         let listed: Vec<&str> = roles(" verifier , ,presenter\n").collect();
         assert_eq!(listed, [ROLE_VERIFIER, ROLE_PRESENTER]);
+    }
+
+    #[test]
+    fn a_namespace_accepts_the_namespaces_and_rotations_it_lists_and_no_other() {
+        let value = " orders, payments/api-key ,";
+        assert!(accepts(value, "orders", "anything"));
+        assert!(accepts(value, "payments", "api-key"));
+        assert!(!accepts(value, "payments", "other"));
+        assert!(!accepts(value, "order", "x"), "no prefix match");
+        assert!(!accepts(value, "", "x"), "an empty entry names nobody");
+        assert!(!accepts("*", "orders", "x"), "no wildcard");
     }
 
     #[test]
