@@ -257,3 +257,131 @@ async fn a_dropped_namespace_keeps_its_copy_while_a_pod_reads_it_and_deletion_ta
     })
     .await;
 }
+
+/// Every Secret change in every namespace, in the API's one order: the
+/// view a cross-namespace invariant is checked on.
+struct AllSecrets {
+    log: std::sync::Arc<
+        std::sync::Mutex<Vec<(String, String, Option<(BTreeSet<u64>, Option<u64>)>)>>,
+    >,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AllSecrets {
+    fn start(h: &Harness) -> AllSecrets {
+        use futures::StreamExt;
+        use kube::runtime::watcher;
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (api, into) = (Api::<Secret>::all(h.client.clone()), log.clone());
+        let task = tokio::spawn(async move {
+            let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+            while let Some(Ok(event)) = events.next().await {
+                let (s, gone) = match event {
+                    watcher::Event::Apply(s) | watcher::Event::InitApply(s) => (s, false),
+                    watcher::Event::Delete(s) => (s, true),
+                    _ => continue,
+                };
+                let num = |key: &str| annotation(&s, key).and_then(|v| v.parse::<u64>().ok());
+                let accepted: BTreeSet<u64> = annotation(&s, k::ACCEPTED)
+                    .map(|a| a.split(',').filter_map(|v| v.parse().ok()).collect())
+                    .unwrap_or_default();
+                let state = (!gone).then(|| (accepted, num(k::CURRENT)));
+                into.lock()
+                    .unwrap()
+                    .push((s.namespace().unwrap_or_default(), s.name_any(), state));
+            }
+        });
+        AllSecrets { log, task }
+    }
+
+    /// I1 across namespaces: at every point of the history, every presenter
+    /// Secret (the rotation's or a copy) presents a version every verifier
+    /// Secret (the rotation's or a copy) accepts. Returns the changes seen.
+    fn check(&self) -> usize {
+        let log = self.log.lock().unwrap();
+        let mut now: std::collections::BTreeMap<(String, String), (BTreeSet<u64>, Option<u64>)> =
+            Default::default();
+        for (i, (ns, name, state)) in log.iter().enumerate() {
+            let id = (ns.clone(), name.clone());
+            match state {
+                Some(s) => now.insert(id, s.clone()),
+                None => now.remove(&id),
+            };
+            for ((pns, _), (_, current)) in now.iter().filter(|((_, n), _)| n == P) {
+                let Some(c) = current else { continue };
+                for ((vns, _), (accepted, _)) in now.iter().filter(|((_, n), _)| n == V) {
+                    assert!(
+                        accepted.contains(c),
+                        "change {i}: the presenter Secret in {pns} presents {c}, the verifier Secret in {vns} accepts {accepted:?}"
+                    );
+                }
+            }
+        }
+        log.len()
+    }
+}
+
+impl Drop for AllSecrets {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn verifiers_everywhere_accept_a_version_before_any_presenter_anywhere_sends_it() {
+    const GATEWAY: &str = "gateway";
+    let h = Harness::watching(&[NS, CHECKOUT, BILLING, GATEWAY]).await;
+    let observed = AllSecrets::start(&h);
+    for ns in [CHECKOUT, BILLING, GATEWAY] {
+        consent(&h, ns, Some(NS)).await;
+    }
+    h.add_pod("server", &[V], &[]).await;
+    running_pod(&h, GATEWAY, "edge", V).await;
+    running_pod(&h, CHECKOUT, "client", P).await;
+    running_pod(&h, BILLING, "client", P).await;
+    let spec = |token: &str| {
+        format!(
+            "{}\n  verifiers:\n    namespaces: [{GATEWAY}]\nrotationRequest: {token}",
+            spec(&[CHECKOUT, BILLING], None)
+        )
+    };
+    h.apply("api", &spec("r0")).await;
+    h.wait_published(V, P, &[1], 1, 15).await;
+    for round in 1..=3u64 {
+        h.apply("api", &spec(&format!("r{round}"))).await;
+        h.wait(&format!("version {} everywhere", round + 1), 30, || async {
+            let gw = secrets(&h, GATEWAY).get_opt(V).await.unwrap();
+            let gw_accepts = gw
+                .as_ref()
+                .and_then(|s| annotation(s, k::ACCEPTED).map(str::to_string));
+            current_in(&h, BILLING).await == Some(round + 1)
+                && gw_accepts == Some((round + 1).to_string())
+        })
+        .await;
+    }
+    // A copy edited or deleted by hand is rewritten from the rotation's own.
+    let home = h.secret(V).await.unwrap();
+    let edit = json!({"data": {"accepted": "OTk="}});
+    secrets(&h, GATEWAY)
+        .patch(V, &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    secrets(&h, CHECKOUT)
+        .delete(P, &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait("the edited and deleted copies restored", 15, || async {
+        let gw = secrets(&h, GATEWAY).get_opt(V).await.unwrap();
+        gw.is_some_and(|s| s.data == home.data) && current_in(&h, CHECKOUT).await == Some(4)
+    })
+    .await;
+    let settled = h.keyrotor_writes();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        h.keyrotor_writes(),
+        settled,
+        "nothing is written while nothing changes (I8)"
+    );
+    let changes = observed.check();
+    assert!(changes > 20, "only {changes} Secret changes seen");
+}
