@@ -258,12 +258,13 @@ async fn a_dropped_namespace_keeps_its_copy_while_a_pod_reads_it_and_deletion_ta
     .await;
 }
 
+/// What a projected Secret publishes: (accepted, current); `None`: deleted.
+type Published = Option<(BTreeSet<u64>, Option<u64>)>;
+
 /// Every Secret change in every namespace, in the API's one order: the
 /// view a cross-namespace invariant is checked on.
 struct AllSecrets {
-    log: std::sync::Arc<
-        std::sync::Mutex<Vec<(String, String, Option<(BTreeSet<u64>, Option<u64>)>)>>,
-    >,
+    log: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Published)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
