@@ -386,3 +386,47 @@ async fn verifiers_everywhere_accept_a_version_before_any_presenter_anywhere_sen
     let changes = observed.check();
     assert!(changes > 20, "only {changes} Secret changes seen");
 }
+
+#[tokio::test]
+async fn an_adopted_key_reaches_every_namespace_at_once_and_a_revoked_one_leaves_every_copy() {
+    let h = cluster(true).await;
+    let legacy = "legacy-api-key-0123456789abcdef";
+    let s: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "legacy", "namespace": NS},
+        "stringData": {"token": legacy},
+    }))
+    .unwrap();
+    h.secrets()
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+    running_pod(&h, CHECKOUT, "edge", V).await;
+    let with = |extra: &str| {
+        format!(
+            "{}\n  verifiers:\n    namespaces: [{CHECKOUT}]\nadopt: {{secretName: legacy, key: token}}\n{extra}",
+            spec(&[CHECKOUT, BILLING], None)
+        )
+    };
+    h.apply("api", &with("")).await;
+    h.wait("the adopted key in every copy", 15, || async {
+        let key = |s: Option<Secret>| {
+            s.and_then(|s| s.data)
+                .and_then(|d| d.get("key").map(|b| b.0.clone()))
+        };
+        key(copy(&h, BILLING).await).as_deref() == Some(legacy.as_bytes())
+            && key(copy(&h, CHECKOUT).await).as_deref() == Some(legacy.as_bytes())
+    })
+    .await;
+    // Revoke the adopted key: it leaves the verifier Secret in every
+    // namespace, and presenters everywhere get its replacement.
+    h.apply("api", &with("revokedVersions: [1]")).await;
+    h.wait("version 1 revoked everywhere", 20, || async {
+        let accepts =
+            |s: Option<Secret>| s.and_then(|s| annotation(&s, k::ACCEPTED).map(str::to_string));
+        let gone = accepts(secrets(&h, CHECKOUT).get_opt(V).await.unwrap()) == Some("2".into())
+            && h.accepted(V).await == BTreeSet::from([2]);
+        gone && current_in(&h, BILLING).await == Some(2)
+            && current_in(&h, CHECKOUT).await == Some(2)
+    })
+    .await;
+}
