@@ -86,3 +86,14 @@ def handshake_dir(tmp_path):
 @pytest.fixture(autouse=True)
 def no_env_handshake(monkeypatch):
     monkeypatch.delenv("KEYROTOR_HANDSHAKE_DIR", raising=False)
+
+
+def pytest_sessionstart(session):
+    """Under ci, the tests must exercise the installed wheel, not the sources."""
+    if os.environ.get("KEYROTOR_TEST_INSTALLED"):
+        import sys
+
+        import keyrotor
+
+        where = pathlib.Path(keyrotor.__file__).resolve()
+        assert where.is_relative_to(pathlib.Path(sys.prefix).resolve()), f"keyrotor from {where}"
