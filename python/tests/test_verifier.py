@@ -96,7 +96,7 @@ def test_a_verifier_of_a_version_zero_accepts_it(volume):
 
 
 def test_no_request_is_refused_while_kubelet_swaps_generations(volume):
-    """A rotation n → n+1, 60 times: verifiers accept n, then n and n+1;
+    """A rotation n → n+1, 30 times: verifiers accept n, then n and n+1;
     the presenter moves to n+1; verifiers drop n. A client presenting the
     current key all along is never refused, whatever the swap's timing."""
     volume.publish(verifier_files(1, {1: key_of(1)}))
@@ -109,11 +109,12 @@ def test_no_request_is_refused_while_kubelet_swaps_generations(volume):
                 if v.verify(key_of(current)) is None:
                     refused.append(current)
                 state["acked"] = current
+                time.sleep(0.0001)  # let the reloading thread have the GIL
 
         t = threading.Thread(target=client)
         t.start()
         try:
-            for n in range(1, 61):
+            for n in range(1, 31):
                 volume.publish(verifier_files(2 * n, {n: key_of(n), n + 1: key_of(n + 1)}))
                 v.refresh()
                 state["current"] = n + 1
@@ -127,7 +128,7 @@ def test_no_request_is_refused_while_kubelet_swaps_generations(volume):
             stop.set()
             t.join(timeout=10)
         assert refused == []
-        assert v.accepted == {61} and v.revision == 121
+        assert v.accepted == {31} and v.revision == 61
 
 
 def test_usage_records_when_each_accepted_version_was_last_presented(volume):

@@ -27,23 +27,29 @@ from .volume import VolumeError, generation
 
 log = logging.getLogger("keyrotor")
 
-#: Default for ``handshake``: the directory named by ``KEYROTOR_HANDSHAKE_DIR``.
-FROM_ENV = "from-env"
+class _FromEnv:
+    def __repr__(self) -> str:
+        return "FROM_ENV"
+
+
+#: Default for ``handshake``: the directory named by ``KEYROTOR_HANDSHAKE_DIR``
+#: when it is set, else none.
+FROM_ENV = _FromEnv()
 #: How often a store writes its revision files again (repairs a removed file,
 #: forgets processes that stopped), even when nothing changed.
 REANNOUNCE_SECONDS = 10.0
 
-HandshakeArg = Union[str, os.PathLike, Handshake, None]
+HandshakeArg = Union[str, os.PathLike, Handshake, _FromEnv, None]
 _owners = itertools.count(1)
 _live: "weakref.WeakSet[KeyStore]" = weakref.WeakSet()
 
 
 def _handshake(arg: HandshakeArg) -> Optional[Handshake]:
-    if arg == FROM_ENV:
+    if arg is FROM_ENV:
         return Handshake.from_env()
     if arg is None or isinstance(arg, Handshake):
         return arg
-    return Handshake(os.fspath(arg))
+    return Handshake(os.fspath(arg))  # type: ignore[arg-type]
 
 
 class KeyStore:
