@@ -72,6 +72,10 @@ class Handshake:
         self.directory = os.fspath(directory)
 
     @classmethod
+    def _after_fork(cls) -> None:
+        cls._started_lock = threading.Lock()  # another thread may have held it
+
+    @classmethod
     def from_env(cls) -> Optional["Handshake"]:
         directory = os.environ.get(wire.HANDSHAKE_ENV, "")
         return cls(directory) if directory else None
@@ -220,3 +224,7 @@ class Handshake:
     def _remove(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.directory, name))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=Handshake._after_fork)

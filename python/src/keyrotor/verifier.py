@@ -21,6 +21,7 @@ import hmac
 import os
 import threading
 import time
+import weakref
 from typing import Dict, FrozenSet, NamedTuple, Optional, Union
 
 from . import wire
@@ -53,6 +54,7 @@ class Check(NamedTuple):
 
 
 _UNKNOWN = Check(UNKNOWN, None)
+_live: "weakref.WeakSet[Verifier]" = weakref.WeakSet()
 
 
 def find(digests: Dict[int, bytes], digest: bytes) -> Optional[int]:
@@ -104,6 +106,7 @@ class Verifier:
             before_swap=self._retire,
             on_tick=self._write_last_seen if last_seen else None,
         )
+        _live.add(self)
 
     def __repr__(self) -> str:
         return f"Verifier({self.store.directory!r}, {self.snapshot!r}, retired={sorted(self._retired)!r})"
@@ -219,3 +222,12 @@ class Verifier:
             self._written = seen
         except (OSError, ValueError) as e:
             self.store._handshake_failed(e)
+
+
+def _after_fork() -> None:
+    for verifier in list(_live):
+        verifier._usage_lock = threading.Lock()  # a request thread may have held it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

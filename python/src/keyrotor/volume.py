@@ -78,7 +78,7 @@ class Files:
         than ``cap`` bytes is malformed and not read past ``cap + 1``."""
         path = self.path(name)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             return None
         except OSError as e:
