@@ -13,7 +13,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -261,7 +263,7 @@ func loaded(dir string, want any) any {
 	}
 	var checks []any
 	if wanted, ok := obj(want)["checks"].([]any); ok && len(wanted) > 0 {
-		v, err := keyrotor.OpenVerifier(dir, keyrotor.Options{PollInterval: -1})
+		v, err := keyrotor.OpenVerifier(dir, keyrotor.Options{PollInterval: -1, Logger: quiet})
 		if err != nil {
 			return map[string]any{"verifier": err.Error()}
 		}
@@ -496,7 +498,7 @@ func runHandshake(t *testing.T, doc map[string]any) (problems []string) {
 			}
 		}
 		writePlainVolume(vol, rotation, role, "12")
-		opts := keyrotor.Options{HandshakeDir: hs, PollInterval: -1, Traffic: lastSeen}
+		opts := keyrotor.Options{HandshakeDir: hs, PollInterval: -1, Traffic: lastSeen, Logger: quiet}
 		var closer interface{ Close() error }
 		var err error
 		if role == wire.RoleVerifier {
@@ -527,6 +529,9 @@ func runHandshake(t *testing.T, doc map[string]any) (problems []string) {
 	}
 	return problems
 }
+
+// quiet discards the library's logs (a conformance run reads many volumes).
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 const testKey = "fake-test-key-for-the-go-library-0001"
 
