@@ -19,9 +19,10 @@ var Bearer = KeySource{Header: "Authorization", Scheme: "Bearer"}
 // HeaderSource is a header holding the key alone (`X-Api-Key: <key>`).
 func HeaderSource(name string) KeySource { return KeySource{Header: name} }
 
-// RefusalHeader tells a refused client why: "missing", "malformed",
-// "unknown" or "retired" (a key this server accepted once: the client
-// missed a rotation and should reload its key).
+// RefusalHeader tells a refused client why: "missing" (no key),
+// "malformed" (the header is repeated, has another scheme, or holds a value
+// that cannot be a key), "unknown" or "retired" (a key this server accepted
+// once: the client missed a rotation and should reload its key).
 const RefusalHeader = "X-Keyrotor-Refusal"
 
 // presented is the key a request carries, or why it carries none. Nothing
@@ -43,7 +44,7 @@ func (s KeySource) presented(h http.Header) (string, string) {
 		value = value[n+1:]
 	}
 	value = strings.Trim(value, " \t")
-	if value == "" {
+	if keyShape(value) != "" { // empty, too long, not printable ASCII
 		return "", "malformed"
 	}
 	return value, ""

@@ -51,6 +51,8 @@ func TestTheMiddlewareRefusesWithAReasonAndNeverCallsTheHandler(t *testing.T) {
 		{[]string{"Basic " + key(4)}, "malformed", "Bearer"},
 		{[]string{key(4)}, "malformed", "Bearer"},
 		{[]string{"Bearer "}, "malformed", "Bearer"},
+		{[]string{"Bearer short"}, "malformed", "Bearer"},
+		{[]string{"Bearer " + key(4) + " " + key(4)}, "malformed", "Bearer"},
 	} {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("GET", "/", nil)

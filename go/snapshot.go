@@ -249,7 +249,9 @@ func acceptedDigest(f files, v uint64) ([32]byte, error) {
 	if key.IsZero() {
 		return sum, &VolumeError{Class: Missing, File: f.path(name), Reason: "is missing, and so is " + plain}
 	}
-	return sha256.Sum256(key.k.b), nil
+	sum = sha256.Sum256(key.k.b)
+	clear(key.k.b) // only the digest is kept
+	return sum, nil
 }
 
 // readKey reads a key file: one trailing LF is not part of the key; the
