@@ -17,6 +17,7 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 
+import { ascending } from './codec/common';
 import { LastSeen } from './codec/last-seen';
 import { Instant } from './codec/time';
 import { Traffic } from './codec/traffic';
@@ -119,15 +120,15 @@ export class Verifier {
 
   /** The versions this process saw accepted and then retired, ascending. */
   retiredVersions(): bigint[] {
-    return [...this.#retired.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return [...this.#retired.keys()].sort(ascending);
   }
 
   /** When each accepted version was last presented, to the second. */
   lastSeen(): LastSeen {
-    const versions = [...this.#seen.keys()].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0));
-    const out: LastSeen = new Map();
     // Beyond the cap, the oldest versions go.
-    for (const v of versions.slice(0, LastSeen.MAX_ENTRIES)) {
+    const versions = [...this.#seen.keys()].sort(ascending).slice(-LastSeen.MAX_ENTRIES);
+    const out: LastSeen = new Map();
+    for (const v of versions) {
       out.set(v, Instant.fromMillis(this.#seen.get(v)!).roundToSecond());
     }
     return out;

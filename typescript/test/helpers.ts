@@ -25,7 +25,7 @@ export function sha256hex(text: string): string {
 }
 
 /** Test keys, obviously fake. */
-export function fakeKey(version: number | bigint): string {
+export function fakeKey(version: number | bigint | string): string {
   return `fake-test-key-v${version}-not-a-secret`;
 }
 
@@ -59,20 +59,28 @@ export class KubeletVolume {
     fs.mkdirSync(dir, { recursive: true });
   }
 
-  publish(files: Record<string, string | Buffer>): string {
+  /** Publishes `files` as a new generation; `between` runs after each of kubelet's steps. */
+  publish(files: Record<string, string | Buffer>, between: (step: string) => void = () => {}): string {
     const previous = this.current();
     const gen = `..2026_03_01_10_00_00.${String(++this.#serial).padStart(9, '0')}`;
     fs.mkdirSync(path.join(this.dir, gen));
-    for (const [name, content] of Object.entries(files)) fs.writeFileSync(path.join(this.dir, gen, name), content);
+    for (const [name, content] of Object.entries(files)) {
+      fs.writeFileSync(path.join(this.dir, gen, name), content);
+      between(`wrote ${name}`);
+    }
     const tmp = path.join(this.dir, '..data_tmp');
     fs.symlinkSync(gen, tmp);
+    between('linked ..data_tmp');
     fs.renameSync(tmp, path.join(this.dir, '..data'));
+    between('renamed ..data');
     for (const name of this.#visible) if (!(name in files)) fs.rmSync(path.join(this.dir, name), { force: true });
     for (const name of Object.keys(files)) {
       if (!this.#visible.includes(name)) fs.symlinkSync(`..data/${name}`, path.join(this.dir, name));
     }
     this.#visible = Object.keys(files);
+    between('updated visible links');
     if (previous !== null) fs.rmSync(path.join(this.dir, previous), { recursive: true, force: true });
+    between('removed the old generation');
     return gen;
   }
 
