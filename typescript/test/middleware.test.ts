@@ -86,6 +86,12 @@ test('a custom refusal answers instead of the default one', async () => {
   assert.deepEqual([res.status, res.body], [403, 'retired']);
 });
 
+test('the middleware fits a node:http handler without type arguments', () => {
+  type Handler = (req: http.IncomingMessage, res: http.ServerResponse, next: (error?: unknown) => void) => void;
+  const handler: Handler = requireKey(verifier);
+  assert.equal(typeof handler, 'function');
+});
+
 test('Express-style responses get the version in res.locals', () => {
   const guard = requireKey(verifier);
   const req = { headers: { authorization: `Bearer ${fakeKey(3)}` } };
