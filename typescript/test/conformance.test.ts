@@ -28,7 +28,8 @@ import {
 } from '../src/index';
 import { FIXTURES, PACKAGE_ROOT, bytesOf, onlyFields, scratch, textOf } from './helpers';
 
-type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+/** A fixture document: JSON of the shapes tests/wire/README.md describes. */
+type Json = any;
 type Outcome = 'pass' | 'fail' | 'n/a';
 
 const results = new Map<string, Outcome>();

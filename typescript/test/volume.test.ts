@@ -110,3 +110,21 @@ test('an unchanged kubelet volume costs one readlink: the snapshot object stays 
 test('a failed first load fails the open with the class of the error', () => {
   assert.equal(classOf(() => KeyStore.open(path.join(root.dir, 'nothing'), { handshakeDir: null })), 'missing');
 });
+
+test('a failure that persists is warned about once, and again once it came back after a recovery', (t) => {
+  volume.publish(verifierFiles(7, [3]));
+  const warned = t.mock.method(console, 'warn', () => {});
+  const store = KeyStore.open(volume.dir, { pollIntervalMs: 0, handshakeDir: null });
+  const broken = { ...verifierFiles(8, [3, 4]), 'v4.sha256': 'nope' };
+  volume.publish(broken);
+  for (let i = 0; i < 5; i++) store.poll();
+  assert.equal(warned.mock.callCount(), 1);
+  assert.match(String(warned.mock.calls[0]!.arguments[0]), /^keyrotor: .*v4\.sha256: is not 64 hex digits \(malformed\)$/);
+  volume.publish(verifierFiles(9, [3, 4]));
+  store.poll();
+  volume.publish(broken);
+  store.poll();
+  store.poll();
+  assert.equal(warned.mock.callCount(), 2);
+  assert.equal(store.snapshot.revision, 9n);
+});
