@@ -1,0 +1,3 @@
+module github.com/keyrotor/keyrotor/go
+
+go 1.24
