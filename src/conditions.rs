@@ -22,6 +22,10 @@ pub mod reasons {
     pub const SUSPENDED: &str = "Suspended";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const SECRET_CONFLICT: &str = "SecretConflict";
+    /// A namespace the rotation must copy its Secrets to did not agree
+    /// (`keyrotor.dev/accept-from`), does not exist, or is not watched:
+    /// nothing is written anywhere until it is fixed.
+    pub const TARGET_NOT_PERMITTED: &str = "TargetNotPermitted";
     pub const ADOPTION_PENDING: &str = "AdoptionPending";
     pub const KEY_MATERIAL_MISSING: &str = "KeyMaterialMissing";
     pub const IDLE: &str = "Idle";
@@ -109,6 +113,8 @@ pub mod events {
     pub const STALE_VIEW: &str = "StaleView";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const SECRET_CONFLICT: &str = "SecretConflict";
+    /// See the reason of the same name.
+    pub const TARGET_NOT_PERMITTED: &str = "TargetNotPermitted";
 
     /// A call to the verifier hook failed after its retries.
     pub const HOOK_FAILED: &str = "HookFailed";

@@ -9,8 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::rotation::{
-    ConditionState, GroupProgress, Record, Report, Requests, Revision, Stage, Stall, Version,
-    VersionRecord, VersionState,
+    ConditionState, GroupProgress, NamespaceConsumers, Record, Report, Requests, Revision, Stage,
+    Stall, Version, VersionRecord, VersionState,
 };
 
 /// Observed state of an ApiKeyRotation.
@@ -85,6 +85,11 @@ pub struct ApiKeyRotationStatus {
     /// RetiredKeyPresented): a restarted operator announces only new ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_key_refusals: Vec<RefusalRecord>,
+
+    /// Running consumers found per namespace, when the rotation reaches
+    /// other namespaces (`consumers.<group>.namespaces`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<NamespaceConsumers>,
 }
 
 /// Refused requests of one verifier pod, as announced.
@@ -256,6 +261,7 @@ impl ApiKeyRotationStatus {
                     refused: *refused,
                 })
                 .collect(),
+            namespaces: report.namespaces.clone(),
         }
     }
 

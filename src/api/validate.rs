@@ -476,7 +476,12 @@ fn namespaces(g: &ConsumerGroup, path: &str, errs: &mut Errors) {
     for (i, ns) in g.namespaces.iter().enumerate() {
         let at = format!("{path}.namespaces[{i}]");
         if ns.len() > 63 || ns.contains('.') {
-            errs.add(&at, &format!("{ns:?} is not a namespace name (a lowercase DNS label, at most 63 characters)"));
+            errs.add(
+                &at,
+                &format!(
+                    "{ns:?} is not a namespace name (a lowercase DNS label, at most 63 characters)"
+                ),
+            );
         } else {
             errs.name(&at, ns);
         }

@@ -1,4 +1,5 @@
-//! What every reconcile shares: the API client, the slim pod cache, the
+//! What every reconcile shares: the API client, the slim pod cache (and,
+//! through `reach`, those of other scopes), the
 //! event recorder, the metrics and the operator's memory of each rotation.
 
 use std::sync::Arc;
@@ -9,13 +10,16 @@ use kube::runtime::reflector::ObjectRef;
 use super::cache::PodCache;
 use super::events::Recorder;
 use super::memory::Memory;
+use super::reach::Reach;
 use crate::api::ApiKeyRotation;
 use crate::ops::Metrics;
 
 pub struct Context {
     pub client: Client,
-    /// Consumer pods, slimmed and indexed.
+    /// Consumer pods of this scope, slimmed and indexed.
     pub pods: Arc<PodCache>,
+    /// What every scope shares: other namespaces' pods, Namespaces, copies.
+    pub reach: Arc<Reach>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// One record per rotation (`memory`).
@@ -26,6 +30,7 @@ impl Context {
     pub fn new(
         client: Client,
         pods: Arc<PodCache>,
+        reach: Arc<Reach>,
         memory: Memory,
         instance: Option<String>,
         metrics: Arc<Metrics>,
@@ -34,6 +39,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), crate::wire::FIELD_MANAGER, instance),
             client,
             pods,
+            reach,
             memory,
             metrics,
         }

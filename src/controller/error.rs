@@ -18,6 +18,10 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the ApiKeyRotation has no namespace")]
     NoNamespace,
+    /// The copies in other namespaces are not listed yet: a deletion that
+    /// went on now could leave some behind.
+    #[error("the copies in other namespaces are not listed yet")]
+    CopiesNotListed,
     /// A hook step failed: "the {role} could not {step} version {version}: …".
     #[error(transparent)]
     Hook(#[from] CallFailed),
@@ -74,6 +78,7 @@ impl Error {
             Error::Key(_) => Category::KeyGeneration,
             Error::Finalizer(_) => Category::Finalizer,
             Error::NoNamespace => Category::InvalidObject,
+            Error::CopiesNotListed => Category::Starting,
             Error::Hook(_) => Category::Hook,
         }
     }
@@ -125,6 +130,8 @@ categories! {
     InvalidObject => "invalid-object",
     /// A rotation hook failed.
     Hook => "hook",
+    /// A cache the step needs has not listed yet.
+    Starting => "starting",
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

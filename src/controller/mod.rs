@@ -14,6 +14,9 @@
 //! - [`hook`]: the client of the rotation hooks (docs/hooks.md).
 //! - [`watch`]: the watches that feed the caches and trigger reconciles,
 //!   readiness, restarts after an API outage.
+//! - [`reach`]: what every watched scope shares so a rotation reaches
+//!   other namespaces — Namespaces (consent), the copies kept there, each
+//!   scope's pod cache, routes between scopes' controllers.
 //! - `cache` (the slim pod cache and rotation index the watches fill and the
 //!   steps read), `context` (what every reconcile shares), `events`,
 //!   `error`.
@@ -25,6 +28,7 @@ mod events;
 pub mod hook;
 mod memory;
 pub mod objects;
+mod reach;
 mod steps;
 mod watch;
 

@@ -68,11 +68,16 @@ pub const ACCEPT_FROM: &str = "keyrotor.dev/accept-from";
 /// Whether a Namespace's [`ACCEPT_FROM`] value lets rotation `name` of
 /// namespace `source` keep copies there.
 pub fn accepts(accept_from: &str, source: &str, name: &str) -> bool {
-    let entries = accept_from.split(',').map(str::trim).filter(|e| !e.is_empty());
-    entries.into_iter().any(|entry| match entry.split_once('/') {
-        Some((ns, rotation)) => ns == source && rotation == name,
-        None => entry == source,
-    })
+    let entries = accept_from
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    entries
+        .into_iter()
+        .any(|entry| match entry.split_once('/') {
+            Some((ns, rotation)) => ns == source && rotation == name,
+            None => entry == source,
+        })
 }
 
 // --- Annotations on Secrets -------------------------------------------------

@@ -17,7 +17,8 @@ use kube::{Api, Client};
 use serde_json::json;
 use tracing::warn;
 
-use super::consumers::role;
+use super::consumers::{role, split_id};
+use super::copies::{self, Reached};
 use super::observe::key_of;
 use crate::api::{ApiKeyRotation, HookEndpoint};
 use crate::controller::error::Result;
@@ -25,6 +26,7 @@ use crate::controller::hook::{Held, HookClient};
 use crate::controller::memory::Memory;
 use crate::controller::objects::material::Material;
 use crate::controller::objects::render::Layout;
+use crate::controller::reach::Copies;
 use crate::keys::{KeySpec, SecretKey};
 use crate::rotation::{
     Action, Group, HookStep, Origin, Requests, Revision, Target, Version, WorkloadId, WorkloadKind,
@@ -52,6 +54,8 @@ pub struct Writer<'a> {
     /// a cached list once it shows them.
     pub memory: &'a Memory,
     pub obj: ObjectRef<ApiKeyRotation>,
+    /// The copies kept in other namespaces, as last written or seen.
+    pub copies: &'a Copies,
 }
 
 fn apply_params() -> PatchParams {
@@ -82,13 +86,44 @@ impl Writer<'_> {
         Api::namespaced(self.client.clone(), self.namespace)
     }
 
-    /// Runs `actions` in order on the snapshot's material.
-    pub async fn apply(&self, actions: &[Action], mut material: Material) -> Result<Applied> {
+    /// Runs `actions` in order on the snapshot's material, with the copies
+    /// in other namespaces (`reached`) following each projected write at
+    /// once: the verifier side everywhere before the presenter side
+    /// anywhere, so I1–I6 hold across namespaces. Copies left behind by an
+    /// earlier failure catch up first, in the same order.
+    pub async fn apply(
+        &self,
+        actions: &[Action],
+        mut material: Material,
+        reached: &Reached,
+    ) -> Result<Applied> {
         let mut applied = Applied::default();
+        applied.writes += self.follow(reached, &material, true).await?;
+        applied.writes += self.follow(reached, &material, false).await?;
         for action in actions {
             applied.writes += self.apply_one(action, &mut material, &mut applied).await?;
+            if let Action::WriteProjection { target, .. } = action {
+                let verifier_side = *target != Target::Presenter;
+                applied.writes += self.follow(reached, &material, verifier_side).await?;
+            }
         }
+        applied.writes += copies::prune(&self.client, self.copies, reached).await?;
         Ok(applied)
+    }
+
+    /// The copies of one side made equal to the projected Secret they copy.
+    async fn follow(
+        &self,
+        reached: &Reached,
+        material: &Material,
+        verifier_side: bool,
+    ) -> Result<usize> {
+        let home = if verifier_side {
+            material.verifier_secret.as_ref()
+        } else {
+            material.presenter_secret.as_ref()
+        };
+        copies::sync(&self.client, self.copies, reached, verifier_side, home).await
     }
 
     /// One action; returns the number of API writes it made.
@@ -298,9 +333,10 @@ impl Writer<'_> {
     /// Nudges pods to resync their volumes; returns the writes made and the
     /// nudges the API refused.
     async fn nudge(&self, revision: Revision, pods: &[(String, u32)]) -> Result<(usize, usize)> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace);
         let (mut writes, mut refused) = (0, 0);
-        for (pod, attempt) in pods {
+        for (id, attempt) in pods {
+            let (ns, pod) = split_id(id, self.namespace);
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
             let nudge = k::Nudge {
                 revision,
                 attempt: *attempt,

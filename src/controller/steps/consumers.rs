@@ -1,5 +1,6 @@
 //! The consumers of one rotation, as its plan needs them: each group's pods
-//! (from the slim pod cache, or freshly listed by `fresh`) with the revision
+//! in every namespace holding its Secret (from the slim pod caches, or
+//! freshly listed by `fresh`) with the revision
 //! they report and the last nudge, the workloads Rollout mode restarts, and
 //! what verifiers report of the traffic they saw.
 
@@ -13,6 +14,7 @@ use keyrotor_consumer::wire::{LastSeen, RevisionReport, Traffic};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
+use super::copies::Reached;
 use crate::api::{ApiKeyRotation, ConsumerGroup, LabelSelector, validate::Validated};
 use crate::controller::cache::SlimPod;
 use crate::controller::context::Context;
@@ -40,9 +42,71 @@ pub struct Consumers {
     pub traffic: BTreeMap<Version, Timestamp>,
 }
 
-/// One consistent snapshot of the rotation's pods from the cache (see
-/// `fresh`): those that reference its Secrets or match its selectors.
-pub fn pods(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Vec<Arc<SlimPod>> {
+/// The pods of one namespace the rotation reaches: its own (`home`) or one
+/// holding copies of `secrets`.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub namespace: String,
+    pub home: bool,
+    /// The Secrets copied there (every projected Secret at home).
+    pub secrets: Vec<String>,
+    pub pods: Vec<Arc<SlimPod>>,
+}
+
+impl Found {
+    /// Whether the group reading `secret` has consumers here.
+    fn holds(&self, secret: &str) -> bool {
+        self.home || self.secrets.iter().any(|s| s == secret)
+    }
+
+    /// How status and the planner name a pod: its name at home, else
+    /// `<namespace>/<name>` (pod names never hold a `/`).
+    fn id(&self, pod: &SlimPod) -> String {
+        if self.home {
+            pod.name.to_string()
+        } else {
+            format!("{}/{}", self.namespace, pod.name)
+        }
+    }
+}
+
+/// The namespace and pod name of a consumer id ([`Found::id`]), `home`
+/// when it names none.
+pub fn split_id<'a>(id: &'a str, home: &'a str) -> (&'a str, &'a str) {
+    id.split_once('/').unwrap_or((home, id))
+}
+
+/// Where the rotation's consumers may be: its namespace, and each namespace
+/// holding a copy (with the Secrets copied there).
+pub fn places(rot: &ApiKeyRotation, v: &Validated, reached: &Reached) -> Vec<Found> {
+    let home = Found {
+        namespace: rot.namespace().unwrap_or_default(),
+        home: true,
+        secrets: vec![v.verifier_secret.clone(), v.presenter_secret.clone()],
+        pods: Vec::new(),
+    };
+    let mut out = vec![home];
+    for w in &reached.wanted {
+        match out
+            .iter_mut()
+            .find(|f| !f.home && f.namespace == w.namespace)
+        {
+            Some(f) => f.secrets.push(w.name.clone()),
+            None => out.push(Found {
+                namespace: w.namespace.clone(),
+                home: false,
+                secrets: vec![w.name.clone()],
+                pods: Vec::new(),
+            }),
+        }
+    }
+    out
+}
+
+/// One consistent snapshot per namespace of the rotation's pods from the
+/// caches (see `fresh`): those that reference its Secrets or match its
+/// selectors.
+pub fn pods(rot: &ApiKeyRotation, ctx: &Context, mut places: Vec<Found>) -> Vec<Found> {
     let selectors: Vec<&LabelSelector> = [
         &rot.spec.consumers.verifiers,
         &rot.spec.consumers.presenters,
@@ -50,54 +114,70 @@ pub fn pods(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Vec<Arc<SlimP
     .iter()
     .filter_map(|g| g.selector.as_ref())
     .collect();
-    ctx.pods.consumers(
-        &rot.namespace().unwrap_or_default(),
-        &[v.verifier_secret.as_str(), v.presenter_secret.as_str()],
-        &selectors,
-    )
+    for f in &mut places {
+        let secrets: Vec<&str> = f.secrets.iter().map(String::as_str).collect();
+        f.pods = if f.home {
+            ctx.pods.consumers(&f.namespace, &secrets, &selectors)
+        } else {
+            ctx.reach
+                .pods_in(&f.namespace)
+                .map(|c| c.consumers(&f.namespace, &secrets, &selectors))
+                .unwrap_or_default()
+        };
+    }
+    places
 }
 
-/// The consumer groups and traffic among `pods` (pods of the rotation's
-/// namespace, from the cache or freshly listed; pods of other groups are
-/// ignored), with the nudges this process sent, which the pods may not show
-/// yet.
+/// The consumer groups and traffic among `found` (pods from the cache or
+/// freshly listed; pods of other groups are ignored), with the nudges this
+/// process sent, which the pods may not show yet.
 pub async fn observe(
     rot: &ApiKeyRotation,
     v: &Validated,
     ctx: &Context,
-    pods: &[Arc<SlimPod>],
+    found: &[Found],
+    reached: &Reached,
 ) -> Result<Consumers> {
     let name = rot.name_any();
-    let pods: Vec<Arc<SlimPod>> = pods.iter().filter(|p| p.running).cloned().collect();
     let spec = &rot.spec.consumers;
     let groups = [
         (Group::Verifiers, &spec.verifiers, &v.verifier_secret),
         (Group::Presenters, &spec.presenters, &v.presenter_secret),
     ];
-    let mut found = Vec::with_capacity(2);
+    let mut obs = Vec::with_capacity(2);
     for (g, group, secret) in groups {
-        found.push(group_obs(rot, g, group, secret, &pods, ctx).await?);
+        let mut o = group_obs(rot, g, group, secret, found, ctx).await?;
+        o.search.required = reached.targets.required(g);
+        obs.push(o);
     }
-    let (mut presenters, mut verifiers) = (found.pop().unwrap(), found.pop().unwrap());
+    let (mut presenters, mut verifiers) = (obs.pop().unwrap(), obs.pop().unwrap());
     let obj = ObjectRef::from_obj(rot);
     ctx.memory
         .recall_nudges(&obj, [&mut verifiers, &mut presenters]);
     Ok(Consumers {
         verifiers,
         presenters,
-        traffic: traffic(&name, &v.verifier_secret, &spec.verifiers, &pods),
+        traffic: traffic(&name, &v.verifier_secret, &spec.verifiers, found),
     })
 }
 
 /// A group is every running pod that references its Secret, plus pods its
-/// selector adds: no consumer can be forgotten.
+/// selector adds, in every namespace holding it: no consumer can be
+/// forgotten. Yields each with its id.
 fn members<'a>(
     group: &'a ConsumerGroup,
     secret: &'a str,
-    pods: &'a [Arc<SlimPod>],
-) -> impl Iterator<Item = &'a Arc<SlimPod>> {
-    pods.iter()
-        .filter(move |p| p.consumes(secret, group.selector.as_ref()))
+    found: &'a [Found],
+) -> impl Iterator<Item = (String, &'a Arc<SlimPod>)> {
+    found
+        .iter()
+        .filter(move |f| f.holds(secret))
+        .flat_map(move |f| {
+            f.pods
+                .iter()
+                .filter(move |p| p.running && p.consumes(secret, group.selector.as_ref()))
+                .map(move |p| (f.id(p), p))
+        })
 }
 
 async fn group_obs(
@@ -105,17 +185,17 @@ async fn group_obs(
     g: Group,
     group: &ConsumerGroup,
     secret: &str,
-    pods: &[Arc<SlimPod>],
+    found: &[Found],
     ctx: &Context,
 ) -> Result<GroupObs> {
     let rotation = rot.name_any();
     let report_key = k::report(&rotation, role(g));
     let nudge_key = k::nudge(&rotation);
-    let consumers = members(group, secret, pods)
-        .map(|p| {
+    let consumers = members(group, secret, found)
+        .map(|(id, p)| {
             let ann = &p.annotations;
             Consumer {
-                pod: p.name.to_string(),
+                pod: id,
                 reported: ann
                     .get(&report_key)
                     .and_then(|v| RevisionReport::parse(v).ok())
@@ -130,6 +210,7 @@ async fn group_obs(
         namespace: ns.clone(),
         secret: secret.to_string(),
         selector: group.selector.as_ref().map(pods::selector_text),
+        required: Vec::new(),
     };
     let mut workloads = Vec::new();
     for w in &group.workloads {
@@ -168,11 +249,11 @@ fn traffic(
     rotation: &str,
     secret: &str,
     group: &ConsumerGroup,
-    pods: &[Arc<SlimPod>],
+    found: &[Found],
 ) -> BTreeMap<Version, Timestamp> {
     let key = k::last_seen(rotation);
     let mut out: BTreeMap<Version, Timestamp> = BTreeMap::new();
-    for p in members(group, secret, pods) {
+    for (_, p) in members(group, secret, found) {
         // Entries that do not read are skipped; a value over its caps
         // counts as none (a pod writes its own annotations: bounded).
         let Some(seen) = p
@@ -195,19 +276,18 @@ fn traffic(
 pub fn refusals(
     rot: &ApiKeyRotation,
     v: &Validated,
-    pods: &[Arc<SlimPod>],
+    found: &[Found],
 ) -> BTreeMap<String, Refusals> {
     let key = k::traffic(&rot.name_any());
-    let running: Vec<Arc<SlimPod>> = pods.iter().filter(|p| p.running).cloned().collect();
-    members(&rot.spec.consumers.verifiers, &v.verifier_secret, &running)
-        .filter_map(|p| {
+    members(&rot.spec.consumers.verifiers, &v.verifier_secret, found)
+        .filter_map(|(id, p)| {
             let t = Traffic::parse_lenient(p.annotations.get(&key)?).ok()?.value;
             let refused = Refusals {
                 total: t.retired_total(),
                 versions: t.retired.keys().copied().collect(),
                 client: t.client.map(|c| c.to_string()),
             };
-            Some((p.name.to_string(), refused))
+            Some((id, refused))
         })
         .collect()
 }

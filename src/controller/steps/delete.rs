@@ -1,6 +1,7 @@
 //! Deletion: the rotation's deletion policy at work before its finalizer is
-//! released (Delete: every Secret keyrotor made goes; Orphan: the projected
-//! Secrets stay, released from the rotation), then its memory is forgotten.
+//! released (Delete: every Secret keyrotor made goes, copies in other
+//! namespaces too; Orphan: the projected Secrets and copies stay, released
+//! from the rotation), then its memory is forgotten.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -10,6 +11,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::copies;
 use crate::api::{ApiKeyRotation, DeletionPolicy};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
@@ -18,6 +20,10 @@ use crate::wire::{self as k, FIELD_MANAGER};
 pub async fn delete(rot: &ApiKeyRotation, ctx: &Context) -> Result<Requeue> {
     let ns = rot.namespace().unwrap_or_default();
     let orphan = rot.spec.deletion_policy == DeletionPolicy::Orphan;
+    if !ctx.reach.copies.is_ready() {
+        return Err(Error::CopiesNotListed);
+    }
+    copies::cleanup(ctx, rot, orphan).await?;
     let projected = [
         rot.spec.secrets.verifier.as_str(),
         rot.spec.secrets.presenter.as_str(),

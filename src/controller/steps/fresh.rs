@@ -31,7 +31,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{ListParams, VersionMatch};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use tracing::info;
 
 use super::consumers;
@@ -58,9 +58,11 @@ pub async fn fresh(
     else {
         return Ok(Some((decided, snap)));
     };
-    let ns = rot.namespace().unwrap_or_default();
-    let pods = pods_since(&ctx.client, &ns, &dep.resource_version).await?;
-    let found = consumers::observe(rot, validated, ctx, &pods).await?;
+    let mut places = snap.places.clone();
+    for place in &mut places {
+        place.pods = pods_since(&ctx.client, &place.namespace, &dep.resource_version).await?;
+    }
+    let found = consumers::observe(rot, validated, ctx, &places, &snap.reached).await?;
     let observed = &mut snap.observed;
     (observed.verifiers, observed.presenters, observed.traffic) =
         (found.verifiers, found.presenters, found.traffic);
@@ -150,7 +152,8 @@ fn witnessed(dep: &Dependency, observed: &Observed) -> bool {
         .any(|c| c.reported.is_some_and(|r| r >= dep.revision))
 }
 
-/// The namespace's pods, listed from the API no older than `rv`.
+/// The namespace's pods, listed from the API no older than `rv` (a
+/// resourceVersion of another namespace's Secret: one etcd, one sequence).
 async fn pods_since(client: &Client, ns: &str, rv: &str) -> Result<Vec<Arc<SlimPod>>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let params = ListParams::default()

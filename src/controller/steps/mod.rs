@@ -4,6 +4,7 @@
 
 mod apply;
 mod consumers;
+mod copies;
 mod delete;
 mod fresh;
 mod observe;
@@ -132,8 +133,15 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
             return Ok(Requeue::await_change());
         }
     };
+    // Other namespaces are decided on only once their caches listed.
+    let Some(reached) = copies::reached(rot, &validated, ctx) else {
+        return Ok(Requeue::requeue(CACHE_WAIT));
+    };
+    if !reached.targets.refused.is_empty() {
+        return refused(rot, ctx, &reached.targets.refused, now).await;
+    }
     let mut clock = Phases::start();
-    let snap = observe(rot, &validated, ctx).await?;
+    let snap = observe(rot, &validated, ctx, reached).await?;
     clock.observed = clock.started.elapsed();
     if !snap.conflicts.is_empty() {
         return conflict(rot, ctx, &snap.conflicts, now).await;
@@ -149,7 +157,16 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         return Ok(Requeue::requeue(STALE_RETRY));
     };
     clock.planned = clock.started.elapsed();
-    let applied = apply(&writer, &decided, snap.material, rot, ctx, now).await?;
+    let applied = apply(
+        &writer,
+        &decided,
+        snap.material,
+        &snap.reached,
+        rot,
+        ctx,
+        now,
+    )
+    .await?;
     clock.wrote = clock.started.elapsed();
     let writes = applied.writes;
     let deferred = report::report(rot, ctx, &validated, &decided, applied, now).await?;
@@ -191,6 +208,26 @@ async fn conflict(
     Ok(Requeue::requeue(CONFLICT_RETRY))
 }
 
+/// A namespace the rotation must write to did not agree (or cannot be
+/// reached): nothing moves, nothing is written anywhere.
+async fn refused(
+    rot: &ApiKeyRotation,
+    ctx: &Context,
+    refusals: &[String],
+    now: Timestamp,
+) -> Result<Requeue> {
+    let message = &refusals.join("; ");
+    let (reason, event_reason) = (reasons::TARGET_NOT_PERMITTED, events::TARGET_NOT_PERMITTED);
+    let why = Blocked {
+        reason,
+        event_reason,
+        message,
+    };
+    status::blocked(rot, ctx, why, None, now).await?;
+    // A Namespace change wakes it; look again now and then all the same.
+    Ok(Requeue::requeue(CONFLICT_RETRY))
+}
+
 /// Everything apply needs for this rotation.
 fn writer<'a>(
     rot: &'a ApiKeyRotation,
@@ -221,6 +258,7 @@ fn writer<'a>(
         issuer: validated.issuer_hook.as_ref(),
         memory: &ctx.memory,
         obj: ObjectRef::from_obj(rot),
+        copies: &ctx.reach.copies,
     }
 }
 
@@ -232,11 +270,12 @@ async fn apply(
     writer: &Writer<'_>,
     decided: &Plan,
     material: Material,
+    reached: &copies::Reached,
     rot: &ApiKeyRotation,
     ctx: &Context,
     now: Timestamp,
 ) -> Result<Applied> {
-    match writer.apply(&decided.actions, material).await {
+    match writer.apply(&decided.actions, material, reached).await {
         Err(e @ Error::Hook { .. }) => {
             let message = &format!(
                 "{e}; retrying with backoff. Every key stays valid; no presenter gets a version before the hook accepted it, and none is removed from the hook before every presenter moved off it"

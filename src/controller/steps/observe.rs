@@ -11,6 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::consumers;
+use super::copies::{self, Reached};
 use crate::api::{ApiKeyRotation, validate::Validated};
 use crate::controller::context::Context;
 use crate::controller::error::Result;
@@ -25,17 +26,27 @@ use crate::wire::{self as k, KEY};
 pub struct Snapshot {
     pub observed: Observed,
     pub material: Material,
-    /// Projected Secrets that exist but belong to someone else.
+    /// Projected Secrets (or copies, `<namespace>/<name>`) that exist but
+    /// belong to someone else.
     pub conflicts: Vec<String>,
     /// How the rotation's Secrets were read.
     pub secrets_read: Read,
+    /// Where its Secrets go beyond its namespace.
+    pub reached: Reached,
+    /// Its consumer pods, by namespace.
+    pub places: Vec<consumers::Found>,
 }
 
-pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Result<Snapshot> {
+pub async fn observe(
+    rot: &ApiKeyRotation,
+    v: &Validated,
+    ctx: &Context,
+    mut reached: Reached,
+) -> Result<Snapshot> {
     let secrets = Secrets::of(rot, ctx);
     let (listed, secrets_read) = secrets.list().await?;
     let (mut observed, mut material) = sort(listed, v, &secrets.uid);
-    let mut conflicts = Vec::new();
+    let mut conflicts = copies::conflicts(&ctx.client, &ctx.reach.copies, &mut reached).await?;
     let verifier = secrets
         .by_name(
             &v.verifier_secret,
@@ -61,8 +72,8 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         .as_ref()
         .and_then(render::published);
 
-    let pods = consumers::pods(rot, v, ctx);
-    let found = consumers::observe(rot, v, ctx, &pods).await?;
+    let pods = consumers::pods(rot, ctx, consumers::places(rot, v, &reached));
+    let found = consumers::observe(rot, v, ctx, &pods, &reached).await?;
     (observed.verifiers, observed.presenters, observed.traffic) =
         (found.verifiers, found.presenters, found.traffic);
     observed.refusals = consumers::refusals(rot, v, &pods);
@@ -96,6 +107,8 @@ pub async fn observe(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Resu
         material,
         conflicts,
         secrets_read,
+        reached,
+        places: pods,
     })
 }
 

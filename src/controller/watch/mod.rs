@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::cache::{PodCache, RotationIndex};
 use super::context::Context;
 use super::memory::Memory;
+use super::reach::Reach;
 use super::steps::{error_policy, reconcile};
 use crate::api::ApiKeyRotation;
 use crate::ops::{Health, Metrics};
@@ -66,6 +67,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, health: 
     };
     let api = ApiHealth::new(client.clone());
     tokio::spawn(api.clone().run(health.clone()));
+    let reach = Arc::new(Reach::new(config.namespaces.clone()));
+    let _namespaces = AbortOnDrop(tokio::spawn(namespaces(client.clone(), reach.clone())));
     let readiness = Readiness::new(scopes.len(), health);
     let runs = scopes.into_iter().enumerate().map(|(index, namespace)| {
         let scope = Scope {
@@ -73,6 +76,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, health: 
             namespace,
             readiness: readiness.clone(),
             api: api.clone(),
+            reach: reach.clone(),
         };
         supervise(client.clone(), config.clone(), metrics.clone(), scope)
     });
@@ -105,6 +109,7 @@ struct Scope {
     namespace: Option<String>,
     readiness: Arc<Readiness>,
     api: Arc<ApiHealth>,
+    reach: Arc<Reach>,
 }
 
 impl Scope {
@@ -138,15 +143,18 @@ impl Scope {
 async fn run_scope(client: Client, config: Config, metrics: Arc<Metrics>, scope: Scope) {
     let pod_cache = Arc::new(PodCache::default());
     let rotation_index = Arc::new(RotationIndex::default());
+    let routed = scope.reach.scope(&scope.namespace, pod_cache.clone());
     let ctx = Arc::new(Context::new(
         client.clone(),
         pod_cache.clone(),
+        scope.reach.clone(),
         Memory::new(!config.list_secrets),
         config.instance.clone(),
         metrics,
     ));
     let (rotations, rotation_writer) = reflector::store::<ApiKeyRotation>();
     let index = rotation_index.clone();
+    let reach = scope.reach.clone();
     let rotation_events = reflector(
         rotation_writer,
         // Nothing reads managed fields, and every status write adds to them.
@@ -157,6 +165,7 @@ async fn run_scope(client: Client, config: Config, metrics: Arc<Metrics>, scope:
     .inspect(move |event| {
         if let Ok(event) = event {
             index.apply(event);
+            reach.on_rotation(event);
         }
     })
     .applied_objects();
@@ -167,18 +176,24 @@ async fn run_scope(client: Client, config: Config, metrics: Arc<Metrics>, scope:
         scope.clone(),
     )));
     let pods = pod_triggers(&client, &scope, pod_cache, rotation_index);
+    let (reach, feeder) = (scope.reach.clone(), scope.namespace.clone());
+    // Copies in other namespaces have no owner reference: their changes
+    // wake their rotation through `reach`.
+    let secrets = scope
+        .watch::<Secret>(
+            &client,
+            "Secret",
+            watcher::Config::default().labels(k::ROTATION_LABEL),
+        )
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                reach.on_copy(reach.copies.apply(&feeder, event));
+            }
+        });
     let controller = Controller::for_stream(rotation_events, rotations.clone())
         .with_config(ControllerConfig::default().concurrency(config.concurrency))
-        .owns_stream(
-            scope
-                .watch::<Secret>(
-                    &client,
-                    "Secret",
-                    watcher::Config::default().labels(k::ROTATION_LABEL),
-                )
-                .touched_objects(),
-        )
-        .reconcile_on(pods);
+        .owns_stream(secrets.touched_objects())
+        .reconcile_on(futures::stream::select(pods, routed));
     let api_health = scope.api.clone();
     workloads(controller, &client, &scope, &rotations)
         .shutdown_on_signal()
@@ -205,13 +220,17 @@ fn pod_triggers(
     index: Arc<RotationIndex>,
 ) -> impl Stream<Item = ObjectRef<ApiKeyRotation>> + Send + use<> {
     let health = scope.api.clone();
+    let reach = scope.reach.clone();
     scope
         .watch::<Pod>(client, "Pod", watcher::Config::default())
         .flat_map(move |event| {
             let refs = match event {
                 Ok(event) => cache
                     .apply(&event)
-                    .map(|(ns, pod)| index.rotations_for(&ns, &pod))
+                    .map(|(ns, pod)| {
+                        reach.on_pod(&ns, &pod);
+                        index.rotations_for(&ns, &pod)
+                    })
                     .unwrap_or_default(),
                 Err(e) => {
                     warn!(error = %e, "pod watch failed; retrying");
@@ -253,6 +272,30 @@ fn workloads(
                 .touched_objects(),
             move |m| by_workload(&ds, WorkloadKind::DaemonSet, &m.name_any(), m.namespace()),
         )
+}
+
+/// Namespace metadata for consent and `namespaceSelector`, cluster-wide,
+/// for every scope; a change wakes the rotations that reach other
+/// namespaces. Retried with backoff for good (an RBAC without `list
+/// namespaces` leaves only cross-namespace rotations waiting).
+async fn namespaces(client: Client, reach: Arc<Reach>) {
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    events
+        .for_each(|event| {
+            match event {
+                Ok(event) => {
+                    reach.namespaces.apply(&event);
+                    // A relist wakes them once, at its end.
+                    if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+                        reach.on_namespace();
+                    }
+                }
+                Err(e) => warn!(error = %e, "namespace watch failed; retrying"),
+            }
+            async {}
+        })
+        .await;
 }
 
 /// Marks the scope synced once the rotations and the pod cache are.

@@ -96,6 +96,10 @@ pub struct Search {
     pub secret: String,
     /// The group's label selector, as `key=value` text.
     pub selector: Option<String>,
+    /// Other namespaces the group names (`consumers.<group>.namespaces`):
+    /// each needs a consumer of its own (consumers there are named
+    /// `<namespace>/<pod>`).
+    pub required: Vec<String>,
 }
 
 /// What one verifier endpoint (`keyrotor verifier`) refused: requests that

@@ -182,6 +182,56 @@ pub struct Report {
     pub revoked_in_advance: BTreeSet<Version>,
     /// Refused retired-version requests announced so far, by verifier pod.
     pub refusals_announced: BTreeMap<String, u64>,
+    /// Running consumers by namespace, when the rotation reaches others.
+    pub namespaces: Vec<NamespaceConsumers>,
+}
+
+/// Running consumers found in one namespace (only counts: who they are is
+/// in `confirmation` while a cycle is in flight).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceConsumers {
+    /// The namespace.
+    pub namespace: String,
+    /// Verifier pods found there.
+    pub verifiers: u32,
+    /// Presenter pods found there.
+    pub presenters: u32,
+}
+
+impl NamespaceConsumers {
+    /// Counts per namespace of `obs`'s groups: the rotation's own namespace,
+    /// every namespace a group names and every one a consumer runs in
+    /// (named `<namespace>/<pod>`); empty when that is only its own.
+    pub fn of(obs: &super::Observed) -> Vec<NamespaceConsumers> {
+        let home = obs.verifiers.search.namespace.as_str();
+        let mut by: BTreeMap<&str, NamespaceConsumers> = BTreeMap::new();
+        let groups = [&obs.verifiers, &obs.presenters];
+        for ns in groups.iter().flat_map(|g| g.search.required.iter()) {
+            by.entry(ns).or_default();
+        }
+        for (i, g) in groups.iter().enumerate() {
+            for c in &g.consumers {
+                let ns = c.pod.split_once('/').map_or(home, |(ns, _)| ns);
+                let e = by.entry(ns).or_default();
+                if i == 0 {
+                    e.verifiers += 1
+                } else {
+                    e.presenters += 1
+                }
+            }
+        }
+        if by.keys().all(|ns| *ns == home) {
+            return Vec::new();
+        }
+        by.entry(home).or_default();
+        by.into_iter()
+            .map(|(ns, c)| NamespaceConsumers {
+                namespace: ns.to_string(),
+                ..c
+            })
+            .collect()
+    }
 }
 
 /// The planner's answer.

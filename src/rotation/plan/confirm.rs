@@ -119,10 +119,31 @@ impl Planner<'_> {
     }
 
     /// Whether a Report group found the consumers its `minConsumers` asks
-    /// for. The first key needs none: nobody uses a key before it exists.
+    /// for, and one in each other namespace it names. The first key needs
+    /// none: nobody uses a key before it exists.
     pub(super) fn enough_found(&self, group: Group) -> bool {
         self.report.stage == Stage::Initializing
-            || self.found(group) >= self.group_policy(group).min_consumers
+            || (self.found(group) >= self.group_policy(group).min_consumers
+                && self.empty_namespaces(group).is_empty())
+    }
+
+    /// The other namespaces `group` names in which no consumer of it runs
+    /// (none when its `minConsumers` is 0: all may be out of sight).
+    pub(super) fn empty_namespaces(&self, group: Group) -> Vec<&str> {
+        let go = self.group_obs(group);
+        if self.group_policy(group).min_consumers == 0 {
+            return Vec::new();
+        }
+        go.search
+            .required
+            .iter()
+            .filter(|ns| {
+                !go.consumers
+                    .iter()
+                    .any(|c| c.pod.split_once('/').is_some_and(|(n, _)| n == ns.as_str()))
+            })
+            .map(String::as_str)
+            .collect()
     }
 
     /// Whether a listed workload that does not exist holds the group: unless

@@ -93,6 +93,7 @@ impl Planner<'_> {
             traffic,
             revoked_in_advance,
             refusals_announced,
+            namespaces: NamespaceConsumers::of(self.input.obs),
         };
         Plan {
             actions: self.actions,

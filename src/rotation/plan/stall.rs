@@ -81,7 +81,17 @@ impl Planner<'_> {
             );
             self.stall(reasons::CONSUMERS_CANNOT_CONFIRM, msg);
         }
-        if gp.mode == Mode::Report && !self.enough_found(group) {
+        let empty = self.empty_namespaces(group);
+        if gp.mode == Mode::Report && !empty.is_empty() && self.report.stage != Stage::Initializing
+        {
+            let msg = format!(
+                "no {g} found in namespace {ns}, named in spec.consumers.{g}.namespaces: keyrotor counts the running pods there that reference its copy of Secret {secret}. Nothing is confirmed on missing evidence: {holds}. Start the consumers there, remove the namespace from the list, or set minConsumers: 0",
+                g = group.as_str(),
+                ns = empty.join(", "),
+                secret = go.search.secret,
+            );
+            self.stall(reasons::NO_CONSUMERS, msg);
+        } else if gp.mode == Mode::Report && !self.enough_found(group) {
             let selector = go
                 .search
                 .selector

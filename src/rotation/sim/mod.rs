@@ -250,6 +250,7 @@ impl World {
                     namespace: "sim".into(),
                     secret: group_key(g).into(),
                     selector: None,
+                    required: Vec::new(),
                 },
             }
         };
