@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use keyrotor::conditions::{reasons, types};
+use keyrotor::conditions::{events, reasons, types};
 use keyrotor::wire as k;
 use keyrotor_testsupport::eventually;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -117,7 +117,11 @@ async fn a_namespace_that_has_not_agreed_gets_no_copy_until_a_cluster_admin_anno
         home,
         ROTATION,
         "Ready=False TargetNotPermitted",
-        |c| c.type_ == types::READY && c.status == "False" && c.reason == "TargetNotPermitted",
+        |c| {
+            c.type_ == types::READY
+                && c.status == "False"
+                && c.reason == reasons::TARGET_NOT_PERMITTED
+        },
     )
     .await;
     assert!(
@@ -125,7 +129,7 @@ async fn a_namespace_that_has_not_agreed_gets_no_copy_until_a_cluster_admin_anno
         "the refusal does not name the namespace and the fix: {}",
         refused.message
     );
-    let note = event_naming(&client, home, "TargetNotPermitted", billing).await;
+    let note = event_naming(&client, home, events::TARGET_NOT_PERMITTED, billing).await;
     assert!(note.contains(k::ACCEPT_FROM), "{note}");
     // Nothing is written there, and the rotation holds everywhere.
     let written = writes_after_a_while(cluster, billing, mark).await;
