@@ -12,6 +12,7 @@
 //!   that did agree, is never overwritten: reason SecretConflict naming
 //!   `<namespace>/<name>`, until its owner deletes it.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -131,6 +132,7 @@ async fn a_namespace_that_has_not_agreed_gets_no_copy_until_a_cluster_admin_anno
     );
     let note = event_naming(&client, home, events::TARGET_NOT_PERMITTED, billing).await;
     assert!(note.contains(k::ACCEPT_FROM), "{note}");
+    let _ = writeln!(std::io::stderr(), "refused: {}", refused.message);
     // Nothing is written there, and the rotation holds everywhere.
     let written = writes_after_a_while(cluster, billing, mark).await;
     assert!(
@@ -205,6 +207,7 @@ async fn a_secret_of_the_same_name_in_a_target_namespace_is_never_overwritten() 
     .await;
     let place = format!("{billing}/api-key");
     assert!(conflict.message.contains(&place), "{}", conflict.message);
+    let _ = writeln!(std::io::stderr(), "conflict: {}", conflict.message);
     let written = writes_after_a_while(cluster, billing, mark).await;
     let on_secrets: Vec<&String> = written.iter().filter(|w| w.contains("secrets/")).collect();
     assert!(
