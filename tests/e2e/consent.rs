@@ -26,8 +26,8 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use super::alerts::{ROTATION, consumer, reporter};
-use super::cluster::{self, Cluster};
-use super::namespaces::{accept_from, status_namespaces, wait_condition, wait_copy};
+use super::cluster::{self, Cluster, OPERATOR_NS, OPERATOR_SA};
+use super::namespaces::{accept_from, assert_quiet, wait_condition, wait_copy, wait_found};
 use super::observer::Observer;
 use super::operator::{Operator, logs_of};
 use super::scenario::*;
@@ -158,11 +158,9 @@ async fn a_namespace_that_has_not_agreed_gets_no_copy_until_a_cluster_admin_anno
     request_rotation(&client, home, ROTATION, "after-consent").await;
     wait_stable(&client, home, ROTATION, 2, Duration::from_secs(120)).await;
     wait_copy(&client, home, billing, "api-key", ROTATION).await;
-    let found = status_namespaces(cluster, home, ROTATION);
-    assert!(
-        found.iter().any(|n| n["namespace"] == billing),
-        "status.namespaces does not name {billing}: {found:?}"
-    );
+    wait_found(cluster, home, ROTATION, &[(billing, 0, 1), (home, 1, 0)]).await;
+    let user = format!("system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}");
+    assert_quiet(cluster, &user, &[home, billing]).await;
 
     for r in reporters {
         r.abort();

@@ -19,9 +19,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
-use super::cluster;
+use super::cluster::{self, OPERATOR_NS, OPERATOR_SA};
 use super::gateway::{NGINX, failed};
-use super::namespaces::{accept_from, revision, status_namespaces, wait_copy, wait_reports};
+use super::namespaces::{accept_from, assert_quiet, revision, wait_copy, wait_found, wait_reports};
 use super::observer::Observer;
 use super::operator::{Operator, keyrotor, logs_of};
 use super::realnode::{self, *};
@@ -249,11 +249,9 @@ async fn an_ingress_nginx_auth_url_checks_keys_with_a_verifier_in_the_gateway_na
     );
     assert!(ours.len() > 100, "too little traffic: {}", ours.len());
     wait_copy(&client, HOME, GATEWAY, "api-verifier", ROTATION).await;
-    let found = status_namespaces(cluster, HOME, ROTATION);
-    assert!(
-        found.iter().any(|n| n["namespace"] == GATEWAY),
-        "status.namespaces does not name {GATEWAY}: {found:?}"
-    );
+    wait_found(cluster, HOME, ROTATION, &[(GATEWAY, 1, 0), (HOME, 0, 2)]).await;
+    let user = format!("system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}");
+    assert_quiet(cluster, &user, &[HOME, GATEWAY]).await;
     // I4 for the verifier in the gateway namespace too.
     let mut logs = logs_of(&[&operator]);
     let log = cluster.ok(&["logs", "deploy/keyrotor-verifier", "-n", GATEWAY]);

@@ -149,6 +149,48 @@ pub(super) fn status_namespaces(cluster: &Cluster, ns: &str, name: &str) -> Vec<
         .unwrap_or_default()
 }
 
+/// I8 across namespaces: once a rotation is Stable, `user` (the
+/// operator) writes nothing in any of `namespaces` for 5 s, copies included.
+pub(super) async fn assert_quiet(cluster: &Cluster, user: &str, namespaces: &[&str]) {
+    // The last step's trailing writes (a nudge, the status) land first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mark = audit_mark(cluster);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for ns in namespaces {
+        let written = writes_by(cluster, user, ns, mark);
+        assert!(
+            written.is_empty(),
+            "steady state, yet writes in {ns}: {written:?}"
+        );
+    }
+}
+
+/// Waits (30 s at most) until `status.namespaces` holds an entry for each
+/// of `wanted` (namespace, verifiers, presenters) found running there.
+pub(super) async fn wait_found(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    wanted: &[(&str, u64, u64)],
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = status_namespaces(cluster, ns, name);
+        let has = |(n, v, p): &(&str, u64, u64)| {
+            last.iter()
+                .any(|e| e["namespace"] == *n && e["verifiers"] == *v && e["presenters"] == *p)
+        };
+        if wanted.iter().all(has) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 30 s: status.namespaces of {ns}/{name} to hold {wanted:?}: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The revision (annotation) of Secret `name` of `ns`.
 pub(super) async fn revision(client: &Client, ns: &str, name: &str) -> u64 {
     let s = Api::<Secret>::namespaced(client.clone(), ns)
@@ -329,14 +371,13 @@ async fn keyrotor_under_traffic(
     for dir in &dirs {
         wait_traffic(dir, 20).await;
     }
-    // keyrotor finds the presenters where they run.
-    let found = status_namespaces(cluster, HOME, ROTATION);
-    for target in TARGETS {
-        assert!(
-            found.iter().any(|n| n["namespace"] == target),
-            "status.namespaces does not name {target}: {found:?}"
-        );
-    }
+    // keyrotor finds the consumers where they run.
+    let found = [
+        (HOME, VERIFIERS as u64, 0),
+        (TARGETS[0], 0, 1),
+        (TARGETS[1], 0, 1),
+    ];
+    wait_found(cluster, HOME, ROTATION, &found).await;
 
     let since = now_ms();
     let started = Instant::now();
@@ -361,6 +402,13 @@ async fn keyrotor_under_traffic(
     for target in TARGETS {
         wait_copy(client, HOME, target, "api-key", ROTATION).await;
     }
+    let watched = [HOME, TARGETS[0], TARGETS[1]];
+    assert_quiet(
+        cluster,
+        &operator_user(&format!("{HOME}-operator")),
+        &watched,
+    )
+    .await;
     ours
 }
 

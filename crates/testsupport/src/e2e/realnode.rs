@@ -259,6 +259,15 @@ pub fn uninstall_operator(cluster: &Cluster, operator_ns: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The user the operator installed in `operator_ns` acts as (its
+/// ServiceAccount), as the audit log names it.
+pub fn operator_user(operator_ns: &str) -> String {
+    format!(
+        "system:serviceaccount:{operator_ns}:{}",
+        release(operator_ns)
+    )
+}
+
 /// The operator's log (its pod in `operator_ns`), for `assert_no_key_material`.
 pub fn operator_log(cluster: &Cluster, operator_ns: &str) -> (String, String) {
     let deploy = format!("deploy/{}", release(operator_ns));
