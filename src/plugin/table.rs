@@ -146,6 +146,19 @@ pub fn relative(d: SignedDuration) -> String {
 /// for, and why it is not Ready. Empty when there is nothing to say.
 pub fn status_details(status: &ApiKeyRotationStatus) -> String {
     let mut out = String::new();
+    if !status.namespaces.is_empty() {
+        let each: Vec<String> = status
+            .namespaces
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} ({} verifiers, {} presenters)",
+                    n.namespace, n.verifiers, n.presenters
+                )
+            })
+            .collect();
+        out.push_str(&format!("Consumers by namespace: {}\n", each.join(", ")));
+    }
     if let Some(c) = &status.confirmation {
         for (role, g) in [("verifiers", &c.verifiers), ("presenters", &c.presenters)] {
             if g.waiting_for.is_empty() {
@@ -365,6 +378,21 @@ mod tests {
         assert_eq!(
             status_details(&status),
             "Waiting for presenters (Report, revision 5): shop/web-a, shop/web-b and 1 more\n"
+        );
+    }
+
+    #[test]
+    fn details_count_the_consumers_of_each_namespace_the_rotation_reaches() {
+        let status: ApiKeyRotationStatus = serde_json::from_value(serde_json::json!({
+            "namespaces": [
+                {"namespace": "billing", "verifiers": 0, "presenters": 2},
+                {"namespace": "orders", "verifiers": 3, "presenters": 0},
+            ],
+        }))
+        .unwrap();
+        assert_eq!(
+            status_details(&status),
+            "Consumers by namespace: billing (0 verifiers, 2 presenters), orders (3 verifiers, 0 presenters)\n"
         );
     }
 

@@ -11,6 +11,7 @@ mod evidence;
 mod hook_faults;
 mod hook_tls;
 mod issuer_hook;
+mod namespaces;
 mod operations;
 mod protocol;
 mod redis_hook;

@@ -103,3 +103,19 @@ operator with exactly these rules.
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
+
+{{/*
+What the operator needs of Namespaces, in both modes and always in a
+ClusterRole: Namespaces are cluster-scoped, so a Role cannot grant it.
+*/}}
+{{- define "keyrotor.namespaceRules" -}}
+# Namespaces: a metadata-only watch feeds the namespace cache with each
+# Namespace's labels (consumers.<group>.namespaceSelector) and its
+# keyrotor.dev/accept-from annotation (a namespace's consent to hold copies of
+# a rotation's Secrets, docs/namespaces.md); `get` reads one Namespace. Never
+# `patch`, `update` or `create`: only who may annotate a Namespace can consent
+# for it, and keyrotor must not be able to.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- end }}

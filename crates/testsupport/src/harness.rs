@@ -31,10 +31,18 @@ pub struct Harness {
     pub stuck: Arc<Mutex<BTreeSet<String>>>,
     pub observer: observer::Observer,
     pub metrics: Arc<keyrotor::ops::Metrics>,
+    /// The namespaces the controller watches (its `watchNamespaces`).
+    watch: Vec<String>,
 }
 
 impl Harness {
     pub async fn new() -> Harness {
+        Harness::watching(&[NS]).await
+    }
+
+    /// A harness whose controller watches `namespaces` (which it creates,
+    /// but for `default`), each with its simulated kubelet.
+    pub async fn watching(namespaces: &[&str]) -> Harness {
         // `RUST_LOG=keyrotor=debug cargo test …` shows the controller's logs.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -44,7 +52,21 @@ impl Harness {
         api.register_crd(&<ApiKeyRotation as kube::CustomResourceExt>::crd());
         let client = api.client();
         let stuck = Arc::new(Mutex::new(BTreeSet::new()));
-        let kubelet = tokio::spawn(kubelet::poll(client.clone(), NS, stuck.clone()));
+        let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let mut kubelets = Vec::new();
+        for ns in namespaces {
+            if *ns != NS {
+                let obj = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+                nss.create(&PostParams::default(), &obj)
+                    .await
+                    .expect("namespace");
+            }
+            let (client, ns, stuck) = (client.clone(), ns.to_string(), stuck.clone());
+            kubelets.push(async move { kubelet::poll(client, &ns, stuck).await });
+        }
+        let kubelet = tokio::spawn(async move {
+            futures::future::join_all(kubelets).await;
+        });
         let observer = observer::Observer::start(client.clone(), NS).await;
         let metrics = Arc::new(keyrotor::ops::Metrics::new(controller::ERROR_CATEGORIES));
         let mut h = Harness {
@@ -55,6 +77,7 @@ impl Harness {
             stuck,
             observer,
             metrics,
+            watch: namespaces.iter().map(|n| n.to_string()).collect(),
         };
         h.start_controller();
         h
@@ -78,7 +101,7 @@ impl Harness {
     pub fn start_controller(&mut self) {
         let client = self.client.clone();
         let config = controller::Config {
-            namespaces: vec![NS.into()],
+            namespaces: self.watch.clone(),
             instance: Some("test".into()),
             concurrency: 0,
             list_secrets: false,

@@ -242,7 +242,10 @@ mod tests {
         );
         copies.apply(&b, &Event::InitDone);
         assert!(copies.is_ready());
-        assert_eq!(copies.sources_in("b", &["k".into()]), [source.clone()]);
+        assert_eq!(
+            copies.sources_in("b", &["k".into()]),
+            std::slice::from_ref(&source)
+        );
         copies.forget("b", "k");
         assert!(copies.is_empty());
     }

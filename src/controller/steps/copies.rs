@@ -149,21 +149,20 @@ pub async fn sync(
         }
         let mut secret = copy::render(home, &w.namespace, src);
         let api: Api<Secret> = Api::namespaced(client.clone(), &w.namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        // A whole replace, not an apply: the copy must hold exactly the
+        // files the rotation's own Secret holds (an apply would keep files
+        // someone else added). Only over the copy the watch showed, never
+        // over a Secret someone put there meanwhile (409, planned again).
         let written = match seen {
             Some(s) => {
-                // Only over the copy the watch showed: never over a Secret
-                // someone put there meanwhile (409, planned again).
                 secret.metadata.resource_version = s.resource_version.clone();
-                let params = PatchParams::apply(FIELD_MANAGER).force();
-                api.patch(&w.name, &params, &Patch::Apply(&secret)).await?
+                api.replace(&w.name, &params, &secret).await?
             }
-            None => {
-                let params = PostParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                };
-                api.create(&params, &secret).await?
-            }
+            None => api.create(&params, &secret).await?,
         };
         debug!(namespace = %w.namespace, secret = %w.name, "copy written");
         copies.record(&written);
