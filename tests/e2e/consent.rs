@@ -160,7 +160,7 @@ async fn a_namespace_that_has_not_agreed_gets_no_copy_until_a_cluster_admin_anno
     wait_copy(&client, home, billing, "api-key", ROTATION).await;
     wait_found(cluster, home, ROTATION, &[(billing, 0, 1), (home, 1, 0)]).await;
     let user = format!("system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}");
-    assert_quiet(cluster, &user, &[home, billing]).await;
+    assert_quiet(cluster, &user, &[home, billing], &[]).await;
 
     for r in reporters {
         r.abort();

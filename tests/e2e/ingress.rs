@@ -251,7 +251,9 @@ async fn an_ingress_nginx_auth_url_checks_keys_with_a_verifier_in_the_gateway_na
     wait_copy(&client, HOME, GATEWAY, "api-verifier", ROTATION).await;
     wait_found(cluster, HOME, ROTATION, &[(GATEWAY, 1, 0), (HOME, 0, 2)]).await;
     let user = format!("system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}");
-    assert_quiet(cluster, &user, &[HOME, GATEWAY]).await;
+    // Under traffic the verifier's usage reports (last-seen, each minute)
+    // move status.traffic: a change, so a status write.
+    assert_quiet(cluster, &user, &[HOME, GATEWAY], &["/status"]).await;
     // I4 for the verifier in the gateway namespace too.
     let mut logs = logs_of(&[&operator]);
     let log = cluster.ok(&["logs", "deploy/keyrotor-verifier", "-n", GATEWAY]);

@@ -214,7 +214,7 @@ pub fn operator_writes(cluster: &Cluster, ns: &str, from: u64) -> Vec<String> {
 }
 
 /// Writes `user` made in namespace `ns` since the audit log was `from`
-/// bytes long, as `verb resource/name`.
+/// bytes long, as `verb resource/name` (`…/name/status` for a status write).
 pub fn writes_by(cluster: &Cluster, user: &str, ns: &str, from: u64) -> Vec<String> {
     let path = cluster.dir.join("audit.log");
     let text = std::fs::read(&path).unwrap_or_default();
@@ -224,11 +224,13 @@ pub fn writes_by(cluster: &Cluster, user: &str, ns: &str, from: u64) -> Vec<Stri
         .filter(|e| e["user"]["username"] == user)
         .filter(|e| e["objectRef"]["namespace"] == ns)
         .map(|e| {
+            let sub = e["objectRef"]["subresource"].as_str();
             format!(
-                "{} {}/{}",
+                "{} {}/{}{}",
                 e["verb"].as_str().unwrap_or("?"),
                 e["objectRef"]["resource"].as_str().unwrap_or("?"),
-                e["objectRef"]["name"].as_str().unwrap_or("?")
+                e["objectRef"]["name"].as_str().unwrap_or("?"),
+                sub.map(|s| format!("/{s}")).unwrap_or_default()
             )
         })
         .collect()
