@@ -277,3 +277,56 @@ async fn keyrotor_sidecar_reporter_reports_through_a_kubeconfig_with_the_downwar
 async fn keyrotor_reporter_in_the_operator_binary_reports_the_same() {
     reports_through_a_kubeconfig(std::path::Path::new(env!("CARGO_BIN_EXE_keyrotor"))).await;
 }
+
+#[tokio::test]
+async fn with_a_handshake_the_pod_reports_what_the_process_loaded_not_what_the_volume_holds() {
+    use keyrotor::consumer::handshake::Handshake;
+    let api = FakeApi::new();
+    let me = pod(&api, "orders-0").await;
+    let (k1, k2) = (volume::key(), volume::key());
+    let mut vol = Volume::new("verifier");
+    vol.publish(&volume::verifier("api", 1, &[(1, &k1)]));
+    let shared = Volume::new("handshake");
+    let hs = Handshake::new(&shared.dir);
+    let mut reporter = Reporter::new(api.client(), me, vec![vol.dir.clone()], fast())
+        .with_handshake(shared.dir.clone());
+
+    reporter.pass(false).await.unwrap();
+    assert_eq!(
+        reported(&api, "orders-0", k::ROLE_VERIFIER).await,
+        None,
+        "the process has loaded nothing yet: nothing is confirmed"
+    );
+    hs.loaded("api", k::ROLE_VERIFIER, 1).unwrap();
+    assert_eq!(reporter.pass(false).await.unwrap(), Pass::Synced(1));
+    assert_eq!(reported(&api, "orders-0", k::ROLE_VERIFIER).await, Some(1));
+
+    // kubelet swaps the volume; a process that caches the key has not
+    // reloaded: the pod keeps reporting revision 1.
+    vol.publish(&volume::verifier("api", 2, &[(1, &k1), (2, &k2)]));
+    reporter.pass(false).await.unwrap();
+    assert_eq!(reported(&api, "orders-0", k::ROLE_VERIFIER).await, Some(1));
+    hs.loaded("api", k::ROLE_VERIFIER, 2).unwrap();
+    assert_eq!(reporter.pass(false).await.unwrap(), Pass::Synced(1));
+    assert_eq!(reported(&api, "orders-0", k::ROLE_VERIFIER).await, Some(2));
+    assert_eq!(
+        reporter.pass(false).await.unwrap(),
+        Pass::Idle,
+        "nothing changed"
+    );
+
+    let seen = [(2, "2026-03-01T10:14:03Z".parse().unwrap())].into();
+    hs.seen("api", &seen).unwrap();
+    reporter.pass(false).await.unwrap();
+    assert_eq!(
+        annotations(&api, "orders-0")
+            .await
+            .get(&k::last_seen("api"))
+            .map(String::as_str),
+        Some("2=2026-03-01T10:14:03Z")
+    );
+    assert!(
+        !api.faults().writes_by_manager(k::USAGE_MANAGER).is_empty(),
+        "last-seen is written as usage"
+    );
+}

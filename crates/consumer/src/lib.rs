@@ -19,11 +19,14 @@
 //! - [`pod`]: writing annotations on the process's own Pod.
 //! - [`reload`]: background hot reload with revision reports, usage reports.
 //! - [`reporter`]: the loop of the `keyrotor reporter` sidecar.
+//! - [`handshake`]: the files through which a library tells that sidecar
+//!   what its process loaded (docs/wire.md#the-handshake-directory).
 //!
 //! The file layout and the annotations are documented for every language in
 //! docs/consumers.md; invariants (I1–I8) in docs/design.md#invariants.
 #![forbid(unsafe_code)]
 
+pub mod handshake;
 pub mod hook;
 pub mod keys;
 pub mod pod;

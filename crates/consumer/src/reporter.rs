@@ -1,4 +1,6 @@
-//! `keyrotor reporter`: a sidecar that confirms what its pod's volumes hold.
+//! `keyrotor reporter`: a sidecar that confirms what its pod's volumes hold
+//! — or, with `--handshake`, what the app's library says its process loaded
+//! (`handshake`).
 //!
 //! It polls each mounted projected-Secret directory's `..data` link (one
 //! `readlink` per directory and tick), and when a volume changed, or every
@@ -14,10 +16,14 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::handshake;
 use crate::pod::{MissingEnv, PodAnnotator, PodRef};
 use crate::store::Meta;
 use crate::volume::{self, Generation, VolumeError};
-use crate::wire::{REPORTER_MANAGER, RevisionReport, report};
+use crate::wire::{REPORTER_MANAGER, RevisionReport, USAGE_MANAGER, report};
+
+/// How a last-seen annotation key ends (`wire::last_seen`).
+const LAST_SEEN_SUFFIX: &str = "/last-seen";
 
 /// Timing of the reporter loop.
 #[derive(Clone, Debug)]
@@ -68,8 +74,13 @@ pub fn annotations<'a>(metas: impl IntoIterator<Item = &'a Meta>) -> BTreeMap<St
 pub struct Reporter {
     dirs: Vec<PathBuf>,
     pod: PodAnnotator,
+    /// Writes the last-seen values a library hands over (its own manager).
+    usage: PodAnnotator,
     timing: Timing,
     seen: Vec<Option<Generation>>,
+    /// With a library in the app: its handshake directory, and the state
+    /// of its files last synced.
+    handshake: Option<(PathBuf, Option<[u8; 32]>)>,
 }
 
 /// What one pass did.
@@ -86,13 +97,28 @@ impl Reporter {
         let seen = vec![None; dirs.len()];
         Reporter {
             dirs,
-            pod: PodAnnotator::new(client, pod, REPORTER_MANAGER),
+            pod: PodAnnotator::new(client.clone(), pod.clone(), REPORTER_MANAGER),
+            usage: PodAnnotator::new(client, pod, USAGE_MANAGER),
             timing,
             seen,
+            handshake: None,
         }
     }
 
+    /// Reports what the app's library says its process loaded, through the
+    /// handshake directory `dir`, instead of what the volumes hold
+    /// (docs/wire.md#the-handshake-directory).
+    pub fn with_handshake(mut self, dir: PathBuf) -> Reporter {
+        self.handshake = Some((dir, None));
+        self
+    }
+
     fn changed(&self) -> Result<bool, VolumeError> {
+        if let Some((dir, seen)) = &self.handshake
+            && seen.as_ref() != Some(&handshake::state(dir))
+        {
+            return Ok(true);
+        }
         for (dir, seen) in self.dirs.iter().zip(&self.seen) {
             let now = volume::generation(dir)?;
             // A plain directory has no change token: always re-read it.
@@ -115,13 +141,26 @@ impl Reporter {
             metas.push(meta);
             generations.push(generation);
         }
-        let want = annotations(&metas);
-        let written = self.pod.ensure(&want).await?;
+        let (want, usage, state) = match &self.handshake {
+            None => (annotations(&metas), BTreeMap::new(), None),
+            Some((dir, _)) => {
+                // The state first: a file written meanwhile is synced next time.
+                let state = handshake::state(dir);
+                let (usage, want) = handshake::reports(dir, &metas)
+                    .into_iter()
+                    .partition(|(k, _)| k.ends_with(LAST_SEEN_SUFFIX));
+                (want, usage, Some(state))
+            }
+        };
+        let written = self.pod.ensure(&want).await? + self.usage.ensure(&usage).await?;
         if written > 0 {
             tracing::info!(pod = %self.pod.pod().name, reports = ?want, "reported loaded revisions");
         }
         // Only after a successful write: a failed pass is retried on the next tick.
         self.seen = generations;
+        if let Some((_, seen)) = &mut self.handshake {
+            *seen = state;
+        }
         Ok(Pass::Synced(written))
     }
 
@@ -161,13 +200,20 @@ impl Reporter {
 }
 
 /// `keyrotor reporter`: build the client, run until SIGTERM or Ctrl-C.
-pub async fn main(dirs: Vec<PathBuf>, timing: Timing) -> Result<(), Error> {
+pub async fn main(
+    dirs: Vec<PathBuf>,
+    timing: Timing,
+    handshake: Option<PathBuf>,
+) -> Result<(), Error> {
     let pod = PodRef::from_env()?;
     let client = kube::Client::try_default().await.map_err(Error::Client)?;
-    tracing::info!(pod = %pod.name, namespace = %pod.namespace, dirs = ?dirs, "reporter started");
-    Reporter::new(client, pod, dirs, timing)
-        .run(shutdown_signal())
-        .await;
+    tracing::info!(pod = %pod.name, namespace = %pod.namespace, dirs = ?dirs, handshake = ?handshake, "reporter started");
+    let reporter = Reporter::new(client, pod, dirs, timing);
+    let reporter = match handshake {
+        Some(dir) => reporter.with_handshake(dir),
+        None => reporter,
+    };
+    reporter.run(shutdown_signal()).await;
     Ok(())
 }
 

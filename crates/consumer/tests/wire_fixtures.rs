@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use keyrotor_consumer::reporter;
 use keyrotor_consumer::store::{KeyStore, Meta, Snapshot};
 use keyrotor_consumer::verifier::{Check, Verifier};
 use keyrotor_consumer::wire::{
     self as w, LastSeen, Lenient, Nudge, RevisionReport, Traffic, WireError,
 };
+use keyrotor_consumer::{handshake, reporter};
 use serde_json::{Map, Value, json};
 
 fn fixtures() -> PathBuf {
@@ -24,6 +24,21 @@ fn fixtures() -> PathBuf {
 fn load(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Records fixtures that passed in `<repo>/target/conformance/rust-<part>.json`,
+/// beside the other languages' results (`.ci/conformance` tables them). Called
+/// only after every assertion of a test held: a failure records nothing.
+fn passed(part: &str, fixtures: &[String]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/conformance");
+    std::fs::create_dir_all(&dir).unwrap();
+    let results: Map<String, Value> = fixtures
+        .iter()
+        .map(|f| (f.clone(), Value::from("pass")))
+        .collect();
+    let doc = json!({"language": "rust", "fixtures": results});
+    let text = serde_json::to_string_pretty(&doc).unwrap();
+    std::fs::write(dir.join(format!("rust-{part}.json")), text).unwrap();
 }
 
 /// A field every fixture must have.
@@ -206,6 +221,7 @@ fn every_revision_report_fixture_holds() {
         key: |e| w::report(str_of(e, "rotation"), str_of(e, "role")),
     };
     assert_eq!(run(&codec), 3 + 4 + 13);
+    passed("revision-report", &["annotations/revision-report".into()]);
 }
 
 #[test]
@@ -222,6 +238,7 @@ fn every_nudge_fixture_holds() {
         key: |e| rotation_key(e, w::nudge),
     };
     assert_eq!(run(&codec), 1 + 4 + 13);
+    passed("nudge", &["annotations/nudge".into()]);
 }
 
 #[test]
@@ -238,6 +255,7 @@ fn every_last_seen_fixture_holds() {
         key: |e| rotation_key(e, w::last_seen),
     };
     assert_eq!(run(&codec), 1 + 15 + 28 + 8);
+    passed("last-seen", &["annotations/last-seen".into()]);
 }
 
 #[test]
@@ -254,6 +272,7 @@ fn every_traffic_fixture_holds() {
         key: |e| rotation_key(e, w::traffic),
     };
     assert_eq!(run(&codec), 1 + 15 + 24 + 8);
+    passed("traffic", &["annotations/traffic".into()]);
 }
 
 #[test]
@@ -377,4 +396,47 @@ fn every_volume_fixture_reads_as_it_says() {
     }
     names.sort();
     assert_eq!(names.len(), 34, "every volume fixture ran: {names:?}");
+    let fixtures: Vec<String> = names.iter().map(|n| format!("volumes/{n}")).collect();
+    passed("volumes", &fixtures);
+}
+
+#[test]
+fn the_handshake_fixture_holds() {
+    let doc = load(&fixtures().join("handshake/handshake.json"));
+    only_fields(&doc, &["description", "files", "reports"]);
+    let files = field(&doc, "files").as_array().unwrap();
+    for f in files {
+        let name = match f.get("role") {
+            Some(role) => handshake::revision_file(str_of(f, "rotation"), role.as_str().unwrap()),
+            None => handshake::last_seen_file(str_of(f, "rotation")),
+        };
+        assert_eq!(name, str_of(f, "name"));
+    }
+    let reports = field(&doc, "reports").as_array().unwrap();
+    for (i, r) in reports.iter().enumerate() {
+        let case = str_of(r, "name");
+        let v = field(r, "volume");
+        let meta = Meta {
+            rotation: str_of(v, "rotation").into(),
+            roles: field(v, "roles")
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect(),
+            revision: str_of(v, "revision").parse().unwrap(),
+        };
+        let scratch = Scratch::new(&format!("handshake-{i}"));
+        for (name, content) in field(r, "files").as_object().unwrap() {
+            std::fs::write(scratch.0.join(name), content.as_str().unwrap()).unwrap();
+        }
+        let got = json!(handshake::reports(&scratch.0, [&meta]));
+        assert_eq!(&got, field(r, "annotations"), "{case}");
+    }
+    assert_eq!(
+        (files.len(), reports.len()),
+        (4, 8),
+        "every handshake case ran"
+    );
+    passed("handshake", &["handshake/handshake".into()]);
 }

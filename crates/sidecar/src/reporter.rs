@@ -29,6 +29,14 @@ pub struct ReporterArgs {
     /// Upper bound of the retry backoff, in seconds.
     #[arg(long, default_value_t = 60)]
     pub max_backoff_seconds: u64,
+    /// The handshake directory an app's keyrotor library writes to (an
+    /// `emptyDir` both containers mount): report what the library says
+    /// its process loaded, never what the volumes hold
+    /// (docs/wire.md#the-handshake-directory). Without it, the volumes'
+    /// revisions are reported: right only for apps that read the files on
+    /// every use.
+    #[arg(long, env = "KEYROTOR_HANDSHAKE_DIR")]
+    pub handshake: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "KEYROTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -42,5 +50,5 @@ pub async fn main(args: ReporterArgs) -> Result<(), keyrotor_consumer::reporter:
         max_backoff: Duration::from_secs(args.max_backoff_seconds.max(1)),
         ..Timing::default()
     };
-    keyrotor_consumer::reporter::main(args.dirs, timing).await
+    keyrotor_consumer::reporter::main(args.dirs, timing, args.handshake).await
 }
