@@ -106,6 +106,8 @@ final class Volume {
                 return bytes;
             } catch (NoSuchFileException e) {
                 return null;
+            } catch (VolumeException e) {
+                throw e;
             } catch (IOException e) {
                 throw new VolumeException(file, e);
             }
