@@ -30,7 +30,7 @@ abstract class Mounted implements AutoCloseable {
     Mounted(Path dir, String role, Optional<Path> handshakeDir) {
         this.dir = dir;
         this.role = role;
-        this.handshake = handshakeDir.map(Handshake::new).orElse(null);
+        this.handshake = handshakeDir.map(Handshake::of).orElse(null);
     }
 
     /** Makes {@code next} the snapshot the process uses. */
@@ -99,7 +99,7 @@ abstract class Mounted implements AutoCloseable {
     /** Writes the revision of what the process uses (retrying a write that failed before). */
     private void confirm(Snapshot used) {
         if (handshake != null) {
-            handshake.loaded(used);
+            handshake.loaded(this, used);
         }
     }
 
@@ -130,12 +130,18 @@ abstract class Mounted implements AutoCloseable {
         return dir;
     }
 
-    /** Stops polling. The last snapshot stays usable. */
+    /**
+     * Stops polling and withdraws this instance's claims from the handshake (the files then
+     * say what the process's other verifiers and presenters hold). The last snapshot stays usable.
+     */
     @Override
     public void close() {
         synchronized (tasks) {
             tasks.forEach(t -> t.cancel(false));
             tasks.clear();
+        }
+        if (handshake != null) {
+            handshake.release(this);
         }
     }
 }

@@ -212,19 +212,16 @@ public final class Verifier extends Mounted {
 
     /** Writes {@code <rotation>.last-seen} when it changed (the empty value is never written). */
     void flushLastSeen() {
-        LastSeen seen = lastSeen();
-        if (!seen.seen().isEmpty()) {
-            handshake().lastSeen(snapshot().rotation(), seen.format());
-        }
+        handshake().lastSeen(this, snapshot().rotation(), lastSeen());
     }
 
-    /** Stops polling, and writes last-seen one last time in Traffic mode. */
+    /** Writes last-seen one last time in Traffic mode, then stops as {@link Mounted#close()}. */
     @Override
     public void close() {
-        super.close();
         if (lastSeen != null && handshake() != null && state != null) {
             flushLastSeen();
         }
+        super.close();
     }
 
     @Override

@@ -101,6 +101,34 @@ class HandshakeTest {
     }
 
     @Test
+    void a_process_holding_one_rotation_twice_confirms_the_lower_revision() throws Exception {
+        Path handshake = handshake();
+        Kubelet kubelet = new Kubelet(tmp.resolve("keys"));
+        Map<String, String> combined = Kubelet.verifier("orders", 5, 3, 4);
+        combined.putAll(Map.of("role", "verifier,presenter", "version", "4", "key", key(4)));
+        kubelet.publish(combined);
+        Path verifierFile = handshake.resolve("orders.verifier-revision");
+        Path presenterFile = handshake.resolve("orders.presenter-revision");
+        try (Verifier v = Verifier.open(kubelet.dir(), options(handshake))) {
+            Presenter p = Presenter.open(kubelet.dir(), options(handshake));
+            assertEquals("5", Files.readString(verifierFile), "the second open left the first one's file");
+            combined.put("revision", "6");
+            kubelet.publish(combined);
+            assertTrue(v.refresh());
+            assertEquals("5", Files.readString(presenterFile), "the presenter still sends revision 5's key");
+            assertEquals("5", Files.readString(verifierFile));
+            assertTrue(p.refresh());
+            assertEquals("6", Files.readString(presenterFile));
+            assertEquals("6", Files.readString(verifierFile));
+            combined.put("revision", "7");
+            kubelet.publish(combined);
+            assertTrue(v.refresh());
+            p.close();
+            assertEquals("7", Files.readString(presenterFile), "a closed presenter no longer holds anything back");
+        }
+    }
+
+    @Test
     void a_handshake_directory_that_cannot_be_written_never_crashes_and_is_retried() throws Exception {
         Path handshake = tmp.resolve("not-yet");
         Kubelet kubelet = new Kubelet(tmp.resolve("keys"));
