@@ -4,6 +4,7 @@ import dev.keyrotor.consumer.wire.Numbers;
 import dev.keyrotor.consumer.wire.Wire;
 import java.lang.System.Logger.Level;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -57,7 +58,7 @@ abstract class Mounted implements AutoCloseable {
         }
     }
 
-    final void schedule(java.time.Duration period, Runnable task) {
+    final void schedule(Duration period, Runnable task) {
         synchronized (tasks) {
             tasks.add(Poller.every(period, task));
         }

@@ -7,6 +7,7 @@ import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Instant;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.Map;
 import java.util.OptionalLong;
@@ -92,7 +93,9 @@ public final class Verifier extends Mounted {
             }
             bytes[i] = (byte) c;
         }
-        return checked(bytes);
+        Check check = checked(bytes);
+        Arrays.fill(bytes, (byte) 0);
+        return check;
     }
 
     /** What the presented bytes are; a value that cannot be a key is {@link Check.Unknown}. */
@@ -112,35 +115,35 @@ public final class Verifier extends Mounted {
         MessageDigest sha = SHA256.get();
         byte[] digest = sha.digest(presented);
         State s = state;
-        long accepted = find(s.versions, s.digests, digest);
-        long retired = find(s.retiredVersions, s.retiredDigests, digest);
+        int accepted = find(s.digests, digest);
+        int retired = find(s.retiredDigests, digest);
         if (accepted != NONE) {
             if (lastSeen != null) {
-                lastSeen.merge(s.versions[(int) accepted], System.currentTimeMillis(), Math::max);
+                lastSeen.merge(s.versions[accepted], System.currentTimeMillis(), Math::max);
             }
-            return new Check.Accepted(s.versions[(int) accepted]);
+            return new Check.Accepted(s.versions[accepted]);
         }
         if (retired != NONE) {
-            return new Check.Retired(s.retiredVersions[(int) retired]);
+            return new Check.Retired(s.retiredVersions[retired]);
         }
         return Check.UNKNOWN;
     }
 
-    private static final long NONE = -1;
+    private static final int NONE = -1;
 
     /**
      * The index of {@code digest} among {@code digests}, or {@link #NONE}: every digest is
      * compared whole, the match is selected by mask, the loop never stops early.
      */
-    static long find(long[] versions, byte[][] digests, byte[] digest) {
-        long found = NONE;
+    static int find(byte[][] digests, byte[] digest) {
+        int found = NONE;
         for (int i = 0; i < digests.length; i++) {
             byte[] known = digests[i];
             int diff = 0;
             for (int j = 0; j < known.length; j++) {
                 diff |= (known[j] ^ digest[j]) & 0xff;
             }
-            long equal = -(long) ((diff - 1) >>> 31); // all ones when diff == 0, else 0
+            int equal = -((diff - 1) >>> 31); // all ones when diff == 0, else 0
             found = (found & ~equal) | (i & equal);
         }
         return found;

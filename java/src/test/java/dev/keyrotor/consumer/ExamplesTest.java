@@ -102,6 +102,7 @@ class ExamplesTest {
     @Test
     void a_rotation_under_load_rejects_nothing_and_the_retired_key_is_refused() throws Exception {
         JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
+        assertTrue(javac != null, "the tests need a JDK (javac), not a bare runtime");
         Files.createDirectories(tmp.resolve("examples"));
         int compiled = javac.run(null, null, null, "-Xlint:all", "-Werror", "-cp", CLASSES.toString(), "-d",
                 tmp.resolve("examples").toString(), EXAMPLES.resolve("VerifierServer.java").toString(),
