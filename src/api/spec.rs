@@ -380,7 +380,7 @@ pub struct ConsumerGroup {
     /// `minConsumers` is 0). Dropping a namespace from the list removes its
     /// copy once no pod there references it (docs/namespaces.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 63)))]
     #[x_kube(validation = Rule::new("self.all(n, size(n) <= 63 && n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("namespaces entries must be namespace names (lowercase DNS labels, at most 63 characters)"))]
     #[x_kube(validation = Rule::new("self.all(n, self.exists_one(m, m == n))").message("namespaces lists a namespace twice"))]
     pub namespaces: Vec<String>,

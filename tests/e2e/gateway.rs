@@ -27,7 +27,7 @@ use super::operator::{Operator, keyrotor, logs_of};
 use super::realnode::{self, *};
 use super::scenario::*;
 
-const NGINX: &str = "keyrotor.dev/nginx:e2e";
+pub(super) const NGINX: &str = "keyrotor.dev/nginx:e2e";
 const APP: &str = "keyrotor.dev/keyrotor:e2e";
 const GATEWAYS: usize = 2;
 
@@ -92,44 +92,34 @@ fn gateway_template(i: usize, p: &Ports) -> Value {
         "--admin-address", format!("127.0.0.1:{}", p.admin),
         "--usage-interval-seconds", "2",
     ]);
-    json!({
-        "metadata": {"labels": {"app": format!("gateway-{i}")}},
-        "spec": {
-            "hostNetwork": true,
-            "enableServiceLinks": false,
-            "serviceAccountName": "app",
-            "nodeSelector": {"type": "real"},
-            "tolerations": [{"key": "keyrotor.dev/real", "operator": "Exists", "effect": "NoSchedule"}],
-            "terminationGracePeriodSeconds": 2,
-            "containers": [
-                {
-                    "name": "nginx", "image": NGINX, "imagePullPolicy": "Never",
-                    "args": ["-c", format!("/etc/gateway/nginx-{i}.conf")],
-                    "securityContext": security.clone(),
-                    "volumeMounts": [
-                        {"name": "config", "mountPath": "/etc/gateway", "readOnly": true},
-                        {"name": "tmp", "mountPath": "/tmp"},
-                    ],
-                },
-                {
-                    "name": "verifier", "image": APP, "imagePullPolicy": "Never",
-                    "command": [SIDECAR], "args": verifier, "env": env.clone(), "securityContext": security.clone(),
-                    "volumeMounts": [keys.clone()],
-                },
-                {
-                    "name": "app", "image": APP, "imagePullPolicy": "Never",
-                    "args": ["sample-app", "verifier", "--dir", "/keys", "--listen", format!("127.0.0.1:{}", p.app)],
-                    "env": env, "securityContext": security,
-                    "volumeMounts": [keys],
-                },
+    let containers = json!([
+        {
+            "name": "nginx", "image": NGINX, "imagePullPolicy": "Never",
+            "args": ["-c", format!("/etc/gateway/nginx-{i}.conf")],
+            "securityContext": security.clone(),
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/gateway", "readOnly": true},
+                {"name": "tmp", "mountPath": "/tmp"},
             ],
-            "volumes": [
-                {"name": "keys", "projected": {"sources": [{"secret": {"name": "api-verifier"}}]}},
-                {"name": "config", "configMap": {"name": "gateway-nginx"}},
-                {"name": "tmp", "emptyDir": {}},
-            ],
-        }
-    })
+        },
+        {
+            "name": "verifier", "image": APP, "imagePullPolicy": "Never",
+            "command": [SIDECAR], "args": verifier, "env": env.clone(), "securityContext": security.clone(),
+            "volumeMounts": [keys.clone()],
+        },
+        {
+            "name": "app", "image": APP, "imagePullPolicy": "Never",
+            "args": ["sample-app", "verifier", "--dir", "/keys", "--listen", format!("127.0.0.1:{}", p.app)],
+            "env": env, "securityContext": security,
+            "volumeMounts": [keys],
+        },
+    ]);
+    let volumes = json!([
+        {"name": "keys", "projected": {"sources": [{"secret": {"name": "api-verifier"}}]}},
+        {"name": "config", "configMap": {"name": "gateway-nginx"}},
+        {"name": "tmp", "emptyDir": {}},
+    ]);
+    real_pod(&format!("gateway-{i}"), containers, volumes)
 }
 
 fn presenters(secret: &str, targets: &[u16], records: &Path) -> Value {
@@ -137,7 +127,7 @@ fn presenters(secret: &str, targets: &[u16], records: &Path) -> Value {
 }
 
 /// Requests refused or unanswered among `all` (anything but 200).
-fn failed(all: &[(u64, u64)]) -> usize {
+pub(super) fn failed(all: &[(u64, u64)]) -> usize {
     all.iter().filter(|(s, _)| *s != 200).count()
 }
 

@@ -67,7 +67,8 @@ impl Harness {
         let kubelet = tokio::spawn(async move {
             futures::future::join_all(kubelets).await;
         });
-        let observer = observer::Observer::start(client.clone(), NS).await;
+        // One history across every watched namespace: copies included.
+        let observer = observer::Observer::start_in(client.clone(), namespaces).await;
         let metrics = Arc::new(keyrotor::ops::Metrics::new(controller::ERROR_CATEGORIES));
         let mut h = Harness {
             api,

@@ -20,6 +20,9 @@ pub struct CopyObs {
     pub source: Source,
     /// [`copy::digest`] of its files.
     pub digest: [u8; 32],
+    /// Its file names (never their content): a rewrite removes those the
+    /// rotation's own Secret no longer has.
+    pub files: Vec<String>,
     pub resource_version: Option<String>,
 }
 
@@ -66,6 +69,12 @@ fn obs(secret: &Secret) -> Option<Arc<CopyObs>> {
     Some(Arc::new(CopyObs {
         source: copy::source_of(secret)?,
         digest: copy::digest(secret),
+        files: secret
+            .data
+            .iter()
+            .flatten()
+            .map(|(f, _)| f.clone())
+            .collect(),
         resource_version: secret.metadata.resource_version.clone(),
     }))
 }

@@ -65,6 +65,8 @@ pub struct Reach {
     routes: RwLock<HashMap<Feeder, Route>>,
     /// Rotations whose groups name other namespaces, by (namespace, name).
     cross: RwLock<HashMap<(String, String), Cross>>,
+    /// Why the namespace watch last failed, until it lists again.
+    namespace_error: RwLock<Option<String>>,
 }
 
 impl Reach {
@@ -170,6 +172,16 @@ impl Reach {
         for (home, name) in all {
             self.route(ObjectRef::new(&name).within(&home));
         }
+    }
+
+    /// The namespace watch failed (`Some`) or works again (`None`).
+    pub fn namespace_watch(&self, error: Option<String>) {
+        *write(&self.namespace_error) = error;
+    }
+
+    /// Why Namespaces cannot be read, while they cannot.
+    pub fn namespace_error(&self) -> Option<String> {
+        read(&self.namespace_error).clone()
     }
 
     /// A copy changed (edited, deleted, written): wakes its rotation.

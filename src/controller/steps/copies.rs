@@ -57,7 +57,17 @@ pub fn reached(rot: &ApiKeyRotation, v: &Validated, ctx: &Context) -> Option<Rea
     if !spans(&c.verifiers) && !spans(&c.presenters) && reach.copies.of(&src).is_empty() {
         return Some(Reached::default());
     }
-    if !reach.namespaces.is_ready() || !reach.copies.is_ready() {
+    if !reach.namespaces.is_ready() {
+        // Said, not waited on in silence: RBAC without `list namespaces`
+        // never heals by itself.
+        let error = reach.namespace_error()?;
+        let mut refused = Reached::default();
+        refused.targets.refused.push(format!(
+            "keyrotor cannot read Namespaces, so it cannot check that the rotation's target namespaces agreed ({error}): the operator needs get, list and watch on namespaces, cluster-wide (the chart grants them)"
+        ));
+        return Some(refused);
+    }
+    if !reach.copies.is_ready() {
         return None;
     }
     let ask = Ask {
@@ -147,28 +157,59 @@ pub async fn sync(
         {
             continue;
         }
-        let mut secret = copy::render(home, &w.namespace, src);
+        let secret = copy::render(home, &w.namespace, src);
         let api: Api<Secret> = Api::namespaced(client.clone(), &w.namespace);
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        // A whole replace, not an apply: the copy must hold exactly the
-        // files the rotation's own Secret holds (an apply would keep files
-        // someone else added). Only over the copy the watch showed, never
-        // over a Secret someone put there meanwhile (409, planned again).
         let written = match seen {
             Some(s) => {
-                secret.metadata.resource_version = s.resource_version.clone();
-                api.replace(&w.name, &params, &secret).await?
+                let patch = rewrite(&secret, &s);
+                api.patch(&w.name, &merge_params(), &Patch::Merge(&patch))
+                    .await?
             }
-            None => api.create(&params, &secret).await?,
+            None => {
+                let params = PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                api.create(&params, &secret).await?
+            }
         };
         debug!(namespace = %w.namespace, secret = %w.name, "copy written");
         copies.record(&written);
         writes += 1;
     }
     Ok(writes)
+}
+
+/// The merge patch that makes the copy last seen as `seen` hold exactly
+/// `secret`'s files (those it no longer has are removed), only over that
+/// copy: its resourceVersion is the patch's precondition (409 otherwise,
+/// planned again), so a Secret someone put there meanwhile is never
+/// touched. A patch, not an update: keyrotor holds no `update` on Secrets.
+fn rewrite(secret: &Secret, seen: &CopyObs) -> serde_json::Value {
+    let mut data =
+        serde_json::to_value(secret.data.clone().unwrap_or_default()).unwrap_or_else(|_| json!({}));
+    for gone in &seen.files {
+        if let Some(map) = data.as_object_mut()
+            && !map.contains_key(gone)
+        {
+            map.insert(gone.clone(), serde_json::Value::Null);
+        }
+    }
+    json!({
+        "metadata": {
+            "resourceVersion": seen.resource_version,
+            "labels": secret.metadata.labels,
+            "annotations": secret.metadata.annotations,
+        },
+        "data": data,
+    })
+}
+
+fn merge_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
 }
 
 /// Deletes the copies no namespace needs any more; returns the writes.

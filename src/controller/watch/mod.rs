@@ -285,13 +285,17 @@ async fn namespaces(client: Client, reach: Arc<Reach>) {
         .for_each(|event| {
             match event {
                 Ok(event) => {
+                    reach.namespace_watch(None);
                     reach.namespaces.apply(&event);
                     // A relist wakes them once, at its end.
                     if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
                         reach.on_namespace();
                     }
                 }
-                Err(e) => warn!(error = %e, "namespace watch failed; retrying"),
+                Err(e) => {
+                    warn!(error = %e, "namespace watch failed; retrying");
+                    reach.namespace_watch(Some(e.to_string()));
+                }
             }
             async {}
         })

@@ -5,7 +5,7 @@
 //! from a hand-made image, traffic between them recorded; and the naive
 //! overwrite to compare with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,7 +24,8 @@ use super::scenario::*;
 use crate::eventually::eventually;
 
 pub const ROTATIONS: u64 = 20;
-const IMAGE: &str = "keyrotor.dev/keyrotor:e2e";
+/// The app image (tests/cluster/images app): `keyrotor` and `keyrotor-sidecar`.
+pub const IMAGE: &str = "keyrotor.dev/keyrotor:e2e";
 /// Where the app image has the sidecar binary (tests/cluster/images); a
 /// sidecar container names it as its command.
 pub const SIDECAR: &str = "/usr/local/bin/keyrotor-sidecar";
@@ -115,6 +116,33 @@ pub fn presenter_args(targets: &[u16]) -> Vec<String> {
 pub fn template(app: &str, secret: &str, args: Value, records: &Path) -> Value {
     let env = pod_env();
     let security = restricted();
+    let containers = json!([
+        {
+            "name": "app", "image": IMAGE, "imagePullPolicy": "Never",
+            "args": args, "env": env.clone(), "securityContext": security.clone(),
+            "volumeMounts": [
+                {"name": "keys", "mountPath": "/keys", "readOnly": true},
+                {"name": "records", "mountPath": "/records"},
+            ],
+        },
+        {
+            "name": "reporter", "image": IMAGE, "imagePullPolicy": "Never",
+            "command": [SIDECAR],
+            "args": ["reporter", "--dir", "/keys", "--poll-seconds", "1"],
+            "env": env, "securityContext": security,
+            "volumeMounts": [{"name": "keys", "mountPath": "/keys", "readOnly": true}],
+        },
+    ]);
+    let volumes = json!([
+        {"name": "keys", "projected": {"sources": [{"secret": {"name": secret}}]}},
+        {"name": "records", "hostPath": {"path": records.to_str().unwrap(), "type": "Directory"}},
+    ]);
+    real_pod(app, containers, volumes)
+}
+
+/// A pod template for the real node (hostNetwork, its taint tolerated, the
+/// `app` ServiceAccount) labelled `app`, of these containers and volumes.
+pub fn real_pod(app: &str, containers: Value, volumes: Value) -> Value {
     json!({
         "metadata": {"labels": {"app": app}},
         "spec": {
@@ -124,27 +152,8 @@ pub fn template(app: &str, secret: &str, args: Value, records: &Path) -> Value {
             "nodeSelector": {"type": "real"},
             "tolerations": [{"key": "keyrotor.dev/real", "operator": "Exists", "effect": "NoSchedule"}],
             "terminationGracePeriodSeconds": 2,
-            "containers": [
-                {
-                    "name": "app", "image": IMAGE, "imagePullPolicy": "Never",
-                    "args": args, "env": env.clone(), "securityContext": security.clone(),
-                    "volumeMounts": [
-                        {"name": "keys", "mountPath": "/keys", "readOnly": true},
-                        {"name": "records", "mountPath": "/records"},
-                    ],
-                },
-                {
-                    "name": "reporter", "image": IMAGE, "imagePullPolicy": "Never",
-                    "command": [SIDECAR],
-                    "args": ["reporter", "--dir", "/keys", "--poll-seconds", "1"],
-                    "env": env, "securityContext": security,
-                    "volumeMounts": [{"name": "keys", "mountPath": "/keys", "readOnly": true}],
-                },
-            ],
-            "volumes": [
-                {"name": "keys", "projected": {"sources": [{"secret": {"name": secret}}]}},
-                {"name": "records", "hostPath": {"path": records.to_str().unwrap(), "type": "Directory"}},
-            ],
+            "containers": containers,
+            "volumes": volumes,
         }
     })
 }
@@ -201,7 +210,8 @@ pub fn tally(all: &[(u64, u64)]) -> Tally {
     }
 }
 
-/// Installs the operator with helm onto the real node, from the local image.
+/// Installs the operator with helm onto the real node, from the local image,
+/// watching `watch` (comma-separated namespaces).
 fn helm_install(cluster: &Cluster, release: &str, ns: &str, watch: &str) {
     let admin = format!("admin.port={}", free_port());
     let watch = format!("watchNamespaces={{{watch}}}");
@@ -219,6 +229,50 @@ fn helm_install(cluster: &Cluster, release: &str, ns: &str, watch: &str) {
         "--set-json", tolerations, "--set-json", &env,
     ];
     run_helm(cluster, &args);
+}
+
+/// The operator installed by helm as a pod on the real node, in the fresh
+/// namespace `operator_ns`, watching the namespaces of `watch`, which must
+/// exist: the chart grants its Role in each.
+pub async fn install_operator(
+    cluster: &'static Cluster,
+    operator_ns: &str,
+    watch: &[&str],
+) -> TestNamespace {
+    let operator_ns = cluster.namespace(operator_ns).await;
+    let name = &operator_ns.name;
+    helm_install(cluster, &release(name), name, &watch.join(","));
+    operator_ns
+}
+
+/// `helm uninstall` of the operator installed in `operator_ns` (the
+/// chart's objects go; the namespace stays); whether helm succeeded (a
+/// release that is not there is no failure). Run before a stage's
+/// namespaces are made too: a release left by an interrupted run would
+/// block the name, and its operator would fight this run's.
+pub fn uninstall_operator(cluster: &Cluster, operator_ns: &str) -> bool {
+    std::process::Command::new(helm())
+        .args(["uninstall", &release(operator_ns), "--ignore-not-found"])
+        .args(["--wait", "--namespace", operator_ns])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The user the operator installed in `operator_ns` acts as (its
+/// ServiceAccount), as the audit log names it.
+pub fn operator_user(operator_ns: &str) -> String {
+    format!(
+        "system:serviceaccount:{operator_ns}:{}",
+        release(operator_ns)
+    )
+}
+
+/// The operator's log (its pod in `operator_ns`), for `assert_no_key_material`.
+pub fn operator_log(cluster: &Cluster, operator_ns: &str) -> (String, String) {
+    let deploy = format!("deploy/{}", release(operator_ns));
+    let log = cluster.ok(&["logs", &deploy, "-n", operator_ns, "--tail=-1"]);
+    (format!("operator {deploy}"), log)
 }
 
 /// Runs helm against the cluster; it must succeed. Returns stdout.
@@ -290,7 +344,18 @@ pub async fn overwrite(secrets: &Api<Secret>, rotation: &str, v: u64, revision: 
 
 /// Whether every pod of the namespace reports `revision` for its role.
 pub async fn all_report(pods: &Api<Pod>, rotation: &str, revision: u64) -> bool {
-    let list = pods.list(&ListParams::default()).await.unwrap().items;
+    all_report_matching(pods, &ListParams::default(), rotation, revision).await
+}
+
+/// Whether there are pods of `pods` matching `lp` and every one reports
+/// `revision` for its role.
+pub async fn all_report_matching(
+    pods: &Api<Pod>,
+    lp: &ListParams,
+    rotation: &str,
+    revision: u64,
+) -> bool {
+    let list = pods.list(lp).await.unwrap().items;
     !list.is_empty()
         && list.iter().all(|p| {
             [k::ROLE_VERIFIER, k::ROLE_PRESENTER].iter().any(|role| {
@@ -323,9 +388,14 @@ pub fn prepare(cluster: &Cluster, ns: &str, keyrotor: &Path, dir: &str) -> PathB
 }
 
 /// Packs an image (`tests/cluster/images ARGS…`) into every real node, one
-/// at a time (see [`PACKING`]).
+/// at a time (see [`PACKING`]), once per process for the same arguments
+/// (the binaries do not change while the tests run).
 pub fn pack(cluster: &Cluster, args: &[&std::ffi::OsStr]) {
-    let _packing = PACKING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut packed = PACKING.lock().unwrap_or_else(|e| e.into_inner());
+    let id: Vec<std::ffi::OsString> = args.iter().map(|a| a.to_os_string()).collect();
+    if packed.contains(&id) {
+        return;
+    }
     let image = std::process::Command::new(repo().join("tests/cluster/images"))
         .args(args)
         .arg("--dir")
@@ -334,6 +404,7 @@ pub fn pack(cluster: &Cluster, args: &[&std::ffi::OsStr]) {
         .status()
         .unwrap();
     assert!(image.success(), "packing the image failed");
+    packed.insert(id);
 }
 
 /// An empty directory under the cluster's that non-root pods can write.
@@ -368,37 +439,21 @@ fn release(operator_ns: &str) -> String {
     format!("keyrotor-{operator_ns}")
 }
 
-/// Stages pack and import the same image: one at a time.
-static PACKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Stages pack and import the same image: one at a time. Holds the
+/// argument lists packed so far.
+static PACKING: std::sync::Mutex<BTreeSet<Vec<std::ffi::OsString>>> =
+    std::sync::Mutex::new(BTreeSet::new());
 
 impl Stage {
     /// `nudge`: whether keyrotor nudges pods after a Secret write. `keyrotor`:
     /// the binary packed into the pods' image (the caller's build of it).
     pub async fn start(cluster: &'static Cluster, ns: &str, nudge: bool, keyrotor: &Path) -> Stage {
-        // A release left by an interrupted run would block the name (and its
-        // operator would fight this run's).
         let operator_ns = format!("{ns}-operator");
-        let _ = std::process::Command::new(helm())
-            .args([
-                "uninstall",
-                &release(&operator_ns),
-                "--ignore-not-found",
-                "--wait",
-            ])
-            .args(["--namespace", &operator_ns])
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .output();
+        uninstall_operator(cluster, &operator_ns);
         let ns = cluster.namespace(ns).await;
         let client = cluster.client().await;
         let records = prepare(cluster, &ns.name, keyrotor, "records");
-
-        let operator_ns = cluster.namespace(&operator_ns).await;
-        helm_install(
-            cluster,
-            &release(&operator_ns.name),
-            &operator_ns.name,
-            &ns.name,
-        );
+        let operator_ns = install_operator(cluster, &operator_ns, &[&ns.name]).await;
 
         let mut rotation = rotation(&ns.name, ROTATION, report(), report());
         rotation["spec"]["gracePeriod"]["minimum"] = "1s".into();
@@ -408,33 +463,13 @@ impl Stage {
         apply(&client, &ns.name, &rotation).await;
         wait_stable(&client, &ns.name, ROTATION, 1, Duration::from_secs(60)).await;
 
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-        let ports = [free_port(), free_port()];
-        for (i, port) in ports.iter().enumerate() {
-            let args = json!([
-                "sample-app",
-                "verifier",
-                "--dir",
-                "/keys",
-                "--listen",
-                format!("127.0.0.1:{port}")
-            ]);
-            let t = template("verifier", "api-verifier", args, &records);
-            let d = deployment(&ns.name, &format!("verifier-{i}"), 1, t);
-            deployments
-                .create(&PostParams::default(), &d)
-                .await
-                .unwrap();
-        }
-        let args = presenter_args(&ports);
-        let t = template("presenter", "api-key", json!(args), &records);
-        deployments
-            .create(
-                &PostParams::default(),
-                &deployment(&ns.name, "presenter", 2, t),
-            )
-            .await
-            .unwrap();
+        let ports = start_verifiers(&client, &ns.name, "verifier", "api-verifier", &records).await;
+        let presenter = Consumers {
+            name: "presenter",
+            replicas: 2,
+            secret: "api-key",
+        };
+        start_presenters(&client, &ns.name, &presenter, &ports, &records).await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
         eventually(
             "pods to run and report",
@@ -442,15 +477,7 @@ impl Stage {
             || async { all_report(&pods, ROTATION, 1).await.then_some(()) },
         )
         .await;
-        eventually("traffic", Duration::from_secs(30), || async {
-            (requests(&records, 0)
-                .iter()
-                .filter(|(s, _)| *s == 200)
-                .count()
-                > 20)
-                .then_some(())
-        })
-        .await;
+        wait_traffic(&records, 20).await;
         Stage {
             ns,
             operator_ns,
@@ -463,17 +490,84 @@ impl Stage {
 
     /// helm uninstall (the chart's objects go; the namespaces go on drop).
     pub fn uninstall(&self, cluster: &Cluster) {
-        let out = std::process::Command::new(helm())
-            .args([
-                "uninstall",
-                &release(&self.operator_ns.name),
-                "--namespace",
-                &self.operator_ns.name,
-                "--wait",
-            ])
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "helm uninstall failed");
+        assert!(
+            uninstall_operator(cluster, &self.operator_ns.name),
+            "helm uninstall failed"
+        );
     }
+}
+
+/// How many verifier pods a stage runs (each its own Deployment and port).
+pub const VERIFIERS: usize = 2;
+
+/// [`VERIFIERS`] Deployments `<name>-<i>` of one pod each in `ns` (hostNetwork:
+/// each its own port), the sample verifier reading `secret`; their ports.
+pub async fn start_verifiers(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    secret: &str,
+    records: &Path,
+) -> Vec<u16> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let ports: Vec<u16> = (0..VERIFIERS).map(|_| free_port()).collect();
+    for (i, port) in ports.iter().enumerate() {
+        let args = json!([
+            "sample-app",
+            "verifier",
+            "--dir",
+            "/keys",
+            "--listen",
+            format!("127.0.0.1:{port}")
+        ]);
+        let t = template(name, secret, args, records);
+        let d = deployment(ns, &format!("{name}-{i}"), 1, t);
+        deployments
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
+    }
+    ports
+}
+
+/// A Deployment of consumer pods: its name (and pods' `app` label), its
+/// size, and the Secret they read.
+pub struct Consumers<'a> {
+    pub name: &'a str,
+    pub replicas: i32,
+    pub secret: &'a str,
+}
+
+/// Deployment `c` in `ns`: the sample presenter reading `c.secret`, calling
+/// `ports` every 25 ms and recording each outcome into `records`.
+pub async fn start_presenters(
+    client: &kube::Client,
+    ns: &str,
+    c: &Consumers<'_>,
+    ports: &[u16],
+    records: &Path,
+) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let t = template(c.name, c.secret, json!(presenter_args(ports)), records);
+    deployments
+        .create(
+            &PostParams::default(),
+            &deployment(ns, c.name, c.replicas, t),
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits (bounded) until the presenters recording into `records` had more
+/// than `ok` requests answered 200.
+pub async fn wait_traffic(records: &Path, ok: usize) {
+    eventually("traffic", Duration::from_secs(30), || async {
+        (requests(records, 0)
+            .iter()
+            .filter(|(s, _)| *s == 200)
+            .count()
+            > ok)
+            .then_some(())
+    })
+    .await;
 }

@@ -209,20 +209,28 @@ pub fn assert_no_key_material(
 /// Writes the operator's ServiceAccount made in namespace `ns` since the
 /// audit log was `from` bytes long (reads are not logged).
 pub fn operator_writes(cluster: &Cluster, ns: &str, from: u64) -> Vec<String> {
+    let user = format!("system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}");
+    writes_by(cluster, &user, ns, from)
+}
+
+/// Writes `user` made in namespace `ns` since the audit log was `from`
+/// bytes long, as `verb resource/name` (`…/name/status` for a status write).
+pub fn writes_by(cluster: &Cluster, user: &str, ns: &str, from: u64) -> Vec<String> {
     let path = cluster.dir.join("audit.log");
     let text = std::fs::read(&path).unwrap_or_default();
-    let user = format!("system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}");
     String::from_utf8_lossy(&text[(from as usize).min(text.len())..])
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["user"]["username"] == user.as_str())
+        .filter(|e| e["user"]["username"] == user)
         .filter(|e| e["objectRef"]["namespace"] == ns)
         .map(|e| {
+            let sub = e["objectRef"]["subresource"].as_str();
             format!(
-                "{} {}/{}",
+                "{} {}/{}{}",
                 e["verb"].as_str().unwrap_or("?"),
                 e["objectRef"]["resource"].as_str().unwrap_or("?"),
-                e["objectRef"]["name"].as_str().unwrap_or("?")
+                e["objectRef"]["name"].as_str().unwrap_or("?"),
+                sub.map(|s| format!("/{s}")).unwrap_or_default()
             )
         })
         .collect()
