@@ -28,6 +28,7 @@ mod helm;
 mod hook;
 mod ingress;
 mod leader;
+mod libraries;
 mod messages;
 mod namespaces;
 mod outage;

@@ -2,5 +2,6 @@
 //! end-to-end suite (tests/e2e) and the nudge bench (benches/nudge.rs).
 
 pub mod cluster;
+pub mod libraries;
 pub mod realnode;
 pub mod scenario;
