@@ -491,15 +491,7 @@ async fn compare(
         vec![free_port(), free_port()]
     };
     for (i, port) in ports.iter().enumerate() {
-        let args = json!([
-            "sample-app",
-            "verifier",
-            "--dir",
-            "/keys",
-            "--listen",
-            format!("127.0.0.1:{port}")
-        ]);
-        let t = template("verifier", verifier_secret, args, &records);
+        let t = template("verifier", verifier_secret, verifier_args(*port), &records);
         let mut d = realnode::deployment(&ns.name, &format!("verifier-{i}"), 1, t);
         d.spec.as_mut().unwrap().strategy =
             Some(serde_json::from_value(json!({"type": "Recreate"})).unwrap());

@@ -361,3 +361,34 @@ async fn an_adopted_key_reaches_every_namespace_at_once_and_a_revoked_one_leaves
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_controller_watching_the_whole_cluster_reaches_other_namespaces_the_same_way() {
+    let h = Harness::cluster_wide(&[NS, CHECKOUT, BILLING]).await;
+    h.add_pod("server", &[V], &[]).await;
+    for ns in [CHECKOUT, BILLING] {
+        consent(&h, ns, Some(NS)).await;
+        running_pod(&h, ns, "client", P).await;
+    }
+    h.apply("api", &spec(&[CHECKOUT, BILLING], None)).await;
+    h.wait("copies at version 1", 15, || async {
+        current_in(&h, CHECKOUT).await == Some(1) && current_in(&h, BILLING).await == Some(1)
+    })
+    .await;
+    h.set_stuck("client", true);
+    h.apply("api", &spec(&[CHECKOUT, BILLING], Some("r1")))
+        .await;
+    h.wait("version 2 current everywhere", 20, || async {
+        current_in(&h, BILLING).await == Some(2)
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        h.accepted(V).await,
+        BTreeSet::from([1, 2]),
+        "presenters elsewhere have not moved"
+    );
+    h.set_stuck("client", false);
+    h.wait_published(V, P, &[2], 2, 20).await;
+    crate::scenario::check_invariants(&h, &[]);
+}

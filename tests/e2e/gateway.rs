@@ -39,21 +39,26 @@ struct Ports {
     app: u16,
 }
 
-fn nginx_conf(p: &Ports) -> String {
-    format!(
-        r#"daemon off;
+/// The start of every nginx.conf a gateway scenario writes: in the
+/// foreground, one worker, temporary files where a non-root nginx may
+/// write; the `http` block stays open for the scenario's servers.
+pub(super) const NGINX_HEAD: &str = "daemon off;
 worker_processes 1;
 pid /tmp/nginx.pid;
 error_log stderr warn;
-events {{ worker_connections 1024; }}
-http {{
+events { worker_connections 1024; }
+http {
   access_log off;
   client_body_temp_path /tmp/body;
   proxy_temp_path /tmp/proxy;
   fastcgi_temp_path /tmp/fastcgi;
   uwsgi_temp_path /tmp/uwsgi;
   scgi_temp_path /tmp/scgi;
-  upstream keyrotor_verifier {{ server 127.0.0.1:{verifier}; keepalive 8; }}
+";
+
+fn nginx_conf(p: &Ports) -> String {
+    format!(
+        r#"{head}  upstream keyrotor_verifier {{ server 127.0.0.1:{verifier}; keepalive 8; }}
   server {{
     listen 127.0.0.1:{nginx};
     location / {{
@@ -74,6 +79,7 @@ http {{
   }}
 }}
 "#,
+        head = NGINX_HEAD,
         verifier = p.verifier,
         nginx = p.nginx,
         app = p.app,

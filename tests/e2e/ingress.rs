@@ -46,19 +46,7 @@ struct Ports {
 /// backend is a stand-in API that answers what it is given.
 fn ingress_nginx_conf(p: &Ports) -> String {
     format!(
-        r#"daemon off;
-worker_processes 1;
-pid /tmp/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path /tmp/body;
-  proxy_temp_path /tmp/proxy;
-  fastcgi_temp_path /tmp/fastcgi;
-  uwsgi_temp_path /tmp/uwsgi;
-  scgi_temp_path /tmp/scgi;
-  upstream upstream_balancer {{ server 127.0.0.1:{api}; }}
+        r#"{head}  upstream upstream_balancer {{ server 127.0.0.1:{api}; }}
   server {{
     listen 127.0.0.1:{api};
     location / {{ return 200 "orders: key version $http_x_keyrotor_version\n"; }}
@@ -112,6 +100,7 @@ http {{
   }}
 }}
 "#,
+        head = super::gateway::NGINX_HEAD,
         api = p.api,
         nginx = p.nginx,
         verifier = p.verifier,

@@ -36,6 +36,11 @@ impl Meta {
         if rotation.is_empty() || roles.is_empty() {
             return Err(files.invalid(w::ROTATION_FILE, "rotation or role is empty"));
         }
+        // docs/wire.md `other-role`: printable ASCII, no space, no comma.
+        let word = |r: &String| r.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',');
+        if !roles.iter().all(word) {
+            return Err(files.invalid(w::ROLE_FILE, "a role is not a word of printable ASCII"));
+        }
         let revision = number(files, w::REVISION_FILE)?;
         Ok(Meta {
             rotation,

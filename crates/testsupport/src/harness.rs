@@ -43,6 +43,16 @@ impl Harness {
     /// A harness whose controller watches `namespaces` (which it creates,
     /// but for `default`), each with its simulated kubelet.
     pub async fn watching(namespaces: &[&str]) -> Harness {
+        Harness::start(namespaces, false).await
+    }
+
+    /// As [`Harness::watching`], with the controller watching the whole
+    /// cluster (no `watchNamespaces`).
+    pub async fn cluster_wide(namespaces: &[&str]) -> Harness {
+        Harness::start(namespaces, true).await
+    }
+
+    async fn start(namespaces: &[&str], cluster_wide: bool) -> Harness {
         // `RUST_LOG=keyrotor=debug cargo test …` shows the controller's logs.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -78,7 +88,11 @@ impl Harness {
             stuck,
             observer,
             metrics,
-            watch: namespaces.iter().map(|n| n.to_string()).collect(),
+            watch: if cluster_wide {
+                Vec::new()
+            } else {
+                namespaces.iter().map(|n| n.to_string()).collect()
+            },
         };
         h.start_controller();
         h

@@ -194,18 +194,12 @@ async fn conflict(
     conflicts: &[String],
     now: Timestamp,
 ) -> Result<Requeue> {
-    let message = &format!(
+    let message = format!(
         "Secret {} already exists and is not owned by this ApiKeyRotation; keyrotor never writes Secrets it does not own: rename it in spec.secrets or delete it",
         conflicts.join(", ")
     );
-    let (reason, event_reason) = (reasons::SECRET_CONFLICT, events::SECRET_CONFLICT);
-    let why = Blocked {
-        reason,
-        event_reason,
-        message,
-    };
-    status::blocked(rot, ctx, why, None, now).await?;
-    Ok(Requeue::requeue(CONFLICT_RETRY))
+    let reasons = (reasons::SECRET_CONFLICT, events::SECRET_CONFLICT);
+    hold(rot, ctx, reasons, &message, now).await
 }
 
 /// A namespace the rotation must write to did not agree (or cannot be
@@ -216,15 +210,26 @@ async fn refused(
     refusals: &[String],
     now: Timestamp,
 ) -> Result<Requeue> {
-    let message = &refusals.join("; ");
-    let (reason, event_reason) = (reasons::TARGET_NOT_PERMITTED, events::TARGET_NOT_PERMITTED);
+    let reasons = (reasons::TARGET_NOT_PERMITTED, events::TARGET_NOT_PERMITTED);
+    hold(rot, ctx, reasons, &refusals.join("; "), now).await
+}
+
+/// Something only the user can fix holds the rotation where it stands:
+/// `Ready=False` and an event say what; looked at again now and then (a
+/// watch event on the Secret or Namespace wakes it sooner).
+async fn hold(
+    rot: &ApiKeyRotation,
+    ctx: &Context,
+    (reason, event_reason): (&'static str, &'static str),
+    message: &str,
+    now: Timestamp,
+) -> Result<Requeue> {
     let why = Blocked {
         reason,
         event_reason,
         message,
     };
     status::blocked(rot, ctx, why, None, now).await?;
-    // A Namespace change wakes it; look again now and then all the same.
     Ok(Requeue::requeue(CONFLICT_RETRY))
 }
 

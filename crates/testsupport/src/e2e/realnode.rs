@@ -90,6 +90,18 @@ pub fn restricted() -> Value {
     })
 }
 
+/// `sample-app verifier` checking keys against /keys on 127.0.0.1:`port`.
+pub fn verifier_args(port: u16) -> serde_json::Value {
+    json!([
+        "sample-app",
+        "verifier",
+        "--dir",
+        "/keys",
+        "--listen",
+        format!("127.0.0.1:{port}")
+    ])
+}
+
 /// `sample-app presenter` calling `targets` on 127.0.0.1 every 25 ms and
 /// recording each outcome under /records.
 pub fn presenter_args(targets: &[u16]) -> Vec<String> {
@@ -512,15 +524,7 @@ pub async fn start_verifiers(
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let ports: Vec<u16> = (0..VERIFIERS).map(|_| free_port()).collect();
     for (i, port) in ports.iter().enumerate() {
-        let args = json!([
-            "sample-app",
-            "verifier",
-            "--dir",
-            "/keys",
-            "--listen",
-            format!("127.0.0.1:{port}")
-        ]);
-        let t = template(name, secret, args, records);
+        let t = template(name, secret, verifier_args(*port), records);
         let d = deployment(ns, &format!("{name}-{i}"), 1, t);
         deployments
             .create(&PostParams::default(), &d)

@@ -47,6 +47,12 @@ public final class Snapshot {
             if (roles.isEmpty()) {
                 throw files.malformed(Wire.ROLE_FILE, "names no role");
             }
+            // docs/wire.md other-role: printable ASCII, no space, no comma.
+            for (String role : roles) {
+                if (!role.chars().allMatch(c -> c >= 0x21 && c <= 0x7e && c != ',')) {
+                    throw files.malformed(Wire.ROLE_FILE, "a role is not a word of printable ASCII");
+                }
+            }
             return new Meta(rotation, List.copyOf(roles), number(files, Wire.REVISION_FILE));
         }
 
