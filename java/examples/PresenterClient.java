@@ -20,8 +20,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * answers as rejected (transport errors apart), serves them at {@code GET /counts} on
  * {@code PORT} (8081) as {@code {"ok": n, "rejected": m, "errors": e}}, and prints them on SIGTERM.
  *
- * <p>Environment: {@code TARGET_URL}, {@code KEY_DIR}, {@code INTERVAL_MS}, {@code PORT},
- * {@code LISTEN_HOST}, {@code KEYROTOR_HANDSHAKE_DIR}.
+ * <p>Environment: {@code TARGET_URL}, {@code KEY_DIR}, {@code INTERVAL_MS}, {@code POLL_MS}
+ * (milliseconds, default 1000; {@code off}: load the key once), {@code PORT},
+ * {@code HOST}, {@code KEYROTOR_HANDSHAKE_DIR}.
  * Run: {@code java -cp keyrotor-consumer.jar PresenterClient.java}.
  */
 public final class PresenterClient {
@@ -32,7 +33,11 @@ public final class PresenterClient {
     public static void main(String[] args) throws Exception {
         URI target = URI.create(env("TARGET_URL", "http://127.0.0.1:8080/"));
         long interval = Long.parseLong(env("INTERVAL_MS", "25"));
-        Presenter presenter = Presenter.open(Path.of(env("KEY_DIR", "/var/run/keyrotor/keys")), new Options());
+        // POLL_MS: how often the library looks for a new key; "off" loads it once (a client that caches).
+        String poll = env("POLL_MS", "1000");
+        Options options = new Options().pollInterval(
+                poll.equals("off") ? Duration.ZERO : Duration.ofMillis(Long.parseLong(poll)));
+        Presenter presenter = Presenter.open(Path.of(env("KEY_DIR", "/var/run/keyrotor/keys")), options);
         serveCounts(Integer.parseInt(env("PORT", "8081")));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             presenter.close();
@@ -58,7 +63,7 @@ public final class PresenterClient {
     }
 
     private static void serveCounts(int port) throws IOException {
-        String host = System.getenv("LISTEN_HOST");
+        String host = System.getenv("HOST");
         InetSocketAddress address = host == null || host.isEmpty()
                 ? new InetSocketAddress(port) : new InetSocketAddress(host, port);
         HttpServer server = HttpServer.create(address, 16);

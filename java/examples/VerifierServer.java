@@ -20,7 +20,7 @@ import java.util.concurrent.Executors;
  * and follow the mounted Secret; each load is confirmed through {@code KEYROTOR_HANDSHAKE_DIR}.
  *
  * <p>Environment: {@code PORT} (8080), {@code KEY_DIR} (the mounted verifier Secret),
- * {@code LISTEN_HOST} (all interfaces), {@code TRAFFIC_MODE} ({@code true}: write last-seen),
+ * {@code HOST} (all interfaces), {@code TRAFFIC_MODE} ({@code true}: write last-seen),
  * {@code KEYROTOR_HANDSHAKE_DIR}. Run: {@code java -cp keyrotor-consumer.jar VerifierServer.java}.
  */
 public final class VerifierServer {
@@ -29,7 +29,7 @@ public final class VerifierServer {
         Path dir = Path.of(env("KEY_DIR", "/var/run/keyrotor/keys"));
         Verifier verifier = Verifier.open(dir,
                 new Options().trafficMode(Boolean.parseBoolean(env("TRAFFIC_MODE", "false"))));
-        String host = System.getenv("LISTEN_HOST");
+        String host = System.getenv("HOST");
         InetSocketAddress address = host == null || host.isEmpty()
                 ? new InetSocketAddress(port) : new InetSocketAddress(host, port);
         HttpServer server = HttpServer.create(address, 128);

@@ -72,7 +72,7 @@ def main():
     presenter = keyrotor.Presenter(os.environ["KEY_DIR"], poll_interval=float(os.environ.get("POLL_SECONDS", "1")))
     url = os.environ["TARGET_URL"]
     interval = int(os.environ.get("INTERVAL_MS", "25")) / 1000
-    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8081"))), CountsHandler)
+    server = ThreadingHTTPServer((os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8081"))), CountsHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

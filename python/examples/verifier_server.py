@@ -43,7 +43,7 @@ def main():
     verifier = keyrotor.Verifier(os.environ["KEY_DIR"], poll_interval=float(os.environ.get("POLL_SECONDS", "1")),
                                  last_seen=os.environ.get("LAST_SEEN") == "1")
     app = keyrotor.WSGIMiddleware(api, verifier, exempt={"/healthz"})
-    server = make_server("0.0.0.0", int(os.environ.get("PORT", "8080")), app,
+    server = make_server(os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8080")), app,
                          server_class=Server, handler_class=QuietHandler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"verifier: {verifier.snapshot!r} on port {server.server_port}", flush=True)

@@ -65,7 +65,7 @@ func run() error {
 	defer p.Close()
 
 	c := &counts{}
-	server := &http.Server{Addr: ":" + envOr("PORT", "8081"), Handler: countsHandler(c), ReadHeaderTimeout: 5 * time.Second}
+	server := &http.Server{Addr: envOr("HOST", "") + ":" + envOr("PORT", "8081"), Handler: countsHandler(c), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := server.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("presenter: " + err.Error())

@@ -47,7 +47,7 @@ func run() error {
 		return err
 	}
 	defer v.Close()
-	server := &http.Server{Addr: ":" + envOr("PORT", "8080"), Handler: routes(v), ReadHeaderTimeout: 5 * time.Second}
+	server := &http.Server{Addr: envOr("HOST", "") + ":" + envOr("PORT", "8080"), Handler: routes(v), ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	go func() {

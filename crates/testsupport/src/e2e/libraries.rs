@@ -40,8 +40,6 @@ pub enum Reload {
     Millis(&'static str),
     /// An environment variable in seconds.
     Seconds(&'static str),
-    /// The example has no setting: its library's default (about 1 s).
-    Default,
 }
 
 /// One example app and how its image runs it.
@@ -53,8 +51,6 @@ pub struct App {
     pub runtime: &'static str,
     pub command: &'static [&'static str],
     pub reload: Reload,
-    /// The variable naming the address it listens on, when it has one.
-    pub listen_host: Option<&'static str>,
 }
 
 /// python/examples/verifier_server.py: a WSGI API behind the library's
@@ -67,7 +63,6 @@ pub const PYTHON_VERIFIER: App = App {
         "/app/python/examples/verifier_server.py",
     ],
     reload: Reload::Seconds("POLL_SECONDS"),
-    listen_host: None,
 };
 
 /// go/examples/presenter: a static binary.
@@ -76,7 +71,6 @@ pub const GO_PRESENTER: App = App {
     runtime: "go",
     command: &["/app/go/presenter"],
     reload: Reload::Millis("POLL_MS"),
-    listen_host: None,
 };
 
 /// typescript/examples/presenter.js on Node, against the built package.
@@ -85,7 +79,6 @@ pub const NODE_PRESENTER: App = App {
     runtime: "node",
     command: &["/usr/bin/node", "/app/typescript/examples/presenter.js"],
     reload: Reload::Millis("POLL_MS"),
-    listen_host: Some("HOST"),
 };
 
 /// java/examples/PresenterClient, compiled against the library's jar; a
@@ -103,8 +96,7 @@ pub const JAVA_PRESENTER: App = App {
         "/app/java/keyrotor-consumer.jar:/app/java/classes",
         "PresenterClient",
     ],
-    reload: Reload::Default,
-    listen_host: Some("LISTEN_HOST"),
+    reload: Reload::Millis("POLL_MS"),
 };
 
 impl App {
@@ -123,11 +115,9 @@ impl App {
         match self.reload {
             Reload::Millis(name) => env.push((name.into(), reload.as_millis().to_string())),
             Reload::Seconds(name) => env.push((name.into(), reload.as_secs_f64().to_string())),
-            Reload::Default => {}
         }
-        if let Some(name) = self.listen_host {
-            env.push((name.into(), "127.0.0.1".into()));
-        }
+        // Every example listens where HOST says (loopback here: hostNetwork).
+        env.push(("HOST".into(), "127.0.0.1".into()));
         if via == Confirmation::Library {
             env.push(("KEYROTOR_HANDSHAKE_DIR".into(), HANDSHAKE_DIR.into()));
         }

@@ -121,11 +121,11 @@ class ExamplesTest {
         String api = "http://127.0.0.1:" + apiPort + "/";
         Path verifierLog = tmp.resolve("verifier.log");
         Path presenterLog = tmp.resolve("presenter.log");
-        start("VerifierServer", verifierLog, Map.of("PORT", Integer.toString(apiPort), "LISTEN_HOST", "127.0.0.1",
+        start("VerifierServer", verifierLog, Map.of("PORT", Integer.toString(apiPort), "HOST", "127.0.0.1",
                 "KEY_DIR", verifierKeys.dir().toString(), "KEYROTOR_HANDSHAKE_DIR", verifierHandshake.toString()));
         up(api, verifierLog);
         Process presenter = start("PresenterClient", presenterLog, Map.of("PORT", Integer.toString(countsPort),
-                "LISTEN_HOST", "127.0.0.1", "TARGET_URL", api, "INTERVAL_MS", "10",
+                "HOST", "127.0.0.1", "TARGET_URL", api, "INTERVAL_MS", "10",
                 "KEY_DIR", presenterKeys.dir().toString(), "KEYROTOR_HANDSHAKE_DIR", presenterHandshake.toString()));
         String counts = "http://127.0.0.1:" + countsPort + "/counts";
         up(counts, presenterLog);
