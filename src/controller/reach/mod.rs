@@ -205,9 +205,11 @@ impl View for Reach {
         self.watches(ns)
     }
 
+    /// A pod cache that has not listed yet (or no cache) cannot say "no
+    /// pod": missing evidence keeps the copy.
     fn referenced(&self, ns: &str, secret: &str) -> bool {
         self.pods_in(ns)
-            .is_some_and(|p| !p.consumers(ns, &[secret], &[]).is_empty())
+            .is_none_or(|p| !p.is_ready() || !p.consumers(ns, &[secret], &[]).is_empty())
     }
 }
 
@@ -217,4 +219,43 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn pod(name: &str, secret: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "billing"},
+            "spec": {"containers": [], "volumes": [{"name": "k", "secret": {"secretName": secret}}]},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_copy_counts_as_read_until_a_listed_cache_shows_no_pod_reading_it() {
+        let reach = Reach::new(vec!["orders".into(), "billing".into()]);
+        assert!(
+            reach.referenced("billing", "api-key"),
+            "no cache for billing yet"
+        );
+        let cache = Arc::new(PodCache::default());
+        let _routed = reach.scope(&Some("billing".into()), cache.clone());
+        cache.apply(&Event::Init);
+        assert!(
+            reach.referenced("billing", "api-key"),
+            "listing, not listed"
+        );
+        cache.apply(&Event::InitApply(pod("client", "api-key")));
+        cache.apply(&Event::InitDone);
+        assert!(reach.referenced("billing", "api-key"));
+        cache.apply(&Event::Delete(pod("client", "api-key")));
+        assert!(
+            !reach.referenced("billing", "api-key"),
+            "listed, and nobody reads it"
+        );
+    }
 }

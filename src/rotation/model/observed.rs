@@ -69,6 +69,14 @@ pub struct Consumer {
     pub env: bool,
 }
 
+impl Consumer {
+    /// The namespace of a consumer outside the rotation's own, whose pod is
+    /// named `<namespace>/<pod>` (`None`: the rotation's namespace).
+    pub fn namespace(&self) -> Option<&str> {
+        self.pod.split_once('/').map(|(ns, _)| ns)
+    }
+}
+
 /// A referenced workload as observed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkloadObs {

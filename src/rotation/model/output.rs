@@ -212,7 +212,7 @@ impl NamespaceConsumers {
         }
         for (i, g) in groups.iter().enumerate() {
             for c in &g.consumers {
-                let ns = c.pod.split_once('/').map_or(home, |(ns, _)| ns);
+                let ns = c.namespace().unwrap_or(home);
                 let e = by.entry(ns).or_default();
                 if i == 0 {
                     e.verifiers += 1

@@ -140,7 +140,7 @@ impl Planner<'_> {
             .filter(|ns| {
                 !go.consumers
                     .iter()
-                    .any(|c| c.pod.split_once('/').is_some_and(|(n, _)| n == ns.as_str()))
+                    .any(|c| c.namespace() == Some(ns.as_str()))
             })
             .map(String::as_str)
             .collect()
