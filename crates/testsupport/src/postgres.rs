@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use keyrotor_hooks::postgres::wire::{self, Connection, Login};
+use zeroize::Zeroizing;
+
 use crate::eventually::eventually_every;
 use crate::redis::free_port;
 
@@ -85,6 +88,23 @@ impl PostgresServer {
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Logs in to database `postgres` as `user` with `password`.
+    pub async fn login(&self, user: &str, password: &str) -> Result<Connection, wire::Error> {
+        let login = Login {
+            user: user.into(),
+            password: Zeroizing::new(password.into()),
+            database: "postgres".into(),
+        };
+        Connection::login(&self.address(), &login).await
+    }
+
+    /// A connection as the superuser.
+    pub async fn admin(&self) -> Connection {
+        self.login(ADMIN_USER, ADMIN_PASSWORD)
+            .await
+            .expect("the superuser logs in")
     }
 
     /// What the server logged so far (no password is ever in it).

@@ -70,3 +70,48 @@ async fn postgres_starts_unprivileged_accepts_a_scram_login_and_stops() {
         "nothing listens on its port after stop"
     );
 }
+
+#[tokio::test]
+async fn the_hooks_own_client_logs_in_with_scram_and_runs_queries() {
+    let pg = PostgresServer::start().await;
+    let mut admin = pg.admin().await;
+    let one = admin.query("SELECT 1 AS one").await.unwrap();
+    assert_eq!(one.columns, ["one"]);
+    assert_eq!(one.rows, [[Some("1".to_string())]]);
+    assert_eq!(one.tags, ["SELECT 1"]);
+
+    // A server error keeps the connection usable and names its SQLSTATE.
+    let e = admin
+        .query("SELECT * FROM no_such_table")
+        .await
+        .unwrap_err();
+    assert_eq!(e.sqlstate(), Some("42P01"), "{e}");
+    assert_eq!(
+        admin.query("SELECT NULL, 'x'").await.unwrap().rows,
+        [[None, Some("x".to_string())]]
+    );
+
+    // A role given a SCRAM verifier (not its password) logs in with the password.
+    let verifier =
+        keyrotor_hooks::postgres::scram::verifier("app-a-password", b"0123456789abcdef", 4096)
+            .unwrap();
+    admin
+        .query(&format!("CREATE ROLE app_a LOGIN PASSWORD '{}'", *verifier))
+        .await
+        .unwrap();
+    let mut app = pg.login("app_a", "app-a-password").await.unwrap();
+    assert_eq!(
+        app.query("SELECT current_user").await.unwrap().rows,
+        [[Some("app_a".to_string())]]
+    );
+    app.close().await;
+    let wrong = pg.login("app_a", "not-the-password").await.err().unwrap();
+    assert_eq!(wrong.sqlstate(), Some("28P01"), "{wrong}");
+    assert!(!wrong.to_string().contains("not-the-password"));
+    let log = pg.log();
+    assert!(
+        !log.contains("app-a-password") && !log.contains("not-the-password"),
+        "{log}"
+    );
+    admin.close().await;
+}
