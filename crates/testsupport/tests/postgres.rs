@@ -115,3 +115,105 @@ async fn the_hooks_own_client_logs_in_with_scram_and_runs_queries() {
     );
     admin.close().await;
 }
+
+/// The alternating-users plan run on the real server as a non-superuser
+/// admin with only the documented grants: each version logs in on its own
+/// role, retired versions are refused, a session opened before its
+/// retirement stays open, and the database alone tells the next plan
+/// where things stand.
+#[tokio::test]
+async fn the_alternating_users_plan_works_on_a_real_postgres_with_the_documented_grants() {
+    use keyrotor_hooks::postgres::plan::{self, Pair, Retire, RoleName};
+
+    const UID: &str = "6d1c8a2e-0b7f-4e55-9a3d-2f4e6b8c0d1a";
+    let pg = PostgresServer::start().await;
+    let mut root = pg.admin().await;
+    root.query(
+        "CREATE TABLE orders (id int); INSERT INTO orders VALUES (42);
+         CREATE ROLE app NOLOGIN; GRANT SELECT ON orders TO app;
+         CREATE ROLE app_a NOLOGIN IN ROLE app; CREATE ROLE app_b NOLOGIN IN ROLE app;
+         CREATE ROLE keyrotor_admin LOGIN CREATEROLE PASSWORD 'admin-pw-for-tests'",
+    )
+    .await
+    .unwrap();
+    root.close().await;
+    let mut admin = pg
+        .login("keyrotor_admin", "admin-pw-for-tests")
+        .await
+        .unwrap();
+    let pair = Pair::new(
+        RoleName::new("app_a").unwrap(),
+        RoleName::new("app_b").unwrap(),
+    )
+    .unwrap();
+    let password = |v: u64| format!("rotated-password-{v}-abcdefghijklmnop");
+
+    let mut held: Option<(String, keyrotor_hooks::postgres::wire::Connection)> = None;
+    for v in 1..=4u64 {
+        let state = pair
+            .state(&admin.query(&pair.state_query()).await.unwrap())
+            .unwrap();
+        let s = plan::stage(&state, UID, v, &password(v), &v.to_be_bytes().repeat(2)).unwrap();
+        assert!(!s.repeated);
+        admin.query(&s.sql).await.unwrap();
+        let mut client = pg.login(s.role.as_str(), &password(v)).await.unwrap();
+        assert_eq!(
+            client.query("SELECT id FROM orders").await.unwrap().rows,
+            [[Some("42".to_string())]],
+            "the login role has the group's privileges"
+        );
+        // Repeated after a restart: the same role, still the same password.
+        let state = pair
+            .state(&admin.query(&pair.state_query()).await.unwrap())
+            .unwrap();
+        let again = plan::stage(&state, UID, v, &password(v), b"another-salt-xyz").unwrap();
+        assert_eq!((&again.role, again.repeated), (&s.role, true));
+        admin.query(&again.sql).await.unwrap();
+        pg.login(s.role.as_str(), &password(v))
+            .await
+            .unwrap()
+            .close()
+            .await;
+
+        if let Some((old_role, mut old_session)) = held.take() {
+            let r = plan::retire(&state, UID, v - 1).unwrap();
+            let Retire::Disable { role, sql } = r else {
+                panic!("retire v{} disables its role: {r:?}", v - 1);
+            };
+            assert_eq!(role.as_str(), old_role);
+            admin.query(&sql).await.unwrap();
+            let refused = pg.login(&old_role, &password(v - 1)).await.err().unwrap();
+            assert_eq!(refused.sqlstate(), Some("28000"), "{refused}");
+            assert_eq!(
+                old_session.query("SELECT 1").await.unwrap().rows,
+                [[Some("1".to_string())]],
+                "a session opened before the retirement stays open"
+            );
+            old_session.close().await;
+            let state = pair
+                .state(&admin.query(&pair.state_query()).await.unwrap())
+                .unwrap();
+            assert!(matches!(
+                plan::retire(&state, UID, v - 1).unwrap(),
+                Retire::Done { .. }
+            ));
+            let live: Vec<_> = state.0.iter().filter(|r| r.can_login).collect();
+            assert_eq!(live.len(), 1);
+            assert_eq!(live[0].name, s.role);
+            assert_eq!(live[0].mark.as_ref().map(|m| m.version), Some(v));
+        }
+        if v >= 3 {
+            // The role now holds a fresh password: vN-2's no longer works.
+            let stale = pg
+                .login(s.role.as_str(), &password(v - 2))
+                .await
+                .err()
+                .unwrap();
+            assert_eq!(stale.sqlstate(), Some("28P01"), "{stale}");
+        }
+        held = Some((s.role.as_str().to_string(), client));
+    }
+    let log = pg.log();
+    assert!(!log.contains("rotated-password"), "{log}");
+    admin.close().await;
+}
