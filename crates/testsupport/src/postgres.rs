@@ -47,15 +47,7 @@ impl PostgresServer {
                 std::os::unix::fs::chown(p, Some(uid), Some(uid)).expect("chown to nobody");
             }
         }
-        run(
-            owner,
-            Command::new(binary("initdb"))
-                .args(["--username", ADMIN_USER, "--auth", "scram-sha-256"])
-                .args(["--encoding", "UTF8", "--no-locale", "--no-sync"])
-                .arg(format!("--pwfile={}", pwfile.display()))
-                .arg("--pgdata")
-                .arg(&data),
-        );
+        initdb(owner, &data, &pwfile);
         let _ = std::fs::remove_file(&pwfile);
         let port = free_port();
         configure(&data, port);
@@ -152,6 +144,9 @@ fn scratch() -> PathBuf {
         free_port()
     ));
     std::fs::create_dir_all(&dir).expect("scratch dir");
+    // The password file passes through it: no one else may look in.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("scratch dir private");
     dir
 }
 
@@ -186,11 +181,17 @@ fn unprivileged(owner: Option<u32>, program: &Path) -> Command {
     }
 }
 
-/// Runs a prepared `initdb` as `owner`; panics with its output on failure.
-fn run(owner: Option<u32>, c: &mut Command) {
-    let mut cmd = unprivileged(owner, Path::new(c.get_program()));
-    cmd.args(c.get_args());
-    let out = cmd.output().expect("initdb runs (Debian's postgresql-15)");
+/// `initdb` as `owner`: the superuser's password from `pwfile`, SCRAM for
+/// every login; panics with its output on failure.
+fn initdb(owner: Option<u32>, data: &Path, pwfile: &Path) {
+    let out = unprivileged(owner, &binary("initdb"))
+        .args(["--username", ADMIN_USER, "--auth", "scram-sha-256"])
+        .args(["--encoding", "UTF8", "--no-locale", "--no-sync"])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .arg("--pgdata")
+        .arg(data)
+        .output()
+        .expect("initdb runs (Debian's postgresql-15)");
     assert!(
         out.status.success(),
         "initdb failed: {}{}",

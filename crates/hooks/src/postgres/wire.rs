@@ -145,16 +145,20 @@ impl Connection {
     /// checks no password would prove nothing.
     async fn authenticate(&mut self, password: &str) -> Result<(), Error> {
         let (kind, body) = self.receive().await?;
-        let mechanisms = match (kind, auth_code(&body)?) {
-            (b'E', _) => return Err(server_error(&body)),
-            (b'R', 10) => body[4..].to_vec(),
-            (b'R', 0) => return Err(Error::Unsupported("the server checked no password")),
-            (b'R', _) => {
+        if kind == b'E' {
+            return Err(server_error(&body));
+        }
+        if kind != b'R' {
+            return Err(Error::Protocol("expected an authentication request"));
+        }
+        let mechanisms = match auth_code(&body)? {
+            10 => &body[4..],
+            0 => return Err(Error::Unsupported("the server checked no password")),
+            _ => {
                 return Err(Error::Unsupported(
                     "the server asks for a method other than SCRAM-SHA-256",
                 ));
             }
-            _ => return Err(Error::Protocol("expected an authentication request")),
         };
         if !mechanisms.split(|b| *b == 0).any(|m| m == b"SCRAM-SHA-256") {
             return Err(Error::Unsupported(
