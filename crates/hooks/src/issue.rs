@@ -32,7 +32,7 @@ pub fn derive(secret: &[u8], uid: &str, version: u64) -> Zeroizing<String> {
 }
 
 /// HMAC (RFC 2104) over SHA-256.
-fn hmac_sha256(secret: &[u8], message: &[u8]) -> Zeroizing<[u8; 32]> {
+pub(crate) fn hmac_sha256(secret: &[u8], message: &[u8]) -> Zeroizing<[u8; 32]> {
     let mut block = Zeroizing::new([0u8; 64]);
     if secret.len() > 64 {
         block[..32].copy_from_slice(&Sha256::digest(secret));

@@ -9,6 +9,8 @@
 //!   keyrotor's ServiceAccount tokens checked with a TokenReview).
 //! - [`issue`]: passwords an issuer derives instead of storing.
 //! - [`redis`]: `keyrotor hook redis`, for a Redis 7 ACL user.
+//! - [`postgres`]: a PostgreSQL client and the alternating-users plan,
+//!   groundwork for a PostgreSQL hook (not served yet).
 //! - [`Error`]: why a hook could not start.
 //!
 //! A new hook is a new module beside [`redis`]: its flags (flattening
@@ -19,6 +21,7 @@
 pub mod auth;
 mod error;
 pub mod issue;
+pub mod postgres;
 pub mod redis;
 pub mod server;
 mod token_review;

@@ -1,7 +1,8 @@
 //! What keyrotor's test suites and benchmarks share, as one library (not
 //! published): the controller-test [`harness`] on the in-memory API (the real
 //! controller, the simulated [`kubelet`], the invariant [`observer`]), a
-//! simulated kubelet Secret [`volume`], bounded waiting ([`eventually`]), the
+//! simulated kubelet Secret [`volume`], bounded waiting ([`eventually`]), a
+//! real Redis ([`redis`]) and PostgreSQL ([`postgres`]) on loopback, the
 //! real-cluster helpers of the end-to-end suite and the benches ([`e2e`]),
 //! and the `keyrotor-sidecar` binary for other packages' tests
 //! ([`binaries`]). The scale bench's own code is the keyrotor-benchsupport
@@ -14,6 +15,7 @@ pub mod eventually;
 pub mod harness;
 pub mod kubelet;
 pub mod observer;
+pub mod postgres;
 pub mod redis;
 pub mod volume;
 
