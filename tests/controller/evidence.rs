@@ -15,7 +15,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use tokio::net::TcpStream;
 
-use crate::hook_faults::{FakeServer, create_token, read_request, respond};
+use crate::hook_faults::{FakeServer, create_token, read_request, respond, step_name};
 use crate::scenario::{P, Scenario, V, check_invariants};
 
 /// Rotation `api` with a one-second minimum grace.
@@ -208,8 +208,7 @@ async fn switchable(stream: TcpStream, up: Arc<Mutex<(bool, Vec<String>)>>) {
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let ok = {
         let mut s = up.lock().unwrap();
-        let key = request["idempotencyKey"].as_str().unwrap_or_default();
-        s.1.push(key.to_string());
+        s.1.push(step_name(&request));
         s.0
     };
     if ok {

@@ -33,7 +33,7 @@ enum Mode {
 #[derive(Default)]
 struct State {
     mode: Option<Mode>,
-    /// (idempotencyKey, bearer token seen) of every request.
+    /// ([`step_name`], bearer token seen) of every request.
     seen: Vec<(String, String)>,
 }
 
@@ -81,6 +81,19 @@ impl FakeHook {
         let s = self.state.lock().unwrap();
         s.seen.iter().filter(|(k, _)| k == idempotency_key).count()
     }
+}
+
+/// `<namespace>/<rotation>/v<version>/<step>` of a request: its
+/// idempotency key without the uid, which a test does not know in advance.
+pub(crate) fn step_name(request: &serde_json::Value) -> String {
+    let field = |f: &str| request[f].as_str().unwrap_or_default().to_string();
+    format!(
+        "{}/{}/v{}/{}",
+        field("namespace"),
+        field("rotation"),
+        request["version"].as_u64().unwrap_or_default(),
+        field("step")
+    )
 }
 
 /// One HTTP/1.1 request off `stream`: its head and body (None if cut off).
@@ -136,11 +149,7 @@ async fn answer(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         .to_string();
     let mode = {
         let mut s = state.lock().unwrap();
-        let key = request["idempotencyKey"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        s.seen.push((key, token));
+        s.seen.push((step_name(&request), token));
         s.mode.unwrap_or(Mode::Ok)
     };
     let (status, body) = match mode {

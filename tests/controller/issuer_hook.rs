@@ -13,7 +13,7 @@ use keyrotor_testsupport::harness::{Harness, NS};
 use serde_json::json;
 use tokio::net::TcpStream;
 
-use crate::hook_faults::{FakeServer, read_request, respond};
+use crate::hook_faults::{FakeServer, read_request, respond, step_name};
 use crate::scenario::{P, V, check_invariants};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,22 +41,20 @@ impl FakeIssuer {
         self.state.lock().unwrap().mode = Some(mode);
     }
 
-    fn seen(&self, idempotency_key: &str) -> Vec<serde_json::Value> {
+    fn seen(&self, step: &str) -> Vec<serde_json::Value> {
         let s = self.state.lock().unwrap();
         s.seen
             .iter()
-            .filter(|r| r["idempotencyKey"] == idempotency_key)
+            .filter(|r| step_name(r) == step)
             .cloned()
             .collect()
     }
 
-    fn minted(&self, idempotency_key: &str) -> Option<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .minted
-            .get(idempotency_key)
-            .cloned()
+    /// The key minted for the request named by [`step_name`] `step`.
+    fn minted(&self, step: &str) -> Option<String> {
+        let s = self.state.lock().unwrap();
+        let request = s.seen.iter().find(|r| step_name(r) == step)?;
+        s.minted.get(request["idempotencyKey"].as_str()?).cloned()
     }
 }
 

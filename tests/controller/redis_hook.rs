@@ -382,7 +382,7 @@ async fn the_redis_hook_answers_repeats_done_and_refuses_bad_requests() {
     let request = |step: &str, v: u64, key: &str| HookRequest {
         api_version: API_VERSION.into(),
         step: step.into(),
-        idempotency_key: idempotency_key(NS, "api", v, step),
+        idempotency_key: idempotency_key(NS, "api", "uid-of-api", v, step),
         namespace: NS.into(),
         rotation: "api".into(),
         uid: "uid-of-api".into(),
@@ -390,6 +390,7 @@ async fn the_redis_hook_answers_repeats_done_and_refuses_bad_requests() {
         sha256: sha256_hex(key),
         key: (step == "stage").then(|| key.to_string()),
         key_id: None,
+        username: None,
     };
     let status = |r: Result<HookAnswer, HookError>| match r {
         Ok(_) => 200,

@@ -207,6 +207,7 @@ fn request() -> impl Strategy<Value = HookRequest> {
                     sha256,
                     key,
                     key_id,
+                    username: None,
                 }
             },
         )
@@ -246,7 +247,8 @@ proptest! {
         key in proptest::option::of(any::<String>()),
         key_id in proptest::option::of(any::<String>()),
     ) {
-        let a = HookAnswer { done: true, message, key, key_id };
+        let mut a = HookAnswer::done(message);
+        (a.key, a.key_id) = (key, key_id);
         let back = HookAnswer::parse(&serde_json::to_vec(&a).unwrap()).unwrap();
         prop_assert!(back.done);
         prop_assert_eq!((&back.message, &back.key, &back.key_id), (&a.message, &a.key, &a.key_id));

@@ -99,26 +99,19 @@ struct Server<H> {
 impl<H: Steps> Server<H> {
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let (code, answer) = match self.handle(req).await {
-            Ok(done) => (
-                StatusCode::OK,
-                HookAnswer {
-                    done: true,
-                    message: Some(done.message),
-                    key: done.key.map(|k| k.to_string()),
-                    key_id: None,
-                },
-            ),
+            Ok(done) => (StatusCode::OK, {
+                let mut answer = HookAnswer::done(Some(done.message));
+                answer.key = done.key.map(|k| k.to_string());
+                answer
+            }),
             Err(Refusal(code, message)) => {
                 warn!(status = code.as_u16(), %message, "hook request refused");
-                (
-                    code,
-                    HookAnswer {
-                        done: false,
-                        message: Some(message),
-                        key: None,
-                        key_id: None,
-                    },
-                )
+                (code, {
+                    let mut answer = HookAnswer::done(None);
+                    answer.done = false;
+                    answer.reason = Some(message);
+                    answer
+                })
             }
         };
         // The answer may hold an issued key: only `Bytes` leaves here.

@@ -15,9 +15,13 @@
 pub mod answer;
 pub mod request;
 
-pub use answer::{AnswerError, HookAnswer, Issued, MAX_ANSWER, MAX_KEY_ID, key_id_ok};
+pub use answer::{
+    AnswerError, DEFAULT_RETRY_AFTER, HookAnswer, Issued, MAX_ANSWER, MAX_KEY_ID, MAX_REASON,
+    Outcome, RETRY_AFTER_RANGE, clean_reason, key_id_ok,
+};
 pub use request::{
-    API_VERSION, HookRequest, Invalid, MAX_REQUEST, RequestError, Step, idempotency_key, sha256_ok,
+    API_VERSION, HookRequest, Invalid, MAX_REQUEST, MAX_USERNAME, RequestError, Step,
+    idempotency_key, sha256_ok, username_ok,
 };
 
 #[cfg(test)]

@@ -53,13 +53,15 @@ pub struct HookRequest {
     pub api_version: String,
     /// `issue`, `stage` or `retire` ([`Step`]).
     pub step: String,
-    /// `<namespace>/<rotation>/v<version>/<step>`: the same for every retry
-    /// of one step, so a repeated call must not act twice.
+    /// `<namespace>/<rotation>/<uid>/v<version>/<step>`: the same for every
+    /// retry of one step and different for every other step, also across a
+    /// rotation deleted and created again (a new `uid`). A hook that stores
+    /// results keys them by this alone.
     pub idempotency_key: String,
     pub namespace: String,
     pub rotation: String,
     /// The ApiKeyRotation's `metadata.uid`: tells a re-created rotation of
-    /// the same name (whose idempotency keys repeat) from the old one.
+    /// the same name (whose versions start again at 1) from the old one.
     #[serde(default)]
     pub uid: String,
     pub version: u64,
@@ -70,11 +72,31 @@ pub struct HookRequest {
     /// `retire` to an issuer: the id its `issue` answer gave the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// The user name the version is for (`spec.usernames`), in every step
+    /// of a version that has one: the account whose password this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
 }
 
-/// `<namespace>/<rotation>/v<version>/<step>`.
-pub fn idempotency_key(namespace: &str, rotation: &str, version: u64, step: &str) -> String {
-    format!("{namespace}/{rotation}/v{version}/{step}")
+/// `<namespace>/<rotation>/<uid>/v<version>/<step>`.
+pub fn idempotency_key(
+    namespace: &str,
+    rotation: &str,
+    uid: &str,
+    version: u64,
+    step: &str,
+) -> String {
+    format!("{namespace}/{rotation}/{uid}/v{version}/{step}")
+}
+
+/// Longest user name a version may carry (PostgreSQL's limit for a role).
+pub const MAX_USERNAME: usize = 63;
+
+/// Whether `name` can be a version's user name: 1–[`MAX_USERNAME`] bytes of
+/// printable ASCII without spaces (the wire's `username` file, the CRD's
+/// `spec.usernames` allow a subset of this).
+pub fn username_ok(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_USERNAME && name.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Whether `sha256` has the shape of a key's digest: 64 lowercase hex digits.
@@ -102,8 +124,10 @@ pub enum Invalid {
     ApiVersion,
     #[error("step must be issue, stage or retire")]
     Step,
-    #[error("issue needs the uid")]
+    #[error("every request needs the rotation's uid")]
     NoUid,
+    #[error("username must be 1–63 bytes of printable ASCII without spaces")]
+    Username,
     #[error("sha256 must be 64 lowercase hex digits")]
     Sha256,
     #[error("stage needs the key")]
@@ -119,7 +143,7 @@ impl HookRequest {
         HookRequest {
             api_version: API_VERSION.into(),
             step: step.as_str().into(),
-            idempotency_key: idempotency_key(namespace, rotation, version, step.as_str()),
+            idempotency_key: idempotency_key(namespace, rotation, uid, version, step.as_str()),
             namespace: namespace.into(),
             rotation: rotation.into(),
             uid: uid.into(),
@@ -127,6 +151,7 @@ impl HookRequest {
             sha256: String::new(),
             key: None,
             key_id: None,
+            username: None,
         }
     }
 
@@ -147,15 +172,21 @@ impl HookRequest {
     }
 
     /// What a hook checks before acting: this protocol version, a known
-    /// step, and what that step must carry (`issue`: the uid; `stage`: the
-    /// key and its digest; `retire`: the digest).
+    /// step, the rotation's uid, a well-formed user name if any, and what
+    /// the step must carry (`stage`: the key and its digest; `retire`: the
+    /// digest).
     pub fn check(&self) -> Result<Step, Invalid> {
         if self.api_version != API_VERSION {
             return Err(Invalid::ApiVersion);
         }
         let step = Step::from_name(&self.step).ok_or(Invalid::Step)?;
+        if self.uid.is_empty() {
+            return Err(Invalid::NoUid);
+        }
+        if self.username.as_deref().is_some_and(|u| !username_ok(u)) {
+            return Err(Invalid::Username);
+        }
         match step {
-            Step::Issue if self.uid.is_empty() => return Err(Invalid::NoUid),
             Step::Issue => return Ok(step),
             Step::Stage | Step::Retire if !sha256_ok(&self.sha256) => {
                 return Err(Invalid::Sha256);

@@ -11,12 +11,8 @@ const KEY: &str = "s3cr3t-issued-key-material";
 
 #[test]
 fn debug_never_shows_key_material() {
-    let a = HookAnswer {
-        done: true,
-        key: Some(KEY.into()),
-        key_id: Some("key_123".into()),
-        message: None,
-    };
+    let mut a = HookAnswer::done(None);
+    (a.key, a.key_id) = (Some(KEY.into()), Some("key_123".into()));
     let shown = format!("{a:?}");
     assert!(!shown.contains("s3cr3t"), "{shown}");
     assert!(shown.contains("key_123"));
@@ -26,7 +22,7 @@ fn debug_never_shows_key_material() {
         !shown.contains("s3cr3t") && !shown.contains(&r.sha256),
         "{shown}"
     );
-    assert_eq!(shown, "HookRequest(shop/cache/v7/stage)");
+    assert_eq!(shown, "HookRequest(shop/cache/uid-1/v7/stage)");
     let issued = a.into_issued().unwrap();
     assert!(!format!("{issued:?}").contains("s3cr3t"));
 }
@@ -42,7 +38,7 @@ fn key_ids_are_short_printable_words() {
 #[test]
 fn a_new_request_names_its_step_version_and_rotation_once_per_step() {
     let r = HookRequest::new(Step::Retire, "shop", "cache", "uid-1", 3);
-    assert_eq!(r.idempotency_key, "shop/cache/v3/retire");
+    assert_eq!(r.idempotency_key, "shop/cache/uid-1/v3/retire");
     assert_eq!(
         (r.step.as_str(), r.api_version.as_str()),
         ("retire", API_VERSION)
@@ -53,7 +49,7 @@ fn a_new_request_names_its_step_version_and_rotation_once_per_step() {
         json.get("key").is_none() && json.get("sha256").is_none(),
         "{json}"
     );
-    assert_eq!(json["idempotencyKey"], "shop/cache/v3/retire");
+    assert_eq!(json["idempotencyKey"], "shop/cache/uid-1/v3/retire");
 }
 
 #[test]
@@ -68,9 +64,18 @@ fn a_hook_refuses_requests_that_lack_what_their_step_needs() {
     let mut r = request(Step::Stage, KEY);
     r.step = "promote".into();
     assert_eq!(r.check(), Err(Invalid::Step));
-    let mut r = request(Step::Issue, KEY);
-    r.uid.clear();
-    assert_eq!(r.check(), Err(Invalid::NoUid));
+    for step in Step::ALL {
+        let mut r = request(step, KEY);
+        r.uid.clear();
+        assert_eq!(r.check(), Err(Invalid::NoUid));
+    }
+    let mut r = request(Step::Retire, KEY);
+    r.username = Some("app_blue".into());
+    assert_eq!(r.check(), Ok(Step::Retire));
+    r.username = Some("two words".into());
+    assert_eq!(r.check(), Err(Invalid::Username));
+    r.username = Some("u".repeat(MAX_USERNAME + 1));
+    assert_eq!(r.check(), Err(Invalid::Username));
     let mut r = request(Step::Retire, KEY);
     r.sha256 = r.sha256.to_uppercase();
     assert_eq!(r.check(), Err(Invalid::Sha256));
@@ -128,11 +133,10 @@ fn an_answer_is_done_json_within_the_cap_or_a_failed_call() {
 
 #[test]
 fn an_issuer_answer_without_a_usable_key_or_key_id_is_refused() {
-    let answer = |key: Option<&str>, key_id: Option<&str>| HookAnswer {
-        done: true,
-        message: None,
-        key: key.map(Into::into),
-        key_id: key_id.map(Into::into),
+    let answer = |key: Option<&str>, key_id: Option<&str>| {
+        let mut a = HookAnswer::done(None);
+        (a.key, a.key_id) = (key.map(Into::into), key_id.map(Into::into));
+        a
     };
     let issued = answer(Some(KEY), Some("ak_1")).into_issued().unwrap();
     assert_eq!(issued.key.expose(), KEY);
@@ -159,4 +163,88 @@ fn an_issuer_answer_without_a_usable_key_or_key_id_is_refused() {
         answer(Some(KEY), Some("two words")).into_issued().err(),
         Some(AnswerError::BadKeyId)
     );
+}
+
+#[test]
+fn the_status_decides_done_pending_refused_or_failed() {
+    let done =
+        |status, body: &[u8]| matches!(Outcome::read(status, body), Ok(Outcome::Done(a)) if a.done);
+    assert!(done(200, br#"{"done":true}"#));
+    assert!(done(201, br#"{"done":true}"#));
+    assert!(done(204, b""), "204 needs no body");
+    assert_eq!(
+        Outcome::read(200, b"").err(),
+        Some(AnswerError::Malformed("not JSON of that shape"))
+    );
+    assert_eq!(
+        Outcome::read(200, br#"{"done":false}"#).err(),
+        Some(AnswerError::Malformed("done is false"))
+    );
+
+    let pending = |body: &[u8]| match Outcome::read(202, body) {
+        Ok(Outcome::Pending {
+            retry_after,
+            reason,
+        }) => (retry_after, reason),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        pending(br#"{"done":false,"retryAfterSeconds":90,"reason":"propagating"}"#),
+        (90, Some("propagating".into()))
+    );
+    assert_eq!(pending(b"not json"), (DEFAULT_RETRY_AFTER, None));
+    assert_eq!(pending(br#"{"done":false,"retryAfterSeconds":0}"#).0, 1);
+    assert_eq!(
+        pending(br#"{"done":false,"retryAfterSeconds":99999}"#).0,
+        3600
+    );
+
+    for status in [400, 404, 405, 409, 410, 422] {
+        match Outcome::read(
+            status,
+            br#"{"done":false,"reason":"role app_b is missing"}"#,
+        ) {
+            Ok(Outcome::Refused { status: s, reason }) => {
+                assert_eq!(
+                    (s, reason.as_deref()),
+                    (status, Some("role app_b is missing"))
+                );
+            }
+            other => panic!("{status}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        Outcome::read(409, b"<html>"),
+        Ok(Outcome::Refused { reason: None, .. })
+    ));
+    for status in [401, 403, 408, 429, 500, 502, 503, 302, 101] {
+        assert!(
+            matches!(Outcome::read(status, b""), Ok(Outcome::Failed(s)) if s == status),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        Outcome::read(202, &vec![b' '; MAX_ANSWER + 1]).err(),
+        Some(AnswerError::TooLarge)
+    );
+}
+
+#[test]
+fn a_reason_is_kept_short_printable_and_never_with_the_key() {
+    let digest = crate::keys::digest_of(KEY.as_bytes());
+    assert_eq!(
+        clean_reason(Some("grant\nmissing\t "), &[KEY, &digest]).as_deref(),
+        Some("grantmissing")
+    );
+    assert_eq!(
+        clean_reason(Some(&format!("bad key {KEY}")), &[KEY, &digest]),
+        None
+    );
+    assert_eq!(
+        clean_reason(Some(&format!("digest {digest}")), &[KEY, &digest]),
+        None
+    );
+    assert_eq!(clean_reason(Some("   "), &[]), None);
+    let long = clean_reason(Some(&"é".repeat(MAX_REASON)), &[]).unwrap();
+    assert!(long.len() <= MAX_REASON && long.chars().all(|c| c == 'é'));
 }
