@@ -123,7 +123,7 @@ async fn the_hooks_own_client_logs_in_with_scram_and_runs_queries() {
 /// where things stand.
 #[tokio::test]
 async fn the_alternating_users_plan_works_on_a_real_postgres_with_the_documented_grants() {
-    use keyrotor_hooks::postgres::plan::{self, Pair, Retire, RoleName};
+    use keyrotor_hooks::postgres::plan::{self, Pair, Retire, RoleName, Standing};
 
     const UID: &str = "6d1c8a2e-0b7f-4e55-9a3d-2f4e6b8c0d1a";
     let pg = PostgresServer::start().await;
@@ -144,17 +144,21 @@ async fn the_alternating_users_plan_works_on_a_real_postgres_with_the_documented
     let pair = Pair::new(
         RoleName::new("app_a").unwrap(),
         RoleName::new("app_b").unwrap(),
+        RoleName::new("app").unwrap(),
     )
     .unwrap();
     let password = |v: u64| format!("rotated-password-{v}-abcdefghijklmnop");
+    // keyrotor's `spec.usernames: [app_a, app_b]`.
+    let user = |v: u64| Some(if v % 2 == 1 { "app_a" } else { "app_b" });
 
     let mut held: Option<(String, keyrotor_hooks::postgres::wire::Connection)> = None;
     for v in 1..=4u64 {
         let state = pair
             .state(&admin.query(&pair.state_query()).await.unwrap())
             .unwrap();
-        let s = plan::stage(&state, UID, v, &password(v), &v.to_be_bytes().repeat(2)).unwrap();
-        assert!(!s.repeated);
+        let salt = v.to_be_bytes().repeat(2);
+        let s = plan::stage(&pair, &state, UID, v, user(v), &password(v), &salt).unwrap();
+        assert_eq!(s.standing, Standing::Free);
         admin.query(&s.sql).await.unwrap();
         let mut client = pg.login(s.role.as_str(), &password(v)).await.unwrap();
         assert_eq!(
@@ -166,8 +170,17 @@ async fn the_alternating_users_plan_works_on_a_real_postgres_with_the_documented
         let state = pair
             .state(&admin.query(&pair.state_query()).await.unwrap())
             .unwrap();
-        let again = plan::stage(&state, UID, v, &password(v), b"another-salt-xyz").unwrap();
-        assert_eq!((&again.role, again.repeated), (&s.role, true));
+        let again = plan::stage(
+            &pair,
+            &state,
+            UID,
+            v,
+            user(v),
+            &password(v),
+            b"another-salt-xyz",
+        )
+        .unwrap();
+        assert_eq!((&again.role, again.standing), (&s.role, Standing::Held));
         admin.query(&again.sql).await.unwrap();
         pg.login(s.role.as_str(), &password(v))
             .await
@@ -176,7 +189,7 @@ async fn the_alternating_users_plan_works_on_a_real_postgres_with_the_documented
             .await;
 
         if let Some((old_role, mut old_session)) = held.take() {
-            let r = plan::retire(&state, UID, v - 1).unwrap();
+            let r = plan::retire(&pair, &state, UID, v - 1, user(v - 1)).unwrap();
             let Retire::Disable { role, sql } = r else {
                 panic!("retire v{} disables its role: {r:?}", v - 1);
             };
@@ -194,7 +207,7 @@ async fn the_alternating_users_plan_works_on_a_real_postgres_with_the_documented
                 .state(&admin.query(&pair.state_query()).await.unwrap())
                 .unwrap();
             assert!(matches!(
-                plan::retire(&state, UID, v - 1).unwrap(),
+                plan::retire(&pair, &state, UID, v - 1, user(v - 1)).unwrap(),
                 Retire::Done { .. }
             ));
             let live: Vec<_> = state.0.iter().filter(|r| r.can_login).collect();
