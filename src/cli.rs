@@ -21,6 +21,10 @@ pub enum HookCommand {
     /// the user's passwords, added before presenters get them and removed
     /// after every presenter moved on.
     Redis(keyrotor_hooks::redis::RedisHookArgs),
+    /// A verifier (or issuer) hook for PostgreSQL passwords by alternating
+    /// users: each version goes to the login role keyrotor names, and the
+    /// other role stops logging in after every presenter moved on.
+    Postgres(keyrotor_hooks::postgres::PostgresHookArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -85,6 +89,14 @@ pub fn run(cli: Cli) -> CliResult {
                 .build()
                 .map_err(Error::Runtime)?;
             Ok(runtime.block_on(keyrotor_hooks::redis::main(args))?)
+        }
+        Command::Hook(HookCommand::Postgres(args)) => {
+            init_logging(LogFormat::Text);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::Runtime)?;
+            Ok(runtime.block_on(keyrotor_hooks::postgres::main(args))?)
         }
         #[cfg(feature = "testkit")]
         Command::SampleApp(app) => {

@@ -43,4 +43,16 @@ pub enum Error {
     /// The bound socket has no local address.
     #[error("{0}")]
     LocalAddr(#[source] std::io::Error),
+    /// The PostgreSQL hook needs its admin role's password.
+    #[error("set --admin-password-file or POSTGRES_ADMIN_PASSWORD")]
+    NoAdminPassword,
+    /// The PostgreSQL hook alternates exactly two login roles.
+    #[error("--role must name two login roles (--role a --role b, or --roles a,b); {0} given")]
+    RoleCount(usize),
+    /// A role name the PostgreSQL hook cannot use.
+    #[error("{0}")]
+    Roles(#[source] crate::postgres::plan::PlanError),
+    /// PostgreSQL answered, and its roles are not set up as the hook needs.
+    #[error("PostgreSQL is not set up for the hook: {0}")]
+    PostgresSetup(String),
 }

@@ -9,8 +9,8 @@
 //!   keyrotor's ServiceAccount tokens checked with a TokenReview).
 //! - [`issue`]: passwords an issuer derives instead of storing.
 //! - [`redis`]: `keyrotor hook redis`, for a Redis 7 ACL user.
-//! - [`postgres`]: a PostgreSQL client and the alternating-users plan,
-//!   groundwork for a PostgreSQL hook (not served yet).
+//! - [`postgres`]: `keyrotor hook postgres`, for PostgreSQL passwords by
+//!   alternating two login roles, with its own SCRAM client.
 //! - [`Error`]: why a hook could not start.
 //!
 //! A new hook is a new module beside [`redis`]: its flags (flattening
