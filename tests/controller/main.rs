@@ -13,6 +13,7 @@ mod hook_tls;
 mod issuer_hook;
 mod namespaces;
 mod operations;
+mod postgres_hook;
 mod protocol;
 mod redis_hook;
 mod resilience;

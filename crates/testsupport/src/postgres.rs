@@ -3,15 +3,25 @@
 //! the server runs as `nobody` (`setpriv`), its data in a fresh temp dir
 //! owned by that uid. Logins are SCRAM-SHA-256 over TCP from 127.0.0.1 only
 //! (no Unix socket); the superuser's password reaches `initdb` through a
-//! file, never argv or a log. The server is started and stopped here by
-//! its PID (on drop too), and every wait is bounded.
+//! file, never argv or a log. The server logs every statement
+//! (`log_statement = 'all'`), so a test can prove that no password reaches
+//! its log. The server is started and stopped here by its PID (on drop
+//! too), and every wait is bounded.
+//!
+//! Beside it: the roles docs/postgres.md sets up ([`PostgresServer::setup_roles`]),
+//! `keyrotor hook postgres` as its own process ([`PgHook`]), and clients
+//! that log in every 25 ms with the user name and password their Secret
+//! holds ([`Clients`]).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use keyrotor_hooks::postgres::wire::{self, Connection, Login};
+use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
 use crate::eventually::eventually_every;
@@ -34,8 +44,8 @@ pub struct PostgresServer {
 }
 
 impl PostgresServer {
-    /// Runs `initdb` and starts `postgres`; answers once it accepts TCP
-    /// connections on its port (the caller proves logins).
+    /// Runs `initdb` and starts `postgres`; answers once the superuser
+    /// can log in.
     pub async fn start() -> PostgresServer {
         let dir = scratch();
         let data = dir.join("data");
@@ -64,14 +74,17 @@ impl PostgresServer {
             port,
             dir,
         };
+        // Listening is not enough: until recovery ends it answers 57P03.
         eventually_every(
-            "postgres listens on its port",
+            "postgres lets the superuser log in",
             Duration::from_secs(30),
             Duration::from_millis(50),
-            async || {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
+            async || match pg.login(ADMIN_USER, ADMIN_PASSWORD).await {
+                Ok(c) => {
+                    c.close().await;
+                    true
+                }
+                Err(_) => false,
             },
         )
         .await;
@@ -206,7 +219,8 @@ fn configure(data: &Path, port: u16) {
     let mut text = std::fs::read_to_string(&conf).unwrap();
     text.push_str(&format!(
         "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = ''\n\
-         password_encryption = 'scram-sha-256'\nfsync = off\nmax_connections = 100\n"
+         password_encryption = 'scram-sha-256'\nfsync = off\nmax_connections = 100\n\
+         log_statement = 'all'\n"
     ));
     std::fs::write(&conf, text).unwrap();
     std::fs::write(
@@ -214,4 +228,420 @@ fn configure(data: &Path, port: u16) {
         "host all all 127.0.0.1/32 scram-sha-256\n",
     )
     .unwrap();
+}
+
+/// The login roles that take turns, the group holding their privileges,
+/// and the role the hook logs in as (docs/postgres.md's names).
+pub const ROLES: [&str; 2] = ["app_blue", "app_green"];
+pub const GROUP: &str = "app";
+pub const HOOK_ADMIN: &str = "keyrotor_admin";
+pub const HOOK_ADMIN_PASSWORD: &str = "keyrotor-admin-for-tests";
+/// The single login role the naive rotation overwrites.
+pub const NAIVE_ROLE: &str = "app_naive";
+
+impl PostgresServer {
+    /// The one-time setup of docs/postgres.md: a table the group may read,
+    /// both login roles in the group without a login, the hook's admin role
+    /// with the grants it needs, and a plain login role for the naive
+    /// rotation. Passwords go in as SCRAM verifiers: the log shows every
+    /// statement.
+    pub async fn setup_roles(&self) {
+        let verifier = |password: &str| {
+            keyrotor_hooks::postgres::scram::verifier(password, b"test-salt-16byte", 4096).unwrap()
+        };
+        let [blue, green] = ROLES;
+        let mut root = self.quiet_admin().await;
+        root.query(&format!(
+            "CREATE TABLE orders (id int); INSERT INTO orders VALUES (42);
+             CREATE ROLE {GROUP} NOLOGIN; GRANT SELECT ON orders TO {GROUP};
+             CREATE ROLE {blue} NOLOGIN IN ROLE {GROUP};
+             CREATE ROLE {green} NOLOGIN IN ROLE {GROUP};
+             CREATE ROLE {HOOK_ADMIN} LOGIN CREATEROLE PASSWORD '{}';
+             GRANT pg_signal_backend TO {HOOK_ADMIN};
+             GRANT SET ON PARAMETER log_statement, log_min_error_statement,
+               log_min_duration_statement, log_min_duration_sample TO {HOOK_ADMIN};
+             CREATE ROLE {NAIVE_ROLE} NOLOGIN IN ROLE {GROUP}",
+            *verifier(HOOK_ADMIN_PASSWORD)
+        ))
+        .await
+        .expect("the documented setup runs");
+        root.close().await;
+    }
+
+    /// The naive rotation: `ALTER ROLE app_naive LOGIN PASSWORD …` (as a
+    /// verifier), replacing the one password the role has.
+    pub async fn set_naive_password(&self, password: &str) {
+        let v =
+            keyrotor_hooks::postgres::scram::verifier(password, b"naive-salt-16byt", 4096).unwrap();
+        let mut root = self.quiet_admin().await;
+        root.query(&format!("ALTER ROLE {NAIVE_ROLE} LOGIN PASSWORD '{}'", *v))
+            .await
+            .unwrap();
+        root.close().await;
+    }
+
+    /// A superuser session whose statements the server does not log: the
+    /// test's own passwords stay out of the log the tests search.
+    pub async fn quiet_admin(&self) -> Connection {
+        let mut root = self.admin().await;
+        root.query("SET log_statement = 'none'").await.unwrap();
+        root
+    }
+
+    /// The roles of [`ROLES`] that can log in, with their comments.
+    pub async fn login_roles(&self) -> Vec<(String, Option<String>)> {
+        let mut root = self.admin().await;
+        let a = root
+            .query(&format!(
+                "SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles \
+                 WHERE rolcanlogin AND rolname IN ('{}', '{}') ORDER BY rolname",
+                ROLES[0], ROLES[1]
+            ))
+            .await
+            .unwrap();
+        root.close().await;
+        a.rows
+            .into_iter()
+            .map(|mut r| {
+                let comment = r.pop().flatten();
+                (r.pop().flatten().unwrap_or_default(), comment)
+            })
+            .collect()
+    }
+
+    /// Whether `user` logs in with `password`, as the app would (and reads
+    /// a row with the group's privileges).
+    pub async fn app_login(&self, user: &str, password: &str) -> Result<(), wire::Error> {
+        let mut c = self.login(user, password).await?;
+        let rows = c.query("SELECT id FROM orders").await?.rows;
+        c.close().await;
+        assert_eq!(
+            rows,
+            [[Some("42".to_string())]],
+            "{user} has the group's privileges"
+        );
+        Ok(())
+    }
+}
+
+/// `keyrotor hook postgres` as its own process, for [`ROLES`] in
+/// [`GROUP`], logging in as [`HOOK_ADMIN`].
+pub struct PgHook {
+    child: Option<Child>,
+    bin: PathBuf,
+    pub port: u16,
+    postgres: String,
+    dir: PathBuf,
+    issuer: bool,
+    /// `--terminate-sessions`.
+    pub terminate_sessions: bool,
+}
+
+impl PgHook {
+    /// Starts the hook for `pg`, accepting `token`; waits until it listens.
+    pub async fn start(bin: &Path, pg: &PostgresServer, token: &str) -> PgHook {
+        let dir = std::env::temp_dir().join(format!(
+            "keyrotor-pg-hook-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), token).unwrap();
+        std::fs::write(dir.join("admin"), HOOK_ADMIN_PASSWORD).unwrap();
+        std::fs::write(
+            dir.join("issuer"),
+            "issuer-secret-for-tests-0123456789abcdef",
+        )
+        .unwrap();
+        let mut h = PgHook {
+            child: None,
+            bin: bin.to_path_buf(),
+            port: free_port(),
+            postgres: pg.address(),
+            dir,
+            issuer: false,
+            terminate_sessions: false,
+        };
+        h.restart().await;
+        h
+    }
+
+    /// Starts it as an issuer too (`--issuer-secret-file`).
+    pub async fn start_issuer(bin: &Path, pg: &PostgresServer, token: &str) -> PgHook {
+        let mut h = PgHook::start(bin, pg, token).await;
+        h.issuer = true;
+        h.restart().await;
+        h
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL by PID, as a crash would; reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// (Re)starts it on the same port and waits until it listens.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["hook", "postgres", "--roles", &ROLES.join(",")])
+            .args(["--group", GROUP, "--admin-user", HOOK_ADMIN])
+            .args(["--database", "postgres", "--postgres", &self.postgres])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--admin-password-file")
+            .arg(self.dir.join("admin"))
+            .arg("--token-file")
+            .arg(self.dir.join("token"));
+        if self.issuer {
+            cmd.arg("--issuer-secret-file").arg(self.dir.join("issuer"));
+        }
+        if self.terminate_sessions {
+            cmd.arg("--terminate-sessions");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log"))
+            .unwrap();
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("keyrotor hook postgres starts");
+        self.child = Some(child);
+        let port = self.port;
+        eventually_every(
+            "the postgres hook listens",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            async || {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            },
+        )
+        .await;
+    }
+
+    /// What the hook logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// POSTs the hook request `body` with `token`, as keyrotor does (plain
+    /// HTTP/1.1, one request per connection): the status and the answer.
+    pub async fn post(&self, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = body.to_string();
+        let exchange = async {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+            s.write_all(
+                format!(
+                    "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+                     Content-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await?;
+            let mut answer = Vec::new();
+            s.read_to_end(&mut answer).await?;
+            std::io::Result::Ok(answer)
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(60), exchange)
+            .await
+            .expect("the hook answers within 60 s")
+            .expect("the hook's answer");
+        let answer = String::from_utf8_lossy(&answer);
+        let (head, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
+        (status, serde_json::from_str(json).unwrap_or_default())
+    }
+}
+
+impl Drop for PgHook {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a client's volume holds: the user name and password of one
+/// version, and the revision that says when it changed.
+pub struct Credential {
+    pub username: String,
+    pub password: Zeroizing<String>,
+    pub revision: String,
+}
+
+/// A client's presenter Secret as the API holds it: `username` and `key`
+/// from one read (a keyrotor presenter Secret with user names, or the
+/// naive rotation's), and the report of what the client loaded.
+pub struct PresenterSecret {
+    pub volume: crate::redis::SecretVolume,
+}
+
+impl PresenterSecret {
+    /// Reads the Secret; panics on a key without a user name, which no
+    /// client of alternating users could log in with.
+    pub async fn load(&self) -> Option<Credential> {
+        let s = self
+            .volume
+            .secrets
+            .get_opt(&self.volume.name)
+            .await
+            .ok()??;
+        let data = s.data.as_ref()?;
+        let text = |f: &str| Some(String::from_utf8_lossy(&data.get(f)?.0).into_owned());
+        let password = Zeroizing::new(text(keyrotor::wire::KEY)?);
+        let username = text("username").unwrap_or_else(|| {
+            panic!(
+                "Secret {} has a key but no `username` file: the presenter Secret of a \
+                 rotation with spec.usernames must carry the version's user name",
+                self.volume.name
+            )
+        });
+        let revision = text(keyrotor::wire::REVISION_FILE).unwrap_or_else(|| password.to_string());
+        Some(Credential {
+            username,
+            password,
+            revision,
+        })
+    }
+}
+
+/// Login outcomes of the clients: refused by PostgreSQL (a wrong
+/// password, a role that cannot log in), or failed otherwise.
+#[derive(Default)]
+pub struct Logins {
+    pub ok: AtomicU64,
+    pub refused: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl Logins {
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+    pub fn total(&self) -> u64 {
+        self.ok() + self.refused() + self.errors()
+    }
+}
+
+/// Clients of one PostgreSQL: each opens a new session every 25 ms with
+/// the user name and password it loaded last, and reloads them 100–600 ms
+/// after a change (a kubelet's lag, each client its own), so a change
+/// reaches the clients one by one.
+pub struct Clients {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+    logins: Arc<Logins>,
+}
+
+impl Clients {
+    pub fn start(pg: &PostgresServer, sources: Vec<PresenterSecret>) -> Clients {
+        let stop = Arc::new(AtomicBool::new(false));
+        let logins = Arc::new(Logins::default());
+        let tasks = sources
+            .into_iter()
+            .enumerate()
+            .map(|(i, source)| {
+                let (stop, logins, address) = (stop.clone(), logins.clone(), pg.address());
+                tokio::spawn(client(i as u64, address, source, stop, logins))
+            })
+            .collect();
+        Clients {
+            stop,
+            tasks,
+            logins,
+        }
+    }
+
+    /// Stops them; a client's panic (a Secret without a user name) is the
+    /// caller's.
+    pub async fn stop(self) -> Arc<Logins> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            if let Err(e) = t.await
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+        self.logins
+    }
+}
+
+async fn client(
+    seed: u64,
+    address: String,
+    source: PresenterSecret,
+    stop: Arc<AtomicBool>,
+    logins: Arc<Logins>,
+) {
+    let mut rng = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut lag = move || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Duration::from_millis(100 + (rng >> 33) % 500)
+    };
+    let mut held: Option<Credential> = None;
+    let mut reload_at = tokio::time::Instant::now();
+    // Bounded: a test stops its clients; 30 minutes is the backstop.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1800);
+    while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+        if tokio::time::Instant::now() >= reload_at {
+            if let Some(fresh) = source.load().await
+                && held.as_ref().map(|c| &c.revision) != Some(&fresh.revision)
+            {
+                let revision = fresh.revision.clone();
+                held = Some(fresh);
+                crate::redis::KeySource::loaded(&source.volume, revision).await;
+            }
+            reload_at = tokio::time::Instant::now() + lag();
+        }
+        if let Some(c) = &held {
+            let login = Login {
+                user: c.username.clone(),
+                password: c.password.clone(),
+                database: "postgres".into(),
+            };
+            let counter = match Connection::login(&address, &login).await {
+                Ok(session) => {
+                    session.close().await;
+                    &logins.ok
+                }
+                Err(e) if e.sqlstate().is_some_and(|s| s.starts_with("28")) => &logins.refused,
+                Err(_) => &logins.errors,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
