@@ -112,7 +112,7 @@ pub enum PlanError {
     /// The role logs in with a password this rotation did not set, and the
     /// version's key is not it.
     #[error(
-        "role {role} logs in with a password this rotation did not set, which clients may use; set NOLOGIN on it once no client does, or adopt its password (spec.adopt)"
+        "role {role} logs in with a password this rotation did not set (by hand, or by a rotation deleted and created again), which clients may use; set NOLOGIN on it once none does, or start the rotation with the free role first in spec.usernames"
     )]
     Foreign { role: String },
     #[error("version {version} is held by role {held}, not {username} as the request says")]

@@ -284,6 +284,13 @@ impl Postgres {
 
 impl Steps for Postgres {
     async fn step(&self, step: Step, r: &HookRequest) -> Result<Done, Refusal> {
+        self.run(step, r).await
+    }
+}
+
+impl Postgres {
+    /// Carries out one step, one at a time.
+    async fn run(&self, step: Step, r: &HookRequest) -> Result<Done, Refusal> {
         let _one_at_a_time = self.lock.lock().await;
         let username = r.username.as_deref();
         match step {
