@@ -32,6 +32,7 @@ mod libraries;
 mod messages;
 mod namespaces;
 mod outage;
+mod postgres;
 mod quiet;
 mod readiness;
 mod realpods;
