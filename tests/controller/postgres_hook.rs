@@ -652,3 +652,56 @@ async fn postgres_as_issuer_mints_every_password_through_five_rotations_without_
     check_invariants(&h, &[]);
     assert_no_key_leaked(&h, &pg, &hook, &keys).await;
 }
+
+/// A revoked current version while the older one still serves (Promoting):
+/// keyrotor names the revoked version's role for the replacement, the hook
+/// replaces its password there, and the older version's role keeps
+/// logging in until its grace ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_current_version_revoked_mid_cycle_is_replaced_on_its_role_while_the_older_role_serves() {
+    let (h, pg, hook, clients) = started(false, "20s").await;
+    let v1 = presented(&h).await;
+    request_rotation(&h, &hook, false, "20s", 2).await;
+    h.wait_published(V, P, &[1, 2], 2, 60).await;
+    let v2 = presented(&h).await;
+    let spec = spec(&hook, false, "20s");
+    h.apply(
+        "api",
+        &format!("{spec}rotationRequest: r2\nrevokedVersions: [2]\n"),
+    )
+    .await;
+    h.wait_published(V, P, &[1, 3], 3, 60).await;
+    let v3 = presented(&h).await;
+    assert_eq!(
+        v3.0, v2.0,
+        "the replacement takes the revoked version's role"
+    );
+    assert_eq!(login(&pg, &v3.0, &v3.1).await, "ok");
+    assert_eq!(
+        login(&pg, &v2.0, &v2.1).await,
+        "28P01",
+        "version 2 is revoked"
+    );
+    assert_eq!(
+        login(&pg, &v1.0, &v1.1).await,
+        "ok",
+        "version 1 still serves"
+    );
+    h.wait_published(V, P, &[3], 3, 60).await;
+    h.wait("version 1 retired", 30, || async {
+        h.secret("api-v1").await.is_none()
+    })
+    .await;
+    assert_one_login_role_holding_the_current_password(&h, &pg, &v1).await;
+    // Clients that held version 2 were refused until they reloaded: a
+    // revocation's purpose. Only the count is shown.
+    let logins = clients.stop().await;
+    eprintln!(
+        "revoked mid-cycle: {} refused of {} logins",
+        logins.refused(),
+        logins.total()
+    );
+    assert_eq!(logins.errors(), 0);
+    check_invariants(&h, &[2]);
+    assert_no_key_leaked(&h, &pg, &hook, &[v1.1, v2.1, v3.1]).await;
+}

@@ -12,7 +12,11 @@
 //!   `ALTER ROLE`, and marks U with vN in the same transaction; the hook
 //!   then proves a login with that password. It refuses when U is not one
 //!   of the pair, is not a member of the group, or still logs in for
-//!   another version: that login is the one presenters use now.
+//!   another version: that login is the one presenters use now. One
+//!   exception: while both roles log in, U holding the newer version, vN
+//!   replaces it. keyrotor names U so only to replace a revoked current
+//!   version (or a staged one whose key was lost) while presenters of the
+//!   older version, on the other role, must keep working.
 //! - **retire vN** sets `NOLOGIN` on the role marked vN, and on nothing
 //!   else: a role since re-marked for a newer version is never touched.
 //! - **issue vN** (issuer role) is stage vN with the password derived from
@@ -289,6 +293,11 @@ pub enum Standing {
     /// It cannot log in: [`Stage::sql`] gives it the password, `LOGIN` and
     /// the mark.
     Free,
+    /// It logs in with the newest of two live versions, which vN replaces
+    /// (keyrotor replaces a revoked current version, or a staged one whose
+    /// key was lost, on the same user while the older version serves on
+    /// the other): [`Stage::sql`] as for a free role.
+    Replacing(u64),
     /// It holds vN already and logs in (a repeated step): prove the login;
     /// only if that fails, [`Stage::sql`] sets the password again.
     Held,
@@ -331,8 +340,9 @@ pub fn stage(
     salt: &[u8],
 ) -> Result<Stage, PlanError> {
     check_uid(uid)?;
-    let target = &state.0[pair.named(username, version)?];
-    let standing = standing(state, target, uid, version)?;
+    let named = pair.named(username, version)?;
+    let target = &state.0[named];
+    let standing = standing(state, named, uid, version)?;
     if !target.member {
         return Err(PlanError::NotMember {
             role: target.name.to_string(),
@@ -361,13 +371,8 @@ pub fn stage(
     })
 }
 
-/// Where `target` stands for vN, or why vN cannot go there.
-fn standing(
-    state: &State,
-    target: &RoleState,
-    uid: &str,
-    version: u64,
-) -> Result<Standing, PlanError> {
+/// Where role `named` stands for vN, or why vN cannot go there.
+fn standing(state: &State, named: usize, uid: &str, version: u64) -> Result<Standing, PlanError> {
     if let Some((r, newer)) = state
         .0
         .iter()
@@ -380,6 +385,7 @@ fn standing(
             version,
         });
     }
+    let (target, other) = (&state.0[named], &state.0[1 - named]);
     let name = target.name.to_string();
     Ok(match (target.version_of(uid), target.can_login) {
         (Some(v), true) if v == version => Standing::Held,
@@ -388,6 +394,14 @@ fn standing(
                 role: name,
                 version,
             });
+        }
+        // Both roles log in and keyrotor names the newer one's: it replaces
+        // that version (revoked, or its key lost) while presenters of the
+        // older one, on the other role, keep working.
+        (Some(newest), true)
+            if other.can_login && other.version_of(uid).is_some_and(|v| v < newest) =>
+        {
+            Standing::Replacing(newest)
         }
         (Some(serving), true) => {
             return Err(PlanError::Serving {

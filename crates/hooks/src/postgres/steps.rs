@@ -224,7 +224,7 @@ impl Postgres {
                     Err(e) => Err(database(e)),
                 };
             }
-            Standing::Free => {}
+            Standing::Free | Standing::Replacing(_) => {}
         }
         admin
             .query(&s.sql)
@@ -239,7 +239,12 @@ impl Postgres {
                 format!("the staged password does not log in as {role}: {e}"),
             )
         })?;
-        Ok(format!("version {version} staged on {role}"))
+        Ok(match s.standing {
+            Standing::Replacing(old) => {
+                format!("version {version} staged on {role}, replacing version {old}")
+            }
+            _ => format!("version {version} staged on {role}"),
+        })
     }
 
     async fn retire(&self, r: &HookRequest) -> Result<Done, Refusal> {

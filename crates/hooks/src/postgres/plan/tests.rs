@@ -167,6 +167,33 @@ fn a_stage_on_the_role_presenters_use_now_is_refused_with_the_reason() {
 }
 
 #[test]
+fn a_revoked_current_version_is_replaced_on_its_own_role_while_the_older_one_serves_on_the_other() {
+    // Promoting: v3 on app_a still serves lagging presenters, v4 on app_b
+    // is current and revoked; keyrotor names app_b for its replacement v5.
+    let state = State([role("app_a", true, Some(3)), role("app_b", true, Some(4))]);
+    let s = stage(&pair(), &state, UID, 5, Some("app_b"), "p-5", SALT).unwrap();
+    assert_eq!(
+        (s.role.as_str(), s.standing),
+        ("app_b", Standing::Replacing(4))
+    );
+    let after = committed(&state, &s, UID, 5);
+    // The revoked v4's retire then finds nothing of it: its password is gone.
+    assert_eq!(
+        retire(&pair(), &after, UID, 4, Some("app_b")).unwrap(),
+        Retire::Unknown
+    );
+    assert_eq!(
+        login_roles(&after),
+        [("app_a", Some(3)), ("app_b", Some(5))]
+    );
+    // The older version's role is never the one replaced.
+    assert!(matches!(
+        stage(&pair(), &state, UID, 5, Some("app_a"), "p-5", SALT),
+        Err(PlanError::Serving { serving: 3, .. })
+    ));
+}
+
+#[test]
 fn a_retired_version_is_never_logged_in_again_by_a_late_stage() {
     let state = State([role("app_a", false, Some(3)), role("app_b", true, Some(4))]);
     assert_eq!(
