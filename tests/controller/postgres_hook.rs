@@ -65,7 +65,7 @@ async fn login(pg: &PostgresServer, user: &str, password: &str) -> String {
 
 /// No key reached the hook's log or the server's, and (the admin holding
 /// `SET ON PARAMETER`) no verifier reached the server's either.
-fn assert_logs_clean(pg: &PostgresServer, hook: &PgHook, keys: &[String], verifiers: bool) {
+fn assert_logs_clean(pg: &PostgresServer, hook: &PgHook, keys: &[String], verifier_shown: bool) {
     let (server, own) = (pg.log(), hook.log());
     for k in keys {
         assert!(!server.contains(k.as_str()), "a password in the server log");
@@ -76,7 +76,7 @@ fn assert_logs_clean(pg: &PostgresServer, hook: &PgHook, keys: &[String], verifi
         !own.contains("SCRAM-SHA-256$"),
         "a verifier in the hook log"
     );
-    if !verifiers {
+    if !verifier_shown {
         assert!(
             !server.contains("SCRAM-SHA-256$"),
             "a verifier in the server log"
@@ -240,6 +240,92 @@ async fn the_postgres_hook_stages_the_named_role_answers_repeats_and_refuses_wit
             .contains("may not keep its statements out of the server log")
     );
     assert_logs_clean(&pg, &hook, &keys, true);
+}
+
+/// A role that logs in with a password keyrotor did not set (by hand, or
+/// an adopted version 1) is never overwritten: a stage is refused unless its
+/// key is that password (then the role is marked), and the adopted
+/// version's retire disables the role once version 2 serves on the other.
+#[tokio::test]
+async fn a_role_logging_in_from_before_keyrotor_is_adopted_with_its_own_password_only() {
+    let pg = PostgresServer::start().await;
+    pg.setup_roles().await;
+    let hook = PgHook::start(bin(), &pg, TOKEN).await;
+    let [blue, green] = ROLES;
+    let by_hand = "set-by-hand-0123456789abcdefghij".to_string();
+    let verifier =
+        keyrotor_hooks::postgres::scram::verifier(&by_hand, b"by-hand-salt-16b", 4096).unwrap();
+    let mut root = pg.quiet_admin().await;
+    root.query(&format!("ALTER ROLE {blue} LOGIN PASSWORD '{}'", *verifier))
+        .await
+        .unwrap();
+    root.close().await;
+
+    let other = "another-password-0123456789abcdef".to_string();
+    let (status, answer) = hook
+        .post(TOKEN, &request("stage", 1, Some(blue), &other))
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(reason(&answer).contains("did not set"), "{answer}");
+    assert_eq!(
+        login(&pg, blue, &by_hand).await,
+        "ok",
+        "its clients keep working"
+    );
+    let (status, answer) = hook
+        .post(TOKEN, &request("stage", 1, Some(blue), &by_hand))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        answer["message"].as_str().unwrap().contains("adopted"),
+        "{answer}"
+    );
+    assert_eq!(
+        pg.login_roles().await,
+        [(
+            blue.to_string(),
+            Some(format!("keyrotor rotation {UID} version 1"))
+        )]
+    );
+
+    // An adopted version 1 is never staged: its role has no mark. Its
+    // retire, once version 2 serves on app_green, disables it all the same.
+    let mut root = pg.quiet_admin().await;
+    root.query(&format!("COMMENT ON ROLE {blue} IS NULL"))
+        .await
+        .unwrap();
+    root.close().await;
+    let (status, _) = hook
+        .post(TOKEN, &request("retire", 1, Some(blue), &by_hand))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        login(&pg, blue, &by_hand).await,
+        "ok",
+        "no successor yet: untouched"
+    );
+    let v2 = "password-of-version-2-0123456789abc".to_string();
+    assert_eq!(
+        hook.post(TOKEN, &request("stage", 2, Some(green), &v2))
+            .await
+            .0,
+        200
+    );
+    for _ in 0..2 {
+        let (status, _) = hook
+            .post(TOKEN, &request("retire", 1, Some(blue), &by_hand))
+            .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(login(&pg, blue, &by_hand).await, "28000");
+    assert_eq!(
+        pg.login_roles().await,
+        [(
+            green.to_string(),
+            Some(format!("keyrotor rotation {UID} version 2"))
+        )]
+    );
+    assert_logs_clean(&pg, &hook, &[by_hand, other, v2], false);
 }
 
 /// The issuer role: `issue` derives the password, so a repeat (also after
