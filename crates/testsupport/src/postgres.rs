@@ -47,7 +47,7 @@ impl PostgresServer {
     /// Runs `initdb` and starts `postgres`; answers once the superuser
     /// can log in.
     pub async fn start() -> PostgresServer {
-        let dir = scratch();
+        let dir = scratch("postgres");
         let data = dir.join("data");
         let pwfile = dir.join("pwfile");
         std::fs::write(&pwfile, ADMIN_PASSWORD).unwrap();
@@ -150,17 +150,28 @@ impl Drop for PostgresServer {
     }
 }
 
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "keyrotor-postgres-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    // The password file passes through it: no one else may look in.
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .expect("scratch dir private");
-    dir
+/// A new private directory `keyrotor-<what>-…` of its own: created here,
+/// never one another test (of this process or another) also uses, which
+/// its owner's drop would delete.
+fn scratch(what: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let dir = std::env::temp_dir().join(format!(
+            "keyrotor-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                // Password files pass through it: no one else may look in.
+                std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                    .expect("scratch dir private");
+                return dir;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => panic!("scratch dir {}: {e}", dir.display()),
+        }
+    }
 }
 
 fn as_root() -> bool {
@@ -340,12 +351,7 @@ pub struct PgHook {
 impl PgHook {
     /// Starts the hook for `pg`, accepting `token`; waits until it listens.
     pub async fn start(bin: &Path, pg: &PostgresServer, token: &str) -> PgHook {
-        let dir = std::env::temp_dir().join(format!(
-            "keyrotor-pg-hook-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("pg-hook");
         std::fs::write(dir.join("token"), token).unwrap();
         std::fs::write(dir.join("admin"), HOOK_ADMIN_PASSWORD).unwrap();
         std::fs::write(
