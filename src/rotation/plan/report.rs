@@ -171,9 +171,10 @@ impl Planner<'_> {
                 types::PROGRESSING,
                 true,
                 self.report.waiting_reason,
+                // The stage after this plan, like the reason beside it: a
+                // plan that promotes says Promoting, not Staging.
                 format!(
-                    "{:?} {}",
-                    self.report.stage,
+                    "{stage:?} {}",
                     self.report
                         .target
                         .map(|t| format!("version {t}"))
