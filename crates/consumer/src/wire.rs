@@ -170,6 +170,9 @@ pub fn traffic(rotation: &str) -> String {
 pub const KEY: &str = "key";
 /// Presenter file: the current version number.
 pub const VERSION: &str = "version";
+/// Presenter file, optional: the user name of the current key's version
+/// (`spec.usernames`), when it has one. Not secret.
+pub const USERNAME_FILE: &str = "username";
 /// Verifier file: accepted versions, comma-separated.
 pub const ACCEPTED_FILE: &str = "accepted";
 /// Every projected Secret: its revision (what reports confirm).
