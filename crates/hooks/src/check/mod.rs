@@ -20,7 +20,7 @@ pub mod cases;
 pub mod client;
 pub mod judge;
 pub mod report;
-pub mod run;
+mod run;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -49,15 +49,7 @@ struct Built {
 
 /// Runs every case, then the clean-up.
 pub async fn run(options: &Options) -> Report {
-    let mut run = Run {
-        options,
-        name: format!("keyrotor-check-{}", random(Alphabet::Hex, 8)),
-        uids: [uid(), uid()],
-        keys: HashMap::new(),
-        issued: HashMap::new(),
-        held: BTreeMap::new(),
-        echoed: Vec::new(),
-    };
+    let mut run = Run::new(options);
     let cases = super::cases::cases(options.role, !options.usernames.is_empty());
     let mut rows = Vec::new();
     for case in &cases {
@@ -87,7 +79,20 @@ pub async fn run(options: &Options) -> Report {
     }
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A fresh rotation: a random name and uids, nothing asked yet.
+    fn new(options: &'a Options) -> Run<'a> {
+        Run {
+            options,
+            name: format!("keyrotor-check-{}", random(Alphabet::Hex, 8)),
+            uids: [uid(), uid()],
+            keys: HashMap::new(),
+            issued: HashMap::new(),
+            held: BTreeMap::new(),
+            echoed: Vec::new(),
+        }
+    }
+
     /// One row: every exchange of the case; it passes if each did.
     async fn case(&mut self, case: &Case) -> Row {
         let mut expected = Vec::new();
@@ -421,3 +426,6 @@ fn uid() -> String {
         &h[20..]
     )
 }
+
+#[cfg(test)]
+mod tests;
