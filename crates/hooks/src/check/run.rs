@@ -35,7 +35,9 @@ struct Run<'a> {
     /// What the hook answered done to `stage` or `issue` and not yet to
     /// `retire`: the clean-up retires it.
     held: BTreeMap<(Rotation, u64), KeyRecord>,
-    /// Checks whose answer repeated the key their request carried.
+    /// Answers read to requests that carried a key, and the checks whose
+    /// answer repeated it.
+    keyed_answers: usize,
     echoed: Vec<String>,
 }
 
@@ -56,16 +58,7 @@ pub async fn run(options: &Options) -> Report {
         rows.push(run.case(case).await);
     }
     if options.role == super::Role::Verifier {
-        rows.push(Row {
-            check: "no answer repeats the key it was sent".into(),
-            passed: run.echoed.is_empty(),
-            expected: "no key in any answer to stage".into(),
-            got: if run.echoed.is_empty() {
-                "none did".into()
-            } else {
-                format!("the answer to {} did", run.echoed.join(", "))
-            },
-        });
+        rows.push(run.echo_row());
     }
     let notes = run.clean_up().await;
     Report {
@@ -89,6 +82,7 @@ impl<'a> Run<'a> {
             keys: HashMap::new(),
             issued: HashMap::new(),
             held: BTreeMap::new(),
+            keyed_answers: 0,
             echoed: Vec::new(),
         }
     }
@@ -154,8 +148,11 @@ impl<'a> Run<'a> {
             };
             let j = match reply {
                 Ok((reply, waited)) => {
-                    if !built.key.is_empty() && judge::echoes(&reply.body, &built.key) {
-                        self.echoed.push(check.to_string());
+                    if !built.key.is_empty() {
+                        self.keyed_answers += 1;
+                        if judge::echoes(&reply.body, &built.key) {
+                            self.echoed.push(check.to_string());
+                        }
                     }
                     let mut j = self.judge(Some(post), expect, &reply, Some(&built));
                     j.got.push_str(&waited);
@@ -195,6 +192,21 @@ impl<'a> Run<'a> {
         };
         let secrets = built.map_or([""; 2], |b| [b.key.as_str(), b.digest.as_str()]);
         judge::judge(&want, reply.status, &reply.body, &secrets)
+    }
+
+    /// The row on answers that repeat the key their `stage` carried.
+    fn echo_row(&self) -> Row {
+        let (passed, got) = match (self.keyed_answers, self.echoed.as_slice()) {
+            (0, _) => (false, "no answer to a request with a key came back".into()),
+            (_, []) => (true, "none did".into()),
+            (_, echoed) => (false, format!("the answer to {} did", echoed.join(", "))),
+        };
+        Row {
+            check: "no answer repeats the key it was sent".into(),
+            passed,
+            expected: "no key in any answer to stage".into(),
+            got,
+        }
     }
 
     /// Remembers what a judged answer changed at the hook.
