@@ -374,9 +374,11 @@ async fn a_hook_that_answers_204_and_202_passes_with_alternating_users() {
     server.abort();
     assert_eq!(failed(&verifier), Vec::<&str>::new());
     assert_eq!(failed(&issuer), Vec::<&str>::new());
-    assert_eq!(
-        got(&verifier, "stage v1"),
-        "HTTP 204 done (after 1 pending answer, 1 s)"
+    // Asked again after retryAfterSeconds (1 s), then done with a 204.
+    let stage = got(&verifier, "stage v1");
+    assert!(
+        stage.starts_with("HTTP 204 done (after 1 pending answer, "),
+        "{stage}"
     );
     assert_eq!(
         got(
@@ -389,4 +391,22 @@ async fn a_hook_that_answers_204_and_202_passes_with_alternating_users() {
         got(&swapped, "stage v1"),
         "HTTP 409 refused: version 1 is app_blue's"
     );
+}
+
+#[tokio::test]
+async fn a_step_still_pending_at_the_pending_limit_fails_its_row() {
+    let (url, server) = fake_hook(fake::Mode::Patient, &[]).await;
+    let token = Zeroizing::new(TOKEN.to_string());
+    let mut options = Options::new(&url, token, Role::Verifier, vec![]).unwrap();
+    // Less than the hook's retryAfterSeconds: a pending step is not asked again.
+    options.pending_limit = Duration::ZERO;
+    let report = check::run(&options).await;
+    server.abort();
+    assert_eq!(
+        got(&report, "stage v1"),
+        "HTTP 202 pending: propagating (ask again in 1 s)"
+    );
+    assert!(!report.row("stage v1").unwrap().passed);
+    // A retry of the same request finds it no longer pending.
+    assert!(report.row("stage v1 again (a retry)").unwrap().passed);
 }
