@@ -43,4 +43,7 @@ pub enum Error {
     /// The bound socket has no local address.
     #[error("{0}")]
     LocalAddr(#[source] std::io::Error),
+    /// `keyrotor hook check` could not run, or a check failed.
+    #[error(transparent)]
+    Check(#[from] crate::check::Error),
 }

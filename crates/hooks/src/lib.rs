@@ -11,6 +11,8 @@
 //! - [`redis`]: `keyrotor hook redis`, for a Redis 7 ACL user.
 //! - [`postgres`]: a PostgreSQL client and the alternating-users plan,
 //!   groundwork for a PostgreSQL hook (not served yet).
+//! - [`check`]: `keyrotor hook check`, the conformance kit that drives
+//!   any hook through the protocol and its faults.
 //! - [`Error`]: why a hook could not start.
 //!
 //! A new hook is a new module beside [`redis`]: its flags (flattening
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod check;
 mod error;
 pub mod issue;
 pub mod postgres;
