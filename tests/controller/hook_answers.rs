@@ -282,9 +282,22 @@ async fn a_refusal_is_not_asked_again_across_a_restart_until_the_retry_annotatio
     assert_eq!(h.accepted(V).await, [1, 2].into(), "nothing else moved");
     assert!(h.events(events::HOOK_FAILED).await.is_empty());
 
+    // Asked again unfixed: refused again, said again though the text is the same.
+    h.annotate_rotation("api", RETRY_HOOK, "2").await;
+    h.wait("refused again", 20, || async {
+        let status = h.rotation("api").await.status.unwrap_or_default();
+        status.hook_refusal.and_then(|r| r.retry_token).as_deref() == Some("2")
+    })
+    .await;
+    assert_eq!(hook.calls(stage), asked + 1);
+    h.wait("a third HookRefused event", 10, || async {
+        times(&said(&h, events::HOOK_REFUSED).await) == 3
+    })
+    .await;
+
     // Fixed, and asked again: the cycle completes and the record goes.
     hook.set(Mode::NoContent);
-    h.annotate_rotation("api", RETRY_HOOK, "2").await;
+    h.annotate_rotation("api", RETRY_HOOK, "3").await;
     h.wait_published(V, P, &[2], 2, 30).await;
     h.wait("the refusal cleared", 10, || async {
         let status = h.rotation("api").await.status.unwrap_or_default();

@@ -197,7 +197,8 @@ pub async fn blocked(
 /// answered) and `refusal` as `status.hookRefusal`. The other fields stay
 /// as they were, as for a failed hook: the plan stopped at the step.
 /// `said` (the condition that carries the answer, and its event) is
-/// announced when that condition's text changes, also across restarts.
+/// announced when that condition's text or the refusal recorded changes,
+/// also across restarts.
 /// Written at once: the event and the status say the same.
 pub async fn held(
     rot: &ApiKeyRotation,
@@ -209,16 +210,19 @@ pub async fn held(
 ) -> Result<()> {
     let previous = rot.status.clone().unwrap_or_default();
     let generation = rot.meta().generation;
-    let news = states
-        .iter()
-        .filter(|c| c.type_ == said.condition)
-        .any(|c| {
-            previous.condition(c.type_).is_none_or(|old| {
-                old.reason != c.reason
-                    || old.message != c.message
-                    || (old.status == "True") != c.status
-            })
-        });
+    // A refusal answered anew (asked again after a change) is news even
+    // when it says the same.
+    let news = previous.hook_refusal != refusal
+        || states
+            .iter()
+            .filter(|c| c.type_ == said.condition)
+            .any(|c| {
+                previous.condition(c.type_).is_none_or(|old| {
+                    old.reason != c.reason
+                        || old.message != c.message
+                        || (old.status == "True") != c.status
+                })
+            });
     if news {
         emit(
             &ctx.recorder,
