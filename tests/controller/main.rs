@@ -8,6 +8,7 @@ mod scenario;
 
 mod argocd;
 mod evidence;
+mod hook_answers;
 mod hook_faults;
 mod hook_tls;
 mod issuer_hook;

@@ -117,6 +117,9 @@ pub const HIGHEST: &str = "keyrotor.dev/highest-version";
 pub const ROTATE_REQUEST: &str = "keyrotor.dev/rotate";
 /// Imperative rollback token (`kubectl keyrotor rollback`).
 pub const ROLLBACK_REQUEST: &str = "keyrotor.dev/rollback";
+/// Ask a hook again after it refused a step (`status.hookRefusal`): any
+/// value other than the one recorded with the refusal.
+pub const RETRY_HOOK: &str = "keyrotor.dev/retry-hook";
 
 // --- Annotations on consumer pods (one key per rotation) ---------------------
 

@@ -5,6 +5,9 @@
 //!
 //! Apply takes the snapshot's [`Material`] by value: the keys it creates and
 //! the projections it writes join it on the way, for the writes after them.
+//!
+//! A hook that answers a step with "not yet" or a refusal stops the plan
+//! there too, without failing it: [`Applied::held`] says which step.
 
 use std::collections::BTreeMap;
 
@@ -21,8 +24,9 @@ use super::consumers::{role, split_id};
 use super::copies::{self, Reached};
 use super::observe::key_of;
 use crate::api::{ApiKeyRotation, HookEndpoint};
+use crate::consumer::hook::Issued;
 use crate::controller::error::Result;
-use crate::controller::hook::{Held, HookClient};
+use crate::controller::hook::{Answered, Held, HoldKind, HookClient, HookHold};
 use crate::controller::memory::Memory;
 use crate::controller::objects::material::Material;
 use crate::controller::objects::render::Layout;
@@ -56,6 +60,9 @@ pub struct Writer<'a> {
     pub obj: ObjectRef<ApiKeyRotation>,
     /// The copies kept in other namespaces, as last written or seen.
     pub copies: &'a Copies,
+    /// A hook answer that still stands: a pending one until its time, a
+    /// refusal until the spec or `keyrotor.dev/retry-hook` changes.
+    pub standing: Option<HookHold>,
 }
 
 fn apply_params() -> PatchParams {
@@ -79,6 +86,12 @@ pub struct Applied {
     pub created: BTreeMap<Version, String>,
     /// Nudges the API refused (403: RBAC lacks `pods patch`).
     pub nudges_refused: usize,
+    /// The step a hook held (pending or refused), where the plan stopped.
+    pub held: Option<HookHold>,
+    /// The plan's actions carried out (all of them unless a hook held one).
+    pub ran: usize,
+    /// A hook answered a step done.
+    pub hook_done: bool,
 }
 
 impl Writer<'_> {
@@ -102,6 +115,11 @@ impl Writer<'_> {
         applied.writes += self.follow(reached, &material, false).await?;
         for action in actions {
             applied.writes += self.apply_one(action, &mut material, &mut applied).await?;
+            if applied.held.is_some() {
+                // Held like a failure (every prefix is safe), but not one.
+                return Ok(applied);
+            }
+            applied.ran += 1;
             if let Action::WriteProjection { target, .. } = action {
                 let verifier_side = *target != Target::Presenter;
                 applied.writes += self.follow(reached, &material, verifier_side).await?;
@@ -139,8 +157,17 @@ impl Writer<'_> {
                 origin,
                 requests,
             } => {
+                let issued = match self.issued(*version, *origin, material).await? {
+                    Answered::Done(issued) => {
+                        if issued.is_some() {
+                            self.hook_done(applied);
+                        }
+                        issued
+                    }
+                    Answered::Held(hold) => return Ok(self.held(applied, hold)),
+                };
                 let held = self
-                    .create_version(*version, *origin, requests, material)
+                    .create_version(*version, *origin, requests, material, issued)
                     .await?;
                 keep(material, &mut applied.created, *version, held);
             }
@@ -176,7 +203,7 @@ impl Writer<'_> {
                 self.mark_abandoned(*version, requests).await?;
             }
             Action::CallHook { step, version } => {
-                return self.call_hook(*step, *version, material).await;
+                return self.call_hook(*step, *version, material, applied).await;
             }
             Action::DeleteVersion { version } => {
                 self.delete_version(*version).await?;
@@ -196,21 +223,36 @@ impl Writer<'_> {
         Ok(1)
     }
 
+    /// The issuer hook's key for a new version, when the issuer mints it
+    /// (`Done(None)`: keyrotor adopts or generates it).
+    async fn issued(
+        &self,
+        version: Version,
+        origin: Origin,
+        material: &Material,
+    ) -> Result<Answered<Option<Issued>>> {
+        match (origin, &material.adopted_key, self.issuer) {
+            (Origin::Adopted, Some(_), _) | (_, _, None) => Ok(Answered::Done(None)),
+            (_, _, Some(issuer)) => Ok(match self.hooks().issue(issuer, version).await? {
+                Answered::Done(issued) => Answered::Done(Some(issued)),
+                Answered::Held(hold) => Answered::Held(hold),
+            }),
+        }
+    }
+
     /// A new version's Secret, with its key adopted, issued by the issuer
-    /// hook, or generated. Returns the key the Secret holds.
+    /// hook (`issued`), or generated. Returns the key the Secret holds.
     async fn create_version(
         &self,
         version: Version,
         origin: Origin,
         requests: &Requests,
         material: &mut Material,
+        issued: Option<Issued>,
     ) -> Result<Option<SecretKey>> {
-        let (key, key_id) = match (origin, &material.adopted_key, self.issuer) {
+        let (key, key_id) = match (origin, &material.adopted_key, issued) {
             (Origin::Adopted, Some(k), _) => (k.clone(), None),
-            (_, _, Some(issuer)) => {
-                let issued = self.hooks().issue(issuer, version).await?;
-                (issued.key, issued.key_id)
-            }
+            (_, _, Some(issued)) => (issued.key, issued.key_id),
             _ => (SecretKey::generate(self.key_spec)?, None),
         };
         let mut secret = self
@@ -405,13 +447,40 @@ impl Writer<'_> {
             uid: self.uid,
             verifier: self.hook,
             issuer: self.issuer,
+            standing: self.standing.as_ref(),
         }
+    }
+
+    /// A hook held a step: the plan stops here, no write made. A pending
+    /// answer is remembered until its time (a standing one keeps its own).
+    fn held(&self, applied: &mut Applied, hold: HookHold) -> usize {
+        if let HoldKind::Pending { retry_after } = hold.answer
+            && self.standing.as_ref() != Some(&hold)
+        {
+            let until = self.now + jiff::SignedDuration::from_secs(retry_after.into());
+            self.memory.hook_pending(&self.obj, &hold, until);
+        }
+        applied.held = Some(hold);
+        0
+    }
+
+    /// A hook answered done: a pending answer no longer stands, and a
+    /// recorded refusal is cleared (see `report`).
+    fn hook_done(&self, applied: &mut Applied) {
+        applied.hook_done = true;
+        self.memory.hook_done(&self.obj);
     }
 
     /// One planned hook step. A successful `stage` is recorded on the
     /// version Secret (the confirmation the planner reads back, durable
     /// across restarts).
-    async fn call_hook(&self, step: HookStep, version: Version, obs: &Material) -> Result<usize> {
+    async fn call_hook(
+        &self,
+        step: HookStep,
+        version: Version,
+        obs: &Material,
+        applied: &mut Applied,
+    ) -> Result<usize> {
         let key = obs.keys.get(&version);
         // Retiring a version whose key is gone still names it: by the digest
         // verifiers hold.
@@ -426,7 +495,10 @@ impl Writer<'_> {
             sha256,
             key_id,
         };
-        self.hooks().call(step, version, held).await?;
+        if let Answered::Held(hold) = self.hooks().call(step, version, held).await? {
+            return Ok(self.held(applied, hold));
+        }
+        self.hook_done(applied);
         if step == HookStep::Stage && self.hook.is_some() {
             let patch = json!({"metadata": {"annotations": {HOOK_ACCEPTED: self.now.to_string()}}});
             let name = version_secret_name(self.rotation, version);
