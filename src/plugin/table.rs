@@ -327,6 +327,7 @@ mod tests {
             created_at: t,
             promoted_at: (version == 1).then_some(t),
             retired_at: None,
+            username: None,
         };
         use crate::rotation::VersionState::*;
         let r = history_rows(&[rec(2, Staged), rec(1, Current)]);
