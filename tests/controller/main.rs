@@ -16,3 +16,4 @@ mod operations;
 mod protocol;
 mod redis_hook;
 mod resilience;
+mod usernames;
