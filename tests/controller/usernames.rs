@@ -239,7 +239,10 @@ async fn without_names_every_secret_keeps_exactly_its_files_and_annotations() {
             checked += 1;
         }
     }
-    assert!(checked >= 6, "only {checked} states: 3 presenter writes, 3 versions");
+    assert!(
+        checked >= 6,
+        "only {checked} states: 3 presenter writes, 3 versions"
+    );
     let status = h.rotation("api").await.status.unwrap();
     assert!(status.versions.iter().all(|r| r.username.is_none()));
     let json = serde_json::to_string(&status).unwrap();
