@@ -144,12 +144,13 @@ pub struct ApiKeyRotationSpec {
     /// Presenters find it in the file `username` beside `key` (docs/wire.md),
     /// hooks in each request's `username`. One name: every version carries
     /// it. Two names (alternating users, docs/postgres.md): a new version
-    /// carries the name the current version does not, so the password of
-    /// the user presenters still send is never touched while they move;
-    /// the first version (and an adopted one) carries the first name. A
-    /// version keeps the name it was created with: editing this list changes
-    /// only versions created afterwards. Left out: versions carry no user
-    /// name and the Secrets have no `username` file.
+    /// carries the name the current version does not (after a revoke, the
+    /// one no version presenters may still send carries), so the password
+    /// of the user presenters send is never touched while they move; the
+    /// first version, adopted or not, carries the first name. A version
+    /// keeps the name it was created with: editing this list changes only
+    /// versions created afterwards. Left out: versions carry no user name
+    /// and the Secrets have no `username` file.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1, max = 2), inner(length(min = 1, max = 63), regex(pattern = USERNAME_RE)))]
     #[x_kube(validation = Rule::new("size(self) <= 2").message("usernames must have at most 2 items: one name for every version, or two that alternate"))]
