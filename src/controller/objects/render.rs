@@ -437,127 +437,122 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn without_user_names_the_secrets_are_exactly_what_they_always_were() {
-        let key = SecretKey::adopt(b"k2-0123456789abcdefghij".to_vec()).unwrap();
-        let held = held(&[(2, key.clone())].into());
-        let l = layout(VerifierFormat::Sha256);
-        let t = Timestamp::UNIX_EPOCH;
-        let meta = |name: &str, role: &str, ann: &[(&str, &str)]| ObjectMeta {
+    /// The key of version 2 in the exact-content tests below.
+    fn fixed_key() -> SecretKey {
+        SecretKey::adopt(b"k2-0123456789abcdefghij".to_vec()).unwrap()
+    }
+
+    /// The metadata every Secret of rotation `api` has, written out.
+    fn meta(name: &str, role: &str, annotations: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
             name: Some(name.into()),
             namespace: Some("ns".into()),
             labels: Some(strings(&[
                 ("keyrotor.dev/rotation", "api"),
                 ("keyrotor.dev/role", role),
             ])),
-            annotations: Some(strings(ann)),
-            owner_references: Some(vec![l.owner.clone()]),
+            annotations: Some(strings(annotations)),
+            owner_references: Some(vec![layout(VerifierFormat::Sha256).owner]),
             ..Default::default()
-        };
-        let presenter = l
+        }
+    }
+
+    /// Version 2 projected by `target` at revision 7, with the key alone.
+    fn projected_v2(target: Target) -> Secret {
+        layout(VerifierFormat::Sha256)
             .projected_secret(
-                Target::Presenter,
+                target,
                 &[2].into(),
                 Some(2),
                 7,
                 2,
-                &held,
+                &held(&[(2, fixed_key())].into()),
                 None,
-                t,
+                Timestamp::UNIX_EPOCH,
             )
-            .unwrap();
-        let published = [
-            ("keyrotor.dev/revision", "7"),
-            ("keyrotor.dev/written-at", "1970-01-01T00:00:00Z"),
-            ("keyrotor.dev/highest-version", "2"),
+            .unwrap()
+    }
+
+    const PUBLISHED: [(&str, &str); 4] = [
+        ("keyrotor.dev/revision", "7"),
+        ("keyrotor.dev/written-at", "1970-01-01T00:00:00Z"),
+        ("keyrotor.dev/highest-version", "2"),
+        ("keyrotor.dev/current", "2"),
+    ];
+
+    #[test]
+    fn without_a_user_name_a_presenter_secret_is_exactly_what_it_always_was() {
+        let key = fixed_key();
+        let files = [
+            ("revision", "7"),
+            ("rotation", "api"),
+            ("role", "presenter"),
+            ("key", key.expose()),
+            ("version", "2"),
         ];
-        let files = [("revision", "7"), ("rotation", "api")];
-        assert_eq!(
-            presenter,
-            Secret {
-                metadata: meta(
-                    "api-presenter",
-                    "projection",
-                    &[&published[..], &[("keyrotor.dev/current", "2")]].concat()
-                ),
-                type_: Some("Opaque".into()),
-                data: Some(data(
-                    &[
-                        &files[..],
-                        &[
-                            ("role", "presenter"),
-                            ("key", key.expose()),
-                            ("version", "2")
-                        ]
-                    ]
-                    .concat()
-                )),
-                ..Default::default()
-            }
-        );
-        let combined = l
-            .projected_secret(Target::Combined, &[2].into(), Some(2), 7, 2, &held, None, t)
-            .unwrap();
+        let want = Secret {
+            metadata: meta("api-presenter", "projection", &PUBLISHED),
+            type_: Some("Opaque".into()),
+            data: Some(data(&files)),
+            ..Default::default()
+        };
+        assert_eq!(projected_v2(Target::Presenter), want);
+    }
+
+    #[test]
+    fn without_a_user_name_a_combined_secret_is_exactly_what_it_always_was() {
+        let key = fixed_key();
         let digest = key.digest();
-        let combined_ann = [
-            ("keyrotor.dev/current", "2"),
-            ("keyrotor.dev/accepted", "2"),
+        let files = [
+            ("revision", "7"),
+            ("rotation", "api"),
+            ("role", "verifier,presenter"),
+            ("accepted", "2"),
+            ("v2.sha256", &digest),
+            ("key", key.expose()),
+            ("version", "2"),
         ];
-        assert_eq!(
-            combined,
-            Secret {
-                metadata: meta(
-                    "api-verifier",
-                    "projection",
-                    &[&published[..], &combined_ann].concat()
-                ),
-                type_: Some("Opaque".into()),
-                data: Some(data(
-                    &[
-                        &files[..],
-                        &[
-                            ("role", "verifier,presenter"),
-                            ("accepted", "2"),
-                            ("v2.sha256", &digest),
-                            ("key", key.expose()),
-                            ("version", "2"),
-                        ]
-                    ]
-                    .concat()
-                )),
-                ..Default::default()
-            }
-        );
+        let annotations = [&PUBLISHED[..], &[("keyrotor.dev/accepted", "2")]].concat();
+        let want = Secret {
+            metadata: meta("api-verifier", "projection", &annotations),
+            type_: Some("Opaque".into()),
+            data: Some(data(&files)),
+            ..Default::default()
+        };
+        assert_eq!(projected_v2(Target::Combined), want);
+    }
+
+    #[test]
+    fn without_a_user_name_a_version_secret_is_exactly_what_it_always_was() {
+        let key = fixed_key();
         let new = NewVersion {
             origin: Origin::Generated,
             requests: &Requests::default(),
-            created_at: t,
+            created_at: Timestamp::UNIX_EPOCH,
             username: None,
         };
-        let version = l.version_secret(2, &key, &new);
-        let mut version_meta = meta(
+        let fingerprint = key.fingerprint();
+        let mut metadata = meta(
             "api-v2",
             "version",
             &[
-                ("keyrotor.dev/fingerprint", &key.fingerprint()),
+                ("keyrotor.dev/fingerprint", &fingerprint),
                 ("keyrotor.dev/created-at", "1970-01-01T00:00:00Z"),
                 ("keyrotor.dev/origin", "Generated"),
             ],
         );
-        version_meta
-            .labels
-            .as_mut()
-            .unwrap()
-            .insert("keyrotor.dev/version".into(), "2".into());
+        let labels = metadata.labels.as_mut().unwrap();
+        labels.insert("keyrotor.dev/version".into(), "2".into());
+        let want = Secret {
+            metadata,
+            immutable: Some(true),
+            type_: Some("Opaque".into()),
+            data: Some(data(&[("key", key.expose())])),
+            ..Default::default()
+        };
         assert_eq!(
-            version,
-            Secret {
-                metadata: version_meta,
-                immutable: Some(true),
-                type_: Some("Opaque".into()),
-                data: Some(data(&[("key", key.expose())])),
-                ..Default::default()
-            }
+            layout(VerifierFormat::Sha256).version_secret(2, &key, &new),
+            want
         );
     }
 
