@@ -17,3 +17,4 @@ mod operations;
 mod protocol;
 mod redis_hook;
 mod resilience;
+mod usernames;

@@ -38,3 +38,4 @@ mod realpods;
 mod report;
 mod revoke;
 mod rollout;
+mod usernames;

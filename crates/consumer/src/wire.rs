@@ -92,6 +92,9 @@ pub const ORIGIN: &str = "keyrotor.dev/origin";
 pub const REQUESTS: &str = "keyrotor.dev/requests";
 /// Annotation on version Secrets: set when a rollback abandoned the version (JSON).
 pub const ABANDONED: &str = "keyrotor.dev/abandoned";
+/// Annotation on version Secrets: the user name the version carries
+/// (`spec.usernames`), written at creation and never changed.
+pub const USERNAME: &str = "keyrotor.dev/username";
 /// Annotation on version Secrets: when the verifier hook answered that it
 /// accepts the version (docs/hooks.md); its presence is the confirmation.
 pub const HOOK_ACCEPTED: &str = "keyrotor.dev/hook-accepted";

@@ -68,6 +68,8 @@ pub struct Held<'a> {
     pub sha256: Option<String>,
     /// The `keyId` the issuer gave the key.
     pub key_id: Option<&'a str>,
+    /// The user name the version's Secret records (`spec.usernames`).
+    pub username: Option<&'a str>,
 }
 
 /// One rotation's hooks, for one reconcile.
@@ -147,6 +149,7 @@ impl HookClient<'_> {
             };
             let mut request = self.request(step, version);
             request.sha256 = sha256;
+            request.username = held.username.map(str::to_string);
             if step == Step::Stage {
                 request.key = held.key.map(|k| k.expose().to_string());
             }
@@ -165,18 +168,21 @@ impl HookClient<'_> {
         Ok(Answered::Done(()))
     }
 
-    /// Asks the issuer for version `version`'s key. A repeated idempotency
-    /// key gets the same key back (the protocol's rule for issuers), so a
-    /// retry after a lost answer or a crash never mints a second key for one
-    /// version; the version Secret, created once, keeps what came first.
-    /// A `204` carries no key: a failed call ("the issuer's answer has no key").
+    /// Asks the issuer for version `version`'s key, for user `username`
+    /// when it carries one. A repeated idempotency key gets the same key
+    /// back (the protocol's rule for issuers), so a retry after a lost
+    /// answer or a crash never mints a second key for one version; the
+    /// version Secret, created once, keeps what came first. A `204`
+    /// carries no key: a failed call ("the issuer's answer has no key").
     pub async fn issue(
         &self,
         spec: &HookEndpoint,
         version: Version,
+        username: Option<&str>,
     ) -> Result<Answered<Issued>, CallFailed> {
         let failed = failed(HookRole::Issuer, Step::Issue.as_str(), version);
-        let request = self.request(Step::Issue, version);
+        let mut request = self.request(Step::Issue, version);
+        request.username = username.map(str::to_string);
         match self
             .send(HookRole::Issuer, spec, (Step::Issue, &request))
             .await

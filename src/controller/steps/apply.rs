@@ -29,7 +29,7 @@ use crate::controller::error::Result;
 use crate::controller::hook::{Answered, Held, HoldKind, HookClient, HookHold};
 use crate::controller::memory::Memory;
 use crate::controller::objects::material::Material;
-use crate::controller::objects::render::Layout;
+use crate::controller::objects::render::{Layout, NewVersion};
 use crate::controller::reach::Copies;
 use crate::keys::{KeySpec, SecretKey};
 use crate::rotation::{
@@ -37,7 +37,7 @@ use crate::rotation::{
 };
 use crate::wire::{
     self as k, ABANDONED, FIELD_MANAGER, HOOK_ACCEPTED, HOOK_ISSUED, HOOK_KEY_ID, RevisionReport,
-    version_secret_name,
+    USERNAME, version_secret_name,
 };
 
 /// Everything one reconcile's writes need.
@@ -156,8 +156,15 @@ impl Writer<'_> {
                 version,
                 origin,
                 requests,
+                username,
             } => {
-                let issued = match self.issued(*version, *origin, material).await? {
+                let new = NewVersion {
+                    origin: *origin,
+                    requests,
+                    created_at: self.now,
+                    username: username.as_deref(),
+                };
+                let issued = match self.issued(*version, &new, material).await? {
                     Answered::Done(issued) => {
                         if issued.is_some() {
                             self.hook_done(applied);
@@ -166,27 +173,31 @@ impl Writer<'_> {
                     }
                     Answered::Held(hold) => return Ok(self.held(applied, hold)),
                 };
-                let held = self
-                    .create_version(*version, *origin, requests, material, issued)
+                let stored = self
+                    .create_version(*version, &new, material, issued)
                     .await?;
-                keep(material, &mut applied.created, *version, held);
+                keep(material, &mut applied.created, *version, stored);
             }
             Action::RestoreVersion {
                 version,
                 origin,
                 created_at,
+                username,
             } => {
                 // The key a projection holds (see `repair::recoverable`).
                 let Some(key) = material.keys.get(version).cloned() else {
                     return Ok(0);
                 };
-                let no_requests = Requests::default();
-                let secret =
-                    self.layout
-                        .version_secret(*version, &key, *origin, &no_requests, *created_at);
+                let new = NewVersion {
+                    origin: *origin,
+                    requests: &Requests::default(),
+                    created_at: *created_at,
+                    username: username.as_deref(),
+                };
+                let secret = self.layout.version_secret(*version, &key, &new);
                 warn!(version, "restoring a version Secret from a projection");
-                let held = self.create_or_keep(&secret, key).await?;
-                keep(material, &mut applied.created, *version, held);
+                let stored = self.create_or_keep(&secret, key).await?;
+                keep(material, &mut applied.created, *version, stored);
             }
             Action::WriteProjection { target, .. } => {
                 let written = self.write_projection(action, material).await?;
@@ -228,36 +239,37 @@ impl Writer<'_> {
     async fn issued(
         &self,
         version: Version,
-        origin: Origin,
+        new: &NewVersion<'_>,
         material: &Material,
     ) -> Result<Answered<Option<Issued>>> {
-        match (origin, &material.adopted_key, self.issuer) {
+        match (new.origin, &material.adopted_key, self.issuer) {
             (Origin::Adopted, Some(_), _) | (_, _, None) => Ok(Answered::Done(None)),
-            (_, _, Some(issuer)) => Ok(match self.hooks().issue(issuer, version).await? {
-                Answered::Done(issued) => Answered::Done(Some(issued)),
-                Answered::Held(hold) => Answered::Held(hold),
-            }),
+            (_, _, Some(issuer)) => Ok(
+                match self.hooks().issue(issuer, version, new.username).await? {
+                    Answered::Done(issued) => Answered::Done(Some(issued)),
+                    Answered::Held(hold) => Answered::Held(hold),
+                },
+            ),
         }
     }
 
     /// A new version's Secret, with its key adopted, issued by the issuer
-    /// hook (`issued`), or generated. Returns the key the Secret holds.
+    /// hook (`issued`, for the version's user name), or generated.
+    /// Returns what the Secret holds.
     async fn create_version(
         &self,
         version: Version,
-        origin: Origin,
-        requests: &Requests,
+        new: &NewVersion<'_>,
         material: &mut Material,
         issued: Option<Issued>,
-    ) -> Result<Option<SecretKey>> {
+    ) -> Result<Stored> {
+        let origin = new.origin;
         let (key, key_id) = match (origin, &material.adopted_key, issued) {
             (Origin::Adopted, Some(k), _) => (k.clone(), None),
             (_, _, Some(issued)) => (issued.key, issued.key_id),
             _ => (SecretKey::generate(self.key_spec)?, None),
         };
-        let mut secret = self
-            .layout
-            .version_secret(version, &key, origin, requests, self.now);
+        let mut secret = self.layout.version_secret(version, &key, new);
         if self.issuer.is_some() && origin != Origin::Adopted {
             let ann = secret.metadata.annotations.get_or_insert_default();
             ann.insert(HOOK_ISSUED.into(), self.now.to_string());
@@ -287,14 +299,7 @@ impl Writer<'_> {
             _ => material.verifier_secret.as_ref(),
         };
         let mut secret = self.layout.projected_secret(
-            *target,
-            accepted,
-            *current,
-            *revision,
-            *highest,
-            &material.keys,
-            previous,
-            self.now,
+            *target, accepted, *current, *revision, *highest, material, previous, self.now,
         )?;
         // Optimistic concurrency: the write holds only if the Secret is
         // still what this plan was computed from (409 otherwise, and the
@@ -401,9 +406,9 @@ impl Writer<'_> {
 
     /// Creates a version Secret holding `key`, or, when it already exists (an
     /// earlier attempt whose answer was lost, or a restore racing another),
-    /// keeps the existing Secret's key: one version number is one key, forever
-    /// (I5). Returns the key the Secret holds (`None`: it exists, emptied).
-    async fn create_or_keep(&self, secret: &Secret, key: SecretKey) -> Result<Option<SecretKey>> {
+    /// keeps the existing Secret's key and user name: one version number is
+    /// one key, forever (I5). Returns what the Secret holds.
+    async fn create_or_keep(&self, secret: &Secret, key: SecretKey) -> Result<Stored> {
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
@@ -412,14 +417,20 @@ impl Writer<'_> {
         match secrets.create(&params, secret).await {
             Ok(created) => {
                 self.wrote(&created);
-                Ok(Some(key))
+                Ok(Stored {
+                    key: Some(key),
+                    username: username_of(secret),
+                })
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 let name = secret.metadata.name.as_deref().unwrap_or_default();
                 match secrets.get_opt(name).await? {
                     Some(existing) => {
                         self.wrote(&existing);
-                        Ok(key_of(&existing))
+                        Ok(Stored {
+                            key: key_of(&existing),
+                            username: username_of(&existing),
+                        })
                     }
                     // A conflict and yet nothing there (deleted meanwhile):
                     // still a conflict, so re-read and plan again soon.
@@ -494,6 +505,7 @@ impl Writer<'_> {
             key,
             sha256,
             key_id,
+            username: obs.usernames.get(&version).map(String::as_str),
         };
         if let Answered::Held(hold) = self.hooks().call(step, version, held).await? {
             return Ok(self.held(applied, hold));
@@ -513,15 +525,30 @@ impl Writer<'_> {
     }
 }
 
-/// The key version `v`'s Secret ended up holding, kept for rendering and
-/// reported (its fingerprint) to status.
+/// What a version Secret holds once created, or found already there.
+struct Stored {
+    /// `None`: it exists, emptied.
+    key: Option<SecretKey>,
+    username: Option<String>,
+}
+
+/// The user name a version Secret records.
+fn username_of(secret: &Secret) -> Option<String> {
+    secret.metadata.annotations.as_ref()?.get(USERNAME).cloned()
+}
+
+/// The key and user name version `v`'s Secret ended up holding, kept for
+/// rendering and reported (the key's fingerprint) to status.
 fn keep(
     material: &mut Material,
     created: &mut BTreeMap<Version, String>,
     v: Version,
-    key: Option<SecretKey>,
+    stored: Stored,
 ) {
-    if let Some(key) = key {
+    if let Some(name) = stored.username {
+        material.usernames.insert(v, name);
+    }
+    if let Some(key) = stored.key {
         created.insert(v, key.fingerprint());
         material.keys.insert(v, key);
     }

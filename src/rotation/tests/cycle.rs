@@ -27,18 +27,24 @@ fn the_progressing_message_names_the_stage_its_reason_names() {
     rotate(&mut w, "r1");
     let said = |w: &World| {
         let c = w.condition(types::PROGRESSING).unwrap();
-        (c.reason.clone(), c.message.clone())
+        (c.reason.to_string(), c.message.clone())
     };
     assert_eq!(
         said(&w),
-        (reasons::WAITING_FOR_VERIFIERS.into(), "Staging version 2".into())
+        (
+            reasons::WAITING_FOR_VERIFIERS.into(),
+            "Staging version 2".into()
+        )
     );
     w.sync_and_report_all();
     w.reconcile().unwrap();
     assert_eq!(w.current(), Some(2), "this plan promoted");
     assert_eq!(
         said(&w),
-        (reasons::WAITING_FOR_PRESENTERS.into(), "Promoting version 2".into())
+        (
+            reasons::WAITING_FOR_PRESENTERS.into(),
+            "Promoting version 2".into()
+        )
     );
 }
 
