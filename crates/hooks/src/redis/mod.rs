@@ -126,6 +126,17 @@ impl Redis {
     /// One step; every answer but done is a refusal (4xx) or a failure
     /// (502: Redis unreachable or refusing).
     async fn carry_out(&self, step: Step, r: &HookRequest) -> Result<Done, Refusal> {
+        // A version named for another user (spec.usernames) is not this
+        // hook's to touch: its presenters would log in as that user.
+        if let Some(other) = r.username.as_deref().filter(|u| *u != self.args.user) {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                format!(
+                    "this hook rotates the passwords of Redis user {}, not {other}; set spec.usernames to [{}] or leave it out",
+                    self.args.user, self.args.user
+                ),
+            ));
+        }
         match step {
             Step::Issue => {
                 let secret = self.issuer_secret.as_ref().ok_or_else(|| {
