@@ -146,6 +146,9 @@ func (e *engine) describe(s *Snapshot) []any {
 	if s.hasCurrent {
 		attrs = append(attrs, "current", s.current)
 	}
+	if s.username != "" {
+		attrs = append(attrs, "username", s.username)
+	}
 	if s.generation.ok {
 		attrs = append(attrs, "generation", s.generation.target)
 	}

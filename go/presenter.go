@@ -39,6 +39,35 @@ func (p *Presenter) Current() (version uint64, key SecretKey) {
 	return s.current, s.key
 }
 
+// Presented is what a presenter sends: the version, its key and the user
+// name the key belongs to ("" when the version has none), all from one
+// snapshot, so a key never goes out with another version's user name.
+// Formatting it shows the version and user name, never the key.
+type Presented struct {
+	Version  uint64
+	Key      SecretKey
+	Username string
+}
+
+func (p Presented) String() string {
+	return fmt.Sprintf("keyrotor.Presented{version: %d, username: %s}", p.Version, showUsername(p.Username))
+}
+
+// Format prints String for every verb, so no verb reaches the key.
+func (p Presented) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(p.String())) }
+
+// Presented is the version, key and user name to send now, from one
+// snapshot (asking for them one by one could straddle a reload).
+func (p *Presenter) Presented() Presented {
+	s := p.snap.Load()
+	return Presented{Version: s.current, Key: s.key, Username: s.username}
+}
+
+// Username is the user name of the current version; ok is false when it
+// has none. Not secret: fine to log. To send it with the key, take both
+// from Presented.
+func (p *Presenter) Username() (name string, ok bool) { return p.snap.Load().Username() }
+
 // Snapshot is the snapshot the presenter uses now.
 func (p *Presenter) Snapshot() *Snapshot { return p.snap.Load() }
 

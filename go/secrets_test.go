@@ -71,6 +71,33 @@ func TestAKeyNeverShowsWhenFormattedMarshalledOrLogged(t *testing.T) {
 	}
 }
 
+func TestTheUserNameMayShowButTheKeyBesideItNeverDoes(t *testing.T) {
+	k := newKubelet(t)
+	files := presenterFiles(9, 4)
+	files["username"] = "app_blue"
+	k.publish(files)
+	log, logs := capture()
+	p := openPresenter(t, k.dir, Options{PollInterval: -1, Logger: log})
+	presented := p.Presented()
+	holder := struct{ P Presented }{presented}
+	var shown []string
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+		for _, value := range []any{presented, &presented, holder, p.Snapshot(), p} {
+			shown = append(shown, fmt.Sprintf(verb, value))
+		}
+	}
+	log.Info("sending", "presented", presented)
+	shown = append(shown, logs.String())
+	for _, s := range shown {
+		if leak := leaks(s, secretPart(key(4))); leak != "" {
+			t.Error(leak)
+		}
+	}
+	if s := fmt.Sprint(presented, p.Snapshot()); !strings.Contains(s, `username: "app_blue"`) || !strings.Contains(s, "version: 4") {
+		t.Errorf("the user name and version show: %s", s)
+	}
+}
+
 func TestAnErrorAboutAKeyFileNamesTheFileNeverTheKey(t *testing.T) {
 	const bad = "almost-a-key-but with-a-space-0123"
 	for name, text := range map[string]string{

@@ -20,6 +20,7 @@ const (
 	acceptedFile = "accepted"
 	versionFile  = "version"
 	keyFile      = "key"
+	usernameFile = "username" // optional, beside keyFile
 )
 
 // Keys are 16 to 1024 bytes of printable ASCII without spaces.
@@ -27,6 +28,10 @@ const (
 	MinKeyLen = 16
 	MaxKeyLen = 1024
 )
+
+// MaxUsernameLen is the longest user name: 1 to 63 bytes of printable ASCII
+// without spaces.
+const MaxUsernameLen = 63
 
 // meta is what every projected Secret says about itself.
 type meta struct {
@@ -36,8 +41,8 @@ type meta struct {
 }
 
 // Snapshot is one loaded generation of a projected-Secret directory. It is
-// immutable. Formatting it shows versions and revisions, never a key or a
-// digest.
+// immutable. Formatting it shows versions, revisions and the user name (not
+// secret), never a key or a digest.
 type Snapshot struct {
 	meta
 	accepted   []uint64   // ascending
@@ -45,6 +50,7 @@ type Snapshot struct {
 	current    uint64
 	hasCurrent bool
 	key        SecretKey
+	username   string // "" when the current version has none
 	generation generation
 }
 
@@ -70,6 +76,13 @@ func (s *Snapshot) Current() (version uint64, key SecretKey, ok bool) {
 	return s.current, s.key, s.hasCurrent
 }
 
+// Username is the user name of the presenter's current version, read with
+// its key; ok is false when the version has none (no username file) or the
+// Secret does not serve the presenter role. Not secret: fine to log.
+func (s *Snapshot) Username() (name string, ok bool) {
+	return s.username, s.username != ""
+}
+
 // Generation is where ..data pointed when the directory was read; ok is
 // false for a plain directory.
 func (s *Snapshot) Generation() (target string, ok bool) {
@@ -85,8 +98,16 @@ func (s *Snapshot) String() string {
 	if s.generation.ok {
 		gen = s.generation.target
 	}
-	return fmt.Sprintf("keyrotor.Snapshot{rotation: %s, roles: %v, revision: %d, accepted: %v, current: %s, generation: %s}",
-		s.rotation, s.roles, s.revision, s.accepted, current, gen)
+	return fmt.Sprintf("keyrotor.Snapshot{rotation: %s, roles: %v, revision: %d, accepted: %v, current: %s, username: %s, generation: %s}",
+		s.rotation, s.roles, s.revision, s.accepted, current, showUsername(s.username), gen)
+}
+
+// showUsername quotes a user name, or says there is none.
+func showUsername(name string) string {
+	if name == "" {
+		return "none"
+	}
+	return strconv.Quote(name)
 }
 
 // Format prints String for every verb, so no verb reaches a digest.
@@ -185,8 +206,29 @@ func readSnapshot(f files) (*Snapshot, error) {
 			return nil, f.missing(keyFile)
 		}
 		s.key, s.hasCurrent = key, true
+		if s.username, err = readUsername(f); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// readUsername reads the optional username file: "" when it does not exist;
+// when it does, it must be a user name (an empty file is not "none").
+func readUsername(f files) (string, error) {
+	name, ok, err := f.text(usernameFile)
+	if err != nil || !ok {
+		return "", err
+	}
+	if len(name) == 0 || len(name) > MaxUsernameLen {
+		return "", f.malformed(usernameFile, "is not 1 to 63 bytes of printable ASCII without spaces")
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] < 0x21 || name[i] > 0x7e {
+			return "", f.malformed(usernameFile, "is not 1 to 63 bytes of printable ASCII without spaces")
+		}
+	}
+	return name, nil
 }
 
 // number reads a required file holding one number.
@@ -331,5 +373,6 @@ func (d *digestSet) equal(o *digestSet) bool {
 func sameContent(a, b *Snapshot) bool {
 	return a.rotation == b.rotation && slices.Equal(a.roles, b.roles) && a.revision == b.revision &&
 		a.generation == b.generation && a.digests.equal(b.digests) &&
-		a.hasCurrent == b.hasCurrent && a.current == b.current && a.key.Equal(b.key)
+		a.hasCurrent == b.hasCurrent && a.current == b.current && a.key.Equal(b.key) &&
+		a.username == b.username
 }

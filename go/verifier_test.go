@@ -263,6 +263,51 @@ func TestAPresenterSendsTheCurrentKeyAndFollowsANewOne(t *testing.T) {
 	}
 }
 
+func TestTheKeyComesWithTheUserNameOfItsVersionAcrossSwaps(t *testing.T) {
+	k := newKubelet(t)
+	files := presenterFiles(9, 4)
+	files["username"] = "app_blue"
+	k.publish(files)
+	p := openPresenter(t, k.dir, manual(t))
+	if got := p.Presented(); got.Version != 4 || got.Key.Expose() != key(4) || got.Username != "app_blue" {
+		t.Fatalf("%v", got)
+	}
+	files = presenterFiles(10, 5)
+	files["username"] = "app_green\n"
+	k.publish(files)
+	if changed, err := p.Refresh(); !changed || err != nil {
+		t.Fatalf("%v %v", changed, err)
+	}
+	if got := p.Presented(); got.Version != 5 || got.Key.Expose() != key(5) || got.Username != "app_green" {
+		t.Fatalf("%v", got)
+	}
+	k.publish(presenterFiles(11, 6))
+	if _, err := p.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if name, ok := p.Username(); ok || p.Presented().Username != "" {
+		t.Fatalf("version 6 has no user name, got %q", name)
+	}
+}
+
+func TestAMalformedUserNameKeepsTheLastGoodKeyAndUserName(t *testing.T) {
+	k := newKubelet(t)
+	files := presenterFiles(9, 4)
+	files["username"] = "app_blue"
+	k.publish(files)
+	p := openPresenter(t, k.dir, manual(t))
+	bad := presenterFiles(10, 5)
+	bad["username"] = "app green"
+	k.publish(bad)
+	_, err := p.Refresh()
+	if ClassOf(err) != Malformed || !strings.Contains(err.Error(), "/username:") || strings.Contains(err.Error(), "app green") {
+		t.Fatalf("%v", err)
+	}
+	if got := p.Presented(); got.Version != 4 || got.Key.Expose() != key(4) || got.Username != "app_blue" {
+		t.Fatalf("%v", got)
+	}
+}
+
 func TestACombinedSecretServesBothSides(t *testing.T) {
 	k := newKubelet(t)
 	files := verifierFiles(5, 3, 4)

@@ -25,6 +25,10 @@ pub enum HookCommand {
     /// users: each version goes to the login role keyrotor names, and the
     /// other role stops logging in after every presenter moved on.
     Postgres(keyrotor_hooks::postgres::PostgresHookArgs),
+    /// The conformance kit for hook authors: drive the hook at URL through
+    /// every step and fault keyrotor may send, and print a pass/fail table
+    /// (exit status 1 if any check fails).
+    Check(keyrotor_hooks::check::CheckArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -51,7 +55,7 @@ pub enum Command {
     #[cfg(feature = "testkit")]
     #[command(subcommand)]
     SampleApp(crate::sample_app::SampleApp),
-    /// Reference verifier hooks (docs/hooks.md).
+    /// Reference hooks (docs/hooks.md), and the conformance kit for any hook.
     #[command(subcommand)]
     Hook(HookCommand),
     /// Print the ApiKeyRotation CustomResourceDefinition as YAML.
@@ -97,6 +101,13 @@ pub fn run(cli: Cli) -> CliResult {
                 .build()
                 .map_err(Error::Runtime)?;
             Ok(runtime.block_on(keyrotor_hooks::postgres::main(args))?)
+        }
+        Command::Hook(HookCommand::Check(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::Runtime)?;
+            Ok(runtime.block_on(keyrotor_hooks::check::main(args))?)
         }
         #[cfg(feature = "testkit")]
         Command::SampleApp(app) => {

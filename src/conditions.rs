@@ -30,10 +30,15 @@ pub mod reasons {
     pub const KEY_MATERIAL_MISSING: &str = "KeyMaterialMissing";
     pub const IDLE: &str = "Idle";
     pub const WAITING_FOR_VERIFIERS: &str = "WaitingForVerifiers";
-    /// Verifier pods confirmed; the verifier hook has not accepted the version yet.
+    /// Verifier pods confirmed and the verifier hook has not accepted the
+    /// version yet, or a hook answered "not yet" (HTTP 202: the message says
+    /// which step and when keyrotor asks again).
     pub const WAITING_FOR_HOOK: &str = "WaitingForHook";
-    /// A call to the verifier hook failed (see the message and the HookFailed event).
+    /// A call to a hook failed (see the message and the HookFailed event).
     pub const HOOK_FAILED: &str = "HookFailed";
+    /// A hook refused a step for good (HTTP 4xx): keyrotor does not ask again
+    /// until the spec or `keyrotor.dev/retry-hook` changes (`status.hookRefusal`).
+    pub const HOOK_REFUSED: &str = "HookRefused";
     pub const WAITING_FOR_PRESENTERS: &str = "WaitingForPresenters";
     pub const WAITING_FOR_GRACE: &str = "WaitingForGrace";
     pub const WAITING_FOR_QUIET: &str = "WaitingForQuietTraffic";
@@ -116,8 +121,13 @@ pub mod events {
     /// See the reason of the same name.
     pub const TARGET_NOT_PERMITTED: &str = "TargetNotPermitted";
 
-    /// A call to the verifier hook failed after its retries.
+    /// A call to a hook failed after its retries.
     pub const HOOK_FAILED: &str = "HookFailed";
+    /// A hook answered "not yet" (HTTP 202): the step holds and is asked
+    /// again after `retryAfterSeconds`. Once per change of the text.
+    pub const HOOK_PENDING: &str = "HookPending";
+    /// A hook refused a step for good (see the reason of the same name).
+    pub const HOOK_REFUSED: &str = "HookRefused";
 
     /// The API refused a nudge (RBAC lacks `pods patch`): consumers load
     /// changes at kubelet's own pace. Said once per rotation and process.

@@ -62,9 +62,13 @@ def verifier_files(revision: int, keys: dict, rotation: str = "orders") -> dict:
     return files
 
 
-def presenter_files(revision: int, version: int, key: str, rotation: str = "orders") -> dict:
-    return {"rotation": rotation, "role": "presenter", "revision": str(revision),
-            "version": str(version), "key": key}
+def presenter_files(revision: int, version: int, key: str, rotation: str = "orders",
+                    username: str = None) -> dict:
+    files = {"rotation": rotation, "role": "presenter", "revision": str(revision),
+             "version": str(version), "key": key}
+    if username is not None:
+        files["username"] = username
+    return files
 
 
 def key_of(version: int) -> str:

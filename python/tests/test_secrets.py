@@ -37,6 +37,14 @@ def test_a_loaded_key_never_shows_itself(volume):
         assert key.expose() == KEY
 
 
+def test_the_user_name_may_show_but_the_key_beside_it_never_does(volume):
+    volume.publish(presenter_files(9, 4, KEY, username="app_blue"))
+    with keyrotor.Presenter(volume.root, poll_interval=None, handshake=None) as p:
+        shown = all_text(p, p.snapshot, p.presented(), p.snapshot.presented)
+        assert KEY not in shown
+        assert "username='app_blue'" in shown and "version=4" in shown
+
+
 def test_a_verifier_shows_versions_never_digests(volume):
     volume.publish(verifier_files(7, {3: key_of(3), 4: KEY}))
     with keyrotor.Verifier(volume.root, poll_interval=None, handshake=None) as v:

@@ -141,6 +141,31 @@ def test_a_plain_directory_is_reloaded_when_its_files_change(tmp_path):
         assert presenter.current()[0] == 4 and presenter.key().expose() == key_of(4)
 
 
+def test_the_key_comes_with_the_user_name_of_its_version_across_swaps(volume):
+    volume.publish(presenter_files(1, 3, key_of(3), username="app_blue"))
+    with keyrotor.Presenter(volume.root, poll_interval=None, handshake=None) as presenter:
+        assert presenter.presented() == (3, presenter.key(), "app_blue")
+        volume.publish(presenter_files(2, 4, key_of(4), username="app_green\n"))
+        presenter.refresh()
+        version, key, username = presenter.presented()
+        assert (version, key.expose(), username) == (4, key_of(4), "app_green")
+        volume.publish(presenter_files(3, 5, key_of(5)))
+        presenter.refresh()
+        assert presenter.presented().username is None and presenter.username is None
+
+
+def test_a_malformed_user_name_keeps_the_last_good_key_and_user_name(volume):
+    volume.publish(presenter_files(1, 3, key_of(3), username="app_blue"))
+    with keyrotor.Presenter(volume.root, poll_interval=None, handshake=None) as presenter:
+        volume.publish(presenter_files(2, 4, key_of(4), username="app green"))
+        with pytest.raises(keyrotor.VolumeError) as e:
+            presenter.refresh()
+        assert e.value.error_class == "malformed" and e.value.file.endswith("/username")
+        assert "app green" not in str(e.value)
+        version, key, username = presenter.presented()
+        assert (version, key.expose(), username) == (3, key_of(3), "app_blue")
+
+
 def test_a_verifier_on_a_presenter_secret_is_refused_at_once(volume):
     volume.publish(presenter_files(1, 3, key_of(3)))
     with pytest.raises(keyrotor.VolumeError) as e:

@@ -20,6 +20,10 @@ pub(crate) const DURATION_RE: &str = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$";
 /// report as a bare "type conversion error"; `&&` short-circuits, so an
 /// absurd value gets the rule's message, naming the field and this limit.
 pub const MAX_DURATION: &str = "87600h";
+/// A user name a version may carry (`spec.usernames`): what a database or
+/// cache accepts as a role or user name without quoting, at most 63
+/// characters (PostgreSQL's limit).
+pub(crate) const USERNAME_RE: &str = "^[A-Za-z_][A-Za-z0-9_.-]{0,62}$";
 /// DNS-1123 subdomain: a valid Secret or workload name.
 pub(crate) const NAME_RE: &str =
     "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -134,6 +138,25 @@ pub struct ApiKeyRotationSpec {
     /// endpoint fields as `verifierHook`; protocol: docs/hooks.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer_hook: Option<HookEndpoint>,
+
+    /// The user name each version carries beside its key, for systems that
+    /// take a user and a password (a database role, a Redis ACL user).
+    /// Presenters find it in the file `username` beside `key` (docs/wire.md),
+    /// hooks in each request's `username`. One name: every version carries
+    /// it. Two names (alternating users, docs/postgres.md): a new version
+    /// carries the name the current version does not (after a revoke, the
+    /// one no version presenters may still send carries), so the password
+    /// of the user presenters send is never touched while they move; the
+    /// first version, adopted or not, carries the first name. A version
+    /// keeps the name it was created with: editing this list changes only
+    /// versions created afterwards. Left out: versions carry no user name
+    /// and the Secrets have no `username` file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 2), inner(length(min = 1, max = 63), regex(pattern = USERNAME_RE)))]
+    #[x_kube(validation = Rule::new("size(self) <= 2").message("usernames must have at most 2 items: one name for every version, or two that alternate"))]
+    #[x_kube(validation = Rule::new("self.all(n, self.exists_one(m, m == n))").message("usernames lists a name twice: two alternating users need two different names"))]
+    #[x_kube(validation = Rule::new("self.all(n, n.matches('^[A-Za-z_][A-Za-z0-9_.-]{0,62}$'))").message("usernames entries must start with a letter or '_' and hold only letters, digits, '_', '.' and '-' (at most 63 characters)"))]
+    pub usernames: Vec<String>,
 }
 
 fn default_history_limit() -> u32 {

@@ -90,6 +90,46 @@ pub struct ApiKeyRotationStatus {
     /// other namespaces (`consumers.<group>.namespaces`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<NamespaceConsumers>,
+
+    /// The step a hook refused for good (HTTP 4xx), kept so that no
+    /// process asks it again while `metadata.generation` and the
+    /// `keyrotor.dev/retry-hook` annotation are what they were; cleared by
+    /// the next step a hook answers done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_refusal: Option<HookRefusal>,
+}
+
+/// A step a hook refused, and what keyrotor waits for before asking again.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HookRefusal {
+    /// The hook that refused: `verifierHook` or `issuerHook`.
+    pub hook: String,
+    /// The step refused: `issue`, `stage` or `retire`.
+    pub step: String,
+    /// The version the step was for.
+    pub version: Version,
+    /// The HTTP status of the refusal.
+    pub status: u16,
+    /// The hook's reason, as keyrotor shows it (printable, at most 256
+    /// bytes, dropped when it held the step's key or digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `metadata.generation` when the hook refused: a spec change asks again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// The `keyrotor.dev/retry-hook` annotation when the hook refused: any
+    /// other value asks again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_token: Option<String>,
+}
+
+impl HookRefusal {
+    /// Whether the refusal still stands for a rotation at `generation`
+    /// whose `keyrotor.dev/retry-hook` annotation is `retry_token`.
+    pub fn in_force(&self, generation: Option<i64>, retry_token: Option<&str>) -> bool {
+        self.generation == generation && self.retry_token.as_deref() == retry_token
+    }
 }
 
 /// Refused requests of one verifier pod, as announced.
@@ -262,6 +302,9 @@ impl ApiKeyRotationStatus {
                 })
                 .collect(),
             namespaces: report.namespaces.clone(),
+            // The planner does not see refusals: the record stays until a
+            // hook answers done (see `controller::steps`).
+            hook_refusal: previous.and_then(|p| p.hook_refusal.clone()),
         }
     }
 

@@ -393,3 +393,40 @@ fn a_hook_url_is_https_or_plain_http_inside_the_cluster() {
     obj.spec.issuer_hook = obj.spec.verifier_hook.take();
     assert!(rust(&obj).unwrap_err().contains("spec.issuerHook.url"));
 }
+
+#[test]
+fn usernames_take_one_name_or_two_different_ones_and_reach_the_policy() {
+    let with = |names: &[&str]| {
+        let mut obj = minimal();
+        obj.spec.usernames = names.iter().map(|n| n.to_string()).collect();
+        obj
+    };
+    for ok in [&["app"][..], &["app_blue", "app_green"], &["_x.y-z", "A9"]] {
+        let obj = with(ok);
+        let policy = rust(&obj).unwrap_or_else(|e| panic!("{ok:?}: {e}")).policy;
+        assert_eq!(
+            policy.usernames, ok,
+            "the policy carries the names in order"
+        );
+        cel(&obj).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+    }
+    assert!(rust(&minimal()).unwrap().policy.usernames.is_empty());
+    let long = "u".repeat(64);
+    for (bad, says) in [
+        (&["a", "b", "c"][..], "at most 2 items"),
+        (&["a", "a"], "lists a name twice"),
+        (&["app blue"], "must start with a letter or '_'"),
+        (&["1app"], "must start with a letter or '_'"),
+        (&["app;drop"], "must start with a letter or '_'"),
+        (&[long.as_str()], "at most 63 characters"),
+    ] {
+        let obj = with(bad);
+        let r = rust(&obj).unwrap_err();
+        assert!(
+            r.contains("spec.usernames") && r.contains(says),
+            "{bad:?}: Rust said {r}"
+        );
+        let c = cel(&obj).unwrap_err();
+        assert!(c.contains(says), "{bad:?}: CEL said {c}");
+    }
+}

@@ -140,6 +140,7 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
     if let Some(h) = &spec.issuer_hook {
         hook("spec.issuerHook", h, &mut errs);
     }
+    usernames(&spec.usernames, &mut errs);
     if !errs.0.is_empty() {
         return Err(InvalidSpec(errs.0));
     }
@@ -178,6 +179,7 @@ pub fn validate(name: &str, spec: &ApiKeyRotationSpec) -> Result<Validated, Inva
             adopt: spec.adopt.is_some(),
             verifier_hook: spec.verifier_hook.is_some(),
             issuer_hook: spec.issuer_hook.is_some(),
+            usernames: spec.usernames.clone(),
         },
         key,
         verifier_secret: spec.secrets.verifier.clone(),
@@ -269,6 +271,43 @@ fn hook(at: &str, h: &HookEndpoint, errs: &mut Errors) {
             "set exactly one of tokenSecretRef and serviceAccountToken",
         ),
     }
+}
+
+/// The CRD's rules for `spec.usernames`, for clusters that skip CEL: at
+/// most two names, different, each matching `USERNAME_RE`.
+fn usernames(names: &[String], errs: &mut Errors) {
+    if names.len() > 2 {
+        errs.add(
+            "spec.usernames",
+            "usernames must have at most 2 items: one name for every version, or two that alternate",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let at = format!("spec.usernames[{i}]");
+        if !username_ok(name) {
+            errs.add(
+                &at,
+                &format!("{name:?}: usernames entries must start with a letter or '_' and hold only letters, digits, '_', '.' and '-' (at most 63 characters)"),
+            );
+        }
+        if !seen.insert(name) {
+            errs.add(
+                &at,
+                "usernames lists a name twice: two alternating users need two different names",
+            );
+        }
+    }
+}
+
+/// Same rule as `USERNAME_RE`.
+pub(crate) fn username_ok(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 63
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// Same rule as `HOOK_URL_RE`: plain http only inside the cluster.

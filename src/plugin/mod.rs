@@ -31,7 +31,8 @@ pub struct Args {
 pub enum Verb {
     /// Show rotations in one table: versions, stage, confirmation, next rotation.
     ///
-    /// Columns: current and accepted versions, stage, verifiers and presenters
+    /// Columns: current version (with its user name, when `spec.usernames`
+    /// gave it one) and accepted versions, stage, verifiers and presenters
     /// confirmed out of total, the Ready condition with its reason, and the
     /// next scheduled rotation. With NAME, also list the consumers a cycle in
     /// flight still waits for and any stalled or not-Ready condition.
@@ -76,7 +77,8 @@ pub enum Verb {
     /// List versions: state, fingerprint, created, promoted, retired.
     ///
     /// Every version status keeps (the live ones and the most recent retired
-    /// ones). Fingerprints only: status never holds key material.
+    /// ones), with a USER column when versions carry user names.
+    /// Fingerprints only: status never holds key material.
     History {
         /// The ApiKeyRotation.
         name: String,

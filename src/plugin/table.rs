@@ -75,11 +75,7 @@ pub fn status_row(rot: &ApiKeyRotation, all_namespaces: bool, now: Timestamp) ->
         row.push(rot.metadata.namespace.clone().unwrap_or_default());
     }
     row.push(rot.metadata.name.clone().unwrap_or_default());
-    row.push(
-        status
-            .current_version
-            .map_or(NONE.into(), |v| v.to_string()),
-    );
+    row.push(current(status));
     row.push(if status.accepted_versions.is_empty() {
         NONE.into()
     } else {
@@ -102,6 +98,19 @@ pub fn status_row(rot: &ApiKeyRotation, all_namespaces: bool, now: Timestamp) ->
             .map_or(NONE.into(), |t| relative(t.duration_since(now))),
     );
     row
+}
+
+/// The current version, with its user name when it carries one (not
+/// secret): `3 (app_green)`.
+fn current(status: &ApiKeyRotationStatus) -> String {
+    let Some(v) = status.current_version else {
+        return NONE.into();
+    };
+    let record = status.versions.iter().find(|r| r.version == v);
+    match record.and_then(|r| r.username.as_deref()) {
+        Some(user) => format!("{v} ({user})"),
+        None => v.to_string(),
+    }
 }
 
 /// `confirmed/total` for one consumer group.
@@ -223,31 +232,46 @@ pub fn traffic_details(endpoints: usize, t: &keyrotor_consumer::wire::Traffic) -
     out
 }
 
-/// Columns of `history`.
-pub const HISTORY_HEADERS: [&str; 6] = [
-    "VERSION",
-    "STATE",
-    "FINGERPRINT",
-    "CREATED",
-    "PROMOTED",
-    "RETIRED",
-];
+/// Columns of `history`; USER only when a version carries a user name.
+pub fn history_headers(versions: &[VersionRecord]) -> Vec<&'static str> {
+    let mut h = vec![
+        "VERSION",
+        "STATE",
+        "FINGERPRINT",
+        "CREATED",
+        "PROMOTED",
+        "RETIRED",
+    ];
+    if with_users(versions) {
+        h.insert(2, "USER");
+    }
+    h
+}
+
+fn with_users(versions: &[VersionRecord]) -> bool {
+    versions.iter().any(|v| v.username.is_some())
+}
 
 /// One `history` row per version, oldest first.
 pub fn history_rows(versions: &[VersionRecord]) -> Vec<Vec<String>> {
+    let users = with_users(versions);
     let mut sorted: Vec<&VersionRecord> = versions.iter().collect();
     sorted.sort_by_key(|v| v.version);
     sorted
         .into_iter()
         .map(|v| {
-            vec![
+            let mut row = vec![
                 v.version.to_string(),
                 format!("{:?}", v.state),
                 v.fingerprint.clone(),
                 time(Some(v.created_at)),
                 time(v.promoted_at),
                 time(v.retired_at),
-            ]
+            ];
+            if users {
+                row.insert(2, v.username.clone().unwrap_or_else(|| NONE.into()));
+            }
+            row
         })
         .collect()
 }
@@ -327,6 +351,7 @@ mod tests {
             created_at: t,
             promoted_at: (version == 1).then_some(t),
             retired_at: None,
+            username: None,
         };
         use crate::rotation::VersionState::*;
         let r = history_rows(&[rec(2, Staged), rec(1, Current)]);
@@ -351,6 +376,56 @@ mod tests {
                 ],
             ])
         );
+    }
+
+    #[test]
+    fn the_current_versions_user_name_is_shown_beside_it_and_history_gains_a_user_column() {
+        let t: Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+        let rec = |version, state, username: Option<&str>| VersionRecord {
+            version,
+            state,
+            fingerprint: format!("sha256:{version:0>8}"),
+            origin: Default::default(),
+            created_at: t,
+            promoted_at: None,
+            retired_at: None,
+            username: username.map(str::to_string),
+        };
+        use crate::rotation::VersionState::*;
+        let mut rot: ApiKeyRotation = serde_json::from_value(serde_json::json!({
+            "apiVersion": crate::wire::API_VERSION, "kind": "ApiKeyRotation",
+            "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"secrets": {"verifier": "v", "presenter": "p"}},
+        }))
+        .unwrap();
+        let versions = vec![
+            rec(1, Previous, None),
+            rec(2, Current, Some("app_blue")),
+            rec(3, Staged, Some("app_green")),
+        ];
+        rot.status = Some(ApiKeyRotationStatus {
+            current_version: Some(2),
+            versions: versions.clone(),
+            ..Default::default()
+        });
+        assert_eq!(status_row(&rot, false, t)[1], "2 (app_blue)");
+        assert_eq!(history_headers(&versions)[2], "USER");
+        let users: Vec<String> = history_rows(&versions)
+            .into_iter()
+            .map(|r| r[2].clone())
+            .collect();
+        assert_eq!(users, ["-", "app_blue", "app_green"]);
+        let unnamed: Vec<VersionRecord> = versions
+            .into_iter()
+            .map(|r| VersionRecord {
+                username: None,
+                ..r
+            })
+            .collect();
+        assert!(!history_headers(&unnamed).contains(&"USER"));
+        assert_eq!(history_rows(&unnamed)[0].len(), 6);
+        rot.status.as_mut().unwrap().versions = unnamed;
+        assert_eq!(status_row(&rot, false, t)[1], "2");
     }
 
     #[test]

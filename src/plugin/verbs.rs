@@ -289,7 +289,7 @@ pub async fn history(target: &Target) -> Result<String, Error> {
         ));
     }
     Ok(table::render(
-        &table::HISTORY_HEADERS,
+        &table::history_headers(versions),
         &table::history_rows(versions),
     ))
 }

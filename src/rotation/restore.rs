@@ -34,14 +34,16 @@ pub(super) fn restore_lost(
         }
         let origin = record.map_or(Origin::Generated, |r| r.origin);
         let created_at = record.map_or(now, |r| r.created_at);
-        restored.push((v, fingerprint.clone(), origin, created_at));
+        // The name it was created with, as status recorded it.
+        let username = record.and_then(|r| r.username.clone());
+        restored.push((v, fingerprint.clone(), origin, created_at, username));
     }
     if restored.is_empty() {
         return (Cow::Borrowed(obs), Vec::new(), Vec::new());
     }
     let mut after = obs.clone();
     let (mut actions, mut notes) = (Vec::new(), Vec::new());
-    for (version, fingerprint, origin, created_at) in restored {
+    for (version, fingerprint, origin, created_at, username) in restored {
         after.versions.insert(
             version,
             VersionObs {
@@ -53,12 +55,14 @@ pub(super) fn restore_lost(
                 abandoned: None,
                 // The hook is asked again: the record went with the Secret.
                 hook_accepted: false,
+                username: username.clone(),
             },
         );
         actions.push(Action::RestoreVersion {
             version,
             origin,
             created_at,
+            username,
         });
         notes.push(Event {
             kind: EventType::Warning,
@@ -121,9 +125,31 @@ mod tests {
             created_at: Timestamp::UNIX_EPOCH,
             promoted_at: None,
             retired_at: None,
+            username: None,
         });
         let (_, actions, _) = restore_lost(&obs, Timestamp::UNIX_EPOCH);
         assert!(actions.is_empty());
+    }
+
+    #[test]
+    fn a_restored_version_keeps_the_user_name_status_recorded() {
+        let mut obs = lost_v2();
+        obs.record.history.push(VersionRecord {
+            version: 2,
+            state: VersionState::Staged,
+            fingerprint: "sha256:aa".into(),
+            origin: Origin::Generated,
+            created_at: Timestamp::UNIX_EPOCH,
+            promoted_at: None,
+            retired_at: None,
+            username: Some("app_green".into()),
+        });
+        let (after, actions, _) = restore_lost(&obs, Timestamp::UNIX_EPOCH);
+        assert!(matches!(
+            &actions[..],
+            [Action::RestoreVersion { version: 2, username: Some(u), .. }] if u == "app_green"
+        ));
+        assert_eq!(after.versions[&2].username.as_deref(), Some("app_green"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! An issuer hook (`spec.issuerHook`) mints every version's key: keyrotor
 //! stores exactly what it answered, asks again with the same idempotency
 //! key after a lost answer (and gets the same key back), refuses an
-//! unusable key with `HookFailed` while the current key stays in place, and
-//! sends `retire` with the issuer's `keyId` before it deletes a version.
+//! unusable key (or none: a `204`) with `HookFailed` while the current key
+//! stays in place, and sends `retire` with the issuer's `keyId` before it
+//! deletes a version.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,8 @@ enum Mode {
     LoseAnswer,
     /// Answers a key too short to use.
     ShortKey,
+    /// Answers `204 No Content`: done, but no key.
+    NoContent,
 }
 
 #[derive(Default)]
@@ -89,6 +92,7 @@ async fn answer(mut stream: TcpStream, state: Arc<Mutex<Issuer>>) {
     };
     let body = match (request["step"].as_str(), mode) {
         (_, Mode::LoseAnswer) => return,
+        (_, Mode::NoContent) => return respond(stream, "204 No Content", "").await,
         (Some("issue"), Mode::ShortKey) => json!({"done": true, "key": "short"}),
         (Some("issue"), _) => json!({"done": true, "key": key, "keyId": format!("kid-{version}")}),
         _ => json!({"done": true}),
@@ -192,6 +196,22 @@ async fn the_issuer_mints_every_key_once_and_revokes_it_by_its_id_after_presente
     assert_eq!(stored_key(&h, 2).await, Some(k2.clone()), "v2 untouched");
     issuer.set(Mode::Ok);
     h.wait_published(V, P, &[3], 3, 60).await;
+
+    // A 204 is done without a body: an `issue` answered so has no key.
+    issuer.set(Mode::NoContent);
+    h.apply("api", &spec(&issuer.url, "rotationRequest: r4"))
+        .await;
+    h.wait("HookFailed for an issue without a key", 30, || async {
+        let (reason, msg) = ready(&h).await;
+        reason == reasons::HOOK_FAILED
+            && msg.contains(
+                "the issuer hook could not issue version 4: the issuer's answer has no key",
+            )
+    })
+    .await;
+    assert!(h.secret("api-v4").await.is_none(), "nothing stored");
+    issuer.set(Mode::Ok);
+    h.wait_published(V, P, &[4], 4, 60).await;
 
     check_invariants(&h, &[]);
     // I4: no issued key in status or events.

@@ -8,6 +8,7 @@ mod scenario;
 
 mod argocd;
 mod evidence;
+mod hook_answers;
 mod hook_faults;
 mod hook_tls;
 mod issuer_hook;
@@ -17,3 +18,4 @@ mod postgres_hook;
 mod protocol;
 mod redis_hook;
 mod resilience;
+mod usernames;

@@ -370,7 +370,7 @@ async fn redis_as_issuer_mints_every_password_through_ten_rotations_and_a_kill_w
 #[tokio::test]
 async fn the_redis_hook_answers_repeats_done_and_refuses_bad_requests() {
     use keyrotor::controller::hook::{Endpoint, HookError, call};
-    use keyrotor_consumer::hook::{API_VERSION, HookAnswer, HookRequest, idempotency_key};
+    use keyrotor_consumer::hook::{API_VERSION, HookRequest, Outcome, idempotency_key};
 
     let redis = RedisServer::start().await;
     let hook = HookProcess::start(env!("CARGO_BIN_EXE_keyrotor").as_ref(), &redis, TOKEN).await;
@@ -392,8 +392,13 @@ async fn the_redis_hook_answers_repeats_done_and_refuses_bad_requests() {
         key_id: None,
         username: None,
     };
-    let status = |r: Result<HookAnswer, HookError>| match r {
-        Ok(_) => 200,
+    let status = |r: Result<Outcome, HookError>| match r {
+        Ok(Outcome::Done(_)) => 200,
+        Ok(Outcome::Refused { status, reason }) => {
+            assert!(reason.is_some(), "a refusal says why ({status})");
+            status
+        }
+        Ok(other) => panic!("{other:?}"),
         Err(HookError::Status(code, _)) => code,
         Err(e) => panic!("{e}"),
     };

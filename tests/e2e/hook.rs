@@ -324,3 +324,130 @@ async fn the_hook_accepts_keyrotors_service_account_token_for_its_audience_only(
     logs.push(("redis hook".into(), hook.log()));
     assert_no_key_material(cluster, &ns.name, &observer, &logs);
 }
+
+/// A hook that refuses a step for good (here the Redis hook pointed at a
+/// user that does not exist: HTTP 422 with its reason) holds the rotation
+/// on the real API server: `Ready=False HookRefused`, a `HookRefused`
+/// event, `status.hookRefusal`, and no further call, while clients keep
+/// logging in with the current password. `kubectl annotate
+/// keyrotor.dev/retry-hook`, as the message says, asks again once the hook
+/// is fixed, and the cycle completes.
+#[tokio::test]
+async fn a_refusal_holds_the_rotation_until_kubectl_annotate_asks_again() {
+    let Some(cluster) = cluster::get().await else {
+        return;
+    };
+    let ns = cluster.namespace("e2e-hook-refused").await;
+    let client = cluster.client().await;
+    let observer = Observer::start(client.clone(), &ns.name).await;
+    let operator = Operator::watching(cluster, &ns.name, "hook-refused");
+    let redis = RedisServer::start().await;
+    let mut hook = HookProcess::start(keyrotor(), &redis, TOKEN).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "redis-hook-token"}, "stringData": {"token": TOKEN},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &token)
+        .await
+        .unwrap();
+    apply(&client, &ns.name, &spec(&ns.name, &hook.url())).await;
+    wait_stable(&client, &ns.name, "cache", 1, Duration::from_secs(60)).await;
+    let v1 = key_of(&secrets).await;
+    let sources: Vec<Arc<dyn KeySource>> = (0..2)
+        .map(|_| {
+            Arc::new(SecretVolume {
+                secrets: secrets.clone(),
+                name: "cache-key".into(),
+                report: None,
+            }) as Arc<dyn KeySource>
+        })
+        .collect();
+    let clients = Clients::start(&redis, sources);
+
+    // The hook now manages a user Redis does not have: stage is refused.
+    hook.user = "app-renamed".into();
+    hook.restart().await;
+    request_rotation(&client, &ns.name, "cache", "one").await;
+    let rotations: Api<ApiKeyRotation> = Api::namespaced(client.clone(), &ns.name);
+    let refused = "the verifier hook refused to stage version 2 (HTTP 422): Redis user \"app-renamed\" does not exist; create it (ACL SETUSER) first; fix the cause, then change the spec or run kubectl annotate apikeyrotation cache";
+    eventually(
+        "Ready=False HookRefused",
+        Duration::from_secs(60),
+        async || {
+            let r = rotations.get("cache").await.unwrap();
+            r.status.unwrap_or_default().conditions.iter().any(|c| {
+                c.type_ == types::READY
+                    && c.reason == reasons::HOOK_REFUSED
+                    && c.message.starts_with(refused)
+            })
+        },
+    )
+    .await;
+    let status = rotations.get("cache").await.unwrap().status.unwrap();
+    let record = status.hook_refusal.expect("status.hookRefusal");
+    assert_eq!(
+        (
+            record.hook.as_str(),
+            record.step.as_str(),
+            record.version,
+            record.status
+        ),
+        ("verifierHook", "stage", 2, 422)
+    );
+    let evs = cluster.ok(&["get", "events", "-n", &ns.name, "-o", "yaml"]);
+    assert!(evs.contains(events::HOOK_REFUSED), "a HookRefused event");
+    // Not asked again: the hook logged one refusal, also after a while.
+    let refusals = || hook.log().matches("hook request refused").count();
+    assert_eq!(refusals(), 1);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(refusals(), 1, "a refusal is not asked again");
+    assert_eq!(key_of(&secrets).await, v1, "presenters keep version 1");
+    assert_eq!(
+        redis.passwords().await,
+        [sha256_hex(&v1)],
+        "Redis unchanged"
+    );
+
+    // Fixed, then asked again the way the message says.
+    hook.user = keyrotor_testsupport::redis::USER.into();
+    hook.restart().await;
+    let retry = format!("{}=after-fix", keyrotor::wire::RETRY_HOOK);
+    cluster.ok(&[
+        "annotate",
+        "apikeyrotation",
+        "cache",
+        "-n",
+        &ns.name,
+        &retry,
+        "--overwrite",
+    ]);
+    wait_stable(&client, &ns.name, "cache", 2, Duration::from_secs(90)).await;
+    let v2 = key_of(&secrets).await;
+    eventually(
+        "Redis holds exactly version 2 and the refusal is cleared",
+        Duration::from_secs(30),
+        async || {
+            let cleared = rotations
+                .get("cache")
+                .await
+                .unwrap()
+                .status
+                .is_some_and(|s| s.hook_refusal.is_none());
+            cleared && redis.passwords().await == [sha256_hex(&v2)]
+        },
+    )
+    .await;
+    let logins = clients.stop().await;
+    eprintln!(
+        "e2e hook refusal: {} logins, {} failed",
+        logins.ok() + logins.failed(),
+        logins.failed()
+    );
+    assert_eq!(logins.failed(), 0, "no login failed");
+    check_history(&observer, "cache");
+    let mut logs = logs_of(&[&operator]);
+    logs.push(("redis hook".into(), hook.log()));
+    assert_no_key_material(cluster, &ns.name, &observer, &logs);
+}

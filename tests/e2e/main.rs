@@ -39,3 +39,4 @@ mod realpods;
 mod report;
 mod revoke;
 mod rollout;
+mod usernames;

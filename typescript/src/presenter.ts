@@ -1,7 +1,8 @@
 /**
  * The presenter side: the current key, always the one kubelet last
  * delivered (reloaded on change by the store), as a redacting SecretKey,
- * and helpers that put it on an outgoing request.
+ * with the user name it belongs to when the rotation has `spec.usernames`,
+ * and helpers that put the key on an outgoing request.
  */
 
 import { SecretKey } from './secret';
@@ -38,7 +39,7 @@ export class Presenter {
     return this.store.snapshot;
   }
 
-  /** The key to send now, with its version. */
+  /** The key to send now, with its version and user name (one consistent triple). */
   current(): Current {
     // Every snapshot of a presenter Secret has a key: loading requires it.
     return this.store.snapshot.current!;
@@ -52,6 +53,14 @@ export class Presenter {
   /** The current key's version. */
   version(): bigint {
     return this.current().version;
+  }
+
+  /**
+   * The current version's user name, `null` when it has none. Not secret:
+   * fine to log. To send it with the key, take both from `current()`.
+   */
+  username(): string | null {
+    return this.current().username;
   }
 
   /**

@@ -24,10 +24,16 @@ export interface Meta {
   readonly revision: bigint;
 }
 
-/** The presenter's current key and its version. */
+/**
+ * The presenter's current key, its version and the user name the key
+ * belongs to, all from one read: a key never comes with another version's
+ * user name.
+ */
 export interface Current {
   readonly version: bigint;
   readonly key: SecretKey;
+  /** The version's user name (`spec.usernames`), `null` when it has none. Not secret. */
+  readonly username: string | null;
 }
 
 /** One loaded generation of a projected-Secret directory. */
@@ -72,6 +78,7 @@ export function loadSnapshot(dir: string): Snapshot {
 }
 
 const ROLE = /^[\x21-\x2b\x2d-\x7e]+$/;
+const USERNAME = new RegExp(`^[\\x21-\\x7e]{1,${w.MAX_USERNAME_LENGTH}}$`);
 
 function readMeta(files: Files): Meta {
   const rotation = files.required(w.ROTATION_FILE);
@@ -95,9 +102,18 @@ function readSnapshot(files: Files): { snapshot: Omit<Snapshot, 'generation'>; d
     const version = numberFile(files, w.VERSION_FILE);
     const key = keyFile(files, w.KEY_FILE);
     if (key === null) throw files.missing(w.KEY_FILE);
-    current = Object.freeze({ version, key });
+    current = Object.freeze({ version, key, username: usernameFile(files) });
   }
   return { snapshot: { ...meta, accepted: Object.freeze(accepted), current }, digests: found };
+}
+
+/** The optional `username` file: `null` when absent; present, it must be a user name. */
+function usernameFile(files: Files): string | null {
+  const name = files.text(w.USERNAME_FILE);
+  if (name !== null && !USERNAME.test(name)) {
+    throw files.malformed(w.USERNAME_FILE, 'is not 1 to 63 bytes of printable ASCII without spaces');
+  }
+  return name;
 }
 
 /** The items of a comma-separated list, whitespace around each ignored, empty ones skipped. */

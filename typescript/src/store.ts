@@ -164,7 +164,9 @@ function sameContent(a: Snapshot, b: Snapshot): boolean {
   const sameKey =
     a.current === null || b.current === null
       ? a.current === b.current
-      : a.current.version === b.current.version && keysEqual(a.current.key.exposeBytes(), b.current.key.exposeBytes());
+      : a.current.version === b.current.version &&
+        a.current.username === b.current.username &&
+        keysEqual(a.current.key.exposeBytes(), b.current.key.exposeBytes());
   return (
     a.rotation === b.rotation &&
     a.revision === b.revision &&

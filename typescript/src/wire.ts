@@ -14,6 +14,10 @@ export const REVISION_FILE = 'revision';
 export const ACCEPTED_FILE = 'accepted';
 export const VERSION_FILE = 'version';
 export const KEY_FILE = 'key';
+/** Optional, beside `key`: the user name of the key's version (not secret). */
+export const USERNAME_FILE = 'username';
+/** A user name is 1 to 63 bytes of printable ASCII without spaces. */
+export const MAX_USERNAME_LENGTH = 63;
 
 export const ROLE_VERIFIER = 'verifier';
 export const ROLE_PRESENTER = 'presenter';

@@ -44,6 +44,35 @@ test('a presenter keeps its key when the next one is malformed', () => {
   assert.equal(p.key().expose(), fakeKey(4));
 });
 
+test('the key comes with the user name of its version, across swaps', () => {
+  volume.publish({ ...presenterFiles(9, 4), username: 'app_blue' });
+  const p = open();
+  const first = p.current();
+  assert.deepEqual([first.version, first.key.expose(), first.username], [4n, fakeKey(4), 'app_blue']);
+  volume.publish({ ...presenterFiles(10, 5), username: 'app_green\n' });
+  p.store.poll();
+  const second = p.current();
+  assert.deepEqual([second.version, second.key.expose(), second.username], [5n, fakeKey(5), 'app_green']);
+  volume.publish(presenterFiles(11, 6));
+  p.store.poll();
+  assert.equal(p.current().username, null);
+  assert.equal(p.username(), null);
+});
+
+test('a malformed user name keeps the last good key and user name', () => {
+  volume.publish({ ...presenterFiles(9, 4), username: 'app_blue' });
+  const errors: unknown[] = [];
+  const p = Presenter.open(volume.dir, { pollIntervalMs: 0, handshakeDir: null, onError: (e) => errors.push(e) });
+  opened.push(p);
+  volume.publish({ ...presenterFiles(10, 5), username: 'app green' });
+  p.store.poll();
+  const { version, key, username } = p.current();
+  assert.deepEqual([version, key.expose(), username], [4n, fakeKey(4), 'app_blue']);
+  assert.equal(errors.length, 1);
+  assert.match(String(errors[0]), /\/username: /);
+  assert.doesNotMatch(String(errors[0]), /app green/);
+});
+
 test('a Secret that drops the presenter role is not switched to', () => {
   volume.publish(presenterFiles(9, 4));
   const p = open();

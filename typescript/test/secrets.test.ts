@@ -58,6 +58,21 @@ test('a loaded key redacts itself in String, templates, JSON, inspect and consol
   p.close();
 });
 
+test('the user name may show but the key beside it never does', () => {
+  volume.publish({ ...presenterFiles(9, 4), username: 'app_blue' });
+  const p = Presenter.open(volume.dir, { pollIntervalMs: 0, handshakeDir: null });
+  const shown = [
+    inspect(p, { showHidden: true, depth: 10 }),
+    inspect(p.current(), { showHidden: true, depth: 10 }),
+    JSON.stringify({ ...p.current(), version: String(p.version()) }),
+    captured(() => console.log(p.current(), p.snapshot)),
+  ].join('\n');
+  assert.doesNotMatch(shown, /fake-test-key/);
+  assert.match(shown, /username: 'app_blue'/);
+  assert.match(shown, /"username":"app_blue"/);
+  p.close();
+});
+
 test('a snapshot and a verifier show versions but no digest', () => {
   volume.publish(verifierFiles(7, [3, 4]));
   const v = Verifier.open(volume.dir, { pollIntervalMs: 0, handshakeDir: null });

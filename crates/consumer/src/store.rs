@@ -3,7 +3,8 @@
 //!
 //! Verifier digests are decoded to bytes and plain verifier keys are hashed
 //! at load time, so verification compares fixed-size digests only. Nothing
-//! here prints a key or a digest: `Debug` shows versions and revisions.
+//! here prints a key or a digest: `Debug` shows versions, revisions and user
+//! names (which are not secret).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::hook::{MAX_USERNAME, username_ok};
 use crate::keys::SecretKey;
 use crate::volume::{self, Files, Generation, VolumeError};
 use crate::wire::{self as w, Version};
@@ -69,8 +71,8 @@ pub struct Snapshot {
     /// Versions the verifier Secret accepts (empty for a presenter Secret).
     pub accepted: BTreeSet<Version>,
     pub(crate) digests: BTreeMap<Version, KeyDigest>,
-    /// The current key and its version (presenter Secrets only).
-    pub current: Option<(Version, SecretKey)>,
+    /// The current key, its version and user name (presenter Secrets only).
+    pub current: Option<Presented>,
     pub generation: Option<Generation>,
 }
 
@@ -79,7 +81,7 @@ impl std::fmt::Debug for Snapshot {
         f.debug_struct("Snapshot")
             .field("meta", &self.meta)
             .field("accepted", &self.accepted)
-            .field("current", &self.current.as_ref().map(|(v, _)| v))
+            .field("current", &self.current)
             .finish_non_exhaustive()
     }
 }
@@ -102,18 +104,70 @@ impl Snapshot {
                 digests.insert(*v, accepted_digest(files, *v)?);
             }
         }
-        let mut current = None;
-        if meta.has_role(w::ROLE_PRESENTER) {
-            let version = number(files, w::VERSION)?;
-            let key = key_file(files, w::KEY)?.ok_or_else(|| files.missing(w::KEY))?;
-            current = Some((version, key));
-        }
+        let current = match meta.has_role(w::ROLE_PRESENTER) {
+            true => Some(Presented::read(files)?),
+            false => None,
+        };
         Ok(Snapshot {
             meta,
             accepted,
             digests,
             current,
             generation: None,
+        })
+    }
+}
+
+/// What a presenter Secret holds: the key to send, its version, and the
+/// user name the key is the password of when the version has one. All three
+/// come from one generation, so a key never goes out with another
+/// version's user name.
+#[derive(Clone)]
+pub struct Presented {
+    version: Version,
+    key: SecretKey,
+    username: Option<String>,
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presented")
+            .field("version", &self.version)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Presented {
+    /// The current version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The key to send.
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    /// The user name to send with the key, when its version has one.
+    pub fn username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
+    /// `version` and `key` are required; `username` is optional, but when
+    /// present it must be a user name (an empty file is not "none").
+    fn read(files: &Files) -> Result<Presented, VolumeError> {
+        let version = number(files, w::VERSION)?;
+        let key = key_file(files, w::KEY)?.ok_or_else(|| files.missing(w::KEY))?;
+        let username = files.text(w::USERNAME_FILE)?;
+        if username.as_deref().is_some_and(|u| !username_ok(u)) {
+            let reason = format!("is not 1 to {MAX_USERNAME} bytes of printable ASCII");
+            return Err(files.invalid(w::USERNAME_FILE, &reason));
+        }
+        Ok(Presented {
+            version,
+            key,
+            username,
         })
     }
 }

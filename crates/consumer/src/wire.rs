@@ -92,6 +92,9 @@ pub const ORIGIN: &str = "keyrotor.dev/origin";
 pub const REQUESTS: &str = "keyrotor.dev/requests";
 /// Annotation on version Secrets: set when a rollback abandoned the version (JSON).
 pub const ABANDONED: &str = "keyrotor.dev/abandoned";
+/// Annotation on version Secrets: the user name the version carries
+/// (`spec.usernames`), written at creation and never changed.
+pub const USERNAME: &str = "keyrotor.dev/username";
 /// Annotation on version Secrets: when the verifier hook answered that it
 /// accepts the version (docs/hooks.md); its presence is the confirmation.
 pub const HOOK_ACCEPTED: &str = "keyrotor.dev/hook-accepted";
@@ -117,6 +120,9 @@ pub const HIGHEST: &str = "keyrotor.dev/highest-version";
 pub const ROTATE_REQUEST: &str = "keyrotor.dev/rotate";
 /// Imperative rollback token (`kubectl keyrotor rollback`).
 pub const ROLLBACK_REQUEST: &str = "keyrotor.dev/rollback";
+/// Ask a hook again after it refused a step (`status.hookRefusal`): any
+/// value other than the one recorded with the refusal.
+pub const RETRY_HOOK: &str = "keyrotor.dev/retry-hook";
 
 // --- Annotations on consumer pods (one key per rotation) ---------------------
 
@@ -170,6 +176,9 @@ pub fn traffic(rotation: &str) -> String {
 pub const KEY: &str = "key";
 /// Presenter file: the current version number.
 pub const VERSION: &str = "version";
+/// Presenter file, optional: the user name of the current key's version
+/// (`spec.usernames`), when it has one. Not secret.
+pub const USERNAME_FILE: &str = "username";
 /// Verifier file: accepted versions, comma-separated.
 pub const ACCEPTED_FILE: &str = "accepted";
 /// Every projected Secret: its revision (what reports confirm).

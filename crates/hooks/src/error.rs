@@ -55,4 +55,7 @@ pub enum Error {
     /// PostgreSQL answered, and its roles are not set up as the hook needs.
     #[error("PostgreSQL is not set up for the hook: {0}")]
     PostgresSetup(String),
+    /// `keyrotor hook check` could not run, or a check failed.
+    #[error(transparent)]
+    Check(#[from] crate::check::Error),
 }

@@ -205,6 +205,18 @@ impl Observer {
         keys
     }
 
+    /// Every recorded state of the Secrets named `name` (in each observed
+    /// namespace: copies too), in the order the API server made them.
+    pub fn secret_states(&self, name: &str) -> Vec<Secret> {
+        self.ordered()
+            .into_iter()
+            .filter_map(|(_, change, _)| match change {
+                Change::Secret(s) if s.name_any() == name => Some(*s),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The pods that existed at the first recorded Secret change that
     /// satisfies `when` (called on every Secret change in order); None if none did.
     pub fn pods_at(&self, mut when: impl FnMut(&Secret) -> bool) -> Option<Vec<Pod>> {

@@ -152,6 +152,8 @@ pub struct HookProcess {
     /// `--token-review-audience` and the ServiceAccounts it allows, instead
     /// of the token file.
     pub review: Option<(String, String)>,
+    /// `--user`: [`USER`] unless a test points the hook at another one.
+    pub user: String,
 }
 
 impl HookProcess {
@@ -181,6 +183,7 @@ impl HookProcess {
             dir,
             issuer: false,
             review: None,
+            user: USER.into(),
         };
         h.restart().await;
         h
@@ -201,7 +204,14 @@ impl HookProcess {
     pub async fn restart(&mut self) {
         self.kill();
         let child = Command::new(&self.bin)
-            .args(["hook", "redis", "--user", USER, "--admin-user", "default"])
+            .args([
+                "hook",
+                "redis",
+                "--user",
+                &self.user,
+                "--admin-user",
+                "default",
+            ])
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--redis")

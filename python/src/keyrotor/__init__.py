@@ -10,7 +10,7 @@ from .handshake import Handshake
 from .middleware import ASGIMiddleware, WSGIMiddleware, presented_key
 from .presenter import Presenter
 from .secret import SecretKey, key_shaped
-from .snapshot import Meta, Snapshot, load, load_meta
+from .snapshot import Meta, Presented, Snapshot, load, load_meta
 from .store import FROM_ENV, KeyStore
 from .verifier import ACCEPTED, RETIRED, UNKNOWN, Check, Verifier
 from .volume import VolumeError
@@ -25,6 +25,7 @@ __all__ = [
     "Handshake",
     "KeyStore",
     "Meta",
+    "Presented",
     "Presenter",
     "RETIRED",
     "SecretKey",

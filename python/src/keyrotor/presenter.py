@@ -1,6 +1,7 @@
 """The presenter side: the current key, always the one kubelet last
-delivered, as a redacting :class:`~keyrotor.secret.SecretKey`; and the
-header that carries it on an outgoing request."""
+delivered, as a redacting :class:`~keyrotor.secret.SecretKey`, with the
+user name it belongs to when the rotation has ``spec.usernames``; and the
+header that carries the key on an outgoing request."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import MutableMapping, Optional, Tuple, Union
 
 from . import wire
 from .secret import SecretKey
-from .snapshot import Snapshot
+from .snapshot import Presented, Snapshot
 from .store import FROM_ENV, HandshakeArg, KeyStore
 
 DEFAULT_HEADER = "Authorization"
@@ -41,12 +42,26 @@ class Presenter:
         assert current is not None  # the store requires the presenter role
         return current
 
+    def presented(self) -> Presented:
+        """The version, key and user name to send now, from one snapshot
+        (asking for them one by one could straddle a reload)."""
+        presented = self.store.snapshot.presented
+        assert presented is not None  # the store requires the presenter role
+        return presented
+
     def key(self) -> SecretKey:
         return self.current()[1]
 
     @property
     def version(self) -> int:
         return self.current()[0]
+
+    @property
+    def username(self) -> Optional[str]:
+        """The user name of the current version, ``None`` when it has none.
+        Not secret: fine to log. To send it with the key, take both from
+        :meth:`presented`."""
+        return self.store.snapshot.username
 
     def header_value(self, scheme: Optional[str] = DEFAULT_SCHEME) -> str:
         """``Bearer <key>`` (or the bare key with ``scheme=None``). Key

@@ -3,7 +3,8 @@
 
 Verifier digests are decoded to bytes and plain verifier keys hashed at load
 time, so verification compares fixed-size digests only. ``repr`` of
-everything here shows versions and revisions, never a key or a digest.
+everything here shows versions, revisions and user names (not secret),
+never a key or a digest.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Optional, Tuple
+from typing import Dict, FrozenSet, NamedTuple, Optional, Tuple
 
 from . import wire
 from .secret import SecretKey, key_shaped
@@ -21,6 +22,8 @@ _HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
 _LIST_SPACE = " \t\n\r\f"
 # other-role = 1*( %x21-2B / %x2D-7E ): printable ASCII but the comma.
 _ROLE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {","}
+# username-char = %x21-7E: printable ASCII, no space.
+_USERNAME = re.compile(r"[\x21-\x7e]{1,%d}" % wire.MAX_USERNAME)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,16 @@ class Meta:
         return role in self.roles
 
 
+class Presented(NamedTuple):
+    """What a presenter sends: the version, its key and the user name the
+    key belongs to (``None`` when the version has none), all from one
+    snapshot, so a key never goes out with another version's user name."""
+
+    version: int
+    key: SecretKey
+    username: Optional[str]
+
+
 @dataclass(frozen=True, repr=False)
 class Snapshot:
     """One loaded generation of a projected-Secret directory."""
@@ -47,6 +60,16 @@ class Snapshot:
     #: Where ``..data`` pointed when it was read; ``None`` for a plain directory.
     generation: Optional[str]
     digests: Dict[int, bytes] = field(compare=False)
+    #: The user name of the current version, from the same read as its key
+    #: (``None`` without a ``username`` file, or unless it serves ``presenter``).
+    username: Optional[str] = None
+
+    @property
+    def presented(self) -> Optional[Presented]:
+        """The current version, key and user name together."""
+        if self.current is None:
+            return None
+        return Presented(self.current[0], self.current[1], self.username)
 
     @property
     def rotation(self) -> str:
@@ -61,8 +84,8 @@ class Snapshot:
         have no generation to tell a change)."""
         mine = self.current and (self.current[0], self.current[1].expose())
         theirs = other.current and (other.current[0], other.current[1].expose())
-        return (self.meta, self.accepted, self.digests, mine) == (
-            other.meta, other.accepted, other.digests, theirs
+        return (self.meta, self.accepted, self.digests, mine, self.username) == (
+            other.meta, other.accepted, other.digests, theirs, other.username
         )
 
     def __repr__(self) -> str:
@@ -70,7 +93,8 @@ class Snapshot:
         return (
             f"Snapshot(rotation={self.meta.rotation!r}, roles={list(self.meta.roles)!r}, "
             f"revision={self.meta.revision}, accepted={sorted(self.accepted)!r}, "
-            f"current={current!r}, generation={self.generation!r})"
+            f"current={current!r}, username={self.username!r}, "
+            f"generation={self.generation!r})"
         )
 
 
@@ -88,7 +112,7 @@ def load(directory: str, require: Optional[str] = None) -> Snapshot:
         return _read_snapshot(files, require)
 
     snap, gen = read_consistent(directory, read)
-    return Snapshot(snap.meta, snap.accepted, snap.current, gen, snap.digests)
+    return Snapshot(snap.meta, snap.accepted, snap.current, gen, snap.digests, snap.username)
 
 
 def _read_meta(files: Files) -> Meta:
@@ -117,14 +141,15 @@ def _read_snapshot(files: Files, require: Optional[str]) -> Snapshot:
         accepted = _versions(files)
         for v in sorted(accepted):
             digests[v] = _digest(files, v)
-    current = None
+    current, username = None, None
     if meta.has_role(wire.ROLE_PRESENTER):
         version = _number(files, wire.VERSION_FILE)
         key = _key(files, wire.KEY_FILE)
         if key is None:
             raise files.missing(wire.KEY_FILE)
         current = (version, key)
-    return Snapshot(meta, accepted, current, None, digests)
+        username = _username(files)
+    return Snapshot(meta, accepted, current, None, digests, username)
 
 
 def _number(files: Files, name: str) -> int:
@@ -132,6 +157,18 @@ def _number(files: Files, name: str) -> int:
     if n is None:
         raise files.malformed(name, "is not a number")
     return n
+
+
+def _username(files: Files) -> Optional[str]:
+    """The optional ``username`` file: absent is no user name; present, it
+    must be one (an empty file is not "none")."""
+    text = files.text(wire.USERNAME_FILE)
+    if text is not None and not _USERNAME.fullmatch(text):
+        raise files.malformed(
+            wire.USERNAME_FILE,
+            f"is not 1 to {wire.MAX_USERNAME} bytes of printable ASCII without spaces",
+        )
+    return text
 
 
 def _versions(files: Files) -> FrozenSet[int]:

@@ -3,7 +3,8 @@
 //! spec's CA bundle, with the bearer token it is given. A few quick retries
 //! inside one call absorb a blip; anything longer fails the reconcile, which
 //! raises `HookFailed` and backs off. The answer is read by the protocol's
-//! own parser ([`HookAnswer::parse`]) within its size cap.
+//! own reader ([`Outcome::read`]) within its size cap: done, pending and
+//! refused answers come back as they are, a failed status as an error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use keyrotor_consumer::hook::{AnswerError, HookAnswer, HookRequest, MAX_ANSWER};
+use keyrotor_consumer::hook::{AnswerError, HookRequest, MAX_ANSWER, Outcome};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 use zeroize::{Zeroize, Zeroizing};
@@ -73,12 +74,13 @@ fn parse(url: &str) -> Result<Url, HookError> {
 }
 
 /// Sends `request` with bounded retries; the answer once the hook answered
-/// `done` (an issuer's carries the key).
+/// done (an issuer's carries the key), pending or refused. A failed status
+/// ([`Outcome::Failed`]) is an error, never returned as an outcome.
 pub async fn call(
     endpoint: &Endpoint,
     token: &str,
     request: &HookRequest,
-) -> Result<HookAnswer, HookError> {
+) -> Result<Outcome, HookError> {
     let url = parse(&endpoint.url)?;
     let body = request.to_json();
     let tls = if url.tls {
@@ -98,9 +100,11 @@ pub async fn call(
             Err(_) => Err(HookError::Timeout(endpoint.timeout)),
         };
         match result {
-            Ok(answer) => {
-                info!(hook = %request.idempotency_key, attempt, "hook answered done");
-                return Ok(answer);
+            Ok(outcome) => {
+                if matches!(outcome, Outcome::Done(_)) {
+                    info!(hook = %request.idempotency_key, attempt, "hook answered done");
+                }
+                return Ok(outcome);
             }
             Err(e) if e.transient() && attempt < ATTEMPTS => {
                 debug!(hook = %request.idempotency_key, attempt, error = %e, "hook call failed; retrying");
@@ -149,7 +153,7 @@ async fn post(
     tls: Option<Arc<rustls::ClientConfig>>,
     token: &str,
     body: Bytes,
-) -> Result<HookAnswer, HookError> {
+) -> Result<Outcome, HookError> {
     let authority = format!("{}:{}", url.host, url.port);
     let tcp = TcpStream::connect((url.host.as_str(), url.port))
         .await
@@ -174,7 +178,7 @@ async fn post(
     }
 }
 
-async fn exchange<S>(io: TokioIo<S>, request: Request<Full<Bytes>>) -> Result<HookAnswer, HookError>
+async fn exchange<S>(io: TokioIo<S>, request: Request<Full<Bytes>>) -> Result<Outcome, HookError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -194,24 +198,34 @@ where
     result
 }
 
+/// Reads the answer's status and body (at most [`MAX_ANSWER`] bytes) into
+/// an [`Outcome`]; a failed status is an error that says what to check.
 async fn read_answer(
     response: hyper::Response<hyper::body::Incoming>,
-) -> Result<HookAnswer, HookError> {
+) -> Result<Outcome, HookError> {
     let status = response.status().as_u16();
-    if !response.status().is_success() {
-        let hint = match status {
-            401 | 403 => {
-                ": the hook refused keyrotor's token; check tokenSecretRef or serviceAccountToken.audience"
-            }
-            404 => ": check the url's path",
-            400 | 422 => ": the hook refused the request; see the hook's own log",
-            _ if status >= 500 => {
-                ": the hook or the system behind it failed; see the hook's own log"
-            }
-            _ => "",
-        };
-        return Err(HookError::Status(status, hint));
+    let outcome = match read_body(response).await {
+        Ok(mut body) => {
+            // An issuer's answer holds a key: wipe the buffer once read.
+            let outcome = Outcome::read(status, &body);
+            body.zeroize();
+            outcome?
+        }
+        Err(e) => match Outcome::read(status, b"") {
+            // A failed status says more than its unreadable body.
+            Ok(failed @ Outcome::Failed(_)) => failed,
+            _ => return Err(e),
+        },
+    };
+    match outcome {
+        Outcome::Failed(code) => Err(HookError::Status(code, hint(code))),
+        outcome => Ok(outcome),
     }
+}
+
+async fn read_body(
+    response: hyper::Response<hyper::body::Incoming>,
+) -> Result<Zeroizing<Vec<u8>>, HookError> {
     let body = Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
         .await
@@ -225,14 +239,21 @@ async fn read_answer(
             }
         })?
         .to_bytes();
-    // An issuer's answer holds a key: wipe the buffer once it is parsed.
-    let mut body = match body.try_into_mut() {
+    Ok(match body.try_into_mut() {
         Ok(unique) => Zeroizing::new(Vec::from(unique)),
         Err(shared) => Zeroizing::new(shared.to_vec()),
-    };
-    let answer = HookAnswer::parse(&body);
-    body.zeroize();
-    Ok(answer?)
+    })
+}
+
+/// What to check after a failed status.
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => {
+            ": the hook refused keyrotor's token; check tokenSecretRef or serviceAccountToken.audience"
+        }
+        _ if status >= 500 => ": the hook or the system behind it failed; see the hook's own log",
+        _ => "",
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@
 //!   (planning on the cached one would write the same step twice);
 //! - [`KnownSecrets`]: when a LIST from the watch cache may be trusted;
 //! - [`NudgesSent`]: the nudge bound, whatever the pod cache shows;
-//! - whether the rotation was told that its nudges are refused.
+//! - whether the rotation was told that its nudges are refused;
+//! - a hook's pending answer (HTTP 202) and until when it stands, so the
+//!   step is asked again after `retryAfterSeconds`, not at every reconcile
+//!   (a restart asks once at once: nothing is lost).
 //!
 //! What must not be said twice across a restart (a stall, retired-key
 //! counts announced) is kept in status instead, by the planner.
@@ -28,6 +31,7 @@ pub use known_secrets::{KnownSecrets, Read};
 pub use nudges::NudgesSent;
 
 use crate::api::{ApiKeyRotation, ApiKeyRotationStatus};
+use crate::controller::hook::HookHold;
 use crate::rotation::{Action, GroupObs};
 
 /// One rotation's memory.
@@ -43,6 +47,8 @@ struct Record {
     secrets: Option<KnownSecrets>,
     nudges: NudgesSent,
     told_nudges_refused: bool,
+    /// A hook's pending answer and when it stops standing.
+    hook_pending: Option<(HookHold, Timestamp)>,
 }
 
 /// Every rotation's [`Record`], behind one lock (held for map updates only,
@@ -250,6 +256,31 @@ impl Memory {
             .insert(ns);
         (rotation, namespace)
     }
+
+    // --- Hook answers -------------------------------------------------------
+
+    /// A hook answered "not yet" (`hold`): it stands until `until`.
+    pub fn hook_pending(&self, obj: &ObjectRef<ApiKeyRotation>, hold: &HookHold, until: Timestamp) {
+        self.with(obj, |r| r.hook_pending = Some((hold.clone(), until)));
+    }
+
+    /// The pending answer that still stands at `now`, and until when.
+    pub fn standing_pending(
+        &self,
+        obj: &ObjectRef<ApiKeyRotation>,
+        now: Timestamp,
+    ) -> Option<(HookHold, Timestamp)> {
+        let all = self.lock();
+        let (hold, until) = all.get(obj)?.hook_pending.as_ref()?;
+        (now < *until).then(|| (hold.clone(), *until))
+    }
+
+    /// A hook answered done: no pending answer stands any more.
+    pub fn hook_done(&self, obj: &ObjectRef<ApiKeyRotation>) {
+        if let Some(r) = self.lock().get_mut(obj) {
+            r.hook_pending = None;
+        }
+    }
 }
 
 /// A random delay in `[0, max)`: randomly seeded std hashing is enough to
@@ -313,6 +344,27 @@ mod tests {
             "a rotation of the same name is told again"
         );
         assert_eq!(m.backoff(&obj()), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_pending_hook_answer_stands_until_its_time_or_a_done_answer() {
+        use crate::controller::hook::{HoldKind, HookRole};
+        let m = Memory::new(true);
+        let hold = HookHold {
+            role: HookRole::Verifier,
+            step: keyrotor_consumer::hook::Step::Stage,
+            version: 2,
+            answer: HoldKind::Pending { retry_after: 30 },
+            reason: None,
+        };
+        let now: Timestamp = "2026-01-05T10:00:00Z".parse().unwrap();
+        let until = now + jiff::SignedDuration::from_secs(30);
+        assert!(m.standing_pending(&obj(), now).is_none());
+        m.hook_pending(&obj(), &hold, until);
+        assert_eq!(m.standing_pending(&obj(), now), Some((hold.clone(), until)));
+        assert!(m.standing_pending(&obj(), until).is_none(), "its time came");
+        m.hook_done(&obj());
+        assert!(m.standing_pending(&obj(), now).is_none(), "done");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! parsing of what it wrote back into the planner's observations.
 //!
 //! Projected Secret files (what consumers read; see docs/consumers.md):
-//! presenters get `key` and `version`; verifiers get one `v<N>.sha256` (or
-//! `v<N>.key` when plain keys are asked for) per accepted version and
-//! `accepted`; every projected Secret has `revision`, `rotation` and `role`.
+//! presenters get `key` and `version`, and `username` when the current
+//! version carries one; verifiers get one `v<N>.sha256` (or `v<N>.key` when
+//! plain keys are asked for) per accepted version and `accepted`; every
+//! projected Secret has `revision`, `rotation` and `role`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,12 +14,13 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+use super::material::Material;
 use crate::api::VerifierFormat;
 use crate::keys::SecretKey;
 use crate::rotation::{Origin, Published, Requests, Revision, Target, Version, VersionObs};
 use crate::wire::{
-    self as k, ABANDONED, CREATED_AT, HIGHEST, KEY, ORIGIN, REQUESTS, WRITTEN_AT,
-    version_secret_name,
+    self as k, ABANDONED, CREATED_AT, HIGHEST, KEY, ORIGIN, REQUESTS, USERNAME, USERNAME_FILE,
+    WRITTEN_AT, version_secret_name,
 };
 
 /// Everything needed to render the Secrets of one rotation.
@@ -53,24 +55,21 @@ impl Layout<'_> {
         }
     }
 
-    /// The immutable Secret holding version `v`'s key.
-    pub fn version_secret(
-        &self,
-        v: Version,
-        key: &SecretKey,
-        origin: Origin,
-        requests: &Requests,
-        now: Timestamp,
-    ) -> Secret {
+    /// The immutable Secret holding version `v`'s key, and the user name it
+    /// carries, if any.
+    pub fn version_secret(&self, v: Version, key: &SecretKey, new: &NewVersion<'_>) -> Secret {
         let mut ann = BTreeMap::new();
         ann.insert(k::FINGERPRINT.to_string(), key.fingerprint());
-        ann.insert(CREATED_AT.to_string(), now.to_string());
-        ann.insert(ORIGIN.to_string(), format!("{origin:?}"));
-        if !requests.is_empty() {
+        ann.insert(CREATED_AT.to_string(), new.created_at.to_string());
+        ann.insert(ORIGIN.to_string(), format!("{:?}", new.origin));
+        if !new.requests.is_empty() {
             ann.insert(
                 REQUESTS.to_string(),
-                serde_json::to_string(requests).unwrap_or_default(),
+                serde_json::to_string(new.requests).unwrap_or_default(),
             );
+        }
+        if let Some(name) = new.username {
+            ann.insert(USERNAME.to_string(), name.to_string());
         }
         let mut meta = self.meta(version_secret_name(self.rotation, v), k::ROLE_VERSION, ann);
         meta.labels
@@ -91,9 +90,10 @@ impl Layout<'_> {
         }
     }
 
-    /// A projected Secret: verifiers' view, presenters' view, or both.
-    /// `previous` lends verifier digests of versions whose key is gone
-    /// (a version Secret deleted by hand), so a rebuild loses nothing.
+    /// A projected Secret: verifiers' view, presenters' view, or both, from
+    /// the keys and user names `held`. `previous` lends verifier digests of
+    /// versions whose key is gone (a version Secret deleted by hand), so a
+    /// rebuild loses nothing.
     #[allow(clippy::too_many_arguments)]
     pub fn projected_secret(
         &self,
@@ -102,10 +102,11 @@ impl Layout<'_> {
         current: Option<Version>,
         revision: Revision,
         highest: Version,
-        keys: &BTreeMap<Version, SecretKey>,
+        held: &Material,
         previous: Option<&Secret>,
         now: Timestamp,
     ) -> Result<Secret, RenderError> {
+        let keys = &held.keys;
         let combined = format!("{},{}", k::ROLE_VERIFIER, k::ROLE_PRESENTER);
         let (name, role) = match target {
             Target::Verifier => (self.verifier_secret, k::ROLE_VERIFIER),
@@ -155,6 +156,11 @@ impl Layout<'_> {
             ann.insert(k::CURRENT.to_string(), c.to_string());
             put(KEY, key.expose().as_bytes());
             put(k::VERSION, c.to_string().as_bytes());
+            // In the same write as `key`: a consumer never reads one
+            // version's key with another's user name.
+            if let Some(name) = held.usernames.get(&c) {
+                put(USERNAME_FILE, name.as_bytes());
+            }
         }
         Ok(Secret {
             metadata: self.meta(name.to_string(), k::ROLE_PROJECTION, ann),
@@ -163,6 +169,16 @@ impl Layout<'_> {
             ..Default::default()
         })
     }
+}
+
+/// What a new version Secret records besides its key.
+pub struct NewVersion<'a> {
+    pub origin: Origin,
+    /// The rotate requests it answers.
+    pub requests: &'a Requests,
+    pub created_at: Timestamp,
+    /// The user name it carries (`spec.usernames`), chosen by the planner.
+    pub username: Option<&'a str>,
 }
 
 /// What a projected Secret publishes, read from its annotations.
@@ -220,6 +236,7 @@ pub fn version_obs(secret: &Secret) -> Option<(Version, VersionObs, Option<Secre
             .get(ABANDONED)
             .and_then(|j| serde_json::from_str(j).ok()),
         hook_accepted: ann.contains_key(k::HOOK_ACCEPTED),
+        username: ann.get(USERNAME).cloned(),
     };
     Some((v, obs, key))
 }
@@ -267,6 +284,13 @@ mod tests {
             .collect()
     }
 
+    fn held(keys: &BTreeMap<Version, SecretKey>) -> Material {
+        Material {
+            keys: keys.clone(),
+            ..Default::default()
+        }
+    }
+
     fn text(s: &Secret, file: &str) -> Option<String> {
         s.data
             .as_ref()?
@@ -285,7 +309,7 @@ mod tests {
                 Some(1),
                 4,
                 2,
-                &keys,
+                &held(&keys),
                 None,
                 now,
             )
@@ -312,7 +336,7 @@ mod tests {
                 Some(2),
                 7,
                 2,
-                &keys,
+                &held(&keys),
                 None,
                 Timestamp::UNIX_EPOCH,
             )
@@ -335,7 +359,7 @@ mod tests {
                 Some(1),
                 1,
                 2,
-                &keys,
+                &held(&keys),
                 None,
                 now,
             )
@@ -348,7 +372,7 @@ mod tests {
             Some(1),
             2,
             2,
-            &keys,
+            &held(&keys),
             None,
             now,
         );
@@ -360,7 +384,7 @@ mod tests {
                 Some(1),
                 2,
                 2,
-                &keys,
+                &held(&keys),
                 Some(&before),
                 now,
             )
@@ -375,13 +399,13 @@ mod tests {
             spec: Some("r1".into()),
             annotation: None,
         };
-        let s = layout(VerifierFormat::Sha256).version_secret(
-            2,
-            &keys[&2],
-            Origin::Generated,
-            &req,
-            Timestamp::UNIX_EPOCH,
-        );
+        let new = NewVersion {
+            origin: Origin::Generated,
+            requests: &req,
+            created_at: Timestamp::UNIX_EPOCH,
+            username: None,
+        };
+        let s = layout(VerifierFormat::Sha256).version_secret(2, &keys[&2], &new);
         assert_eq!(s.metadata.name.as_deref(), Some("api-v2"));
         assert_eq!(s.immutable, Some(true));
         let (v, obs, key) = version_obs(&s).unwrap();
@@ -389,5 +413,208 @@ mod tests {
         assert_eq!(obs.fingerprint, keys[&2].fingerprint());
         assert_eq!(obs.requests, req);
         assert!(obs.has_key && key.is_some());
+    }
+
+    /// `pairs` as a Secret's data.
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The key of version 2 in the exact-content tests below.
+    fn fixed_key() -> SecretKey {
+        SecretKey::adopt(b"k2-0123456789abcdefghij".to_vec()).unwrap()
+    }
+
+    /// The metadata every Secret of rotation `api` has, written out.
+    fn meta(name: &str, role: &str, annotations: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ns".into()),
+            labels: Some(strings(&[
+                ("keyrotor.dev/rotation", "api"),
+                ("keyrotor.dev/role", role),
+            ])),
+            annotations: Some(strings(annotations)),
+            owner_references: Some(vec![layout(VerifierFormat::Sha256).owner]),
+            ..Default::default()
+        }
+    }
+
+    /// Version 2 projected by `target` at revision 7, with the key alone.
+    fn projected_v2(target: Target) -> Secret {
+        layout(VerifierFormat::Sha256)
+            .projected_secret(
+                target,
+                &[2].into(),
+                Some(2),
+                7,
+                2,
+                &held(&[(2, fixed_key())].into()),
+                None,
+                Timestamp::UNIX_EPOCH,
+            )
+            .unwrap()
+    }
+
+    const PUBLISHED: [(&str, &str); 4] = [
+        ("keyrotor.dev/revision", "7"),
+        ("keyrotor.dev/written-at", "1970-01-01T00:00:00Z"),
+        ("keyrotor.dev/highest-version", "2"),
+        ("keyrotor.dev/current", "2"),
+    ];
+
+    #[test]
+    fn without_a_user_name_a_presenter_secret_is_exactly_what_it_always_was() {
+        let key = fixed_key();
+        let files = [
+            ("revision", "7"),
+            ("rotation", "api"),
+            ("role", "presenter"),
+            ("key", key.expose()),
+            ("version", "2"),
+        ];
+        let want = Secret {
+            metadata: meta("api-presenter", "projection", &PUBLISHED),
+            type_: Some("Opaque".into()),
+            data: Some(data(&files)),
+            ..Default::default()
+        };
+        assert_eq!(projected_v2(Target::Presenter), want);
+    }
+
+    #[test]
+    fn without_a_user_name_a_combined_secret_is_exactly_what_it_always_was() {
+        let key = fixed_key();
+        let digest = key.digest();
+        let files = [
+            ("revision", "7"),
+            ("rotation", "api"),
+            ("role", "verifier,presenter"),
+            ("accepted", "2"),
+            ("v2.sha256", &digest),
+            ("key", key.expose()),
+            ("version", "2"),
+        ];
+        let annotations = [&PUBLISHED[..], &[("keyrotor.dev/accepted", "2")]].concat();
+        let want = Secret {
+            metadata: meta("api-verifier", "projection", &annotations),
+            type_: Some("Opaque".into()),
+            data: Some(data(&files)),
+            ..Default::default()
+        };
+        assert_eq!(projected_v2(Target::Combined), want);
+    }
+
+    #[test]
+    fn without_a_user_name_a_version_secret_is_exactly_what_it_always_was() {
+        let key = fixed_key();
+        let new = NewVersion {
+            origin: Origin::Generated,
+            requests: &Requests::default(),
+            created_at: Timestamp::UNIX_EPOCH,
+            username: None,
+        };
+        let fingerprint = key.fingerprint();
+        let mut metadata = meta(
+            "api-v2",
+            "version",
+            &[
+                ("keyrotor.dev/fingerprint", &fingerprint),
+                ("keyrotor.dev/created-at", "1970-01-01T00:00:00Z"),
+                ("keyrotor.dev/origin", "Generated"),
+            ],
+        );
+        let labels = metadata.labels.as_mut().unwrap();
+        labels.insert("keyrotor.dev/version".into(), "2".into());
+        let want = Secret {
+            metadata,
+            immutable: Some(true),
+            type_: Some("Opaque".into()),
+            data: Some(data(&[("key", key.expose())])),
+            ..Default::default()
+        };
+        assert_eq!(
+            layout(VerifierFormat::Sha256).version_secret(2, &key, &new),
+            want
+        );
+    }
+
+    #[test]
+    fn presenters_get_the_current_versions_user_name_beside_its_key() {
+        let keys = keys();
+        let mut held = held(&keys);
+        held.usernames.insert(1, "app_blue".into());
+        held.usernames.insert(2, "app_green".into());
+        let l = layout(VerifierFormat::Sha256);
+        let render = |target, current, held: &Material| {
+            l.projected_secret(
+                target,
+                &[1, 2].into(),
+                current,
+                3,
+                2,
+                held,
+                None,
+                Timestamp::UNIX_EPOCH,
+            )
+            .unwrap()
+        };
+        for (current, name) in [(1, "app_blue"), (2, "app_green")] {
+            for target in [Target::Presenter, Target::Combined] {
+                let s = render(target, Some(current), &held);
+                assert_eq!(text(&s, USERNAME_FILE).as_deref(), Some(name));
+                assert_eq!(text(&s, KEY).unwrap(), keys[&current].expose());
+            }
+        }
+        let verifier = render(Target::Verifier, Some(2), &held);
+        assert_eq!(
+            text(&verifier, USERNAME_FILE),
+            None,
+            "verifiers need no user name"
+        );
+        held.usernames.remove(&2);
+        let without = render(Target::Presenter, Some(2), &held);
+        assert_eq!(
+            text(&without, USERNAME_FILE),
+            None,
+            "a version without a name: no file, whatever older versions carry"
+        );
+    }
+
+    #[test]
+    fn a_version_secret_records_its_user_name_and_reads_it_back() {
+        let keys = keys();
+        let l = layout(VerifierFormat::Sha256);
+        let new = NewVersion {
+            origin: Origin::Generated,
+            requests: &Requests::default(),
+            created_at: Timestamp::UNIX_EPOCH,
+            username: Some("app_green"),
+        };
+        let s = l.version_secret(2, &keys[&2], &new);
+        assert_eq!(
+            s.metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .get(USERNAME)
+                .map(String::as_str),
+            Some("app_green")
+        );
+        let (_, obs, _) = version_obs(&s).unwrap();
+        assert_eq!(obs.username.as_deref(), Some("app_green"));
+        let mut held = Material::default();
+        held.hold(2, &obs, None);
+        assert_eq!(held.usernames[&2], "app_green");
     }
 }

@@ -155,7 +155,7 @@ fn check(
             published.current,
             published.revision,
             published.highest,
-            &obs.keys,
+            obs,
             Some(secret),
             now,
         )

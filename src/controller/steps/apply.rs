@@ -5,6 +5,9 @@
 //!
 //! Apply takes the snapshot's [`Material`] by value: the keys it creates and
 //! the projections it writes join it on the way, for the writes after them.
+//!
+//! A hook that answers a step with "not yet" or a refusal stops the plan
+//! there too, without failing it: [`Applied::held`] says which step.
 
 use std::collections::BTreeMap;
 
@@ -21,11 +24,12 @@ use super::consumers::{role, split_id};
 use super::copies::{self, Reached};
 use super::observe::key_of;
 use crate::api::{ApiKeyRotation, HookEndpoint};
+use crate::consumer::hook::Issued;
 use crate::controller::error::Result;
-use crate::controller::hook::{Held, HookClient};
+use crate::controller::hook::{Answered, Held, HoldKind, HookClient, HookHold};
 use crate::controller::memory::Memory;
 use crate::controller::objects::material::Material;
-use crate::controller::objects::render::Layout;
+use crate::controller::objects::render::{Layout, NewVersion};
 use crate::controller::reach::Copies;
 use crate::keys::{KeySpec, SecretKey};
 use crate::rotation::{
@@ -33,7 +37,7 @@ use crate::rotation::{
 };
 use crate::wire::{
     self as k, ABANDONED, FIELD_MANAGER, HOOK_ACCEPTED, HOOK_ISSUED, HOOK_KEY_ID, RevisionReport,
-    version_secret_name,
+    USERNAME, version_secret_name,
 };
 
 /// Everything one reconcile's writes need.
@@ -56,6 +60,9 @@ pub struct Writer<'a> {
     pub obj: ObjectRef<ApiKeyRotation>,
     /// The copies kept in other namespaces, as last written or seen.
     pub copies: &'a Copies,
+    /// A hook answer that still stands: a pending one until its time, a
+    /// refusal until the spec or `keyrotor.dev/retry-hook` changes.
+    pub standing: Option<HookHold>,
 }
 
 fn apply_params() -> PatchParams {
@@ -79,6 +86,12 @@ pub struct Applied {
     pub created: BTreeMap<Version, String>,
     /// Nudges the API refused (403: RBAC lacks `pods patch`).
     pub nudges_refused: usize,
+    /// The step a hook held (pending or refused), where the plan stopped.
+    pub held: Option<HookHold>,
+    /// The plan's actions carried out (all of them unless a hook held one).
+    pub ran: usize,
+    /// A hook answered a step done.
+    pub hook_done: bool,
 }
 
 impl Writer<'_> {
@@ -102,6 +115,11 @@ impl Writer<'_> {
         applied.writes += self.follow(reached, &material, false).await?;
         for action in actions {
             applied.writes += self.apply_one(action, &mut material, &mut applied).await?;
+            if applied.held.is_some() {
+                // Held like a failure (every prefix is safe), but not one.
+                return Ok(applied);
+            }
+            applied.ran += 1;
             if let Action::WriteProjection { target, .. } = action {
                 let verifier_side = *target != Target::Presenter;
                 applied.writes += self.follow(reached, &material, verifier_side).await?;
@@ -138,28 +156,48 @@ impl Writer<'_> {
                 version,
                 origin,
                 requests,
+                username,
             } => {
-                let held = self
-                    .create_version(*version, *origin, requests, material)
+                let new = NewVersion {
+                    origin: *origin,
+                    requests,
+                    created_at: self.now,
+                    username: username.as_deref(),
+                };
+                let issued = match self.issued(*version, &new, material).await? {
+                    Answered::Done(issued) => {
+                        if issued.is_some() {
+                            self.hook_done(applied);
+                        }
+                        issued
+                    }
+                    Answered::Held(hold) => return Ok(self.held(applied, hold)),
+                };
+                let stored = self
+                    .create_version(*version, &new, material, issued)
                     .await?;
-                keep(material, &mut applied.created, *version, held);
+                keep(material, &mut applied.created, *version, stored);
             }
             Action::RestoreVersion {
                 version,
                 origin,
                 created_at,
+                username,
             } => {
                 // The key a projection holds (see `repair::recoverable`).
                 let Some(key) = material.keys.get(version).cloned() else {
                     return Ok(0);
                 };
-                let no_requests = Requests::default();
-                let secret =
-                    self.layout
-                        .version_secret(*version, &key, *origin, &no_requests, *created_at);
+                let new = NewVersion {
+                    origin: *origin,
+                    requests: &Requests::default(),
+                    created_at: *created_at,
+                    username: username.as_deref(),
+                };
+                let secret = self.layout.version_secret(*version, &key, &new);
                 warn!(version, "restoring a version Secret from a projection");
-                let held = self.create_or_keep(&secret, key).await?;
-                keep(material, &mut applied.created, *version, held);
+                let stored = self.create_or_keep(&secret, key).await?;
+                keep(material, &mut applied.created, *version, stored);
             }
             Action::WriteProjection { target, .. } => {
                 let written = self.write_projection(action, material).await?;
@@ -176,7 +214,7 @@ impl Writer<'_> {
                 self.mark_abandoned(*version, requests).await?;
             }
             Action::CallHook { step, version } => {
-                return self.call_hook(*step, *version, material).await;
+                return self.call_hook(*step, *version, material, applied).await;
             }
             Action::DeleteVersion { version } => {
                 self.delete_version(*version).await?;
@@ -196,26 +234,42 @@ impl Writer<'_> {
         Ok(1)
     }
 
+    /// The issuer hook's key for a new version, when the issuer mints it
+    /// (`Done(None)`: keyrotor adopts or generates it).
+    async fn issued(
+        &self,
+        version: Version,
+        new: &NewVersion<'_>,
+        material: &Material,
+    ) -> Result<Answered<Option<Issued>>> {
+        match (new.origin, &material.adopted_key, self.issuer) {
+            (Origin::Adopted, Some(_), _) | (_, _, None) => Ok(Answered::Done(None)),
+            (_, _, Some(issuer)) => Ok(
+                match self.hooks().issue(issuer, version, new.username).await? {
+                    Answered::Done(issued) => Answered::Done(Some(issued)),
+                    Answered::Held(hold) => Answered::Held(hold),
+                },
+            ),
+        }
+    }
+
     /// A new version's Secret, with its key adopted, issued by the issuer
-    /// hook, or generated. Returns the key the Secret holds.
+    /// hook (`issued`, for the version's user name), or generated.
+    /// Returns what the Secret holds.
     async fn create_version(
         &self,
         version: Version,
-        origin: Origin,
-        requests: &Requests,
+        new: &NewVersion<'_>,
         material: &mut Material,
-    ) -> Result<Option<SecretKey>> {
-        let (key, key_id) = match (origin, &material.adopted_key, self.issuer) {
+        issued: Option<Issued>,
+    ) -> Result<Stored> {
+        let origin = new.origin;
+        let (key, key_id) = match (origin, &material.adopted_key, issued) {
             (Origin::Adopted, Some(k), _) => (k.clone(), None),
-            (_, _, Some(issuer)) => {
-                let issued = self.hooks().issue(issuer, version).await?;
-                (issued.key, issued.key_id)
-            }
+            (_, _, Some(issued)) => (issued.key, issued.key_id),
             _ => (SecretKey::generate(self.key_spec)?, None),
         };
-        let mut secret = self
-            .layout
-            .version_secret(version, &key, origin, requests, self.now);
+        let mut secret = self.layout.version_secret(version, &key, new);
         if self.issuer.is_some() && origin != Origin::Adopted {
             let ann = secret.metadata.annotations.get_or_insert_default();
             ann.insert(HOOK_ISSUED.into(), self.now.to_string());
@@ -245,14 +299,7 @@ impl Writer<'_> {
             _ => material.verifier_secret.as_ref(),
         };
         let mut secret = self.layout.projected_secret(
-            *target,
-            accepted,
-            *current,
-            *revision,
-            *highest,
-            &material.keys,
-            previous,
-            self.now,
+            *target, accepted, *current, *revision, *highest, material, previous, self.now,
         )?;
         // Optimistic concurrency: the write holds only if the Secret is
         // still what this plan was computed from (409 otherwise, and the
@@ -359,9 +406,9 @@ impl Writer<'_> {
 
     /// Creates a version Secret holding `key`, or, when it already exists (an
     /// earlier attempt whose answer was lost, or a restore racing another),
-    /// keeps the existing Secret's key: one version number is one key, forever
-    /// (I5). Returns the key the Secret holds (`None`: it exists, emptied).
-    async fn create_or_keep(&self, secret: &Secret, key: SecretKey) -> Result<Option<SecretKey>> {
+    /// keeps the existing Secret's key and user name: one version number is
+    /// one key, forever (I5). Returns what the Secret holds.
+    async fn create_or_keep(&self, secret: &Secret, key: SecretKey) -> Result<Stored> {
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
@@ -370,14 +417,20 @@ impl Writer<'_> {
         match secrets.create(&params, secret).await {
             Ok(created) => {
                 self.wrote(&created);
-                Ok(Some(key))
+                Ok(Stored {
+                    key: Some(key),
+                    username: username_of(secret),
+                })
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 let name = secret.metadata.name.as_deref().unwrap_or_default();
                 match secrets.get_opt(name).await? {
                     Some(existing) => {
                         self.wrote(&existing);
-                        Ok(key_of(&existing))
+                        Ok(Stored {
+                            key: key_of(&existing),
+                            username: username_of(&existing),
+                        })
                     }
                     // A conflict and yet nothing there (deleted meanwhile):
                     // still a conflict, so re-read and plan again soon.
@@ -405,13 +458,40 @@ impl Writer<'_> {
             uid: self.uid,
             verifier: self.hook,
             issuer: self.issuer,
+            standing: self.standing.as_ref(),
         }
+    }
+
+    /// A hook held a step: the plan stops here, no write made. A pending
+    /// answer is remembered until its time (a standing one keeps its own).
+    fn held(&self, applied: &mut Applied, hold: HookHold) -> usize {
+        if let HoldKind::Pending { retry_after } = hold.answer
+            && self.standing.as_ref() != Some(&hold)
+        {
+            let until = self.now + jiff::SignedDuration::from_secs(retry_after.into());
+            self.memory.hook_pending(&self.obj, &hold, until);
+        }
+        applied.held = Some(hold);
+        0
+    }
+
+    /// A hook answered done: a pending answer no longer stands, and a
+    /// recorded refusal is cleared (see `report`).
+    fn hook_done(&self, applied: &mut Applied) {
+        applied.hook_done = true;
+        self.memory.hook_done(&self.obj);
     }
 
     /// One planned hook step. A successful `stage` is recorded on the
     /// version Secret (the confirmation the planner reads back, durable
     /// across restarts).
-    async fn call_hook(&self, step: HookStep, version: Version, obs: &Material) -> Result<usize> {
+    async fn call_hook(
+        &self,
+        step: HookStep,
+        version: Version,
+        obs: &Material,
+        applied: &mut Applied,
+    ) -> Result<usize> {
         let key = obs.keys.get(&version);
         // Retiring a version whose key is gone still names it: by the digest
         // verifiers hold.
@@ -425,8 +505,12 @@ impl Writer<'_> {
             key,
             sha256,
             key_id,
+            username: obs.usernames.get(&version).map(String::as_str),
         };
-        self.hooks().call(step, version, held).await?;
+        if let Answered::Held(hold) = self.hooks().call(step, version, held).await? {
+            return Ok(self.held(applied, hold));
+        }
+        self.hook_done(applied);
         if step == HookStep::Stage && self.hook.is_some() {
             let patch = json!({"metadata": {"annotations": {HOOK_ACCEPTED: self.now.to_string()}}});
             let name = version_secret_name(self.rotation, version);
@@ -441,15 +525,30 @@ impl Writer<'_> {
     }
 }
 
-/// The key version `v`'s Secret ended up holding, kept for rendering and
-/// reported (its fingerprint) to status.
+/// What a version Secret holds once created, or found already there.
+struct Stored {
+    /// `None`: it exists, emptied.
+    key: Option<SecretKey>,
+    username: Option<String>,
+}
+
+/// The user name a version Secret records.
+fn username_of(secret: &Secret) -> Option<String> {
+    secret.metadata.annotations.as_ref()?.get(USERNAME).cloned()
+}
+
+/// The key and user name version `v`'s Secret ended up holding, kept for
+/// rendering and reported (the key's fingerprint) to status.
 fn keep(
     material: &mut Material,
     created: &mut BTreeMap<Version, String>,
     v: Version,
-    key: Option<SecretKey>,
+    stored: Stored,
 ) {
-    if let Some(key) = key {
+    if let Some(name) = stored.username {
+        material.usernames.insert(v, name);
+    }
+    if let Some(key) = stored.key {
         created.insert(v, key.fingerprint());
         material.keys.insert(v, key);
     }

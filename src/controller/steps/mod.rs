@@ -7,6 +7,7 @@ mod consumers;
 mod copies;
 mod delete;
 mod fresh;
+mod held;
 mod observe;
 mod report;
 mod status;
@@ -29,8 +30,9 @@ use super::objects::repair;
 use crate::api::{ApiKeyRotation, validate};
 use crate::conditions::{events, reasons, types};
 use crate::controller::events::emit;
+use crate::controller::hook::HookHold;
 use crate::rotation::{Plan, plan};
-use crate::wire::FINALIZER;
+use crate::wire::{FINALIZER, RETRY_HOOK};
 use apply::{Applied, Writer};
 use observe::{Snapshot, observe};
 use status::Blocked;
@@ -104,7 +106,9 @@ pub fn error_policy(rot: Arc<ApiKeyRotation>, err: &Error, ctx: Arc<Context>) ->
 ///    again on freshly listed pods, and deferred if the decision changes.
 /// 7. **apply** (I/O): the writes in order, stopping at the first failure
 ///    (every prefix of a plan is safe), on the snapshot's material →
-///    `Applied` (the versions it created).
+///    `Applied` (the versions it created). A hook that holds a step
+///    (pending, refused) stops it too, and `held` reports that instead of
+///    the plan.
 /// 8. **report** (I/O, `report`): the status of the plan with the
 ///    fingerprints apply returned, written only if it changed (I8), beside
 ///    the plan's events; metrics.
@@ -167,6 +171,9 @@ async fn reconcile_live(cached: &ApiKeyRotation, ctx: &Context) -> Result<Requeu
         now,
     )
     .await?;
+    if let Some(hold) = &applied.held {
+        return held::held(rot, ctx, &decided, &applied, hold, now).await;
+    }
     clock.wrote = clock.started.elapsed();
     let writes = applied.writes;
     let deferred = report::report(rot, ctx, &validated, &decided, applied, now).await?;
@@ -264,7 +271,25 @@ fn writer<'a>(
         memory: &ctx.memory,
         obj: ObjectRef::from_obj(rot),
         copies: &ctx.reach.copies,
+        standing: standing(rot, ctx, now),
     }
+}
+
+/// The hook answer that still stands: a refusal status records, while
+/// `metadata.generation` and `keyrotor.dev/retry-hook` are what they were;
+/// else a pending answer before its time.
+fn standing(rot: &ApiKeyRotation, ctx: &Context, now: Timestamp) -> Option<HookHold> {
+    let retry_token = rot.annotations().get(RETRY_HOOK).map(String::as_str);
+    let refused = rot
+        .status
+        .as_ref()
+        .and_then(|s| s.hook_refusal.as_ref())
+        .filter(|r| r.in_force(rot.metadata.generation, retry_token))
+        .and_then(HookHold::of_record);
+    refused.or_else(|| {
+        let obj = ObjectRef::from_obj(rot);
+        ctx.memory.standing_pending(&obj, now).map(|(hold, _)| hold)
+    })
 }
 
 /// Step 7: the plan's writes. A hook that failed says what failed and what
@@ -315,15 +340,19 @@ async fn apply(
 /// Step 9: at the plan's wake-up or a held-back status write, whichever is
 /// first, and at least once per [`RESYNC`].
 fn requeue(decided: &Plan, deferred: Option<Duration>, now: Timestamp) -> Requeue {
-    let wake = decided
-        .wake_at
-        .map(|t| Duration::from_millis(t.duration_since(now).as_millis().max(0) as u64 + 1));
-    let wait = [wake, deferred, Some(RESYNC)]
+    let wait = until(decided, None, now);
+    Requeue::requeue(deferred.map_or(wait, |d| wait.min(d)).max(MIN_REQUEUE))
+}
+
+/// How long until the plan's wake-up or `at`, whichever is first, and at
+/// most [`RESYNC`], at least [`MIN_REQUEUE`].
+fn until(decided: &Plan, at: Option<Timestamp>, now: Timestamp) -> Duration {
+    let wake = [decided.wake_at, at]
         .into_iter()
         .flatten()
         .min()
-        .unwrap_or(RESYNC);
-    Requeue::requeue(wait.max(MIN_REQUEUE))
+        .map(|t| Duration::from_millis(t.duration_since(now).as_millis().max(0) as u64 + 1));
+    wake.map_or(RESYNC, |w| w.min(RESYNC)).max(MIN_REQUEUE)
 }
 
 /// Where one reconcile's time went, cumulative from the start of observe:

@@ -92,9 +92,7 @@ pub async fn observe(
         let name = k::version_secret_name(&rot.name_any(), version);
         let secret = secrets.api.get_opt(&name).await?;
         if let Some((n, vo, key)) = secret.as_ref().and_then(render::version_obs) {
-            if let Some(key) = key {
-                material.keys.insert(n, key);
-            }
+            material.hold(n, &vo, key);
             observed.versions.insert(n, vo);
         }
     }
@@ -211,9 +209,7 @@ fn sort(listed: Vec<Secret>, v: &Validated, uid: &str) -> (Observed, Material) {
         } else if s.labels().get(k::ROLE_LABEL).map(String::as_str) == Some(k::ROLE_VERSION)
             && let Some((version, obs, key)) = render::version_obs(&s)
         {
-            if let Some(key) = key {
-                material.keys.insert(version, key);
-            }
+            material.hold(version, &obs, key);
             if let Some(id) = s.annotations().get(k::HOOK_KEY_ID) {
                 material.key_ids.insert(version, id.clone());
             }

@@ -39,7 +39,7 @@ pub async fn report(
             (applied.writes, decided.report.stage, decided.report.current);
         info!(writes, ?stage, ?current, "applied plan");
     }
-    let status = status::of_plan(decided, &applied.created, rot, now);
+    let status = status::of_plan(decided, (&applied.created, applied.hook_done), rot, now);
     let (ns, name) = (rot.namespace().unwrap_or_default(), rot.name_any());
     ctx.metrics.observe(&ns, &name, &status, &validated.policy);
     let events = async {

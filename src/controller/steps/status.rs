@@ -1,6 +1,7 @@
 //! Status: built from the plan's report (pure), written only when it changed
-//! (I8), with progress inside a step coalesced; and the `Ready=False` status
-//! of a rotation that cannot move (invalid spec, Secret clash).
+//! (I8), with progress inside a step coalesced; the `Ready=False` status
+//! of a rotation that cannot move (invalid spec, Secret clash); and the
+//! status of a plan a hook held (pending, refused).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::debug;
 
-use crate::api::{ApiKeyRotation, ApiKeyRotationStatus};
+use crate::api::{ApiKeyRotation, ApiKeyRotationStatus, HookRefusal};
 use crate::conditions::types;
 use crate::controller::context::Context;
 use crate::controller::error::Result;
@@ -26,10 +27,11 @@ use crate::wire::FIELD_MANAGER;
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The status a plan reports. `created` holds the fingerprints of the
-/// versions apply just created, which the planner could not know.
+/// versions apply just created, which the planner could not know; a hook
+/// that answered a step done (`hook_done`) clears a recorded refusal.
 pub fn of_plan(
     plan: &Plan,
-    created: &BTreeMap<Version, String>,
+    (created, hook_done): (&BTreeMap<Version, String>, bool),
     rot: &ApiKeyRotation,
     now: Timestamp,
 ) -> ApiKeyRotationStatus {
@@ -39,6 +41,9 @@ pub fn of_plan(
         rot.status.as_ref(),
         now,
     );
+    if hook_done {
+        status.hook_refusal = None;
+    }
     for v in status
         .versions
         .iter_mut()
@@ -59,11 +64,22 @@ pub async fn write_status(
     ctx: &Context,
     status: ApiKeyRotationStatus,
 ) -> Result<Option<Duration>> {
+    write(rot, ctx, status, true).await
+}
+
+/// Writes status when it changed; progress alone waits if `coalesce`.
+async fn write(
+    rot: &ApiKeyRotation,
+    ctx: &Context,
+    status: ApiKeyRotationStatus,
+    coalesce: bool,
+) -> Result<Option<Duration>> {
     if rot.status.as_ref() == Some(&status) {
         return Ok(None);
     }
     let key = ObjectRef::from_obj(rot);
     if let (Some(old), Some(since)) = (rot.status.as_ref(), ctx.memory.since_status_write(&key))
+        && coalesce
         && progress_only(old, &status)
         && since < PROGRESS_INTERVAL
     {
@@ -174,6 +190,70 @@ pub async fn blocked(
     let (ns, name) = (rot.namespace().unwrap_or_default(), rot.name_any());
     ctx.metrics.observe_conditions(&ns, &name, &status);
     write_status(rot, ctx, status).await.map(drop)
+}
+
+/// A hook held a step (pending, refused): the status last written, with
+/// the plan's conditions `states` (one of them saying what the hook
+/// answered) and `refusal` as `status.hookRefusal`. The other fields stay
+/// as they were, as for a failed hook: the plan stopped at the step.
+/// `said` (the condition that carries the answer, and its event) is
+/// announced when that condition's text or the refusal recorded changes,
+/// also across restarts.
+/// Written at once: the event and the status say the same.
+pub async fn held(
+    rot: &ApiKeyRotation,
+    ctx: &Context,
+    states: &[ConditionState],
+    refusal: Option<HookRefusal>,
+    said: Said<'_>,
+    now: Timestamp,
+) -> Result<()> {
+    let previous = rot.status.clone().unwrap_or_default();
+    let generation = rot.meta().generation;
+    // A refusal answered anew (asked again after a change) is news even
+    // when it says the same.
+    let news = previous.hook_refusal != refusal
+        || states
+            .iter()
+            .filter(|c| c.type_ == said.condition)
+            .any(|c| {
+                previous.condition(c.type_).is_none_or(|old| {
+                    old.reason != c.reason
+                        || old.message != c.message
+                        || (old.status == "True") != c.status
+                })
+            });
+    if news {
+        emit(
+            &ctx.recorder,
+            rot,
+            said.kind,
+            said.event_reason,
+            said.message,
+        )
+        .await;
+        ctx.metrics.event(said.event_reason);
+    }
+    let mut status = previous.clone();
+    let fresh =
+        ApiKeyRotationStatus::from_report_conditions(states, generation, Some(&previous), now);
+    status
+        .conditions
+        .retain(|c| !states.iter().any(|s| s.type_ == c.type_));
+    status.conditions.splice(0..0, fresh);
+    status.observed_generation = generation;
+    status.hook_refusal = refusal;
+    let (ns, name) = (rot.namespace().unwrap_or_default(), rot.name_any());
+    ctx.metrics.observe_conditions(&ns, &name, &status);
+    write(rot, ctx, status, false).await.map(drop)
+}
+
+/// The condition that says what a hook answered, and its event.
+pub struct Said<'a> {
+    pub condition: &'static str,
+    pub kind: EventType,
+    pub event_reason: &'static str,
+    pub message: &'a str,
 }
 
 /// Why a rotation is blocked: the `Ready` reason, the event's reason and

@@ -291,6 +291,7 @@ mod tests {
             adopt: false,
             verifier_hook: false,
             issuer_hook: false,
+            usernames: vec![],
         }
     }
 
@@ -308,6 +309,7 @@ mod tests {
                 created_at: created,
                 promoted_at: Some(created),
                 retired_at: None,
+                username: None,
             }],
             conditions: vec![Condition {
                 type_: MIGRATION_STALLED.into(),

@@ -33,6 +33,9 @@ pub struct VersionObs {
     /// The verifier hook answered that it accepts this version (recorded on
     /// the version Secret after the answer, so it survives a restart).
     pub hook_accepted: bool,
+    /// The user name recorded on the version Secret when it was created
+    /// (`spec.usernames`); never changed afterwards.
+    pub username: Option<String>,
 }
 
 /// What a projected Secret currently publishes (from its annotations).
@@ -201,6 +204,10 @@ pub struct VersionRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub retired_at: Option<Timestamp>,
+    /// The user name the version carries (`spec.usernames`), recorded when
+    /// it was created. Not secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
 }
 
 /// What keyrotor remembers between reconciles (kept in status). Everything here

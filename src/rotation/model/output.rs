@@ -40,11 +40,13 @@ pub enum Target {
 /// keeps every invariant, so a crash between two actions is safe.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// Create the immutable version Secret (idempotent by its deterministic name).
+    /// Create the immutable version Secret (idempotent by its deterministic
+    /// name), recording the user name it carries, if any.
     CreateVersion {
         version: Version,
         origin: Origin,
         requests: Requests,
+        username: Option<String>,
     },
     /// Write a projected Secret: verifiers get `accepted`, presenters `current`.
     WriteProjection {
@@ -60,6 +62,8 @@ pub enum Action {
         version: Version,
         origin: Origin,
         created_at: Timestamp,
+        /// The user name status recorded for it.
+        username: Option<String>,
     },
     /// Mark a version abandoned by a rollback (metadata only).
     MarkAbandoned {

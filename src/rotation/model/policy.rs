@@ -104,6 +104,47 @@ pub struct Policy {
     /// An external issuer (`spec.issuerHook`) mints the keys and is told to
     /// revoke each version when it retires.
     pub issuer_hook: bool,
+    /// `spec.usernames`: none, one name for every version, or two that
+    /// alternate ([`Policy::username_after`]).
+    pub usernames: Vec<String>,
+}
+
+impl Policy {
+    /// The user name of a version created while presenters hold the
+    /// version named `current` (`None`: no current version, or one without
+    /// a name), where `in_use(name)` says whether a version presenters may
+    /// still send, and that is not revoked, carries `name`.
+    ///
+    /// With two names it is the one `current` does not carry, so the
+    /// password of the user presenters send is never the one being
+    /// changed; the first name when `current` carries neither (the first
+    /// version, an adopted one, or names changed in the spec since). One
+    /// exception keeps that promise where the rule alone would break it:
+    /// when that name is still in use and the other is not (the current
+    /// version revoked while the previous one is still accepted), the new
+    /// version takes the other, the revoked version's user.
+    pub fn username_after(
+        &self,
+        current: Option<&str>,
+        in_use: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let (first, second) = match self.usernames.as_slice() {
+            [] => return None,
+            [only] => return Some(only.clone()),
+            [first, second, ..] => (first, second),
+        };
+        let (usual, other) = if current == Some(first.as_str()) {
+            (second, first)
+        } else {
+            (first, second)
+        };
+        let name = if in_use(usual) && !in_use(other) {
+            other
+        } else {
+            usual
+        };
+        Some(name.clone())
+    }
 }
 
 /// On-demand request tokens, by source. A token that differs from the last

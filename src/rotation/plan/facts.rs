@@ -8,6 +8,21 @@ use super::Planner;
 use crate::rotation::model::*;
 
 impl<'a> Planner<'a> {
+    /// The user name version `v` carries: as its Secret records it, as
+    /// status remembers it (its Secret lost), or as this plan creates it.
+    pub(super) fn username_of(&self, v: Version) -> Option<&str> {
+        match self.input.obs.versions.get(&v) {
+            Some(seen) => seen.username.as_deref(),
+            None => self
+                .record(v)
+                .and_then(|r| r.username.as_deref())
+                .or_else(|| {
+                    let created = self.versions.created.iter().find(|c| c.version == v);
+                    created.and_then(|c| c.username.as_deref())
+                }),
+        }
+    }
+
     /// Whether version `v`'s Secret still holds its key material.
     pub(super) fn has_key(&self, v: Version) -> bool {
         self.input.obs.versions.get(&v).is_some_and(|o| o.has_key)
@@ -113,7 +128,7 @@ impl<'a> Planner<'a> {
             .into_iter()
             .chain(self.projected.accepted.iter().copied())
             .max()?;
-        if self.versions.created.iter().any(|(v, _)| *v == newest) {
+        if self.versions.created.iter().any(|c| c.version == newest) {
             return Some(self.input.now);
         }
         self.input

@@ -83,8 +83,15 @@ struct Versions {
     durable_highest: Version,
     abandoned: BTreeSet<Version>,
     revoked_now: BTreeSet<Version>,
-    created: Vec<(Version, Origin)>,
+    created: Vec<Created>,
     deleted: BTreeSet<Version>,
+}
+
+/// A version this plan creates.
+struct Created {
+    version: Version,
+    origin: Origin,
+    username: Option<String>,
 }
 
 /// What the plan reports besides its writes: the pieces of status, the

@@ -171,9 +171,10 @@ impl Planner<'_> {
                 types::PROGRESSING,
                 true,
                 self.report.waiting_reason,
+                // The stage after this plan, like the reason beside it: a
+                // plan that promotes says Promoting, not Staging.
                 format!(
-                    "{:?} {}",
-                    self.report.stage,
+                    "{stage:?} {}",
                     self.report
                         .target
                         .map(|t| format!("version {t}"))
@@ -200,12 +201,12 @@ impl Planner<'_> {
         numbers.extend(self.input.obs.record.history.iter().map(|r| r.version));
         numbers.extend(self.projected.accepted.iter().copied());
         numbers.extend(self.projected.current);
-        numbers.extend(self.versions.created.iter().map(|(v, _)| *v));
+        numbers.extend(self.versions.created.iter().map(|c| c.version));
         let mut out: Vec<VersionRecord> = Vec::new();
         for v in numbers {
             let old = self.record(v);
             let seen = self.input.obs.versions.get(&v);
-            let created = self.versions.created.iter().find(|(n, _)| *n == v);
+            let created = self.versions.created.iter().find(|c| c.version == v);
             let live = (seen.is_some() && !self.versions.deleted.contains(&v)) || created.is_some();
             let state = if self.versions.revoked_now.contains(&v)
                 || (self.input.policy.revoked.contains(&v) && !self.projected.accepted.contains(&v))
@@ -244,7 +245,7 @@ impl Planner<'_> {
             let origin = seen
                 .map(|s| s.origin)
                 .or(old.map(|r| r.origin))
-                .or(created.map(|c| c.1))
+                .or(created.map(|c| c.origin))
                 .unwrap_or_default();
             let created_at = seen
                 .map(|s| s.created_at)
@@ -267,6 +268,7 @@ impl Planner<'_> {
                 created_at,
                 promoted_at,
                 retired_at,
+                username: self.username_of(v).map(str::to_string),
             });
         }
         // Keep every non-terminal version and the newest terminal ones.

@@ -179,7 +179,7 @@ impl Planner<'_> {
         self.stall(
             reasons::HOOK_STALLED,
             format!(
-                "the verifier hook has not accepted version {v} for {} since it was staged at {since} (spec.progressDeadline); {holds}. See the HookFailed event and the hook's log",
+                "the verifier hook has not accepted version {v} for {} since it was staged at {since} (spec.progressDeadline); {holds}. See Ready and Progressing, the HookFailed or HookPending event and the hook's log",
                 duration::format(deadline)
             ),
         );

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 
-use super::Planner;
+use super::{Created, Planner};
 use crate::conditions::events;
 use crate::rotation::model::*;
 
@@ -79,18 +79,27 @@ impl Planner<'_> {
     }
 
     /// Issues the next version number (skipping revoked ones) and creates
-    /// its Secret.
+    /// its Secret. Every new version comes from here (generated, issued,
+    /// adopted, the replacement of a revoked or lost key), so here alone its
+    /// user name is chosen ([`Self::new_username`]), recorded once, never
+    /// changed.
     pub(super) fn create_version(&mut self, origin: Origin, requests: Requests) -> Version {
         let mut v = self.versions.highest + 1;
         while self.input.policy.revoked.contains(&v) {
             v += 1; // a number revoked in advance is simply never issued
         }
         self.versions.highest = v;
-        self.versions.created.push((v, origin));
+        let username = self.new_username();
+        self.versions.created.push(Created {
+            version: v,
+            origin,
+            username: username.clone(),
+        });
         self.actions.push(Action::CreateVersion {
             version: v,
             origin,
             requests,
+            username,
         });
         let (reason, what) = match origin {
             Origin::Generated => (events::VERSION_CREATED, "created"),
@@ -98,6 +107,24 @@ impl Planner<'_> {
         };
         self.event(EventType::Normal, reason, format!("version {v} {what}"));
         v
+    }
+
+    /// The user name of a version created now: after the current version's
+    /// (`Policy::username_after`), away from every name a version presenters
+    /// may still send (accepted or current, not revoked) carries.
+    fn new_username(&self) -> Option<String> {
+        let current = self.projected.current.and_then(|c| self.username_of(c));
+        let live: Vec<&str> = self
+            .projected
+            .accepted
+            .iter()
+            .chain(self.projected.current.iter())
+            .filter(|v| !self.input.policy.revoked.contains(v))
+            .filter_map(|v| self.username_of(*v))
+            .collect();
+        self.input
+            .policy
+            .username_after(current, |name| live.contains(&name))
     }
 
     /// Deletes version `v`'s Secret (its key material), once per plan.

@@ -41,6 +41,7 @@ impl World {
                 version,
                 origin,
                 requests,
+                username,
             } => {
                 if self.versions.contains_key(version) {
                     return Ok(true); // AlreadyExists: the deterministic name makes this idempotent
@@ -54,6 +55,9 @@ impl World {
                 if *origin == Origin::Adopted {
                     // Adopted: the external system already accepts the key in use.
                     self.hook.accepts.insert(*version);
+                    if let Some(user) = username {
+                        self.hook.users.insert(*version, user.clone());
+                    }
                 }
                 self.versions.insert(
                     *version,
@@ -65,6 +69,7 @@ impl World {
                         requests: requests.clone(),
                         abandoned: None,
                         hook_accepted: false,
+                        username: username.clone(),
                     },
                 );
             }
@@ -144,6 +149,17 @@ impl World {
                     return Err(format!("hook asked to stage version {v}, which has no key"));
                 }
                 self.hook.accepts.insert(v);
+                let user = self.versions.get(&v).and_then(|o| o.username.clone());
+                if self.hook.one_password_per_user
+                    && let Some(user) = user
+                {
+                    // The user's new password ends the one it had.
+                    let users = &self.hook.users;
+                    self.hook
+                        .accepts
+                        .retain(|x| *x == v || users.get(x) != Some(&user));
+                    self.hook.users.insert(v, user);
+                }
             }
             HookStep::Retire => {
                 invariants::check_deletion(v, &self.accepted(), self.current())?;
@@ -303,7 +319,10 @@ impl World {
                 let key = self.presenter_content.get(&p.loaded).copied().flatten()?;
                 Some((p.name.as_str(), key))
             })
-            .filter(|(_, key)| !self.excused.contains(key) && !self.emergency.contains(key));
+            .filter(|(_, key)| !self.excused.contains(key) && !self.emergency.contains(key))
+            // A revoked key's holders are rejected by choice, at a hook's
+            // system as soon as the replacement takes its user.
+            .filter(|(_, key)| !self.policy.revoked.contains(key));
         let presenters: Vec<(&str, Version)> = presenters.collect();
         if self.policy.verifier_hook
             && let Some((pod, key)) = presenters

@@ -69,6 +69,12 @@ pub struct SimHook {
     /// The next call acts but its answer is lost (a timeout after the
     /// external system changed): nothing is recorded, the plan stops.
     pub lose_answer: bool,
+    /// The system holds one password per user (PostgreSQL): staging a
+    /// version for a user ends the version that user had before. What
+    /// `spec.usernames` with two names (alternating users) is for.
+    pub one_password_per_user: bool,
+    /// The user each accepted version was staged for.
+    pub users: BTreeMap<Version, String>,
 }
 
 #[derive(Clone, Debug, Default)]

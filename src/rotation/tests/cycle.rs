@@ -22,6 +22,33 @@ fn first_key_reaches_verifiers_before_presenters() {
 }
 
 #[test]
+fn the_progressing_message_names_the_stage_its_reason_names() {
+    let mut w = world(policy());
+    rotate(&mut w, "r1");
+    let said = |w: &World| {
+        let c = w.condition(types::PROGRESSING).unwrap();
+        (c.reason.to_string(), c.message.clone())
+    };
+    assert_eq!(
+        said(&w),
+        (
+            reasons::WAITING_FOR_VERIFIERS.into(),
+            "Staging version 2".into()
+        )
+    );
+    w.sync_and_report_all();
+    w.reconcile().unwrap();
+    assert_eq!(w.current(), Some(2), "this plan promoted");
+    assert_eq!(
+        said(&w),
+        (
+            reasons::WAITING_FOR_PRESENTERS.into(),
+            "Promoting version 2".into()
+        )
+    );
+}
+
+#[test]
 fn a_full_cooperative_rotation_takes_the_four_stages_in_order() {
     let mut w = world(policy());
     rotate(&mut w, "r1");

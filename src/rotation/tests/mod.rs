@@ -12,6 +12,7 @@ mod hook;
 mod property;
 mod refusals;
 mod regressions;
+mod usernames;
 
 use std::collections::BTreeSet;
 
@@ -48,6 +49,7 @@ fn policy() -> Policy {
         adopt: false,
         verifier_hook: false,
         issuer_hook: false,
+        usernames: vec![],
     }
 }
 

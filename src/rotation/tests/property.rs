@@ -75,6 +75,7 @@ fn any_policy() -> impl Strategy<Value = Policy> {
             proptest::bool::weighted(0.4),
         ),
         (0u32..3, 0u32..3, 1i64..3000),
+        0usize..3,
     )
         .prop_map(
             |(
@@ -82,6 +83,7 @@ fn any_policy() -> impl Strategy<Value = Policy> {
                 (min, extra, retire),
                 (quiet, combined, interval, hook),
                 (vmin, pmin, deadline),
+                users,
             )| {
                 let g = |mode: Mode, nudge: bool, group: Group, min_consumers: u32| GroupPolicy {
                     mode,
@@ -115,6 +117,10 @@ fn any_policy() -> impl Strategy<Value = Policy> {
                     adopt: false,
                     verifier_hook: hook,
                     issuer_hook: false,
+                    usernames: ["app_blue", "app_green"][..users]
+                        .iter()
+                        .map(|u| u.to_string())
+                        .collect(),
                 }
             },
         )
@@ -142,6 +148,9 @@ fn add_pod(w: &mut World, g: Group, kind: PodKind) {
 
 pub(super) fn run_history(policy: Policy, steps: Vec<Step>) -> Result<(), String> {
     let mut w = World::new(policy);
+    // Alternating users are for systems that hold one password per user:
+    // the hook's system is one, and no presenter may be rejected there.
+    w.hook.one_password_per_user = w.policy.usernames.len() == 2;
     w.add_pod(Group::Verifiers, false);
     w.add_pod(Group::Presenters, false);
     let mut token = 0u32;

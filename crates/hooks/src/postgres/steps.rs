@@ -16,7 +16,7 @@ use super::PostgresHookArgs;
 use super::plan::{self, Pair, PlanError, Retire, RoleName, Stage, Standing, State};
 use super::wire::{self, Connection, Login};
 use crate::Error;
-use crate::server::{Done, Refusal, Steps, refuse};
+use crate::server::{Answer, Done, Refusal, Steps, refuse};
 
 /// Session settings that keep the admin's statements (which carry SCRAM
 /// verifiers) out of the server log, whatever the server logs otherwise.
@@ -288,8 +288,12 @@ impl Postgres {
 }
 
 impl Steps for Postgres {
-    async fn step(&self, step: Step, r: &HookRequest) -> Result<Done, Refusal> {
-        self.run(step, r).await
+    async fn step(&self, step: Step, r: &HookRequest) -> Answer {
+        self.run(step, r).await.into()
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        self.readiness().await
     }
 }
 

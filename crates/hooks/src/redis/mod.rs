@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 use crate::Error;
 use crate::auth::{Auth, AuthArgs, secret_file};
 use crate::issue::{derive, issuer_secret};
-use crate::server::{Done, Refusal, Steps, refuse, serve};
+use crate::server::{Answer, Done, Refusal, Steps, refuse, serve};
 
 pub mod resp;
 
@@ -111,7 +111,32 @@ pub async fn main(args: RedisHookArgs) -> Result<(), Error> {
 }
 
 impl Steps for Redis {
-    async fn step(&self, step: Step, r: &HookRequest) -> Result<Done, Refusal> {
+    async fn step(&self, step: Step, r: &HookRequest) -> Answer {
+        self.carry_out(step, r).await.into()
+    }
+
+    /// Logs in as the admin user and pings: what every step needs first.
+    async fn ready(&self) -> Result<(), String> {
+        let mut redis = self.admin().await.map_err(|r| r.reason)?;
+        ok(redis.call(&[b"PING"]).await).map_err(|r| r.reason)
+    }
+}
+
+impl Redis {
+    /// One step; every answer but done is a refusal (4xx) or a failure
+    /// (502: Redis unreachable or refusing).
+    async fn carry_out(&self, step: Step, r: &HookRequest) -> Result<Done, Refusal> {
+        // A version named for another user (spec.usernames) is not this
+        // hook's to touch: its presenters would log in as that user.
+        if let Some(other) = r.username.as_deref().filter(|u| *u != self.args.user) {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                format!(
+                    "this hook rotates the passwords of Redis user {}, not {other}; set spec.usernames to [{}] or leave it out",
+                    self.args.user, self.args.user
+                ),
+            ));
+        }
         match step {
             Step::Issue => {
                 let secret = self.issuer_secret.as_ref().ok_or_else(|| {
@@ -141,9 +166,7 @@ impl Steps for Redis {
             }
         }
     }
-}
 
-impl Redis {
     /// Removes the version's password, unless it is gone already or is the
     /// user's only one.
     async fn retire(&self, r: &HookRequest) -> Result<Done, Refusal> {

@@ -33,6 +33,10 @@ REVISION_FILE = "revision"
 ACCEPTED_FILE = "accepted"
 VERSION_FILE = "version"
 KEY_FILE = "key"
+#: Optional, beside ``key``: the user name of the key's version (not secret).
+USERNAME_FILE = "username"
+#: A user name: 1 to 63 bytes of printable ASCII without spaces.
+MAX_USERNAME = 63
 
 ROLE_VERIFIER = "verifier"
 ROLE_PRESENTER = "presenter"

@@ -4,6 +4,7 @@ import dev.keyrotor.consumer.wire.Numbers;
 import dev.keyrotor.consumer.wire.Wire;
 import java.net.http.HttpRequest;
 import java.nio.file.Path;
+import java.util.Optional;
 
 /**
  * The presenter side: the current key, always the one kubelet last delivered, held in
@@ -14,11 +15,16 @@ public final class Presenter extends Mounted {
     private volatile Snapshot snapshot;
     private final KeyHeader keyHeader;
 
-    /** The current version and its key. */
-    public record Current(long version, SecretKey key) {
+    /**
+     * The current version, its key and the user name the key belongs to (empty when the
+     * version has none), all from one snapshot: a key never comes with another version's
+     * user name.
+     */
+    public record Current(long version, SecretKey key, Optional<String> username) {
         @Override
         public String toString() {
-            return "Current[version=" + Numbers.format(version) + ", key=" + key + "]";
+            return "Current[version=" + Numbers.format(version) + ", key=" + key
+                    + ", username=" + username.orElse("none") + "]";
         }
     }
 
@@ -58,10 +64,10 @@ public final class Presenter extends Mounted {
         return snapshot;
     }
 
-    /** The key to send now, with its version (read together, from one snapshot). */
+    /** The key to send now, with its version and user name (read together, from one snapshot). */
     public Current current() {
         Snapshot s = snapshot;
-        return new Current(s.currentVersion().orElseThrow(), s.currentKey().orElseThrow());
+        return new Current(s.currentVersion().orElseThrow(), s.currentKey().orElseThrow(), s.username());
     }
 
     /** The key to send now. */
@@ -72,6 +78,14 @@ public final class Presenter extends Mounted {
     /** The version of the key to send now. */
     public long version() {
         return current().version();
+    }
+
+    /**
+     * The user name of the current version; empty when it has none. Not secret: fine to log.
+     * To send it with the key, take both from {@link #current()}.
+     */
+    public Optional<String> username() {
+        return snapshot.username();
     }
 
     /** Where requests carry the key ({@link Options#keyHeader}). */

@@ -22,7 +22,8 @@ import java.util.stream.Collectors;
  * One generation of a mounted projected Secret, read whole and checked against every
  * grammar and cap of docs/wire.md. Verifier digests are decoded (and plain {@code v<N>.key}
  * files hashed) at load, so verification compares 32-byte digests only. Its
- * {@code toString} shows versions and revisions, never a key or a digest.
+ * {@code toString} shows versions, revisions and the user name (not secret), never a key
+ * or a digest.
  */
 public final class Snapshot {
     private final Meta meta;
@@ -30,6 +31,7 @@ public final class Snapshot {
     private final Map<Long, byte[]> digests;
     private final Long currentVersion;
     private final SecretKey currentKey;
+    private final String username;
     private final String generation;
 
     /** What every projected Secret says about itself. */
@@ -63,12 +65,13 @@ public final class Snapshot {
     }
 
     private Snapshot(Meta meta, SortedSet<Long> accepted, Map<Long, byte[]> digests,
-            Long currentVersion, SecretKey currentKey, String generation) {
+            Long currentVersion, SecretKey currentKey, String username, String generation) {
         this.meta = meta;
         this.accepted = accepted;
         this.digests = digests;
         this.currentVersion = currentVersion;
         this.currentKey = currentKey;
+        this.username = username;
         this.generation = generation;
     }
 
@@ -80,7 +83,7 @@ public final class Snapshot {
         Volume.Read<Snapshot> read = Volume.readConsistent(dir, Snapshot::read);
         Snapshot s = read.value();
         return new Snapshot(s.meta, s.accepted, s.digests, s.currentVersion, s.currentKey,
-                read.generation().orElse(null));
+                s.username, read.generation().orElse(null));
     }
 
     private static Snapshot read(Volume.FileSet files) throws VolumeException {
@@ -95,15 +98,28 @@ public final class Snapshot {
         }
         Long version = null;
         SecretKey key = null;
+        String username = null;
         if (meta.hasRole(Wire.ROLE_PRESENTER)) {
             version = number(files, Wire.VERSION_FILE);
             key = keyFile(files, Wire.KEY_FILE);
             if (key == null) {
                 throw files.missing(Wire.KEY_FILE);
             }
+            username = username(files);
         }
         return new Snapshot(meta, Collections.unmodifiableSortedSet(accepted),
-                Collections.unmodifiableMap(digests), version, key, null);
+                Collections.unmodifiableMap(digests), version, key, username, null);
+    }
+
+    /** The optional {@code username} file: null when absent; present, it must be a user name. */
+    private static String username(Volume.FileSet files) throws VolumeException {
+        String name = files.text(Wire.USERNAME_FILE);
+        if (name != null && (name.isEmpty() || name.length() > Wire.MAX_USERNAME_LENGTH
+                || !name.chars().allMatch(c -> c >= 0x21 && c <= 0x7e))) {
+            throw files.malformed(Wire.USERNAME_FILE,
+                    "is not 1 to 63 bytes of printable ASCII without spaces");
+        }
+        return name;
     }
 
     /** The comma-separated items of a list file, without whitespace and empty items. */
@@ -248,6 +264,14 @@ public final class Snapshot {
         return Optional.ofNullable(currentKey);
     }
 
+    /**
+     * The user name of the presenter's current version, read with its key; empty when the
+     * version has none (no {@code username} file) or unless it serves {@code presenter}.
+     */
+    public Optional<String> username() {
+        return Optional.ofNullable(username);
+    }
+
     /** Where {@code ..data} pointed when the directory was read; empty for a plain directory. */
     public Optional<String> generation() {
         return Optional.ofNullable(generation);
@@ -264,7 +288,8 @@ public final class Snapshot {
     /** Same files (a plain directory has no generation to compare). */
     boolean sameContent(Snapshot other) {
         if (!meta.equals(other.meta) || !accepted.equals(other.accepted)
-                || !Objects.equals(currentVersion, other.currentVersion)) {
+                || !Objects.equals(currentVersion, other.currentVersion)
+                || !Objects.equals(username, other.username)) {
             return false;
         }
         for (Map.Entry<Long, byte[]> e : digests.entrySet()) {
@@ -284,6 +309,7 @@ public final class Snapshot {
                 + ", revision=" + Numbers.format(meta.revision())
                 + ", accepted=" + accepted.stream().map(Numbers::format).collect(Collectors.joining(",", "[", "]"))
                 + ", current=" + (currentVersion == null ? "none" : Numbers.format(currentVersion))
+                + ", username=" + (username == null ? "none" : username)
                 + ", generation=" + (generation == null ? "none" : generation) + "]";
     }
 }

@@ -2,13 +2,16 @@ package dev.keyrotor.consumer;
 
 import static dev.keyrotor.consumer.Kubelet.key;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.net.URI;
 import java.net.http.HttpRequest;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -42,6 +45,47 @@ class PresenterTest {
             HttpRequest request = p.authorize(HttpRequest.newBuilder(URI.create("http://127.0.0.1/"))).build();
             assertEquals(Optional.of(key(3)), request.headers().firstValue("x-api-key"));
         }
+    }
+
+    @Test
+    void the_key_comes_with_the_user_name_of_its_version_across_swaps() throws Exception {
+        Kubelet kubelet = new Kubelet(tmp.resolve("keys"));
+        kubelet.publish(withUsername(Kubelet.presenter("orders", 1, 3), "app_blue"));
+        try (Presenter p = Presenter.open(kubelet.dir(), new Options().noHandshake().pollInterval(Duration.ZERO))) {
+            assertEquals(new Presenter.Current(3, p.key(), Optional.of("app_blue")), p.current());
+            kubelet.publish(withUsername(Kubelet.presenter("orders", 2, 4), "app_green\n"));
+            assertTrue(p.refresh());
+            Presenter.Current current = p.current();
+            assertEquals(4, current.version());
+            assertEquals(key(4), current.key().reveal());
+            assertEquals(Optional.of("app_green"), current.username());
+            kubelet.publish(Kubelet.presenter("orders", 3, 5));
+            assertTrue(p.refresh());
+            assertEquals(Optional.empty(), p.current().username());
+            assertEquals(Optional.empty(), p.username());
+        }
+    }
+
+    @Test
+    void a_malformed_user_name_keeps_the_last_good_key_and_user_name() throws Exception {
+        Kubelet kubelet = new Kubelet(tmp.resolve("keys"));
+        kubelet.publish(withUsername(Kubelet.presenter("orders", 1, 3), "app_blue"));
+        try (Presenter p = Presenter.open(kubelet.dir(), new Options().noHandshake().pollInterval(Duration.ZERO))) {
+            kubelet.publish(withUsername(Kubelet.presenter("orders", 2, 4), "app green"));
+            VolumeException e = assertThrows(VolumeException.class, p::refresh);
+            assertEquals("malformed", e.errorClass());
+            assertTrue(e.getMessage().contains("/username: "), e.getMessage());
+            assertFalse(e.getMessage().contains("app green"), e.getMessage());
+            Presenter.Current current = p.current();
+            assertEquals(3, current.version());
+            assertEquals(key(3), current.key().reveal());
+            assertEquals(Optional.of("app_blue"), current.username());
+        }
+    }
+
+    private static Map<String, String> withUsername(Map<String, String> files, String username) {
+        files.put("username", username);
+        return files;
     }
 
     @Test

@@ -54,6 +54,20 @@ class SecretsStaySecretTest {
     }
 
     @Test
+    void the_user_name_may_show_but_the_key_beside_it_never_does() throws Exception {
+        Kubelet kubelet = new Kubelet(tmp.resolve("keys"));
+        Map<String, String> files = Kubelet.presenter("orders", 9, 4);
+        files.put("username", "app_blue");
+        kubelet.publish(files);
+        try (Presenter p = Presenter.open(kubelet.dir(), new Options().noHandshake().pollInterval(Duration.ZERO))) {
+            for (Object shown : List.of(p, p.current(), p.snapshot())) {
+                assertNoSecret(String.valueOf(shown), List.of(key(4)));
+                assertTrue(String.valueOf(shown).contains("username=app_blue"), String.valueOf(shown));
+            }
+        }
+    }
+
+    @Test
     void errors_about_malformed_key_and_digest_files_name_the_file_never_the_content() throws Exception {
         String almostKey = "fake test key not a secret";
         String almostDigest = Kubelet.sha256Hex(key(3)).substring(1);

@@ -20,6 +20,10 @@ public final class Wire {
     public static final String VERSION_FILE = "version";
     /** Presenter file: the current key. */
     public static final String KEY_FILE = "key";
+    /** Presenter file, optional: the user name of the current key's version (not secret). */
+    public static final String USERNAME_FILE = "username";
+    /** The longest user name: 1 to 63 bytes of printable ASCII without spaces. */
+    public static final int MAX_USERNAME_LENGTH = 63;
 
     /** The role of a Secret that lists accepted versions. */
     public static final String ROLE_VERIFIER = "verifier";
