@@ -85,7 +85,7 @@ fn data(s: &Secret, field: &str) -> Option<String> {
 /// The presenter Secret's user name and password (the version they name).
 async fn presented(h: &Harness) -> (String, String) {
     let s = h.secret(P).await.expect("the presenter Secret");
-    let username = data(&s, "username").expect(
+    let username = data(&s, keyrotor::wire::USERNAME_FILE).expect(
         "the presenter Secret carries the version's user name (`username`, spec.usernames)",
     );
     (username, data(&s, "key").unwrap())
@@ -230,7 +230,7 @@ async fn twenty_rotations_alternating_postgres_roles_refuse_no_login_and_the_nai
     pg.set_naive_password(first).await;
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": naive, "namespace": NS},
-        "stringData": {"username": NAIVE_ROLE, "key": first},
+        "stringData": {keyrotor::wire::USERNAME_FILE: NAIVE_ROLE, keyrotor::wire::KEY: first},
     }))
     .unwrap();
     h.secrets()

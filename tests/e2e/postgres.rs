@@ -31,7 +31,10 @@ async fn presented(secrets: &Api<Secret>) -> (String, String) {
         let b = data.get(f).unwrap_or_else(|| panic!("db-key has no {f}"));
         String::from_utf8(b.0.clone()).unwrap()
     };
-    (text("username"), text("key"))
+    (
+        text(keyrotor::wire::USERNAME_FILE),
+        text(keyrotor::wire::KEY),
+    )
 }
 
 #[tokio::test]

@@ -40,7 +40,7 @@ impl PresenterSecret {
         let data = s.data.as_ref()?;
         let text = |f: &str| Some(String::from_utf8_lossy(&data.get(f)?.0).into_owned());
         let password = Zeroizing::new(text(keyrotor::wire::KEY)?);
-        let username = text("username").unwrap_or_else(|| {
+        let username = text(keyrotor::wire::USERNAME_FILE).unwrap_or_else(|| {
             panic!(
                 "Secret {} has a key but no `username` file: the presenter Secret of a \
                  rotation with spec.usernames must carry the version's user name",
