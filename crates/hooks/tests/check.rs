@@ -252,15 +252,15 @@ async fn the_redis_hook_passes_as_an_issuer_and_the_table_never_shows_a_key() {
     // The keys the hook issued, derived as it derives them: none is shown.
     let shown = format!("{}{}", report.markdown(), report.json());
     let secret = ISSUER_SECRET.as_bytes();
-    for (uid, versions) in [(&report.uids[0], 1..=3), (&report.uids[1], 1..=1)] {
+    for (uid, versions) in [(&report.uids[0], 1..=3), (&report.uids[1], 2..=2)] {
         for v in versions {
             let key = keyrotor_hooks::issue::derive(secret, uid, v);
             assert!(!shown.contains(key.as_str()), "v{v}'s key is shown");
         }
     }
     // Everything issued was retired but the last key, the re-created
-    // rotation's v1, which Redis keeps as the user's only password.
-    let last = keyrotor_hooks::issue::derive(secret, &report.uids[1], 1);
+    // rotation's v2, which Redis keeps as the user's only password.
+    let last = keyrotor_hooks::issue::derive(secret, &report.uids[1], 2);
     let digest = keyrotor_consumer::keys::digest_of(last.as_bytes());
     assert_eq!(redis.passwords().await, vec![digest]);
     assert_eq!(report.notes[0], "clean-up: retired v3");
@@ -346,7 +346,7 @@ async fn the_broken_issuer_answers_a_new_key_to_a_repeated_issue_and_the_command
     assert_eq!(twice["expected"], "both done with one new key");
     assert_eq!(twice["passed"], false);
     assert_eq!(
-        row("issue v1 of the rotation re-created (new uid, same name)")["passed"],
+        row("issue v2 of the rotation re-created (new uid, same name)")["passed"],
         true
     );
     assert_eq!(
