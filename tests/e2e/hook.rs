@@ -72,14 +72,7 @@ async fn a_redis_password_rotates_through_the_hook_on_a_real_api_server() {
     let redis = RedisServer::start().await;
     let mut hook = HookProcess::start(keyrotor(), &redis, TOKEN).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "redis-hook-token"}, "stringData": {"token": TOKEN},
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &token)
-        .await
-        .unwrap();
+    create_token(&secrets).await;
     apply(&client, &ns.name, &spec(&ns.name, &hook.url())).await;
     wait_stable(&client, &ns.name, "cache", 1, Duration::from_secs(60)).await;
     let v1 = key_of(&secrets).await;
@@ -186,14 +179,7 @@ async fn redis_issues_the_passwords_through_the_issuer_hook_on_a_real_api_server
     let redis = RedisServer::start().await;
     let hook = HookProcess::start_issuer(keyrotor(), &redis, TOKEN).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "redis-hook-token"}, "stringData": {"token": TOKEN},
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &token)
-        .await
-        .unwrap();
+    create_token(&secrets).await;
     apply(&client, &ns.name, &issuer(&hook.url())).await;
     wait_stable(&client, &ns.name, "cache", 1, Duration::from_secs(60)).await;
     let mut keys = vec![key_of(&secrets).await];
@@ -344,14 +330,7 @@ async fn a_refusal_holds_the_rotation_until_kubectl_annotate_asks_again() {
     let redis = RedisServer::start().await;
     let mut hook = HookProcess::start(keyrotor(), &redis, TOKEN).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "redis-hook-token"}, "stringData": {"token": TOKEN},
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &token)
-        .await
-        .unwrap();
+    create_token(&secrets).await;
     apply(&client, &ns.name, &spec(&ns.name, &hook.url())).await;
     wait_stable(&client, &ns.name, "cache", 1, Duration::from_secs(60)).await;
     let v1 = key_of(&secrets).await;
@@ -450,4 +429,16 @@ async fn a_refusal_holds_the_rotation_until_kubectl_annotate_asks_again() {
     let mut logs = logs_of(&[&operator]);
     logs.push(("redis hook".into(), hook.log()));
     assert_no_key_material(cluster, &ns.name, &observer, &logs);
+}
+
+/// The Secret `redis-hook-token` the rotations' `tokenSecretRef` names.
+async fn create_token(secrets: &Api<Secret>) {
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "redis-hook-token"}, "stringData": {"token": TOKEN},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &token)
+        .await
+        .unwrap();
 }

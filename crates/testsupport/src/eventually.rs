@@ -51,3 +51,19 @@ pub async fn eventually_every<O: Outcome>(
         tokio::time::sleep(every).await;
     }
 }
+
+/// Waits up to 20 s for a server the test started to accept connections on
+/// `127.0.0.1:port`.
+pub async fn listening(what: &str, port: u16) {
+    eventually_every(
+        &format!("{what} listens on 127.0.0.1:{port}"),
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+}

@@ -19,4 +19,4 @@ pub mod postgres;
 pub mod redis;
 pub mod volume;
 
-pub use eventually::{eventually, eventually_every};
+pub use eventually::{eventually, eventually_every, listening};

@@ -248,18 +248,7 @@ impl HookProcess {
             .spawn()
             .expect("keyrotor hook redis starts");
         self.child = Some(child);
-        let port = self.port;
-        eventually_every(
-            "the redis hook listens",
-            Duration::from_secs(20),
-            Duration::from_millis(50),
-            async || {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-            },
-        )
-        .await;
+        crate::listening("the redis hook", self.port).await;
     }
 
     /// What the hook logged so far.

@@ -7,7 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::{GROUP, HOOK_ADMIN, HOOK_ADMIN_PASSWORD, PostgresServer, ROLES, scratch};
-use crate::eventually::eventually_every;
 use crate::redis::free_port;
 
 /// `keyrotor hook postgres` as its own process, for [`ROLES`] in
@@ -102,18 +101,7 @@ impl PgHook {
             .spawn()
             .expect("keyrotor hook postgres starts");
         self.child = Some(child);
-        let port = self.port;
-        eventually_every(
-            "the postgres hook listens",
-            Duration::from_secs(20),
-            Duration::from_millis(50),
-            async || {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-            },
-        )
-        .await;
+        crate::listening("the postgres hook", self.port).await;
     }
 
     /// What the hook logged so far.
