@@ -1,6 +1,7 @@
 //! The `ApiKeyRotation` API (`keyrotor.dev/v1alpha1`): types, validation, the
 //! CRD manifest. The names keyrotor writes on objects live in [`crate::wire`].
 
+mod schema;
 mod spec;
 mod status;
 pub mod validate;

@@ -28,11 +28,11 @@ pub(crate) const USERNAME_RE: &str = "^[A-Za-z_][A-Za-z0-9_.-]{0,62}$";
 pub(crate) const NAME_RE: &str =
     "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
-/// Rotates an API key with zero failed requests: keyrotor generates key
-/// versions, publishes them to verifiers before presenters, and retires an old
-/// version only once every consumer confirmed it moved.
+/// The desired rotation: the Secrets consumers mount, the shape of the key,
+/// when it rotates, who uses it and how each group confirms a change.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
+    doc = "ApiKeyRotation rotates one API key with zero failed requests. keyrotor generates key versions into Secrets, publishes each new version to the verifiers (the servers that accept the key) before the presenters (the clients that send it), and retires an old version only once every consumer confirmed it moved. keyrotor writes the status; users write the spec.",
     group = "keyrotor.dev",
     version = "v1alpha1",
     kind = "ApiKeyRotation",
@@ -52,6 +52,7 @@ pub(crate) const NAME_RE: &str =
     validation = Rule::new("size(self.metadata.name) <= 200").message("metadata.name must be at most 200 characters, so version Secret names (<name>-v<N>) stay valid")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::schema::kubernetes_formats)]
 pub struct ApiKeyRotationSpec {
     /// The projected Secrets consumers mount.
     pub secrets: ProjectedSecrets,

@@ -13,9 +13,13 @@ use crate::rotation::{
     Stall, Version, VersionRecord, VersionState,
 };
 
-/// Observed state of an ApiKeyRotation.
+/// The observed rotation, written by keyrotor only: the version presenters
+/// send and the versions verifiers accept, the stage of the cycle in flight,
+/// how far each consumer group confirmed it, and conditions (Ready sums them
+/// up). It holds version numbers and fingerprints, never a key.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::schema::kubernetes_formats)]
 pub struct ApiKeyRotationStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -126,6 +126,120 @@ fn every_spec_field_is_documented_for_kubectl_explain() {
     );
 }
 
+/// Formats the API server knows (apiextensions-apiserver
+/// `pkg/apiserver/validation/formats.go`, Kubernetes 1.33 and newer), with
+/// its normalisation: string formats compare without `-`. Any other format
+/// is ignored and makes `kubectl apply` and `helm install` print a warning.
+fn unrecognized_format(ty: Option<&str>, format: &str) -> bool {
+    const STRING_FORMATS: &[&str] = &[
+        "bsonobjectid",
+        "uri",
+        "email",
+        "hostname",
+        "ipv4",
+        "ipv6",
+        "cidr",
+        "mac",
+        "uuid",
+        "uuid3",
+        "uuid4",
+        "uuid5",
+        "isbn",
+        "isbn10",
+        "isbn13",
+        "creditcard",
+        "ssn",
+        "hexcolor",
+        "rgbcolor",
+        "byte",
+        "password",
+        "date",
+        "duration",
+        "datetime",
+    ];
+    match ty {
+        None | Some("string") => !STRING_FORMATS.contains(&format.replace('-', "").as_str()),
+        Some("integer") => !["int32", "int64"].contains(&format),
+        Some("number") => !["float", "double"].contains(&format),
+        Some(_) => true,
+    }
+}
+
+#[test]
+fn the_crd_has_no_format_the_api_server_would_warn_about() {
+    let crd = serde_json::to_value(ApiKeyRotation::crd()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut unknown = Vec::new();
+    let mut formats = 0;
+    fn walk(path: &str, node: &serde_json::Value, formats: &mut usize, out: &mut Vec<String>) {
+        match node {
+            serde_json::Value::Object(map) => {
+                if let Some(format) = map.get("format").and_then(|f| f.as_str()) {
+                    *formats += 1;
+                    let ty = map.get("type").and_then(|t| t.as_str());
+                    if unrecognized_format(ty, format) {
+                        out.push(format!("{path}: {ty:?} {format:?}"));
+                    }
+                }
+                for (key, child) in map {
+                    walk(&format!("{path}.{key}"), child, formats, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(&format!("{path}[{i}]"), child, formats, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk("openAPIV3Schema", schema, &mut formats, &mut unknown);
+    assert!(
+        unknown.is_empty(),
+        "formats the API server does not know: {unknown:?}"
+    );
+    // The walk saw the integer fields (versions, counts), not an empty schema.
+    assert!(formats > 20, "only {formats} formats in the schema");
+}
+
+#[test]
+fn unsigned_fields_keep_their_lower_bound_of_zero() {
+    let crd = serde_json::to_value(ApiKeyRotation::crd()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
+    let revoked = &schema["spec"]["properties"]["revokedVersions"]["items"];
+    let current = &schema["status"]["properties"]["currentVersion"];
+    let min_consumers = &schema["spec"]["properties"]["consumers"]["properties"]["verifiers"]["properties"]
+        ["minConsumers"];
+    for (name, field) in [
+        ("spec.revokedVersions[]", revoked),
+        ("status.currentVersion", current),
+        ("spec.consumers.verifiers.minConsumers", min_consumers),
+    ] {
+        assert_eq!(field["format"], "int64", "{name}: {field}");
+        assert_eq!(field["minimum"], 0.0, "{name}: {field}");
+    }
+}
+
+#[test]
+fn kubectl_explain_describes_the_resource_its_spec_and_its_status() {
+    let crd = serde_json::to_value(ApiKeyRotation::crd()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let description =
+        |node: &serde_json::Value| node["description"].as_str().unwrap_or("").to_string();
+    let top = description(schema);
+    assert!(
+        top.starts_with("ApiKeyRotation rotates one API key") && !top.contains("Auto-generated"),
+        "top-level description: {top:?}"
+    );
+    let spec = description(&schema["properties"]["spec"]);
+    let status = description(&schema["properties"]["status"]);
+    assert!(spec.starts_with("The desired rotation"), "spec: {spec:?}");
+    assert!(
+        status.starts_with("The observed rotation"),
+        "status: {status:?}"
+    );
+}
+
 #[test]
 fn a_minimal_spec_gets_safe_defaults() {
     let v = rust(&minimal()).unwrap();
