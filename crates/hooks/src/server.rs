@@ -101,6 +101,18 @@ pub trait Steps: Send + Sync + 'static {
     fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
 }
 
+/// Binds the hook's listening socket; also gives the address it got (a
+/// port 0 in `--listen` picks a free one).
+pub async fn bind(
+    addr: std::net::SocketAddr,
+) -> Result<(TcpListener, std::net::SocketAddr), Error> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, source })?;
+    let local = listener.local_addr().map_err(Error::LocalAddr)?;
+    Ok((listener, local))
+}
+
 /// Serves `hook` on `listener` until the process is stopped.
 pub async fn serve<H: Steps>(listener: TcpListener, auth: Auth, hook: H) -> Result<(), Error> {
     let server = Arc::new(Server {

@@ -20,14 +20,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use tokio::net::TcpListener;
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::auth::{Auth, AuthArgs, secret_file};
 use crate::issue::issuer_secret;
-use crate::server::serve;
+use crate::server::{self, serve};
 
 pub mod plan;
 pub mod scram;
@@ -95,13 +94,7 @@ pub async fn main(args: PostgresHookArgs) -> Result<(), Error> {
         .as_deref()
         .map(issuer_secret)
         .transpose()?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: args.listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(Error::LocalAddr)?;
+    let (listener, local) = server::bind(args.listen).await?;
     let hook = Postgres::new(args, admin_password, issuer_secret)?;
     // A database that answers and says the roles are wrong stops the hook
     // here; one that does not answer yet is the readiness probe's to report.

@@ -26,7 +26,6 @@ use std::path::PathBuf;
 use hyper::StatusCode;
 use keyrotor_consumer::hook::{HookRequest, Step};
 use keyrotor_consumer::keys::digest_of;
-use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tracing::info;
 use zeroize::Zeroizing;
@@ -34,7 +33,7 @@ use zeroize::Zeroizing;
 use crate::Error;
 use crate::auth::{Auth, AuthArgs, secret_file};
 use crate::issue::{derive, issuer_secret};
-use crate::server::{Answer, Done, Refusal, Steps, refuse, serve};
+use crate::server::{self, Answer, Done, Refusal, Steps, refuse, serve};
 
 pub mod resp;
 
@@ -93,13 +92,7 @@ pub async fn main(args: RedisHookArgs) -> Result<(), Error> {
         .as_deref()
         .map(issuer_secret)
         .transpose()?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: args.listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(Error::LocalAddr)?;
+    let (listener, local) = server::bind(args.listen).await?;
     info!(address = %local, redis = %args.redis, user = %args.user, "redis hook listening");
     let redis = Redis {
         args,
