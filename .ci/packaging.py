@@ -152,7 +152,8 @@ def artifacthub():
 
 
 # Where users read an image name: each `image:` naming a keyrotor image there
-# must be Cargo.toml's `<image>:<version>` (tests use their own images).
+# must be one of Cargo.toml's, `<image>:<version>` or `<sidecar-image>:<version>`
+# (tests use their own images).
 IMAGE_TEXTS = ["README.md", "charts", "deploy", "docs", "examples", "go/README.md",
                "java/README.md", "python/README.md", "typescript/README.md"]
 IMAGE_LINE = re.compile(r"""image:\s*["']?([^\s"']+)""")
@@ -164,8 +165,10 @@ def image_names():
     import tomllib
 
     package = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]
-    image, version = package["metadata"]["keyrotor"]["image"], package["version"]
+    meta, version = package["metadata"]["keyrotor"], package["version"]
+    image = meta["image"]
     ref = f"{image}:{version}"
+    refs = {ref, f"{meta['sidecar-image']}:{version}"}
     (values,) = docs(ROOT / "charts" / "keyrotor" / "values.yaml")
     if values["image"]["repository"] != image or values["image"]["tag"] != "":
         fail(f"values.yaml image is {values['image']}, not repository {image} with an empty tag (Cargo.toml)")
@@ -183,10 +186,11 @@ def image_names():
                 continue
             for n, line in enumerate(f.read_text().splitlines(), 1):
                 for name in IMAGE_LINE.findall(line):
-                    if name.rsplit("/", 1)[-1].startswith("keyrotor") and name != ref:
+                    if name.rsplit("/", 1)[-1].startswith("keyrotor") and name not in refs:
                         wrong.append(f"{f.relative_to(ROOT)}:{n}: {name}")
     if wrong:
-        fail(f"these name another image than {ref} (Cargo.toml):\n  " + "\n  ".join(wrong))
+        fail(f"these name another image than {' or '.join(sorted(refs))} (Cargo.toml):\n  "
+             + "\n  ".join(wrong))
 
 
 def values_docs():
