@@ -1,10 +1,10 @@
 //! Scenario 8: the chart's life cycle against the real API server: `helm
 //! install` (cluster-wide), `helm upgrade` to two replicas with a
 //! PodDisruptionBudget and to namespaced mode, `helm uninstall` leaving
-//! nothing behind (kwok plays the pods). And the image users get: the
-//! chart's default image, built by `.ci/image` and imported into the real
-//! node, runs the operator and the reporter sidecar as real pods through a
-//! rotation. The CRD is the suite's, applied from crds/, so the chart's copy
+//! nothing behind (kwok plays the pods). And the images users get, built by
+//! `.ci/image` and imported into the real node: the chart's default image
+//! runs the operator, it and the slim sidecar image run the reporter, as
+//! real pods through a rotation. The CRD is the suite's, applied from crds/, so the chart's copy
 //! stays off here.
 
 use std::time::Duration;
@@ -17,7 +17,7 @@ use super::cluster::{self, Cluster};
 use super::observer::Observer;
 use super::realnode::{
     consumer_account, deployment, install_operator, operator_log, pod_env, real_nodes, real_pod,
-    release_image, restricted, run_helm, uninstall_operator,
+    release_image, restricted, run_helm, sidecar_image, uninstall_operator,
 };
 use super::scenario::{
     apply, assert_no_key_material, check_history, request_rotation, rotation, wait_stable,
@@ -202,53 +202,58 @@ async fn helm_installs_the_release_image_and_it_rotates_a_key_on_a_real_node() {
         "the operator pod from the release image is not Ready"
     );
 
-    // A verifier pod whose only container is the reporter from the same
-    // image, as examples/reporter/ runs it: the new version's step waits
-    // for its report.
+    // Two verifier pods, each with a reporter alone: `keyrotor reporter`
+    // from the operator image, as examples/reporter/ runs it, and the slim
+    // sidecar image's. The new version's step waits for both to run and
+    // report (minConsumers 2).
     consumer_account(cluster, &ns.name);
     let client = cluster.client().await;
     let name = "api";
-    let reporter = json!([{
-        "name": "reporter", "image": image,
-        "args": ["reporter", "--dir", "/keys", "--poll-seconds", "1"],
-        "env": pod_env(), "securityContext": restricted(),
-        "volumeMounts": [{"name": "keys", "mountPath": "/keys", "readOnly": true}],
-    }]);
-    let volumes = json!([{"name": "keys", "secret": {"secretName": format!("{name}-verifier")}}]);
-    let verifier = deployment(
+    let sidecar = sidecar_image(cluster);
+    let verifiers = [("verifier", image), ("verifier-slim", sidecar)].map(|(app, image)| {
+        let reporter = json!([{
+            "name": "reporter", "image": image,
+            "args": ["reporter", "--dir", "/keys", "--poll-seconds", "1"],
+            "env": pod_env(), "securityContext": restricted(),
+            "volumeMounts": [{"name": "keys", "mountPath": "/keys", "readOnly": true}],
+        }]);
+        let volumes =
+            json!([{"name": "keys", "secret": {"secretName": format!("{name}-verifier")}}]);
+        deployment(&ns.name, app, 1, real_pod(app, reporter, volumes))
+    });
+    let mut r = rotation(
         &ns.name,
-        "verifier",
-        1,
-        real_pod("verifier", reporter, volumes),
+        name,
+        json!({"minConsumers": 2}),
+        json!({"minConsumers": 0}),
     );
-    let mut r = rotation(&ns.name, name, json!({}), json!({"minConsumers": 0}));
     r["spec"]["gracePeriod"]["minimum"] = "1s".into();
     let observer = Observer::start(client.clone(), &ns.name).await;
     apply(&client, &ns.name, &r).await;
     wait_stable(&client, &ns.name, name, 1, Duration::from_secs(60)).await;
-    Api::<Deployment>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &verifier)
-        .await
-        .unwrap();
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
+    for verifier in &verifiers {
+        deployments
+            .create(&PostParams::default(), verifier)
+            .await
+            .unwrap();
+    }
     request_rotation(&client, &ns.name, name, "release-image").await;
     wait_stable(&client, &ns.name, name, 2, Duration::from_secs(180)).await;
-    let reporter_ready = pod_field(
-        cluster,
-        &ns.name,
-        "app=verifier",
-        "status.containerStatuses[0].ready",
-    );
-    assert_eq!(
-        reporter_ready, "true",
-        "the reporter from the release image is not Ready"
-    );
-
+    let mut logs = vec![operator_log(cluster, &operator_ns.name)];
+    for app in ["verifier", "verifier-slim"] {
+        let ready = pod_field(
+            cluster,
+            &ns.name,
+            &format!("app={app}"),
+            "status.containerStatuses[0].ready",
+        );
+        assert_eq!(ready, "true", "{app}: the reporter is not Ready");
+        let deploy = format!("deploy/{app}");
+        let log = cluster.ok(&["logs", &deploy, "-n", &ns.name, "--tail=-1"]);
+        logs.push((deploy, log));
+    }
     check_history(&observer, name);
-    let reporter_log = cluster.ok(&["logs", "deploy/verifier", "-n", &ns.name, "--tail=-1"]);
-    let logs = [
-        operator_log(cluster, &operator_ns.name),
-        ("reporter".to_string(), reporter_log),
-    ];
     assert_no_key_material(cluster, &ns.name, &observer, &logs);
     observer.stop();
     assert!(

@@ -226,23 +226,41 @@ pub fn tally(all: &[(u64, u64)]) -> Tally {
 
 /// The operator image users install, as `.ci/image` builds it (the release
 /// binary from scratch: docs/image.md), imported into every real node; its
-/// name, which is the chart's default image. `.ci/image` runs once per
-/// process: `.ci/run` built it already, so it only packs again, while after
-/// a source edit cargo builds the release binary first (never a stale image).
+/// name, which is the chart's default image.
 pub fn release_image(cluster: &Cluster) -> &'static str {
     static BUILT: OnceLock<(PathBuf, String)> = OnceLock::new();
-    let (archive, name) = BUILT.get_or_init(|| {
+    import_built(cluster, &BUILT, "operator")
+}
+
+/// The sidecar image users put in consumer pods (`.ci/image sidecar`: the
+/// slim `keyrotor-sidecar` from scratch), imported into every real node; its
+/// name.
+pub fn sidecar_image(cluster: &Cluster) -> &'static str {
+    static BUILT: OnceLock<(PathBuf, String)> = OnceLock::new();
+    import_built(cluster, &BUILT, "sidecar")
+}
+
+/// `.ci/image <kind>` once per process (`built` keeps its archive and name),
+/// then the archive imported into every real node; the image's name.
+/// `.ci/run` built the images already, so this only packs again, while after
+/// a source edit cargo builds the binary first: never a stale image.
+fn import_built(
+    cluster: &Cluster,
+    built: &'static OnceLock<(PathBuf, String)>,
+    kind: &str,
+) -> &'static str {
+    let (archive, name) = built.get_or_init(|| {
         // `<target>/<profile>/deps/<test executable>`: the same target dir.
         let exe = std::env::current_exe().expect("the test executable's path");
         let target = exe.ancestors().nth(3).expect("the target directory");
         let out = std::process::Command::new(repo().join(".ci/image"))
-            .arg("operator")
+            .arg(kind)
             .env("CARGO_TARGET_DIR", target)
             .current_dir(repo())
             .stderr(std::process::Stdio::inherit())
             .output()
             .expect("run .ci/image (Debian's umoci: .ci/debs umoci)");
-        assert!(out.status.success(), "building the release image failed");
+        assert!(out.status.success(), "building the {kind} image failed");
         let stdout = String::from_utf8(out.stdout).unwrap();
         let mut lines = stdout.lines();
         let (Some(archive), Some(name)) = (lines.next(), lines.next()) else {
