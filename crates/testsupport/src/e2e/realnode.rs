@@ -253,7 +253,9 @@ fn import_built(
         // `<target>/<profile>/deps/<test executable>`: the same target dir.
         let exe = std::env::current_exe().expect("the test executable's path");
         let target = exe.ancestors().nth(3).expect("the target directory");
-        let out = std::process::Command::new(repo().join(".ci/image"))
+        let mut image = std::process::Command::new(repo().join(".ci/image"));
+        crate::binaries::without_test_env(&mut image);
+        let out = image
             .arg(kind)
             .env("CARGO_TARGET_DIR", target)
             .current_dir(repo())
