@@ -7,6 +7,7 @@ yamllint and kubernetes-validate).
     packaging.py examples-schema             examples/ against the CRD's OpenAPI schema, unknown fields refused
     packaging.py artifacthub                 Chart.yaml's crdsExamples is examples/rotation.yaml
     packaging.py values-docs                 every value in values.yaml has a `# --` comment (or its parent has)
+    packaging.py image-names                 the chart, deploy/, examples/ and docs name the image Cargo.toml names
     packaging.py alerts RULE DASHBOARD JOB URL  the chart's PrometheusRule and dashboard ConfigMap (rendered
                                              with prometheusRule.job=JOB, runbookUrl=URL) are the sources in
                                              monitoring/; each alert has a runbook section and a firing test
@@ -150,6 +151,48 @@ def artifacthub():
         fail(f"Chart.yaml artifacthub.io/crds does not name {want}")
 
 
+# Where users read an image name: each `image:` naming a keyrotor image there
+# must be one of Cargo.toml's, `<image>:<version>` or `<sidecar-image>:<version>`
+# (tests use their own images).
+IMAGE_TEXTS = ["README.md", "charts", "deploy", "docs", "examples", "go/README.md",
+               "java/README.md", "python/README.md", "typescript/README.md"]
+IMAGE_LINE = re.compile(r"""image:\s*["']?([^\s"']+)""")
+
+
+def image_names():
+    """One place names the image: Cargo.toml ([package.metadata.keyrotor]
+    image, the package version; .ci/image tags its archive so)."""
+    import tomllib
+
+    package = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]
+    meta, version = package["metadata"]["keyrotor"], package["version"]
+    image = meta["image"]
+    ref = f"{image}:{version}"
+    refs = {ref, f"{meta['sidecar-image']}:{version}"}
+    (values,) = docs(ROOT / "charts" / "keyrotor" / "values.yaml")
+    if values["image"]["repository"] != image or values["image"]["tag"] != "":
+        fail(f"values.yaml image is {values['image']}, not repository {image} with an empty tag (Cargo.toml)")
+    (chart,) = docs(ROOT / "charts" / "keyrotor" / "Chart.yaml")
+    if chart["appVersion"] != version:
+        fail(f"Chart.yaml appVersion {chart['appVersion']} is not Cargo.toml's version {version}")
+    listed = [i["image"] for i in yaml.safe_load(chart["annotations"]["artifacthub.io/images"])]
+    if listed != [ref]:
+        fail(f"Chart.yaml artifacthub.io/images lists {listed}, not [{ref}]")
+    wrong = []
+    for top in IMAGE_TEXTS:
+        path = ROOT / top
+        for f in sorted(path.rglob("*") if path.is_dir() else [path]):
+            if not f.is_file() or f.suffix not in (".md", ".yaml", ".yml", ".tpl", ".txt"):
+                continue
+            for n, line in enumerate(f.read_text().splitlines(), 1):
+                for name in IMAGE_LINE.findall(line):
+                    if name.rsplit("/", 1)[-1].startswith("keyrotor") and name not in refs:
+                        wrong.append(f"{f.relative_to(ROOT)}:{n}: {name}")
+    if wrong:
+        fail(f"these name another image than {' or '.join(sorted(refs))} (Cargo.toml):\n  "
+             + "\n  ".join(wrong))
+
+
 def values_docs():
     path = ROOT / "charts" / "keyrotor" / "values.yaml"
     undocumented = []
@@ -241,6 +284,7 @@ def main():
         "examples-schema": examples_schema,
         "artifacthub": artifacthub,
         "values-docs": values_docs,
+        "image-names": image_names,
         "alerts": alerts,
     }[cmd](*args)
 

@@ -104,6 +104,19 @@ const SET_FOR_TESTS: [&str; 8] = [
     "OUT_DIR",
 ];
 
+/// Leaves out of `command`'s environment the variables cargo set for this
+/// test process, for a command that runs cargo: build scripts that watch
+/// them (ring's) would otherwise see a change and rebuild, there and again
+/// in the next `cargo test`.
+pub fn without_test_env(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if SET_FOR_TESTS.iter().any(|set| name.starts_with(set)) {
+            command.env_remove(&*name);
+        }
+    }
+}
+
 /// `cargo build -p keyrotor-sidecar` into `profile_dir`.
 fn build(profile_dir: &Path) {
     let target_dir = profile_dir.parent().expect("the target folder");
@@ -112,15 +125,7 @@ fn build(profile_dir: &Path) {
         .or_else(|| option_env!("CARGO").map(Into::into))
         .unwrap_or_else(|| "cargo".into());
     let mut cargo = Command::new(program);
-    // Not the variables cargo set for this test process: build scripts that
-    // watch them (ring's) would otherwise see a change and rebuild, here and
-    // again in the next `cargo test`.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if SET_FOR_TESTS.iter().any(|set| name.starts_with(set)) {
-            cargo.env_remove(&*name);
-        }
-    }
+    without_test_env(&mut cargo);
     cargo
         .args(["build", "--locked", "--package", SIDECAR, "--bin", SIDECAR])
         .arg("--manifest-path")

@@ -1,13 +1,15 @@
 //! The real-pod stage (tests/cluster/up --real-nodes 1), shared by the
 //! real-pod scenario and the nudge benchmark: the operator installed by helm
-//! as a pod on the real node, verifier and presenter pods running keyrotor's
-//! sample app and the reporter sidecar (`keyrotor-sidecar`, as pods run it)
-//! from a hand-made image, traffic between them recorded; and the naive
-//! overwrite to compare with.
+//! as a pod on the real node from the release image (`.ci/image`, the one
+//! users install), verifier and presenter pods running keyrotor's sample app
+//! and the reporter sidecar (`keyrotor-sidecar`, as pods run it) from a
+//! hand-made image, traffic between them recorded; and the naive overwrite to
+//! compare with.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -222,9 +224,63 @@ pub fn tally(all: &[(u64, u64)]) -> Tally {
     }
 }
 
-/// Installs the operator with helm onto the real node, from the local image,
-/// watching `watch` (comma-separated namespaces).
+/// The operator image users install, as `.ci/image` builds it (the release
+/// binary from scratch: docs/image.md), imported into every real node; its
+/// name, which is the chart's default image.
+pub fn release_image(cluster: &Cluster) -> &'static str {
+    static BUILT: OnceLock<(PathBuf, String)> = OnceLock::new();
+    import_built(cluster, &BUILT, "operator")
+}
+
+/// The sidecar image users put in consumer pods (`.ci/image sidecar`: the
+/// slim `keyrotor-sidecar` from scratch), imported into every real node; its
+/// name.
+pub fn sidecar_image(cluster: &Cluster) -> &'static str {
+    static BUILT: OnceLock<(PathBuf, String)> = OnceLock::new();
+    import_built(cluster, &BUILT, "sidecar")
+}
+
+/// `.ci/image <kind>` once per process (`built` keeps its archive and name),
+/// then the archive imported into every real node; the image's name.
+/// `.ci/run` built the images already, so this only packs again, while after
+/// a source edit cargo builds the binary first: never a stale image.
+fn import_built(
+    cluster: &Cluster,
+    built: &'static OnceLock<(PathBuf, String)>,
+    kind: &str,
+) -> &'static str {
+    let (archive, name) = built.get_or_init(|| {
+        // `<target>/<profile>/deps/<test executable>`: the same target dir.
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let target = exe.ancestors().nth(3).expect("the target directory");
+        let mut image = std::process::Command::new(repo().join(".ci/image"));
+        crate::binaries::without_test_env(&mut image);
+        let out = image
+            .arg(kind)
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(repo())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("run .ci/image (Debian's umoci: .ci/debs umoci)");
+        assert!(out.status.success(), "building the {kind} image failed");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let mut lines = stdout.lines();
+        let (Some(archive), Some(name)) = (lines.next(), lines.next()) else {
+            panic!(".ci/image printed no archive and name: {stdout}");
+        };
+        (PathBuf::from(archive), name.to_string())
+    });
+    pack(cluster, &["import".as_ref(), archive.as_os_str()]);
+    name
+}
+
+/// Installs the operator with helm onto the real node, watching `watch`
+/// (comma-separated namespaces), from the chart's default image: the
+/// release image, imported (no registry is reachable, so the pod can only
+/// run that). The rest is what this cluster needs: the node's network (no
+/// CNI), its taint, the API server's address (no kube-proxy), a free port.
 fn helm_install(cluster: &Cluster, release: &str, ns: &str, watch: &str) {
+    release_image(cluster);
     let admin = format!("admin.port={}", free_port());
     let watch = format!("watchNamespaces={{{watch}}}");
     let env = format!("extraEnv={}", api_env());
@@ -233,8 +289,6 @@ fn helm_install(cluster: &Cluster, release: &str, ns: &str, watch: &str) {
     #[rustfmt::skip]
     let args = [
         "install", release, "charts/keyrotor", "--namespace", ns, "--wait", "--timeout", "120s",
-        "--set", "image.repository=keyrotor.dev/keyrotor",
-        "--set", "image.tag=e2e", "--set", "image.pullPolicy=Never",
         "--set", "crds.enabled=false", "--set", "reporterPolicy.enabled=false",
         "--set", "hostNetwork=true", "--set", "replicaCount=1",
         "--set", &admin, "--set", &watch, "--set", "nodeSelector.type=real",
@@ -390,13 +444,19 @@ pub fn prepare(cluster: &Cluster, ns: &str, keyrotor: &Path, dir: &str) -> PathB
             crate::binaries::sidecar().as_os_str(),
         ],
     );
+    consumer_account(cluster, ns);
+    records_dir(cluster, &format!("{dir}-{ns}"))
+}
+
+/// The `app` ServiceAccount of namespace `ns` with the reporter's RBAC
+/// (examples/reporter-rbac.yaml): what consumer pods run as.
+pub fn consumer_account(cluster: &Cluster, ns: &str) {
     let rbac = std::fs::read_to_string(repo().join("examples/reporter-rbac.yaml"))
         .unwrap()
         .replace("namespace: shop", &format!("namespace: {ns}"))
         .replace("orders-api", "app");
     cluster.ok(&["create", "serviceaccount", "app", "-n", ns]);
     cluster.ok_stdin(&["apply", "-f", "-"], &rbac);
-    records_dir(cluster, &format!("{dir}-{ns}"))
 }
 
 /// Packs an image (`tests/cluster/images ARGS…`) into every real node, one
