@@ -212,7 +212,10 @@ def krew(out, paths, dummy):
             values[name] = hashlib.sha256(f"dummy {name}".encode()).hexdigest()
         else:
             fail(f"no archive for ${{{name}}} (the workflow builds none for {'/'.join(match.groups())})")
-    text = template.substitute(values)
+    try:
+        text = template.substitute(values)
+    except ValueError as e:
+        fail(f"{KREW_TEMPLATE.relative_to(ROOT)}: {e} (a $ not followed by a name: write $$)")
     check_krew(yaml.safe_load(text), m, archives, dummy)
     pathlib.Path(out).write_text(text)
     print(f"release: krew manifest {out}: {len(archives)} archive(s) checked"
