@@ -11,10 +11,10 @@ chart's Chart.yaml, .ci/tools (Helm's version), CHANGELOG.md.
                                          TAG is v<version>; every workspace crate, the chart's
                                          version and appVersion say that version; CHANGELOG.md
                                          has its section; the repository is Cargo.toml's; then meta
-    release.py oci-index LAYOUT ARCHIVE...
+    release.py oci-index [--revision COMMIT] LAYOUT ARCHIVE...
                                          one OCI layout whose index (tagged <version>) lists each
-                                         per-arch archive of .ci/image; prints reference=,
-                                         index=sha256:..., and <os>_<arch>=sha256:... per manifest
+                                         per-arch archive of .ci/image (built from COMMIT); prints
+                                         reference=, index=sha256:..., <os>_<arch>=sha256:... each
     release.py krew OUT [--archive FILE]... [--dummy-sha256]
                                          .ci/krew/keyrotor.yaml filled with the tag and each
                                          platform's archive sha256 (.ci/plugin-archive), checked
@@ -136,10 +136,11 @@ def archive_manifest(archive):
     return desc, ref, config["config"].get("Labels", {}), blobs
 
 
-def oci_index(layout, archives):
+def oci_index(layout, archives, revision=None):
     """Writes LAYOUT, an OCI layout holding every archive's image under one
     index tagged with their version: `skopeo copy --all` pushes each
-    manifest by digest, then the index under the tag, all digests as here."""
+    manifest by digest, then the index under the tag, all digests as here.
+    With REVISION, every image must be labelled with that commit."""
     layout = pathlib.Path(layout)
     if layout.exists():
         shutil.rmtree(layout)
@@ -148,6 +149,9 @@ def oci_index(layout, archives):
     for archive in archives:
         desc, ref, config_labels, blobs = archive_manifest(archive)
         refs.add(ref)
+        built = config_labels.get("org.opencontainers.image.revision")
+        if revision and built != revision:
+            fail(f"{archive} was built from {built}, not {revision}")
         common = {k: v for k, v in config_labels.items() if k.startswith("org.opencontainers.image.")}
         labels = common if labels is None else {k: v for k, v in labels.items() if common.get(k) == v}
         for digest, data in blobs.items():
@@ -378,6 +382,7 @@ def main():
     p.add_argument("tag")
     p.add_argument("--github-repository")
     p = sub.add_parser("oci-index")
+    p.add_argument("--revision", help="the commit every image must be labelled with")
     p.add_argument("layout")
     p.add_argument("archives", nargs="+")
     p = sub.add_parser("krew")
@@ -397,7 +402,7 @@ def main():
     elif args.command == "check-tag":
         check_tag(args.tag, args.github_repository)
     elif args.command == "oci-index":
-        oci_index(args.layout, args.archives)
+        oci_index(args.layout, args.archives, args.revision)
     elif args.command == "krew":
         krew(args.out, args.archive, args.dummy_sha256)
     elif args.command == "names":
