@@ -1,70 +1,67 @@
 # syntax=docker/dockerfile:1
-# keyrotor's operator image, for users who build and push their own: the
-# `keyrotor` binary (the operator `keyrotor run`, the sidecars `keyrotor
-# reporter` / `keyrotor verifier`, the reference hooks `keyrotor hook ...` and
-# the CRD printer) on an empty base, with exactly what it needs to run:
+# keyrotor's images, for users who build and push their own. Two targets:
 #
-#   /usr/local/bin/keyrotor                 the binary (the entrypoint, `run`)
-#   the dynamic loader, libc, libm and      what `ldd` lists for it (Debian 12's
-#   libgcc_s                                glibc and libgcc)
-#   /etc/ssl/certs/ca-certificates.crt      Debian's CA bundle: hooks over https
-#                                           without a caBundle trust the system
-#                                           roots (rustls-native-certs)
-#   /etc/passwd, /etc/group                 root, and nonroot (65532), no shell
-#   /etc/nsswitch.conf                      hosts: files dns
-#   /var/lib/dpkg/status.d/<package>        the Debian packages of those files,
-#                                           for image scanners and SBOMs
-#   /tmp                                    empty, mode 1777
+#   docker build -t REGISTRY/keyrotor:VERSION .                          # the operator (the default)
+#   docker build --target sidecar -t REGISTRY/keyrotor-sidecar:VERSION .
 #
-# No shell, no package manager; it runs as 65532:65532. These are the
-# contents .ci/image packs from the release binary without docker (the image
-# the chart and the e2e suite install); keep the two lists alike.
+# operator  the `keyrotor` binary (the operator `keyrotor run`, the sidecars
+#           `keyrotor reporter` / `keyrotor verifier`, the reference hooks
+#           `keyrotor hook ...`, the CRD printer), `cargo build --release
+#           --no-default-features`: the in-memory Kubernetes API (feature
+#           `testkit`, for tests and `keyrotor demo`) is not in the image
+# sidecar   the slim `keyrotor-sidecar` binary (`reporter` and `verifier`
+#           only), `cargo build --profile sidecar -p keyrotor-sidecar`
 #
-#   docker build -t REGISTRY/keyrotor:VERSION .
+# Each is an empty base with the binary and exactly what it needs to run:
+# its loader and libraries (Debian 12's glibc and libgcc), the users root and
+# nonroot (65532) without a shell, nsswitch.conf, the Debian packages'
+# records for scanners, an empty /tmp, and for the operator Debian's CA
+# bundle (hooks over https without a caBundle). `.ci/rootfs` puts them there,
+# the script .ci/image runs for the images the chart installs and the
+# release publishes: both hold the same files (docs/image.md lists them).
+# No shell, no package manager; they run as 65532:65532.
 #
 # The build context is the whole workspace (.dockerignore leaves out only
 # what holds no Rust), so no target needs a stub; .ci/check-dockerfile runs
-# this build stage's commands on that context without docker. Release builds
-# use --no-default-features: the in-memory Kubernetes API (feature
-# `testkit`, for tests and `keyrotor demo`) is not in the image. The release
-# workflow adds the version and revision labels.
+# the build stages' `cargo fetch` on that context without docker and checks
+# the stages. Add the version and revision labels with `docker build --label`.
 
 ARG RUST_VERSION=1.95
 
-FROM rust:${RUST_VERSION}-bookworm AS build
+FROM rust:${RUST_VERSION}-bookworm AS source
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 WORKDIR /src
 COPY . .
+
 # The registry and the target directory are caches: a source edit fetches
-# nothing and rebuilds only the workspace's crates. The binary is copied out.
+# nothing and rebuilds only the workspace's crates. The root file system is
+# made while the binary is still in the cache mount.
+FROM source AS sidecar-build
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo fetch --locked \
+ && cargo build --profile sidecar --locked --offline -p keyrotor-sidecar \
+ && .ci/rootfs /rootfs target/sidecar/keyrotor-sidecar keyrotor-sidecar
+
+FROM source AS operator-build
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo fetch --locked \
  && cargo build --release --locked --offline --no-default-features -p keyrotor --bin keyrotor \
- && install -D -m 0755 target/release/keyrotor /rootfs/usr/local/bin/keyrotor
+ && .ci/rootfs /rootfs target/release/keyrotor keyrotor --ca-bundle
 
-# The root filesystem: the binary's libraries (and the Debian packages they
-# come from), the CA bundle, the users, an empty /tmp.
-RUN packages=(ca-certificates) \
- && for lib in $(ldd /rootfs/usr/local/bin/keyrotor | grep -oE '/[^ ]+' | sort -u); do \
-      install -D -m 0755 "$(readlink -f "$lib")" "/rootfs$lib"; \
-      pkg="$(dpkg-query -S "$lib" 2>/dev/null || dpkg-query -S "/usr$lib" 2>/dev/null || dpkg-query -S "$(readlink -f "$lib")")"; \
-      packages+=("${pkg%%:*}"); \
-    done \
- && install -D -m 0644 /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ca-certificates.crt \
- && printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' >/rootfs/etc/passwd \
- && printf 'root:x:0:\nnonroot:x:65532:\n' >/rootfs/etc/group \
- && printf 'hosts: files dns\n' >/rootfs/etc/nsswitch.conf \
- && chmod 0644 /rootfs/etc/passwd /rootfs/etc/group /rootfs/etc/nsswitch.conf \
- && mkdir -p /rootfs/var/lib/dpkg/status.d \
- && for pkg in $(printf '%s\n' "${packages[@]}" | sort -u); do \
-      dpkg-query -s "$pkg" | grep -vE '^(Status|Conffiles|Config-Version):|^ /' >"/rootfs/var/lib/dpkg/status.d/$pkg"; \
-    done \
- && install -d -m 1777 /rootfs/tmp \
- && if find /rootfs -name sh -o -name bash -o -name dash | grep -q .; then echo "a shell reached the image" >&2; exit 1; fi
+FROM scratch AS sidecar
+COPY --from=sidecar-build /rootfs/ /
+LABEL org.opencontainers.image.title="keyrotor-sidecar" \
+      org.opencontainers.image.description="keyrotor's sidecar for consumer pods: the reporter and the gateways' verifier" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV PATH=/usr/local/bin
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/keyrotor-sidecar"]
 
-FROM scratch
-COPY --from=build /rootfs/ /
+# The operator: the last stage, what `docker build .` makes.
+FROM scratch AS operator
+COPY --from=operator-build /rootfs/ /
 LABEL org.opencontainers.image.title="keyrotor" \
       org.opencontainers.image.description="Kubernetes operator that rotates API keys with zero failed requests" \
       org.opencontainers.image.licenses="Apache-2.0"
