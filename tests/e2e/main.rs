@@ -39,4 +39,5 @@ mod realpods;
 mod report;
 mod revoke;
 mod rollout;
+mod upgrade;
 mod usernames;

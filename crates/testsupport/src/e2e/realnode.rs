@@ -250,51 +250,103 @@ fn import_built(
     kind: &str,
 ) -> &'static str {
     let (archive, name) = built.get_or_init(|| {
-        // `<target>/<profile>/deps/<test executable>`: the same target dir.
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let target = exe.ancestors().nth(3).expect("the target directory");
-        let mut image = std::process::Command::new(repo().join(".ci/image"));
-        crate::binaries::without_test_env(&mut image);
-        let out = image
-            .arg(kind)
-            .env("CARGO_TARGET_DIR", target)
-            .current_dir(repo())
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("run .ci/image (Debian's umoci: .ci/debs umoci)");
-        assert!(out.status.success(), "building the {kind} image failed");
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let mut lines = stdout.lines();
-        let (Some(archive), Some(name)) = (lines.next(), lines.next()) else {
-            panic!(".ci/image printed no archive and name: {stdout}");
+        let lines = build_script(".ci/image", &[kind]);
+        let [archive, name, ..] = &lines[..] else {
+            panic!(".ci/image printed no archive and name: {lines:?}");
         };
-        (PathBuf::from(archive), name.to_string())
+        (PathBuf::from(archive), name.clone())
     });
     pack(cluster, &["import".as_ref(), archive.as_os_str()]);
     name
 }
 
+/// The release before this one, as [`previous_release`] finds it.
+pub struct PreviousRelease {
+    /// Its operator image's name (`<image>:<version>`), imported.
+    pub image: String,
+    /// Its Helm chart, from the same commit.
+    pub chart: PathBuf,
+}
+
+/// The previous release (`.ci/previous-release`: built from this
+/// repository's history at the commit Cargo.toml records, cached under
+/// ~/.cache/keyrotor/releases/), its operator image imported into every
+/// real node, once per process.
+pub fn previous_release(cluster: &Cluster) -> &'static PreviousRelease {
+    static BUILT: OnceLock<(PathBuf, PreviousRelease)> = OnceLock::new();
+    let (archive, release) = BUILT.get_or_init(|| {
+        let lines = build_script(".ci/previous-release", &[]);
+        let [archive, image, chart, ..] = &lines[..] else {
+            panic!(".ci/previous-release printed no archive, image and chart: {lines:?}");
+        };
+        let release = PreviousRelease {
+            image: image.clone(),
+            chart: PathBuf::from(chart),
+        };
+        (PathBuf::from(archive), release)
+    });
+    pack(cluster, &["import".as_ref(), archive.as_os_str()]);
+    release
+}
+
+/// Runs one of the repository's build scripts (`.ci/image`,
+/// `.ci/previous-release`) into the test executable's target directory,
+/// without the variables cargo set for the tests (see
+/// [`crate::binaries::without_test_env`]); the lines it printed.
+fn build_script(script: &str, args: &[&str]) -> Vec<String> {
+    // `<target>/<profile>/deps/<test executable>`: the same target dir.
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let target = exe.ancestors().nth(3).expect("the target directory");
+    let mut command = std::process::Command::new(repo().join(script));
+    crate::binaries::without_test_env(&mut command);
+    let out = command
+        .args(args)
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(repo())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run {script} (Debian's umoci: .ci/debs umoci): {e}"));
+    assert!(out.status.success(), "{script} {} failed", args.join(" "));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.lines().map(String::from).collect()
+}
+
 /// Installs the operator with helm onto the real node, watching `watch`
 /// (comma-separated namespaces), from the chart's default image: the
 /// release image, imported (no registry is reachable, so the pod can only
-/// run that). The rest is what this cluster needs: the node's network (no
-/// CNI), its taint, the API server's address (no kube-proxy), a free port.
+/// run that).
 fn helm_install(cluster: &Cluster, release: &str, ns: &str, watch: &str) {
     release_image(cluster);
+    #[rustfmt::skip]
+    let mut args = vec![
+        "install", release, "charts/keyrotor", "--namespace", ns, "--wait", "--timeout", "120s",
+        "--set", "crds.enabled=false",
+    ];
+    let values = real_node_values(watch);
+    args.extend(values.iter().map(String::as_str));
+    run_helm(cluster, &args);
+}
+
+/// The chart values this cluster's real node needs, for an operator
+/// watching `watch` (comma-separated namespaces): the node's network (no
+/// CNI), its taint, the API server's address (no kube-proxy), a free admin
+/// port (on the node's network, so each install or upgrade takes a new one:
+/// a new pod starts beside the old one), and no reporter admission policy
+/// (cluster-scoped, one per cluster).
+pub fn real_node_values(watch: &str) -> Vec<String> {
     let admin = format!("admin.port={}", free_port());
     let watch = format!("watchNamespaces={{{watch}}}");
     let env = format!("extraEnv={}", api_env());
     let tolerations =
         r#"tolerations=[{"key":"keyrotor.dev/real","operator":"Exists","effect":"NoSchedule"}]"#;
     #[rustfmt::skip]
-    let args = [
-        "install", release, "charts/keyrotor", "--namespace", ns, "--wait", "--timeout", "120s",
-        "--set", "crds.enabled=false", "--set", "reporterPolicy.enabled=false",
+    let values = [
+        "--set", "reporterPolicy.enabled=false",
         "--set", "hostNetwork=true", "--set", "replicaCount=1",
         "--set", &admin, "--set", &watch, "--set", "nodeSelector.type=real",
         "--set-json", tolerations, "--set-json", &env,
     ];
-    run_helm(cluster, &args);
+    values.map(String::from).to_vec()
 }
 
 /// The operator installed by helm as a pod on the real node, in the fresh
@@ -307,7 +359,7 @@ pub async fn install_operator(
 ) -> TestNamespace {
     let operator_ns = cluster.namespace(operator_ns).await;
     let name = &operator_ns.name;
-    helm_install(cluster, &release(name), name, &watch.join(","));
+    helm_install(cluster, &helm_release(name), name, &watch.join(","));
     operator_ns
 }
 
@@ -318,7 +370,11 @@ pub async fn install_operator(
 /// block the name, and its operator would fight this run's.
 pub fn uninstall_operator(cluster: &Cluster, operator_ns: &str) -> bool {
     std::process::Command::new(helm())
-        .args(["uninstall", &release(operator_ns), "--ignore-not-found"])
+        .args([
+            "uninstall",
+            &helm_release(operator_ns),
+            "--ignore-not-found",
+        ])
         .args(["--wait", "--namespace", operator_ns])
         .env("KUBECONFIG", &cluster.kubeconfig)
         .output()
@@ -330,13 +386,13 @@ pub fn uninstall_operator(cluster: &Cluster, operator_ns: &str) -> bool {
 pub fn operator_user(operator_ns: &str) -> String {
     format!(
         "system:serviceaccount:{operator_ns}:{}",
-        release(operator_ns)
+        helm_release(operator_ns)
     )
 }
 
 /// The operator's log (its pod in `operator_ns`), for `assert_no_key_material`.
 pub fn operator_log(cluster: &Cluster, operator_ns: &str) -> (String, String) {
-    let deploy = format!("deploy/{}", release(operator_ns));
+    let deploy = format!("deploy/{}", helm_release(operator_ns));
     let log = cluster.ok(&["logs", &deploy, "-n", operator_ns, "--tail=-1"]);
     (format!("operator {deploy}"), log)
 }
@@ -507,7 +563,7 @@ pub const ROTATION: &str = "api";
 
 /// The helm release of a stage: one per stage, so stages run side by side
 /// (the chart's cluster-scoped objects are named after it).
-fn release(operator_ns: &str) -> String {
+pub fn helm_release(operator_ns: &str) -> String {
     format!("keyrotor-{operator_ns}")
 }
 
