@@ -1,4 +1,4 @@
-// Builds Traefik v3.6.12 for the gateway scenario (tests/e2e/gateway.rs) and
+// Builds Traefik v3.6.12 for the gateway scenario (tests/e2e/gateway) and
 // bench (benches/gateway.rs): tests/cluster/traefik/build. The replace and
 // exclude directives are Traefik's own (its go.mod), which a module that
 // depends on it must repeat.
