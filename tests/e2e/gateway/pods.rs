@@ -216,7 +216,7 @@ pub(super) async fn prepare(
 /// Traefik's CRDs (cluster-wide, left installed), its RBAC, and the
 /// example's Middleware and IngressRoute, routing to the API in `gw`'s pod.
 async fn traefik_objects(cluster: &Cluster, ns: &str, gw: &Gateway) {
-    let crds = g::traefik_crds();
+    let crds = g::traefik_crds().unwrap_or_else(|e| panic!("Traefik's CRDs: {e}"));
     cluster.ok(&[
         "apply",
         "--server-side",
