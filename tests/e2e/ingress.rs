@@ -31,6 +31,23 @@ const HOME: &str = "orders-e2e-ingress";
 const GATEWAY: &str = "gateway-e2e";
 const CYCLES: u64 = 3;
 
+/// The start of the nginx.conf: in the foreground, one worker, temporary
+/// files where a non-root nginx may write; the `http` block stays open for
+/// the ingress's server.
+const NGINX_HEAD: &str = "daemon off;
+worker_processes 1;
+pid /tmp/nginx.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path /tmp/body;
+  proxy_temp_path /tmp/proxy;
+  fastcgi_temp_path /tmp/fastcgi;
+  uwsgi_temp_path /tmp/uwsgi;
+  scgi_temp_path /tmp/scgi;
+";
+
 /// The loopback ports of the scenario (hostNetwork: each its own).
 struct Ports {
     nginx: u16,
@@ -100,7 +117,7 @@ fn ingress_nginx_conf(p: &Ports) -> String {
   }}
 }}
 "#,
-        head = super::gateway::NGINX_HEAD,
+        head = NGINX_HEAD,
         api = p.api,
         nginx = p.nginx,
         verifier = p.verifier,

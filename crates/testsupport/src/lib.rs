@@ -4,6 +4,8 @@
 //! simulated kubelet Secret [`volume`], bounded waiting ([`eventually`]), a
 //! real Redis ([`redis`]) and PostgreSQL ([`postgres`]) on loopback, the
 //! real-cluster helpers of the end-to-end suite and the benches ([`e2e`]),
+//! the gateways the verifier endpoint runs behind, as the examples configure
+//! them ([`gateways`]),
 //! and the `keyrotor-sidecar` binary for other packages' tests
 //! ([`binaries`]). The scale bench's own code is the keyrotor-benchsupport
 //! crate.
@@ -12,6 +14,7 @@
 pub mod binaries;
 pub mod e2e;
 pub mod eventually;
+pub mod gateways;
 pub mod harness;
 pub mod kubelet;
 pub mod observer;

@@ -34,6 +34,7 @@ pub enum Malformed {
     WrongScheme,
     TooLong,
     Empty,
+    Spaced,
 }
 
 impl Malformed {
@@ -46,6 +47,7 @@ impl Malformed {
             Malformed::WrongScheme => "the key header has another scheme",
             Malformed::TooLong => "the key is too long",
             Malformed::Empty => "the key is empty",
+            Malformed::Spaced => "the key has a space inside",
         }
     }
 }
@@ -81,6 +83,11 @@ pub fn presented<'h>(headers: &'h HeaderMap, source: &Source) -> Result<&'h [u8]
     }
     if key.len() > MAX_KEY_LEN {
         return Err(Malformed::TooLong);
+    }
+    // No key holds a space; a value that does is most often a repeated
+    // header the gateway joined into one (Envoy sends `Bearer a,Bearer b`).
+    if key.contains(&b' ') {
+        return Err(Malformed::Spaced);
     }
     Ok(key)
 }
@@ -149,6 +156,18 @@ mod tests {
         let long = format!("Bearer {}", "a".repeat(MAX_KEY_LEN + 1));
         let long = headers(&[("authorization", long.as_bytes())]);
         assert_eq!(presented(&long, &bearer()), Err(Malformed::TooLong));
+    }
+
+    #[test]
+    fn a_repeated_header_a_gateway_joined_into_one_is_malformed_not_an_unknown_key() {
+        // Envoy's ext_authz forwards two `Authorization` headers as one value.
+        let joined = headers(&[("authorization", b"Bearer abc,Bearer def")]);
+        assert_eq!(presented(&joined, &bearer()), Err(Malformed::Spaced));
+        let inner = headers(&[("authorization", b"Bearer abc def")]);
+        assert_eq!(presented(&inner, &bearer()), Err(Malformed::Spaced));
+        // A comma alone may be part of an adopted key.
+        let comma = headers(&[("authorization", b"Bearer abc,def")]);
+        assert_eq!(presented(&comma, &bearer()), Ok(&b"abc,def"[..]));
     }
 
     #[test]

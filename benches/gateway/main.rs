@@ -7,14 +7,19 @@
 //! 2. the endpoint over HTTP/1.1 keep-alive on loopback, served on one
 //!    thread: latency p50/p99 of one check at a time, and checks per second
 //!    with 8 connections;
-//! 3. Debian's nginx (`/usr/sbin/nginx`; skipped when missing) in front of a
-//!    small upstream, with and without `auth_request` to the endpoint: p50/p99
-//!    and throughput of both, as a ratio, on the same upstream and client.
+//! 3. three gateways in turn in front of a small upstream, with and without
+//!    the check, on the same endpoint, upstream and client: Debian's nginx
+//!    (`auth_request`; skipped when `/usr/sbin/nginx` is missing), Envoy
+//!    (`ext_authz`, HTTP service) and Traefik (`ForwardAuth`), the last two
+//!    with the examples' configuration (tests/cluster installs Envoy and
+//!    builds Traefik the first time, cached after; skipped, saying why, when
+//!    it cannot): p50/p99 and throughput of both, as a ratio, one row each.
 //!
 //! Every process it starts is stopped by PID; all traffic is on 127.0.0.1.
 
+mod gateways;
+
 use std::net::SocketAddr;
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,7 +80,7 @@ fn main() {
             lat.0, lat.1
         );
         println!();
-        behind_nginx(endpoint, &key).await;
+        behind_gateways(endpoint, &key).await;
     });
 }
 
@@ -189,15 +194,28 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// p50 and p99 in µs of one request at a time.
 async fn latency(addr: SocketAddr, path: &str, key: &str) -> (f64, f64) {
     let mut conn = Conn::open(addr, path, key).await;
+    warm(&mut conn).await;
+    let mut samples = Vec::with_capacity(LATENCY_REQUESTS);
+    for _ in 0..LATENCY_REQUESTS {
+        samples.push(timed(&mut conn).await);
+    }
+    quantiles(samples)
+}
+
+async fn warm(conn: &mut Conn) {
     for _ in 0..200 {
         assert_eq!(conn.call().await, 200);
     }
-    let mut samples = Vec::with_capacity(LATENCY_REQUESTS);
-    for _ in 0..LATENCY_REQUESTS {
-        let t = Instant::now();
-        assert_eq!(conn.call().await, 200);
-        samples.push(t.elapsed().as_secs_f64() * 1e6);
-    }
+}
+
+/// One request's time in µs.
+async fn timed(conn: &mut Conn) -> f64 {
+    let t = Instant::now();
+    assert_eq!(conn.call().await, 200);
+    t.elapsed().as_secs_f64() * 1e6
+}
+
+fn quantiles(mut samples: Vec<f64>) -> (f64, f64) {
     samples.sort_by(f64::total_cmp);
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
     (at(0.50), at(0.99))
@@ -205,7 +223,12 @@ async fn latency(addr: SocketAddr, path: &str, key: &str) -> (f64, f64) {
 
 /// Requests per second with [`CONNECTIONS`] connections for [`LOAD`].
 async fn throughput(addr: SocketAddr, path: &str, key: &str) -> f64 {
-    let deadline = Instant::now() + LOAD;
+    requests_in(addr, path, key, LOAD).await as f64 / LOAD.as_secs_f64()
+}
+
+/// Requests answered with [`CONNECTIONS`] connections in `time`.
+async fn requests_in(addr: SocketAddr, path: &str, key: &str, time: Duration) -> u64 {
+    let deadline = Instant::now() + time;
     let mut tasks = Vec::new();
     for _ in 0..CONNECTIONS {
         let mut conn = Conn::open(addr, path, key).await;
@@ -222,7 +245,34 @@ async fn throughput(addr: SocketAddr, path: &str, key: &str) -> f64 {
     for t in tasks {
         total += t.await.unwrap();
     }
-    total as f64 / LOAD.as_secs_f64()
+    total
+}
+
+/// `/open` and `/checked` through one gateway, side by side so that what
+/// else the machine does weighs on both alike: the latencies from requests
+/// alternating between the two routes, the rates from [`LOAD`] each in
+/// alternating halves.
+async fn side_by_side(addr: SocketAddr, key: &str) -> (Figures, Figures) {
+    let mut open = Conn::open(addr, "/open", key).await;
+    let mut checked = Conn::open(addr, "/checked", key).await;
+    warm(&mut open).await;
+    warm(&mut checked).await;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..LATENCY_REQUESTS {
+        a.push(timed(&mut open).await);
+        b.push(timed(&mut checked).await);
+    }
+    let half = LOAD / 2;
+    let (mut n_open, mut n_checked) = (0, 0);
+    for _ in 0..2 {
+        n_open += requests_in(addr, "/open", key, half).await;
+        n_checked += requests_in(addr, "/checked", key, half).await;
+    }
+    let rate = |n: u64| n as f64 / LOAD.as_secs_f64();
+    (
+        (quantiles(a), rate(n_open)),
+        (quantiles(b), rate(n_checked)),
+    )
 }
 
 /// A tiny upstream: 200 and two bytes, keep-alive.
@@ -259,122 +309,75 @@ async fn upstream() -> SocketAddr {
     addr
 }
 
-struct Nginx(Child, std::path::PathBuf);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
+/// Whether `path` answers 200 through `addr` (a fresh connection; any
+/// error is a no).
+async fn answers(addr: SocketAddr, path: &str, key: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
     }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
-async fn behind_nginx(endpoint: SocketAddr, key: &str) {
-    let binary = std::path::Path::new("/usr/sbin/nginx");
-    if !binary.exists() {
-        println!("nginx: SKIPPED (/usr/sbin/nginx missing: .ci/debs nginx)");
-        return;
-    }
+/// Latency and throughput of one route.
+type Figures = ((f64, f64), f64);
+
+/// nginx, Envoy and Traefik in turn in front of the same upstream, each
+/// measured without and with the check by the same client: one table.
+async fn behind_gateways(endpoint: SocketAddr, key: &str) {
     let app = upstream().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("keyrotor-bench-nginx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = format!(
-        r#"daemon off;
-# One process that serves (what one worker does), so stopping it by PID
-# stops all of nginx: a killed master would orphan its worker.
-master_process off;
-pid {d}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  upstream app {{ server {app}; keepalive 16; keepalive_requests 10000000; }}
-  upstream keyrotor_verifier {{ server {endpoint}; keepalive 16; keepalive_requests 10000000; }}
-  server {{
-    listen 127.0.0.1:{port};
-    # One client connection for the whole run (the default closes it after 1,000).
-    keepalive_requests 10000000;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    location /open {{ proxy_pass http://app; }}
-    location /checked {{
-      auth_request /_keyrotor;
-      proxy_pass http://app;
-    }}
-    location = /_keyrotor {{
-      internal;
-      proxy_pass http://keyrotor_verifier;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-    }}
-  }}
-}}
-"#,
-        d = dir.display()
+    type Start = fn(SocketAddr, SocketAddr) -> Result<gateways::Running, String>;
+    let starts: [(&str, Start); 3] = [
+        ("nginx", gateways::nginx),
+        ("Envoy", gateways::envoy),
+        ("Traefik", gateways::traefik),
+    ];
+    let mut rows: Vec<(String, Figures, Figures)> = Vec::new();
+    for (what, start) in starts {
+        let gateway = match start(endpoint, app) {
+            Ok(g) => g,
+            Err(why) => {
+                println!("{what}: SKIPPED ({why})");
+                continue;
+            }
+        };
+        let started = Instant::now();
+        while !(answers(gateway.addr, "/open", key).await
+            && answers(gateway.addr, "/checked", key).await)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{} did not start",
+                gateway.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (open, checked) = side_by_side(gateway.addr, key).await;
+        rows.push((gateway.name.clone(), open, checked));
+    }
+    println!(
+        "Gateways in front of one upstream, same client and endpoint, each serving on one thread \
+         (nginx one process, Envoy --concurrency 1, Traefik GOMAXPROCS=1); {LATENCY_REQUESTS} \
+         requests one at a time for p50/p99 (alternating between the routes), {}s with \
+         {CONNECTIONS} connections for requests/s (in alternating halves):",
+        LOAD.as_secs()
     );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let child = Command::new(binary)
-        .arg("-c")
-        .arg(&path)
-        .arg("-e")
-        .arg("stderr")
-        .spawn()
-        .expect("start nginx");
-    let _nginx = Nginx(child, dir);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nginx did not start"
+    println!(
+        "| gateway, check | p50 without | p50 with | p50 added | p99 without | p99 with | p99 added | requests/s without | requests/s with | with/without |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, ((p50, p99), open_rate), ((c50, c99), checked_rate)) in rows {
+        println!(
+            "| {name} | {p50:.0} µs | {c50:.0} µs | {:+.0} µs | {p99:.0} µs | {c99:.0} µs | {:+.0} µs | {open_rate:.0} | {checked_rate:.0} | {:.2} |",
+            c50 - p50,
+            c99 - p99,
+            checked_rate / open_rate
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let open = (
-        latency(addr, "/open", key).await,
-        throughput(addr, "/open", key).await,
-    );
-    let checked = (
-        latency(addr, "/checked", key).await,
-        throughput(addr, "/checked", key).await,
-    );
-    println!(
-        "nginx {} (one serving process) in front of one upstream, same client:",
-        version(binary)
-    );
-    println!("| | p50 | p99 | requests/s ({CONNECTIONS} connections) |");
-    println!("|---|---|---|---|");
-    for (what, ((p50, p99), rate)) in [
-        ("without auth_request", open),
-        ("with auth_request", checked),
-    ] {
-        println!("| {what} | {p50:.0} µs | {p99:.0} µs | {rate:.0} |");
-    }
-    println!(
-        "added by the check: p50 {:+.0} µs, p99 {:+.0} µs; throughput with/without {:.2}",
-        checked.0.0 - open.0.0,
-        checked.0.1 - open.0.1,
-        checked.1 / open.1
-    );
-}
-
-fn version(binary: &std::path::Path) -> String {
-    let out = Command::new(binary).arg("-v").output().unwrap();
-    String::from_utf8_lossy(&out.stderr)
-        .trim()
-        .rsplit('/')
-        .next()
-        .unwrap_or("?")
-        .to_string()
 }
