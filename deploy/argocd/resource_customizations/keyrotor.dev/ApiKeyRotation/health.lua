@@ -4,8 +4,10 @@
 -- (src/conditions.rs): Ready (summary), Progressing, MigrationStalled.
 --   Progressing  keyrotor has not yet seen this generation, or the first key
 --                is not published yet (Ready=False Initializing/AdoptionPending)
+--                and nothing stalls
 --   Degraded     Ready=False for any other reason (invalid spec, Secret name
---                clash, lost key material), or MigrationStalled=True
+--                clash, lost key material, a hook), or MigrationStalled=True,
+--                in the first cycle too
 --   Suspended    spec.suspend with nothing wrong
 --   Healthy      Ready=True: the published keys are valid. A rotation in
 --                flight stays Healthy (it may wait days for consumers and a
@@ -51,17 +53,25 @@ if ready == nil then
   return hs
 end
 
+local is_stalled = stalled ~= nil and stalled.status == "True"
+
 if ready.status == "False" then
-  if ready.reason == "Initializing" or ready.reason == "AdoptionPending" then
+  local first = ready.reason == "Initializing" or ready.reason == "AdoptionPending"
+  if first and is_stalled then
+    -- The first key waits for something only a person can fix.
+    hs.status = "Degraded"
+    hs.message = msg(stalled)
+  elseif first then
     hs.status = "Progressing"
+    hs.message = msg(ready)
   else
     hs.status = "Degraded"
+    hs.message = msg(ready)
   end
-  hs.message = msg(ready)
   return hs
 end
 
-if stalled ~= nil and stalled.status == "True" then
+if is_stalled then
   hs.status = "Degraded"
   hs.message = msg(stalled)
   return hs
