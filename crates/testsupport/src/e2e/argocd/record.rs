@@ -134,9 +134,16 @@ pub fn health_by_stage(seen: &[Seen]) -> Vec<(String, usize)> {
         } else {
             ""
         };
+        let stage = if s.stage.is_empty() {
+            "no status"
+        } else {
+            &s.stage
+        };
+        let (status, message) = &s.health;
+        let status = if status.is_empty() { "nothing" } else { status };
         let key = format!(
-            "{} ({}{behind}) -> Argo CD {}: {}",
-            s.stage, s.waiting, s.health.0, s.health.1
+            "{stage} ({}{behind}) -> Argo CD {status}: {message}",
+            s.waiting
         );
         counts.entry(key).or_insert((i, 0)).1 += 1;
     }
