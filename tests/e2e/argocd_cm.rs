@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use super::cluster::{self, Cluster, repo};
 
 const KEY: &str = "resource.customizations.health.keyrotor.dev_ApiKeyRotation";
+/// The health check, in Argo CD's own layout.
+const HEALTH_LUA: &str =
+    "deploy/argocd/resource_customizations/keyrotor.dev/ApiKeyRotation/health.lua";
 
 /// Argo CD's own keys, as its install manifests and a user's edits leave them.
 fn argocd_cm(ns: &str) -> String {
@@ -77,7 +80,7 @@ async fn the_health_check_install_keeps_every_other_key_of_a_client_side_argocd_
         for (k, v) in &before {
             assert_eq!(after.get(k), Some(v), "the health install changed {k}");
         }
-        let lua = std::fs::read_to_string(repo().join("deploy/argocd/health.lua")).unwrap();
+        let lua = std::fs::read_to_string(repo().join(HEALTH_LUA)).unwrap();
         assert_eq!(
             after.get(KEY),
             Some(&lua),

@@ -17,6 +17,7 @@ use keyrotor_testsupport::{observer, volume};
 mod operator;
 
 mod alerts;
+mod argocd;
 mod argocd_cm;
 mod cel;
 mod consent;

@@ -1,6 +1,7 @@
 //! Helpers for a real control plane (tests/cluster/up), shared by the
 //! end-to-end suite (tests/e2e) and the nudge bench (benches/nudge.rs).
 
+pub mod argocd;
 pub mod cluster;
 pub mod libraries;
 pub mod realnode;

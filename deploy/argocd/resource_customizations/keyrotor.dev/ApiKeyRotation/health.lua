@@ -2,15 +2,16 @@
 --
 -- Reads only status.observedGeneration and the conditions keyrotor writes
 -- (src/conditions.rs): Ready (summary), Progressing, MigrationStalled.
---   Progressing  keyrotor has not yet seen this generation, or the first key
---                is not published yet (Ready=False Initializing/AdoptionPending)
+--   Progressing  keyrotor has not yet seen this generation, the first key is
+--                not published yet (Ready=False Initializing/AdoptionPending),
+--                or a rotation is in flight (Progressing=True; the published
+--                keys stay valid, the message names the stage), and nothing
+--                stalls
 --   Degraded     Ready=False for any other reason (invalid spec, Secret name
---                clash, lost key material), or MigrationStalled=True
+--                clash, lost key material, a hook), or MigrationStalled=True,
+--                in the first cycle too
 --   Suspended    spec.suspend with nothing wrong
---   Healthy      Ready=True: the published keys are valid. A rotation in
---                flight stays Healthy (it may wait days for consumers and a
---                grace period; the message names the stage) so that it never
---                holds up sync waves or app health.
+--   Healthy      Ready=True and no rotation in flight: Stable.
 local hs = {}
 
 local function condition(status, kind)
@@ -51,17 +52,25 @@ if ready == nil then
   return hs
 end
 
+local is_stalled = stalled ~= nil and stalled.status == "True"
+
 if ready.status == "False" then
-  if ready.reason == "Initializing" or ready.reason == "AdoptionPending" then
+  local first = ready.reason == "Initializing" or ready.reason == "AdoptionPending"
+  if first and is_stalled then
+    -- The first key waits for something only a person can fix.
+    hs.status = "Degraded"
+    hs.message = msg(stalled)
+  elseif first then
     hs.status = "Progressing"
+    hs.message = msg(ready)
   else
     hs.status = "Degraded"
+    hs.message = msg(ready)
   end
-  hs.message = msg(ready)
   return hs
 end
 
-if stalled ~= nil and stalled.status == "True" then
+if is_stalled then
   hs.status = "Degraded"
   hs.message = msg(stalled)
   return hs
@@ -74,10 +83,13 @@ if obj.spec ~= nil and obj.spec.suspend == true then
 end
 
 if ready.status == "True" then
-  hs.status = "Healthy"
   if progressing ~= nil and progressing.status == "True" then
+    -- Converging, like a Deployment mid-rollout: the old and the new key are
+    -- both valid until every consumer has moved.
+    hs.status = "Progressing"
     hs.message = "Rotating (" .. msg(progressing) .. "); " .. ready.message
   else
+    hs.status = "Healthy"
     hs.message = msg(ready)
   end
   return hs
