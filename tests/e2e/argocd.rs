@@ -70,6 +70,12 @@ struct GitOps {
 }
 
 impl GitOps {
+    /// Records how Application `rotations` shows rotation `api`, per look.
+    fn record_api(&self) -> Recorder {
+        let (client, argocd) = (self.client.clone(), &self.argocd.namespace);
+        Recorder::start(client, argocd, "rotations", &self.ns, "api")
+    }
+
     async fn start(cluster: &'static Cluster, argocd_ns: &str, ns: &str) -> GitOps {
         let argocd = ArgoCd::start(cluster, argocd_ns).await;
         let git = GitRepo::init(&argocd.dir.join("repo"));
@@ -267,13 +273,7 @@ async fn the_operator_installed_by_argo_cd_runs_rotations_asked_for_in_git_and_b
         .await;
 
     let observer = Observer::start(g.client.clone(), &ns.name).await;
-    let recorder = Recorder::start(
-        g.client.clone(),
-        &argocd_ns.name,
-        "rotations",
-        &ns.name,
-        "api",
-    );
+    let recorder = g.record_api();
     let commits = rotate_in_git(&mut g, &recorder, first).await;
     // `kubectl keyrotor rotate` sets an annotation Git does not have: no
     // diff, no sync; then two of the controller's refresh periods.
@@ -384,13 +384,7 @@ async fn argo_cd_shows_stalled_and_invalid_rotations_degraded_and_a_spec_the_crd
     let ns = cluster.namespace("e2e-argocd-health-rotations").await;
     let mut g = GitOps::start(cluster, &argocd_ns.name, &ns.name).await;
     let mut commit = g.commit(&rotation("api", None, 0), "a rotation");
-    let recorder = Recorder::start(
-        g.client.clone(),
-        &argocd_ns.name,
-        "rotations",
-        &ns.name,
-        "api",
-    );
+    let recorder = g.record_api();
     g.argocd.apply(&g.rotations_application());
     // Synced before keyrotor runs (its own Application syncs later, say):
     // Progressing until keyrotor has acted on the spec.
