@@ -16,28 +16,9 @@ use crate::scenario::{P, Scenario, V};
 /// A grace long enough to look at a cycle in flight.
 const API: Scenario = Scenario { min_grace: "3s" };
 
-/// kstatus's verdict on a custom resource (cli-utils
-/// pkg/kstatus/status: `checkGeneration`, then the Reconciling and Stalled
-/// conditions, then Ready, else Current), with the reason it gives.
+/// kstatus's verdict on the rotation (keyrotor_testsupport::kstatus).
 fn kstatus(r: &ApiKeyRotation) -> (&'static str, String) {
-    let Some(status) = &r.status else {
-        return ("Current", "no status".into());
-    };
-    if status.observed_generation.is_some() && status.observed_generation != r.metadata.generation {
-        return ("InProgress", "LatestGenerationNotObserved".into());
-    }
-    let is_true = |t: &str| status.condition(t).filter(|c| c.status == "True");
-    if let Some(c) = is_true("Reconciling") {
-        return ("InProgress", c.reason.clone());
-    }
-    if let Some(c) = is_true("Stalled") {
-        return ("Failed", c.reason.clone());
-    }
-    match status.condition("Ready") {
-        Some(c) if c.status == "True" => ("Current", c.reason.clone()),
-        Some(c) => ("InProgress", c.reason.clone()),
-        None => ("Current", "no Ready condition".into()),
-    }
+    keyrotor_testsupport::kstatus::verdict(&serde_json::to_value(r).unwrap())
 }
 
 async fn verdict(h: &Harness) -> (&'static str, String) {
