@@ -21,6 +21,9 @@ use crate::rotation::{
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = super::schema::kubernetes_formats)]
+// A new rotation reads `observedGeneration: 0` before keyrotor has seen it,
+// so kstatus (Flux's `wait`) says InProgress instead of Current.
+#[schemars(extend("default" = {"observedGeneration": 0}))]
 pub struct ApiKeyRotationStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -404,12 +404,13 @@ async fn flux_waits_for_keyrotor_to_observe_a_spec_and_fails_a_stalled_or_invali
     g.flux.apply(&g.git_repository());
     g.flux.apply(&g.kustomization("20s"));
 
-    // Applied before keyrotor runs: the rotation has no status yet, which
-    // kstatus calls Current.
+    // Applied before keyrotor runs: the CRD defaults
+    // status.observedGeneration to 0, so kstatus says InProgress
+    // (LatestGenerationNotObserved) and the health check waits, then times
+    // out naming the rotation; once keyrotor runs, the next reconcile passes.
     let k = g
-        .wait("the first commit applied", |k| {
-            k["status"]["lastAttemptedRevision"] == flux::revision(&commit).as_str()
-                && condition(k, "Ready").0 != "Unknown"
+        .wait("timed out before keyrotor ran", |k| {
+            timed_out(k, &commit, "api")
         })
         .await;
     eprintln!(
@@ -421,20 +422,13 @@ async fn flux_waits_for_keyrotor_to_observe_a_spec_and_fails_a_stalled_or_invali
     g.wait("Ready at the commit", |k| ready_at(k, &commit))
         .await;
 
-    // A spec keyrotor has not observed (it is stopped): the health check
-    // waits (InProgress) and times out naming the rotation; once keyrotor
-    // runs again, the next reconcile passes.
+    // A spec keyrotor has not observed (it is stopped): the same.
     drop(operator);
     let request = rotation("api", Some("git-2"), 0);
     let commit = g.commit(&request, "rotate api while keyrotor is down");
     let k = g
-        .wait("the health check timed out", |k| {
-            let (status, reason, message) = condition(k, "Ready");
-            k["status"]["lastAttemptedRevision"] == flux::revision(&commit).as_str()
-                && status == "False"
-                && reason == "HealthCheckFailed"
-                && message.contains("timeout waiting for")
-                && message.contains("/api status: 'InProgress'")
+        .wait("timed out while keyrotor is down", |k| {
+            timed_out(k, &commit, "api")
         })
         .await;
     eprintln!(
@@ -457,6 +451,17 @@ async fn flux_waits_for_keyrotor_to_observe_a_spec_and_fails_a_stalled_or_invali
         let shown = seen.iter().any(|s| s.kstatus.0 == want);
         assert!(shown, "kstatus never called api {want}");
     }
+}
+
+/// Whether the Kustomization's health check for `commit` timed out waiting
+/// for rotation `name` (kstatus InProgress).
+fn timed_out(k: &Value, commit: &str, name: &str) -> bool {
+    let (status, reason, message) = condition(k, "Ready");
+    k["status"]["lastAttemptedRevision"] == flux::revision(commit).as_str()
+        && status == "False"
+        && reason == "HealthCheckFailed"
+        && message.contains("timeout waiting for")
+        && message.contains(&format!("/{name} status: 'InProgress'"))
 }
 
 /// A rotation asked for in Git that no verifier can confirm (keyrotor
