@@ -552,5 +552,8 @@ fn the_crd_defaults_status_so_kstatus_waits_for_keyrotor_on_a_new_rotation() {
     // keyrotor writes status for generation 1.
     let crd = serde_json::to_value(ApiKeyRotation::crd()).unwrap();
     let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
-    assert_eq!(status["default"], serde_json::json!({"observedGeneration": 0}));
+    assert_eq!(
+        status["default"],
+        serde_json::json!({"observedGeneration": 0})
+    );
 }

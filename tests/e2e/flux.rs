@@ -267,6 +267,20 @@ async fn the_operator_installed_by_flux_runs_rotations_asked_for_in_git_and_each
     let seen = recorder.stop().await;
     report("rotations asked for in Git", &seen);
     applied_once_per_commit(&g, &commits, &seen).await;
+    // Each commit is a new revision of the chart's source too; the chart's
+    // version is the same, so helm-controller installed it once and never
+    // upgraded (Helm's history holds one release).
+    let hr = g
+        .flux
+        .get(&g.client, HELM_RELEASE, "keyrotor")
+        .await
+        .unwrap();
+    let releases = hr["status"]["history"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        releases, 1,
+        "the chart was installed again: {}",
+        hr["status"]
+    );
 
     check_history(&observer, "api");
     let mut logs = g.flux.logs();
