@@ -358,13 +358,34 @@ async fn applied_once_per_commit(g: &GitOps, commits: &[String], seen: &[Seen]) 
         unchanged >= 2 * commits.len(),
         "too few reconciles to show drift: {unchanged}"
     );
+    // Flux's own history of the Kustomization: one entry per digest of the
+    // applied manifests, newest first, each counting its reconciles (a
+    // reconcile at an interval may be in flight: Ready Unknown).
     let last = commits.last().unwrap();
     let ks = g
         .flux
         .get(&g.client, KUSTOMIZATION, "rotations")
         .await
         .unwrap();
-    assert!(ready_at(&ks, last), "{}", ks["status"]);
+    assert_eq!(ks["status"]["lastAppliedRevision"], flux::revision(last));
+    assert_ne!(condition(&ks, "Ready").0, "False", "{}", ks["status"]);
+    let history = ks["status"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let entry = |h: &Value| {
+        let revision = h["metadata"]["revision"].as_str().unwrap_or_default();
+        (
+            revision.to_string(),
+            h["totalReconciliations"].as_u64().unwrap_or(0),
+        )
+    };
+    let history: Vec<(String, u64)> = history.iter().map(entry).collect();
+    eprintln!("the Kustomization's history (revision, reconciles), newest first: {history:?}");
+    let revisions: Vec<String> = history.iter().map(|(r, _)| r.clone()).collect();
+    let mut want: Vec<String> = commits.iter().map(|c| flux::revision(c)).collect();
+    want.reverse();
+    assert_eq!(revisions, want, "one digest of the manifests per commit");
     for s in seen.iter().filter(|s| s.settled.is_some()) {
         assert_eq!(s.kstatus.0, "Current", "kstatus while {s:?}");
     }
