@@ -27,11 +27,46 @@ use super::cluster::{Cluster, repo};
 use super::realnode::free_port;
 use crate::{eventually, listening};
 
-/// The Flux kinds a scenario reads, with their API group and version.
-pub const GIT_REPOSITORY: (&str, &str, &str) = ("source.toolkit.fluxcd.io", "v1", "GitRepository");
-pub const KUSTOMIZATION: (&str, &str, &str) =
-    ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization");
-pub const HELM_RELEASE: (&str, &str, &str) = ("helm.toolkit.fluxcd.io", "v2", "HelmRelease");
+/// A Flux kind: its API group, version, kind and plural.
+#[derive(Clone, Copy, Debug)]
+pub struct Kind {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+}
+
+impl Kind {
+    /// `plural.group`: the CRD's name, and what kubectl takes.
+    pub fn resource(&self) -> String {
+        format!("{}.{}", self.plural, self.group)
+    }
+}
+
+pub const GIT_REPOSITORY: Kind = Kind {
+    group: "source.toolkit.fluxcd.io",
+    version: "v1",
+    kind: "GitRepository",
+    plural: "gitrepositories",
+};
+pub const HELM_CHART: Kind = Kind {
+    group: "source.toolkit.fluxcd.io",
+    version: "v1",
+    kind: "HelmChart",
+    plural: "helmcharts",
+};
+pub const KUSTOMIZATION: Kind = Kind {
+    group: "kustomize.toolkit.fluxcd.io",
+    version: "v1",
+    kind: "Kustomization",
+    plural: "kustomizations",
+};
+pub const HELM_RELEASE: Kind = Kind {
+    group: "helm.toolkit.fluxcd.io",
+    version: "v2",
+    kind: "HelmRelease",
+    plural: "helmreleases",
+};
 
 pub struct Flux {
     /// Flux's namespace: its sources, Kustomizations and HelmReleases.
@@ -140,19 +175,14 @@ impl Flux {
     /// Deletes the Flux object `kind`/`name` (its finalizer runs: a
     /// Kustomization with `prune` deletes what it applied, a HelmRelease
     /// uninstalls).
-    pub fn delete(&self, kind: (&str, &str, &str), name: &str) {
-        let what = format!("{}.{}/{name}", kind.2.to_lowercase(), kind.0);
+    pub fn delete(&self, kind: Kind, name: &str) {
+        let what = format!("{}/{name}", kind.resource());
         self.cluster
             .ok(&["delete", &what, "-n", &self.namespace, "--wait=false"]);
     }
 
     /// The Flux object `kind`/`name` as the API server has it, if it exists.
-    pub async fn get(
-        &self,
-        client: &Client,
-        kind: (&str, &str, &str),
-        name: &str,
-    ) -> Option<Value> {
+    pub async fn get(&self, client: &Client, kind: Kind, name: &str) -> Option<Value> {
         let api = objects(client, &self.namespace, kind);
         let obj = api.get_opt(name).await.unwrap()?;
         Some(serde_json::to_value(obj).unwrap())
@@ -164,7 +194,7 @@ impl Flux {
     pub async fn wait(
         &mut self,
         client: &Client,
-        (kind, name): ((&str, &str, &str), &str),
+        (kind, name): (Kind, &str),
         what: &str,
         limit: Duration,
         done: impl Fn(&Value) -> bool,
@@ -179,7 +209,7 @@ impl Flux {
             if Instant::now() >= deadline {
                 panic!(
                     "timed out after {limit:?} waiting for {} {name}: {what}; status: {}\n{}",
-                    kind.2,
+                    kind.kind,
                     obj.map(|o| o["status"].to_string()).unwrap_or_default(),
                     self.log_tails(30)
                 );
@@ -189,20 +219,14 @@ impl Flux {
     }
 
     /// Waits (bounded) until `kind`/`name` is gone (its finalizer ran).
-    pub async fn wait_gone(
-        &mut self,
-        client: &Client,
-        kind: (&str, &str, &str),
-        name: &str,
-        limit: Duration,
-    ) {
+    pub async fn wait_gone(&mut self, client: &Client, kind: Kind, name: &str, limit: Duration) {
         let deadline = Instant::now() + limit;
         while let Some(obj) = self.get(client, kind, name).await {
             self.check_running();
             assert!(
                 Instant::now() < deadline,
                 "{} {name} is still there after {limit:?}: {}\n{}",
-                kind.2,
+                kind.kind,
                 obj["status"],
                 self.log_tails(30)
             );
@@ -266,8 +290,8 @@ impl Drop for Flux {
             let _ = p.child.wait();
         }
         // No controller is left to honour Flux's finalizers.
-        for kind in [KUSTOMIZATION, HELM_RELEASE, GIT_REPOSITORY] {
-            let what = format!("{}.{}", kind.2.to_lowercase(), kind.0);
+        for kind in [KUSTOMIZATION, HELM_RELEASE, HELM_CHART, GIT_REPOSITORY] {
+            let what = kind.resource();
             let args = ["get", &what, "-n", &self.namespace, "-o", "name"];
             let out = self.cluster.kubectl(&args, None);
             for obj in String::from_utf8_lossy(&out.stdout).lines() {
@@ -288,14 +312,9 @@ impl Drop for Flux {
 }
 
 /// The objects of Flux kind `kind` in `ns`.
-fn objects(
-    client: &Client,
-    ns: &str,
-    (group, version, kind): (&str, &str, &str),
-) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk(group, version, kind);
-    let plural = format!("{}s", kind.to_lowercase()).replace("repositorys", "repositories");
-    let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
+fn objects(client: &Client, ns: &str, kind: Kind) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(kind.group, kind.version, kind.kind);
+    let ar = ApiResource::from_gvk_with_plural(&gvk, kind.plural);
     Api::namespaced_with(client.clone(), ns, &ar)
 }
 
@@ -309,14 +328,8 @@ async fn install_crds(cluster: &Cluster, bin: &Path) {
         "-f",
         crds.to_str().unwrap(),
     ]);
-    for kind in [
-        GIT_REPOSITORY,
-        KUSTOMIZATION,
-        HELM_RELEASE,
-        ("source.toolkit.fluxcd.io", "", "HelmChart"),
-    ] {
-        let crd =
-            format!("{}s.{}", kind.2.to_lowercase(), kind.0).replace("repositorys", "repositories");
+    for kind in [GIT_REPOSITORY, HELM_CHART, KUSTOMIZATION, HELM_RELEASE] {
+        let crd = kind.resource();
         let path = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
         let args = ["get", "crd", &crd, "-o", path];
         eventually(
