@@ -1,7 +1,7 @@
 // Builds Flux's source-controller v1.9.6 for the Flux end-to-end scenario
 // (tests/e2e/flux.rs). The replace lines repeat source-controller's own (a
 // dependency's replaces are not applied), and pin fluxcd/pkg/artifact to
-// v0.18.0: the newest one does not build with this release.
+// v0.18.0: the proxy has no source for the v0.18.3 it requires.
 module keyrotor.dev/tests/cluster/flux/source-controller
 
 go 1.26.0
