@@ -12,6 +12,13 @@ pub mod types {
     /// alive (Traffic), or nothing confirmed for `progressDeadline` or within
     /// `gracePeriod.maximum`. The reason says which.
     pub const MIGRATION_STALLED: &str = "MigrationStalled";
+    /// kstatus's abnormal-true condition (what Flux's `wait`, `kubectl
+    /// wait` users and kstatus-based tools read): True when the rotation
+    /// needs a person, with the reason and message of the condition that
+    /// says why (`MigrationStalled`, or `Ready=False` for anything but the
+    /// first key on its way); False otherwise. The same verdict as the Argo
+    /// CD health check's Degraded.
+    pub const STALLED: &str = "Stalled";
 }
 
 /// Condition reasons (CamelCase, stable).

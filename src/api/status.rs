@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::conditions::{reasons, types};
 use crate::rotation::{
     ConditionState, GroupProgress, NamespaceConsumers, Record, Report, Requests, Revision, Stage,
     Stall, Version, VersionRecord, VersionState,
@@ -20,12 +21,16 @@ use crate::rotation::{
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = super::schema::kubernetes_formats)]
+// A new rotation reads `observedGeneration: 0` before keyrotor has seen it,
+// so kstatus (Flux's `wait`) says InProgress instead of Current.
+#[schemars(extend("default" = {"observedGeneration": 0}))]
 pub struct ApiKeyRotationStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Ready (summary), Progressing, MigrationStalled.
+    /// Ready (summary), Progressing, MigrationStalled, and kstatus's Stalled
+    /// (True when the rotation needs a person).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 
@@ -229,7 +234,7 @@ impl ApiKeyRotationStatus {
                 .map(|t| (t.version, t.last_seen))
                 .collect(),
             stalled: self
-                .condition(crate::conditions::types::MIGRATION_STALLED)
+                .condition(types::MIGRATION_STALLED)
                 .filter(|c| c.status == "True")
                 .map(|c| Stall {
                     reason: c.reason.clone(),
@@ -323,6 +328,46 @@ impl ApiKeyRotationStatus {
             .iter()
             .map(|c| condition(c, generation, previous, now))
             .collect()
+    }
+
+    /// Sets kstatus's `Stalled` condition from the others (see
+    /// [`types::STALLED`]): True with `MigrationStalled`'s reason and message
+    /// when that is True, else with Ready's when Ready is False for a reason
+    /// other than the first key on its way (Initializing, AdoptionPending);
+    /// False otherwise. A cycle in flight is not stalled: its published keys
+    /// stay valid and Ready stays True, so kstatus calls it Current.
+    pub fn set_stalled(&mut self, previous: Option<&ApiKeyRotationStatus>, now: Timestamp) {
+        let is = |c: &&Condition, status: &str| c.status == status;
+        let first_key = [reasons::INITIALIZING, reasons::ADOPTION_PENDING];
+        let why = self
+            .condition(types::MIGRATION_STALLED)
+            .filter(|c| is(c, "True"))
+            .or_else(|| {
+                self.condition(types::READY)
+                    .filter(|c| is(c, "False") && !first_key.contains(&c.reason.as_str()))
+            });
+        let (status, reason, message) = match why {
+            Some(c) => ("True", c.reason.clone(), c.message.clone()),
+            None => (
+                "False",
+                reasons::NOT_STALLED.to_string(),
+                "nothing needs a person".to_string(),
+            ),
+        };
+        let last_transition_time = previous
+            .and_then(|p| p.condition(types::STALLED))
+            .filter(|old| old.status == status)
+            .map_or(now, |old| old.last_transition_time);
+        let stalled = Condition {
+            type_: types::STALLED.to_string(),
+            status: status.to_string(),
+            reason,
+            message,
+            last_transition_time,
+            observed_generation: self.observed_generation,
+        };
+        self.conditions.retain(|c| c.type_ != types::STALLED);
+        self.conditions.push(stalled);
     }
 
     /// The condition of `type_`, if present.

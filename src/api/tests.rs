@@ -544,3 +544,16 @@ fn usernames_take_one_name_or_two_different_ones_and_reach_the_policy() {
         assert!(c.contains(says), "{bad:?}: CEL said {c}");
     }
 }
+
+#[test]
+fn the_crd_defaults_status_so_kstatus_waits_for_keyrotor_on_a_new_rotation() {
+    // kstatus (Flux's `wait`) calls an object with no status Current; with
+    // observedGeneration 0 from the API server it says InProgress until
+    // keyrotor writes status for generation 1.
+    let crd = serde_json::to_value(ApiKeyRotation::crd()).unwrap();
+    let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+    assert_eq!(
+        status["default"],
+        serde_json::json!({"observedGeneration": 0})
+    );
+}

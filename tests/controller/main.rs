@@ -12,6 +12,7 @@ mod hook_answers;
 mod hook_faults;
 mod hook_tls;
 mod issuer_hook;
+mod kstatus;
 mod namespaces;
 mod operations;
 mod postgres_hook;

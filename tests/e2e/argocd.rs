@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use keyrotor::api::ApiKeyRotation;
 use keyrotor_testsupport::e2e::argocd::{
-    ArgoCd, GitRepo, IN_CLUSTER, Recorder, Seen, drift, health_by_stage, resource, synced_at,
+    ArgoCd, IN_CLUSTER, Recorder, Seen, drift, health_by_stage, resource, synced_at,
 };
+use keyrotor_testsupport::e2e::git::GitRepo;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};

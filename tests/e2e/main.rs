@@ -24,6 +24,7 @@ mod consent;
 mod crash;
 mod deletion;
 mod evidence;
+mod flux;
 mod gateway;
 mod helm;
 mod hook;

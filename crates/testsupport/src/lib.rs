@@ -5,7 +5,7 @@
 //! real Redis ([`redis`]) and PostgreSQL ([`postgres`]) on loopback, the
 //! real-cluster helpers of the end-to-end suite and the benches ([`e2e`]),
 //! the gateways the verifier endpoint runs behind, as the examples configure
-//! them ([`gateways`]),
+//! them ([`gateways`]), kstatus's verdict on an object ([`kstatus`]),
 //! and the `keyrotor-sidecar` binary for other packages' tests
 //! ([`binaries`]). The scale bench's own code is the keyrotor-benchsupport
 //! crate.
@@ -16,6 +16,7 @@ pub mod e2e;
 pub mod eventually;
 pub mod gateways;
 pub mod harness;
+pub mod kstatus;
 pub mod kubelet;
 pub mod observer;
 pub mod postgres;

@@ -44,6 +44,7 @@ pub fn of_plan(
     if hook_done {
         status.hook_refusal = None;
     }
+    status.set_stalled(rot.status.as_ref(), now);
     for v in status
         .versions
         .iter_mut()
@@ -172,7 +173,8 @@ pub async fn blocked(
             old.reason == c.reason && old.message == c.message && (old.status == "True") == c.status
         })
     };
-    if states.iter().all(same) && previous.observed_generation == generation {
+    let kstatus = previous.condition(types::STALLED).is_some();
+    if states.iter().all(same) && previous.observed_generation == generation && kstatus {
         return Ok(());
     }
     if !same(&states[0]) || previous.observed_generation != generation {
@@ -187,6 +189,7 @@ pub async fn blocked(
         .retain(|c| !states.iter().any(|s| s.type_ == c.type_));
     status.conditions.splice(0..0, fresh);
     status.observed_generation = generation;
+    status.set_stalled(Some(&previous), now);
     let (ns, name) = (rot.namespace().unwrap_or_default(), rot.name_any());
     ctx.metrics.observe_conditions(&ns, &name, &status);
     write_status(rot, ctx, status).await.map(drop)
@@ -242,6 +245,7 @@ pub async fn held(
         .retain(|c| !states.iter().any(|s| s.type_ == c.type_));
     status.conditions.splice(0..0, fresh);
     status.observed_generation = generation;
+    status.set_stalled(Some(&previous), now);
     status.hook_refusal = refusal;
     let (ns, name) = (rot.namespace().unwrap_or_default(), rot.name_any());
     ctx.metrics.observe_conditions(&ns, &name, &status);

@@ -3,6 +3,8 @@
 
 pub mod argocd;
 pub mod cluster;
+pub mod flux;
+pub mod git;
 pub mod libraries;
 pub mod realnode;
 pub mod scenario;

@@ -11,7 +11,6 @@
 //! when the value is dropped; the Applications' finalizers are released
 //! then too, since no controller is left to honour them.
 
-mod git;
 mod netns;
 mod record;
 
@@ -25,7 +24,6 @@ use kube::api::{Api, DynamicObject, GroupVersionKind};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
-pub use git::GitRepo;
 pub use record::{Recorder, Seen, drift, health_by_stage};
 
 use super::cluster::{Cluster, repo};

@@ -1,7 +1,11 @@
-//! The Git repository a scenario's Argo CD syncs from: a local repository
-//! on branch `main`, read by the repo server through a `file://` URL. A
-//! commit is how a scenario changes what Argo CD should apply, as a user
-//! would.
+//! The Git repository a GitOps scenario syncs from: a local repository on
+//! branch `main`, read by Argo CD's repo server through a `file://` URL, and
+//! by Flux's source-controller (whose GitRepository takes http, https and
+//! ssh URLs only) over smart HTTP on loopback ([`http::GitServer`]). A
+//! commit is how a scenario changes what the GitOps engine should apply, as
+//! a user would.
+
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,7 +26,7 @@ impl GitRepo {
         repo
     }
 
-    /// The URL Argo CD reads the repository at.
+    /// The `file://` URL of the repository (Argo CD reads it there).
     pub fn url(&self) -> String {
         format!("file://{}", self.dir.display())
     }
