@@ -6,5 +6,7 @@ pub mod cluster;
 pub mod flux;
 pub mod git;
 pub mod libraries;
+pub mod objects;
+pub mod procs;
 pub mod realnode;
 pub mod scenario;

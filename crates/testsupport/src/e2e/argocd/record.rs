@@ -16,7 +16,7 @@ use kube::api::Api;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::{applications, resource};
+use super::{APPLICATION, resource};
 
 /// One look.
 #[derive(Clone, Debug)]
@@ -48,7 +48,10 @@ impl Recorder {
     pub fn start(client: Client, argocd: &str, app: &str, ns: &str, rotation: &str) -> Recorder {
         let stop = Arc::new(AtomicBool::new(false));
         let settled = Arc::new(Mutex::new(None::<String>));
-        let (apps, rotations) = (applications(&client, argocd), Api::namespaced(client, ns));
+        let (apps, rotations) = (
+            APPLICATION.api(&client, argocd),
+            Api::namespaced(client, ns),
+        );
         let (app, rotation) = (app.to_string(), rotation.to_string());
         let (stopped, mark) = (stop.clone(), settled.clone());
         let task = tokio::spawn(async move {

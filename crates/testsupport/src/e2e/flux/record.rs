@@ -17,7 +17,7 @@ use kube::api::{Api, DynamicObject};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::{KUSTOMIZATION, condition, objects, revision};
+use super::{KUSTOMIZATION, condition, revision};
 use crate::kstatus;
 
 /// One look.
@@ -49,7 +49,7 @@ impl Recorder {
     pub fn start(client: Client, flux: &str, ks: &str, ns: &str, rotation: &str) -> Recorder {
         let stop = Arc::new(AtomicBool::new(false));
         let settled = Arc::new(Mutex::new(None::<String>));
-        let kss = objects(&client, flux, KUSTOMIZATION);
+        let kss = KUSTOMIZATION.api(&client, flux);
         let rotations = Api::namespaced(client, ns);
         let (ks, rotation) = (ks.to_string(), rotation.to_string());
         let (stopped, mark) = (stop.clone(), settled.clone());
