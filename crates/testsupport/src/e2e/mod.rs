@@ -9,4 +9,5 @@ pub mod libraries;
 pub mod objects;
 pub mod procs;
 pub mod realnode;
+pub mod recorder;
 pub mod scenario;
