@@ -25,7 +25,8 @@ use serde_json::{Value, json};
 
 use super::cluster::{self, Cluster, repo};
 use super::gitops::{
-    cluster_values, commit_rotation, field, rotate_imperatively, rotation, write_rotation,
+    cluster_values, commit_rotation, operator_ready, print_rows, rotate_imperatively, rotation,
+    write_rotation,
 };
 use super::observer::Observer;
 use super::operator::Operator;
@@ -145,10 +146,10 @@ fn history(app: &Value) -> Vec<String> {
 /// Prints what Argo CD showed per stage (for the record) and checks that
 /// the Application stayed Synced whenever it was to.
 fn report(scenario: &str, seen: &[Seen]) {
-    eprintln!("\n{scenario}: Argo CD's health of the rotation per stage [looks]:");
-    for (row, n) in health_by_stage(seen) {
-        eprintln!("  {row}  [{n}]");
-    }
+    print_rows(
+        &format!("{scenario}: Argo CD's health of the rotation per stage"),
+        health_by_stage(seen),
+    );
     let drifted = drift(seen);
     let settled = seen.iter().filter(|s| s.settled.is_some()).count();
     eprintln!(
@@ -191,16 +192,7 @@ async fn the_operator_installed_by_argo_cd_runs_rotations_asked_for_in_git_and_b
     g.argocd
         .wait(&g.client, "keyrotor", "Synced and Healthy", limit, done)
         .await;
-    let deploy = format!("deploy/keyrotor-{}", operator_ns.name);
-    let ready = field(
-        cluster,
-        &deploy,
-        &operator_ns.name,
-        "{.status.readyReplicas}",
-    );
-    assert_eq!(ready, "1", "the operator Argo CD installed is not ready");
-    let path = "{.spec.template.spec.containers[0].image}";
-    assert_eq!(field(cluster, &deploy, &operator_ns.name, path), image);
+    let deploy = operator_ready(cluster, &operator_ns.name, image, "Argo CD");
     g.wait("rotations", "the first commit synced", |a| {
         synced_at(a, &first)
     })

@@ -28,7 +28,9 @@ use kube::api::Api;
 use serde_json::Value;
 
 use super::cluster::{self, Cluster, repo};
-use super::gitops::{cluster_values, commit_rotation, field, rotate_imperatively, rotation};
+use super::gitops::{
+    cluster_values, commit_rotation, operator_ready, print_rows, rotate_imperatively, rotation,
+};
 use super::observer::Observer;
 use super::operator::Operator;
 use super::realnode::{operator_log, real_nodes, release_image};
@@ -134,10 +136,10 @@ fn helm_release(flux: &Flux, operator_ns: &str, watch: &str) -> Value {
 /// record) and checks that the Kustomization stayed applied and Ready
 /// whenever it was to.
 fn report(scenario: &str, seen: &[Seen]) {
-    eprintln!("\n{scenario}: kstatus and the Kustomization per stage of the rotation [looks]:");
-    for (row, n) in by_stage(seen) {
-        eprintln!("  {row}  [{n}]");
-    }
+    print_rows(
+        &format!("{scenario}: kstatus and the Kustomization per stage of the rotation"),
+        by_stage(seen),
+    );
     let drifted = drift(seen);
     let settled = seen.iter().filter(|s| s.settled.is_some()).count();
     eprintln!(
@@ -185,16 +187,7 @@ async fn the_operator_installed_by_flux_runs_rotations_asked_for_in_git_and_each
         .wait(&g.client, release, "Ready", limit, installed)
         .await;
     eprintln!("HelmRelease: {:?}", condition(&hr, "Ready"));
-    let deploy = format!("deploy/keyrotor-{}", operator_ns.name);
-    let ready = field(
-        cluster,
-        &deploy,
-        &operator_ns.name,
-        "{.status.readyReplicas}",
-    );
-    assert_eq!(ready, "1", "the operator Flux installed is not ready");
-    let path = "{.spec.template.spec.containers[0].image}";
-    assert_eq!(field(cluster, &deploy, &operator_ns.name, path), image);
+    let deploy = operator_ready(cluster, &operator_ns.name, image, "Flux");
     g.wait("the first commit applied and healthy", |k| {
         ready_at(k, &first)
     })
@@ -383,10 +376,10 @@ async fn flux_waits_for_keyrotor_to_observe_a_spec_and_fails_a_stalled_or_invali
     stalled_and_invalid(&mut g, request).await;
     drop(operator);
     let seen = recorder.stop().await;
-    eprintln!("\nstalled and invalid: kstatus and the Kustomization per stage [looks]:");
-    for (row, n) in by_stage(&seen) {
-        eprintln!("  {row}  [{n}]");
-    }
+    print_rows(
+        "stalled and invalid: kstatus and the Kustomization per stage",
+        by_stage(&seen),
+    );
     for want in ["InProgress", "Current", "Failed"] {
         let shown = seen.iter().any(|s| s.kstatus.0 == want);
         assert!(shown, "kstatus never called api {want}");

@@ -1,8 +1,8 @@
 //! What the GitOps scenarios (Argo CD's and Flux's) share: an
 //! ApiKeyRotation as a user keeps it in Git and committing it there, a
 //! rotation asked for as `kubectl keyrotor rotate` does, the chart values
-//! this cluster needs whichever tool installs the chart, and a field of the
-//! operator's Deployment.
+//! this cluster needs whichever tool installs the chart, the operator it
+//! installed found ready, and the per-stage record printed.
 
 use keyrotor::api::ApiKeyRotation;
 use keyrotor_testsupport::e2e::git::GitRepo;
@@ -84,7 +84,27 @@ pub fn cluster_values(values: &mut Map<String, Value>, watch: &str) {
     }
 }
 
+/// Checks that the operator `tool` installed into `operator_ns` is ready
+/// and runs `image`; its Deployment (`deploy/<name>`).
+pub fn operator_ready(cluster: &Cluster, operator_ns: &str, image: &str, tool: &str) -> String {
+    let deploy = format!("deploy/keyrotor-{operator_ns}");
+    let ready = field(cluster, &deploy, operator_ns, "{.status.readyReplicas}");
+    assert_eq!(ready, "1", "the operator {tool} installed is not ready");
+    let path = "{.spec.template.spec.containers[0].image}";
+    assert_eq!(field(cluster, &deploy, operator_ns, path), image);
+    deploy
+}
+
 /// A field of Deployment `deploy` in `ns` (a kubectl jsonpath).
-pub fn field(cluster: &Cluster, deploy: &str, ns: &str, path: &str) -> String {
+fn field(cluster: &Cluster, deploy: &str, ns: &str, path: &str) -> String {
     cluster.ok(&["get", deploy, "-n", ns, "-o", &format!("jsonpath={path}")])
+}
+
+/// Prints what a tool showed per stage under `title`, each row with its
+/// number of looks (for the record; --nocapture).
+pub fn print_rows(title: &str, rows: Vec<(String, usize)>) {
+    eprintln!("\n{title} [looks]:");
+    for (row, n) in rows {
+        eprintln!("  {row}  [{n}]");
+    }
 }
