@@ -403,12 +403,26 @@ async fn waits_for_keyrotor(g: &mut GitOps, commit: &str, when: &str, version: u
 /// Whether the Kustomization's health check for `commit` timed out waiting
 /// for rotation `name` (kstatus InProgress).
 fn timed_out(k: &Value, commit: &str, name: &str) -> bool {
+    let why = "timeout waiting for";
+    health_check_failed(k, commit, (name, "InProgress"), why)
+}
+
+/// Whether the Kustomization's health check for `commit` failed at once on
+/// rotation `name` (kstatus Failed: keyrotor's Stalled condition).
+fn failed(k: &Value, commit: &str, name: &str) -> bool {
+    let why = "failed early due to stalled resources";
+    health_check_failed(k, commit, (name, "Failed"), why)
+}
+
+/// Whether the Kustomization's health check for `commit` failed, Flux's
+/// message saying `why` and naming rotation `name` with kstatus `kstatus`.
+fn health_check_failed(k: &Value, commit: &str, (name, kstatus): (&str, &str), why: &str) -> bool {
     let (status, reason, message) = condition(k, "Ready");
     k["status"]["lastAttemptedRevision"] == flux::revision(commit).as_str()
         && status == "False"
         && reason == "HealthCheckFailed"
-        && message.contains("timeout waiting for")
-        && message.contains(&format!("/{name} status: 'InProgress'"))
+        && message.contains(why)
+        && message.contains(&format!("/{name} status: '{kstatus}'"))
 }
 
 /// A rotation asked for in Git that no verifier can confirm (keyrotor
@@ -419,14 +433,6 @@ fn timed_out(k: &Value, commit: &str, name: &str) -> bool {
 /// Git, the Kustomization is Ready again; removed from Git, the invalid
 /// rotation is pruned.
 async fn stalled_and_invalid(g: &mut GitOps, live: Value) {
-    let failed = |k: &Value, commit: &str, name: &str| {
-        let (status, reason, message) = condition(k, "Ready");
-        k["status"]["lastAttemptedRevision"] == flux::revision(commit).as_str()
-            && status == "False"
-            && reason == "HealthCheckFailed"
-            && message.contains("failed early due to stalled resources")
-            && message.contains(&format!("/{name} status: 'Failed'"))
-    };
     let stalls = rotation("api", Some("git-stalls"), 1);
     let commit = commit_rotation(&g.git, &stalls, "rotate api, with a verifier required");
     let k = g
