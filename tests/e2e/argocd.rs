@@ -20,45 +20,24 @@ use keyrotor_testsupport::e2e::argocd::{
 };
 use keyrotor_testsupport::e2e::git::GitRepo;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 use super::cluster::{self, Cluster, repo};
+use super::gitops::{
+    cluster_values, commit_rotation, operator_ready, print_rows, rotate_imperatively, rotation,
+    write_rotation,
+};
 use super::observer::Observer;
 use super::operator::Operator;
-use super::realnode::{api_env, free_port, operator_log, real_nodes, release_image};
+use super::realnode::{operator_log, real_nodes, release_image};
 use super::scenario::{
     assert_no_key_material, check_history, create_deployment, deployment, get, wait_gone,
     wait_stable,
 };
 
-/// Long enough to see a cycle in flight, short enough for a test.
-const GRACE: &str = "15s";
 /// How long a commit may take to be synced, or a rotation to show a state.
 const LIMIT: Duration = Duration::from_secs(90);
-
-/// An ApiKeyRotation as a user keeps it in Git: Report confirmation, no
-/// consumer required unless `verifiers` says so, a rotation asked for by
-/// `request`.
-fn rotation(name: &str, request: Option<&str>, verifiers: u32) -> Value {
-    let mut r = json!({
-        "apiVersion": "keyrotor.dev/v1alpha1", "kind": "ApiKeyRotation",
-        "metadata": {"name": name},
-        "spec": {
-            "secrets": {"verifier": format!("{name}-verifier"), "presenter": format!("{name}-key")},
-            "schedule": {"interval": "720h"},
-            "gracePeriod": {"minimum": GRACE, "maximum": "1h"},
-            "consumers": {
-                "verifiers": {"confirmation": "Report", "minConsumers": verifiers},
-                "presenters": {"confirmation": "Report", "minConsumers": 0},
-            },
-        },
-    });
-    if let Some(request) = request {
-        r["spec"]["rotationRequest"] = request.into();
-    }
-    r
-}
 
 /// One scenario's Argo CD, the repository it syncs from, and the namespace
 /// its rotations go to.
@@ -87,19 +66,6 @@ impl GitOps {
             git,
             ns: ns.to_string(),
         }
-    }
-
-    /// Writes rotation `r` as rotations/<name>.yaml.
-    fn write(&self, r: &Value) {
-        let name = r["metadata"]["name"].as_str().unwrap();
-        let text = serde_yaml::to_string(r).unwrap();
-        self.git.write(&format!("rotations/{name}.yaml"), &text);
-    }
-
-    /// Commits rotation `r` as rotations/<name>.yaml; the commit.
-    fn commit(&self, r: &Value, message: &str) -> String {
-        self.write(r);
-        self.git.commit(message)
     }
 
     /// The Application `rotations`, syncing rotations/ into the scenario's
@@ -144,22 +110,8 @@ fn chart_application(argocd: &ArgoCd, git: &GitRepo, operator_ns: &str, watch: &
     assert_eq!(source["path"], "charts/keyrotor", "{text}");
     source["repoURL"] = git.url().into();
     source["helm"]["releaseName"] = format!("keyrotor-{operator_ns}").into();
-    let tolerations =
-        json!([{"key": "keyrotor.dev/real", "operator": "Exists", "effect": "NoSchedule"}]);
     let values = source["helm"]["valuesObject"].as_object_mut().unwrap();
-    for (k, v) in [
-        ("replicaCount", json!(1)),
-        ("crds", json!({"enabled": false})),
-        ("reporterPolicy", json!({"enabled": false})),
-        ("hostNetwork", json!(true)),
-        ("admin", json!({"port": free_port()})),
-        ("watchNamespaces", json!([watch])),
-        ("nodeSelector", json!({"type": "real"})),
-        ("tolerations", tolerations),
-        ("extraEnv", api_env()),
-    ] {
-        values.insert(k.into(), v);
-    }
+    cluster_values(values, watch);
     assert_eq!(app["spec"]["destination"]["server"], IN_CLUSTER);
     app["spec"]["destination"]["namespace"] = operator_ns.into();
     // The example labels the namespace for the restricted Pod Security
@@ -194,10 +146,10 @@ fn history(app: &Value) -> Vec<String> {
 /// Prints what Argo CD showed per stage (for the record) and checks that
 /// the Application stayed Synced whenever it was to.
 fn report(scenario: &str, seen: &[Seen]) {
-    eprintln!("\n{scenario}: Argo CD's health of the rotation per stage [looks]:");
-    for (row, n) in health_by_stage(seen) {
-        eprintln!("  {row}  [{n}]");
-    }
+    print_rows(
+        &format!("{scenario}: Argo CD's health of the rotation per stage"),
+        health_by_stage(seen),
+    );
     let drifted = drift(seen);
     let settled = seen.iter().filter(|s| s.settled.is_some()).count();
     eprintln!(
@@ -210,21 +162,6 @@ fn report(scenario: &str, seen: &[Seen]) {
         "the Application left Synced without a commit: {:?}",
         &drifted[..drifted.len().min(5)]
     );
-}
-
-/// Asks for a rotation as `kubectl keyrotor rotate` does: a fresh token in
-/// the request annotation, which Git does not have.
-async fn rotate_imperatively(client: &Client, ns: &str, name: &str, token: &str) {
-    let api: Api<ApiKeyRotation> = Api::namespaced(client.clone(), ns);
-    let patch = json!({"metadata": {"annotations": {keyrotor::wire::ROTATE_REQUEST: token}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-}
-
-/// A field of Deployment `deploy` in `ns` (a kubectl jsonpath).
-fn field(cluster: &Cluster, deploy: &str, ns: &str, path: &str) -> String {
-    cluster.ok(&["get", deploy, "-n", ns, "-o", &format!("jsonpath={path}")])
 }
 
 #[tokio::test]
@@ -243,7 +180,7 @@ async fn the_operator_installed_by_argo_cd_runs_rotations_asked_for_in_git_and_b
     let mut g = GitOps::start(cluster, &argocd_ns.name, &ns.name).await;
     g.git
         .copy_dir(&repo().join("charts/keyrotor"), "charts/keyrotor");
-    let first = g.commit(&rotation("api", None, 0), "keyrotor and a rotation");
+    let first = commit_rotation(&g.git, &rotation("api", None, 0), "keyrotor and a rotation");
     let chart = chart_application(&g.argocd, &g.git, &operator_ns.name, &ns.name);
     g.argocd.apply(&chart);
     g.argocd.apply(&g.rotations_application());
@@ -255,16 +192,7 @@ async fn the_operator_installed_by_argo_cd_runs_rotations_asked_for_in_git_and_b
     g.argocd
         .wait(&g.client, "keyrotor", "Synced and Healthy", limit, done)
         .await;
-    let deploy = format!("deploy/keyrotor-{}", operator_ns.name);
-    let ready = field(
-        cluster,
-        &deploy,
-        &operator_ns.name,
-        "{.status.readyReplicas}",
-    );
-    assert_eq!(ready, "1", "the operator Argo CD installed is not ready");
-    let path = "{.spec.template.spec.containers[0].image}";
-    assert_eq!(field(cluster, &deploy, &operator_ns.name, path), image);
+    let deploy = operator_ready(cluster, &operator_ns.name, image, "Argo CD");
     g.wait("rotations", "the first commit synced", |a| {
         synced_at(a, &first)
     })
@@ -302,7 +230,7 @@ async fn rotate_in_git(g: &mut GitOps, recorder: &Recorder, first: String) -> Ve
         recorder.settle(None);
         let request = format!("git-{version}");
         let r = rotation("api", Some(&request), 0);
-        let commit = g.commit(&r, &format!("rotate api (version {version})"));
+        let commit = commit_rotation(&g.git, &r, &format!("rotate api (version {version})"));
         g.wait("rotations", "the commit synced", |a| synced_at(a, &commit))
             .await;
         recorder.settle(Some(&commit));
@@ -384,7 +312,7 @@ async fn argo_cd_shows_stalled_and_invalid_rotations_degraded_and_a_spec_the_crd
     let argocd_ns = cluster.namespace("e2e-argocd-health").await;
     let ns = cluster.namespace("e2e-argocd-health-rotations").await;
     let mut g = GitOps::start(cluster, &argocd_ns.name, &ns.name).await;
-    let mut commit = g.commit(&rotation("api", None, 0), "a rotation");
+    let mut commit = commit_rotation(&g.git, &rotation("api", None, 0), "a rotation");
     let recorder = g.record_api();
     g.argocd.apply(&g.rotations_application());
     // Synced before keyrotor runs (its own Application syncs later, say):
@@ -406,7 +334,7 @@ async fn argo_cd_shows_stalled_and_invalid_rotations_degraded_and_a_spec_the_crd
     // holds it (NoConsumers); Argo CD shows it Degraded, and the
     // Application with it. Fixed in Git, the cycle finishes.
     let stalls = rotation("api", Some("git-stalls"), 1);
-    commit = g.commit(&stalls, "rotate api, with a verifier required");
+    commit = commit_rotation(&g.git, &stalls, "rotate api, with a verifier required");
     g.wait("rotations", "api Degraded (NoConsumers)", |a| {
         let (status, message) = health(a, "api");
         synced_at(a, &commit)
@@ -416,7 +344,7 @@ async fn argo_cd_shows_stalled_and_invalid_rotations_degraded_and_a_spec_the_crd
     })
     .await;
     let fixed = rotation("api", Some("git-stalls"), 0);
-    commit = g.commit(&fixed, "no verifier required");
+    commit = commit_rotation(&g.git, &fixed, "no verifier required");
     g.wait_stable(2).await;
     g.wait("rotations", "api Healthy and Stable", stable_at(&commit))
         .await;
@@ -440,10 +368,10 @@ async fn argo_cd_shows_stalled_and_invalid_rotations_degraded_and_a_spec_the_crd
 async fn degraded_from_the_start(g: &mut GitOps) {
     let mut invalid = rotation("invalid", None, 0);
     invalid["spec"]["secrets"]["presenter"] = "invalid-v9".into();
-    g.write(&invalid);
+    write_rotation(&g.git, &invalid);
     let mut unconfirmed = rotation("unconfirmed", None, 0);
     unconfirmed["spec"]["progressDeadline"] = "5s".into();
-    g.write(&unconfirmed);
+    write_rotation(&g.git, &unconfirmed);
     let server = deployment(&g.ns, "unconfirmed-server", 1, "unconfirmed-verifier");
     create_deployment(&g.client, &server).await;
     let commit = g.git.commit("two rotations that need a person");
@@ -484,7 +412,7 @@ async fn refused_by_the_crd(g: &mut GitOps, live: &Value) {
     let before = get(&g.client, &g.ns, "api").await;
     let mut bad = live.clone();
     bad["spec"]["gracePeriod"] = json!({"minimum": "2h", "maximum": "1h"});
-    let commit = g.commit(&bad, "a grace period the CRD refuses");
+    let commit = commit_rotation(&g.git, &bad, "a grace period the CRD refuses");
     let rule = "gracePeriod.minimum must not exceed gracePeriod.maximum";
     let app = g
         .wait("rotations", "the sync refused", |a| {

@@ -24,45 +24,23 @@ use keyrotor_testsupport::e2e::flux::{
 use keyrotor_testsupport::e2e::git::GitRepo;
 use keyrotor_testsupport::e2e::git::http::GitServer;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::{Value, json};
+use kube::api::Api;
+use serde_json::Value;
 
 use super::cluster::{self, Cluster, repo};
+use super::gitops::{
+    cluster_values, commit_rotation, operator_ready, print_rows, rotate_imperatively, rotation,
+};
 use super::observer::Observer;
 use super::operator::Operator;
-use super::realnode::{api_env, free_port, operator_log, real_nodes, release_image};
+use super::realnode::{operator_log, real_nodes, release_image};
 use super::scenario::{assert_no_key_material, check_history, wait_gone, wait_stable};
 
-/// Long enough to see a cycle in flight, short enough for a test.
-const GRACE: &str = "15s";
 /// How long a commit may take to be applied, or a rotation to show a state.
 const LIMIT: Duration = Duration::from_secs(90);
 /// The Kustomization's interval here: many reconciles between commits, each
 /// a chance for drift to show.
 const INTERVAL: &str = "5s";
-
-/// An ApiKeyRotation as a user keeps it in Git: Report confirmation, no
-/// consumer required unless `verifiers` says so, a rotation asked for by
-/// `request`.
-fn rotation(name: &str, request: Option<&str>, verifiers: u32) -> Value {
-    let mut r = json!({
-        "apiVersion": "keyrotor.dev/v1alpha1", "kind": "ApiKeyRotation",
-        "metadata": {"name": name},
-        "spec": {
-            "secrets": {"verifier": format!("{name}-verifier"), "presenter": format!("{name}-key")},
-            "schedule": {"interval": "720h"},
-            "gracePeriod": {"minimum": GRACE, "maximum": "1h"},
-            "consumers": {
-                "verifiers": {"confirmation": "Report", "minConsumers": verifiers},
-                "presenters": {"confirmation": "Report", "minConsumers": 0},
-            },
-        },
-    });
-    if let Some(request) = request {
-        r["spec"]["rotationRequest"] = request.into();
-    }
-    r
-}
 
 /// An example of examples/flux/, parsed.
 fn example(file: &str) -> Value {
@@ -82,6 +60,13 @@ struct GitOps {
 }
 
 impl GitOps {
+    /// Records how Kustomization `rotations` and kstatus show rotation
+    /// `api`, per look.
+    fn record_api(&self) -> Recorder {
+        let (client, flux) = (self.client.clone(), &self.flux.namespace);
+        Recorder::start(client, flux, "rotations", &self.ns, "api")
+    }
+
     async fn start(cluster: &'static Cluster, flux_ns: &str, ns: &str) -> GitOps {
         let flux = Flux::start(cluster, flux_ns).await;
         let git = GitRepo::init(&flux.dir.join("git").join("platform"));
@@ -94,19 +79,6 @@ impl GitOps {
             server,
             ns: ns.to_string(),
         }
-    }
-
-    /// Writes rotation `r` as rotations/<name>.yaml.
-    fn write(&self, r: &Value) {
-        let name = r["metadata"]["name"].as_str().unwrap();
-        let text = serde_yaml::to_string(r).unwrap();
-        self.git.write(&format!("rotations/{name}.yaml"), &text);
-    }
-
-    /// Commits rotation `r` as rotations/<name>.yaml; the commit.
-    fn commit(&self, r: &Value, message: &str) -> String {
-        self.write(r);
-        self.git.commit(message)
     }
 
     /// examples/flux/gitrepository.yaml, at this repository's URL, looked
@@ -155,38 +127,19 @@ fn helm_release(flux: &Flux, operator_ns: &str, watch: &str) -> Value {
     assert_eq!(h["spec"]["chart"]["spec"]["chart"], "./charts/keyrotor");
     h["spec"]["targetNamespace"] = operator_ns.into();
     h["spec"]["releaseName"] = format!("keyrotor-{operator_ns}").into();
-    let tolerations =
-        json!([{"key": "keyrotor.dev/real", "operator": "Exists", "effect": "NoSchedule"}]);
     let values = h["spec"]["values"].as_object_mut().unwrap();
-    for (k, v) in [
-        ("replicaCount", json!(1)),
-        ("crds", json!({"enabled": false})),
-        ("reporterPolicy", json!({"enabled": false})),
-        ("hostNetwork", json!(true)),
-        ("admin", json!({"port": free_port()})),
-        ("watchNamespaces", json!([watch])),
-        ("nodeSelector", json!({"type": "real"})),
-        ("tolerations", tolerations),
-        ("extraEnv", api_env()),
-    ] {
-        values.insert(k.into(), v);
-    }
+    cluster_values(values, watch);
     h
-}
-
-/// A field of Deployment `deploy` in `ns` (a kubectl jsonpath).
-fn field(cluster: &Cluster, deploy: &str, ns: &str, path: &str) -> String {
-    cluster.ok(&["get", deploy, "-n", ns, "-o", &format!("jsonpath={path}")])
 }
 
 /// Prints what kstatus and the Kustomization showed per stage (for the
 /// record) and checks that the Kustomization stayed applied and Ready
 /// whenever it was to.
 fn report(scenario: &str, seen: &[Seen]) {
-    eprintln!("\n{scenario}: kstatus and the Kustomization per stage of the rotation [looks]:");
-    for (row, n) in by_stage(seen) {
-        eprintln!("  {row}  [{n}]");
-    }
+    print_rows(
+        &format!("{scenario}: kstatus and the Kustomization per stage of the rotation"),
+        by_stage(seen),
+    );
     let drifted = drift(seen);
     let settled = seen.iter().filter(|s| s.settled.is_some()).count();
     eprintln!(
@@ -217,7 +170,7 @@ async fn the_operator_installed_by_flux_runs_rotations_asked_for_in_git_and_each
     let mut g = GitOps::start(cluster, &flux_ns.name, &ns.name).await;
     g.git
         .copy_dir(&repo().join("charts/keyrotor"), "charts/keyrotor");
-    let first = g.commit(&rotation("api", None, 0), "keyrotor and a rotation");
+    let first = commit_rotation(&g.git, &rotation("api", None, 0), "keyrotor and a rotation");
     g.flux.apply(&g.git_repository());
     g.flux
         .apply(&helm_release(&g.flux, &operator_ns.name, &ns.name));
@@ -234,16 +187,7 @@ async fn the_operator_installed_by_flux_runs_rotations_asked_for_in_git_and_each
         .wait(&g.client, release, "Ready", limit, installed)
         .await;
     eprintln!("HelmRelease: {:?}", condition(&hr, "Ready"));
-    let deploy = format!("deploy/keyrotor-{}", operator_ns.name);
-    let ready = field(
-        cluster,
-        &deploy,
-        &operator_ns.name,
-        "{.status.readyReplicas}",
-    );
-    assert_eq!(ready, "1", "the operator Flux installed is not ready");
-    let path = "{.spec.template.spec.containers[0].image}";
-    assert_eq!(field(cluster, &deploy, &operator_ns.name, path), image);
+    let deploy = operator_ready(cluster, &operator_ns.name, image, "Flux");
     g.wait("the first commit applied and healthy", |k| {
         ready_at(k, &first)
     })
@@ -251,13 +195,7 @@ async fn the_operator_installed_by_flux_runs_rotations_asked_for_in_git_and_each
     g.wait_stable(1).await;
 
     let observer = Observer::start(g.client.clone(), &ns.name).await;
-    let recorder = Recorder::start(
-        g.client.clone(),
-        &flux_ns.name,
-        "rotations",
-        &ns.name,
-        "api",
-    );
+    let recorder = g.record_api();
     let commits = rotate_in_git(&mut g, &recorder, first).await;
     // `kubectl keyrotor rotate` sets an annotation Git does not have: no
     // change for Flux; then a few of the Kustomization's intervals.
@@ -300,23 +238,13 @@ async fn rotate_in_git(g: &mut GitOps, recorder: &Recorder, first: String) -> Ve
         recorder.settle(None);
         let request = format!("git-{version}");
         let r = rotation("api", Some(&request), 0);
-        let commit = g.commit(&r, &format!("rotate api (version {version})"));
+        let commit = commit_rotation(&g.git, &r, &format!("rotate api (version {version})"));
         g.wait("the commit applied", |k| ready_at(k, &commit)).await;
         recorder.settle(Some(&commit));
         g.wait_stable(version).await;
         commits.push(commit);
     }
     commits
-}
-
-/// Asks for a rotation as `kubectl keyrotor rotate` does: a fresh token in
-/// the request annotation, which Git does not have.
-async fn rotate_imperatively(client: &Client, ns: &str, name: &str, token: &str) {
-    let api: Api<ApiKeyRotation> = Api::namespaced(client.clone(), ns);
-    let patch = json!({"metadata": {"annotations": {keyrotor::wire::ROTATE_REQUEST: token}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
 }
 
 /// kustomize-controller's apply report: the rotation created by the first
@@ -428,14 +356,8 @@ async fn flux_waits_for_keyrotor_to_observe_a_spec_and_fails_a_stalled_or_invali
     let flux_ns = cluster.namespace("e2e-flux-health").await;
     let ns = cluster.namespace("e2e-flux-health-rotations").await;
     let mut g = GitOps::start(cluster, &flux_ns.name, &ns.name).await;
-    let commit = g.commit(&rotation("api", None, 0), "a rotation");
-    let recorder = Recorder::start(
-        g.client.clone(),
-        &flux_ns.name,
-        "rotations",
-        &ns.name,
-        "api",
-    );
+    let commit = commit_rotation(&g.git, &rotation("api", None, 0), "a rotation");
+    let recorder = g.record_api();
     g.flux.apply(&g.git_repository());
     g.flux.apply(&g.kustomization("20s"));
 
@@ -443,60 +365,64 @@ async fn flux_waits_for_keyrotor_to_observe_a_spec_and_fails_a_stalled_or_invali
     // status.observedGeneration to 0, so kstatus says InProgress
     // (LatestGenerationNotObserved) and the health check waits, then times
     // out naming the rotation; once keyrotor runs, the next reconcile passes.
-    let k = g
-        .wait("timed out before keyrotor ran", |k| {
-            timed_out(k, &commit, "api")
-        })
-        .await;
-    eprintln!(
-        "before keyrotor ran: Kustomization Ready {:?}",
-        condition(&k, "Ready")
-    );
-    let operator = Operator::watching(cluster, &ns.name, "flux-health");
-    g.wait_stable(1).await;
-    g.wait("Ready at the commit", |k| ready_at(k, &commit))
-        .await;
+    let operator = waits_for_keyrotor(&mut g, &commit, "before keyrotor ran", 1).await;
 
     // A spec keyrotor has not observed (it is stopped): the same.
     drop(operator);
     let request = rotation("api", Some("git-2"), 0);
-    let commit = g.commit(&request, "rotate api while keyrotor is down");
-    let k = g
-        .wait("timed out while keyrotor is down", |k| {
-            timed_out(k, &commit, "api")
-        })
-        .await;
-    eprintln!(
-        "keyrotor down: Kustomization Ready {:?}",
-        condition(&k, "Ready")
-    );
-    let operator = Operator::watching(cluster, &ns.name, "flux-health");
-    g.wait_stable(2).await;
-    g.wait("Ready at the commit", |k| ready_at(k, &commit))
-        .await;
+    let commit = commit_rotation(&g.git, &request, "rotate api while keyrotor is down");
+    let operator = waits_for_keyrotor(&mut g, &commit, "while keyrotor is down", 2).await;
 
     stalled_and_invalid(&mut g, request).await;
     drop(operator);
     let seen = recorder.stop().await;
-    eprintln!("\nstalled and invalid: kstatus and the Kustomization per stage [looks]:");
-    for (row, n) in by_stage(&seen) {
-        eprintln!("  {row}  [{n}]");
-    }
+    print_rows(
+        "stalled and invalid: kstatus and the Kustomization per stage",
+        by_stage(&seen),
+    );
     for want in ["InProgress", "Current", "Failed"] {
         let shown = seen.iter().any(|s| s.kstatus.0 == want);
         assert!(shown, "kstatus never called api {want}");
     }
 }
 
+/// The Kustomization's health check times out at `commit` waiting for
+/// rotation `api`, which keyrotor has not observed (`when`: it is not
+/// running); once keyrotor runs, the rotation is Stable at `version` and
+/// the next reconcile passes. The running operator.
+async fn waits_for_keyrotor(g: &mut GitOps, commit: &str, when: &str, version: u64) -> Operator {
+    let timeout = format!("timed out {when}");
+    let k = g.wait(&timeout, |k| timed_out(k, commit, "api")).await;
+    eprintln!("{when}: Kustomization Ready {:?}", condition(&k, "Ready"));
+    let operator = Operator::watching(g.cluster, &g.ns, "flux-health");
+    g.wait_stable(version).await;
+    g.wait("Ready at the commit", |k| ready_at(k, commit)).await;
+    operator
+}
+
 /// Whether the Kustomization's health check for `commit` timed out waiting
 /// for rotation `name` (kstatus InProgress).
 fn timed_out(k: &Value, commit: &str, name: &str) -> bool {
+    let why = "timeout waiting for";
+    health_check_failed(k, commit, (name, "InProgress"), why)
+}
+
+/// Whether the Kustomization's health check for `commit` failed at once on
+/// rotation `name` (kstatus Failed: keyrotor's Stalled condition).
+fn failed(k: &Value, commit: &str, name: &str) -> bool {
+    let why = "failed early due to stalled resources";
+    health_check_failed(k, commit, (name, "Failed"), why)
+}
+
+/// Whether the Kustomization's health check for `commit` failed, Flux's
+/// message saying `why` and naming rotation `name` with kstatus `kstatus`.
+fn health_check_failed(k: &Value, commit: &str, (name, kstatus): (&str, &str), why: &str) -> bool {
     let (status, reason, message) = condition(k, "Ready");
     k["status"]["lastAttemptedRevision"] == flux::revision(commit).as_str()
         && status == "False"
         && reason == "HealthCheckFailed"
-        && message.contains("timeout waiting for")
-        && message.contains(&format!("/{name} status: 'InProgress'"))
+        && message.contains(why)
+        && message.contains(&format!("/{name} status: '{kstatus}'"))
 }
 
 /// A rotation asked for in Git that no verifier can confirm (keyrotor
@@ -507,16 +433,8 @@ fn timed_out(k: &Value, commit: &str, name: &str) -> bool {
 /// Git, the Kustomization is Ready again; removed from Git, the invalid
 /// rotation is pruned.
 async fn stalled_and_invalid(g: &mut GitOps, live: Value) {
-    let failed = |k: &Value, commit: &str, name: &str| {
-        let (status, reason, message) = condition(k, "Ready");
-        k["status"]["lastAttemptedRevision"] == flux::revision(commit).as_str()
-            && status == "False"
-            && reason == "HealthCheckFailed"
-            && message.contains("failed early due to stalled resources")
-            && message.contains(&format!("/{name} status: 'Failed'"))
-    };
     let stalls = rotation("api", Some("git-stalls"), 1);
-    let commit = g.commit(&stalls, "rotate api, with a verifier required");
+    let commit = commit_rotation(&g.git, &stalls, "rotate api, with a verifier required");
     let k = g
         .wait("failed: api stalled", |k| failed(k, &commit, "api"))
         .await;
@@ -531,13 +449,13 @@ async fn stalled_and_invalid(g: &mut GitOps, live: Value) {
     );
     let mut fixed = live;
     fixed["spec"]["rotationRequest"] = "git-stalls".into();
-    let commit = g.commit(&fixed, "no verifier required");
+    let commit = commit_rotation(&g.git, &fixed, "no verifier required");
     g.wait_stable(3).await;
     g.wait("Ready at the fix", |k| ready_at(k, &commit)).await;
 
     let mut invalid = rotation("invalid", None, 0);
     invalid["spec"]["secrets"]["presenter"] = "invalid-v9".into();
-    let commit = g.commit(&invalid, "a rotation keyrotor refuses");
+    let commit = commit_rotation(&g.git, &invalid, "a rotation keyrotor refuses");
     let k = g
         .wait("failed: invalid", |k| failed(k, &commit, "invalid"))
         .await;

@@ -26,6 +26,7 @@ mod deletion;
 mod evidence;
 mod flux;
 mod gateway;
+mod gitops;
 mod helm;
 mod hook;
 mod ingress;

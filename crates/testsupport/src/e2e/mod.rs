@@ -6,5 +6,8 @@ pub mod cluster;
 pub mod flux;
 pub mod git;
 pub mod libraries;
+pub mod objects;
+pub mod procs;
 pub mod realnode;
+pub mod recorder;
 pub mod scenario;

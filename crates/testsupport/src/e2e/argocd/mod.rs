@@ -15,23 +15,36 @@ mod netns;
 mod record;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::Client;
-use kube::api::{Api, DynamicObject, GroupVersionKind};
-use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
 pub use record::{Recorder, Seen, drift, health_by_stage};
 
 use super::cluster::{Cluster, repo};
+use super::objects::{self, Kind, Object};
+use super::procs::{self, Procs};
 use super::realnode::free_port;
-use crate::{eventually, listening};
+use crate::listening;
 
 /// The cluster Applications name for the cluster Argo CD runs in.
 pub const IN_CLUSTER: &str = "https://kubernetes.default.svc";
+
+pub const APPLICATION: Kind = Kind {
+    group: "argoproj.io",
+    version: "v1alpha1",
+    kind: "Application",
+    plural: "applications",
+};
+const APP_PROJECT: Kind = Kind {
+    group: "argoproj.io",
+    version: "v1alpha1",
+    kind: "AppProject",
+    plural: "appprojects",
+};
 
 pub struct ArgoCd {
     /// Argo CD's namespace: its configuration and Applications.
@@ -39,29 +52,16 @@ pub struct ArgoCd {
     /// Logs, the repo server's scratch space, and room for a Git repository.
     pub dir: PathBuf,
     cluster: &'static Cluster,
-    procs: Vec<Proc>,
+    procs: Procs,
     relays: Vec<netns::Relay>,
     netns: Option<netns::Netns>,
-}
-
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
 }
 
 /// tests/cluster/argocd/build's directory: the `argocd` binary, its CRDs
 /// and base configuration (built once, cached across runs).
 pub fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new(repo().join("tests/cluster/argocd/build"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run tests/cluster/argocd/build (needs Go)");
-        assert!(out.status.success(), "building Argo CD failed");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    DIR.get_or_init(|| procs::build("tests/cluster/argocd/build", "Argo CD"))
 }
 
 impl ArgoCd {
@@ -75,9 +75,9 @@ impl ArgoCd {
         install(cluster, namespace, bin).await;
         let mut a = ArgoCd {
             namespace: namespace.to_string(),
+            procs: Procs::new("Argo CD", &dir),
             dir,
             cluster,
-            procs: Vec::new(),
             relays: Vec::new(),
             netns: None,
         };
@@ -86,10 +86,11 @@ impl ArgoCd {
         cmd.args(["--bind", "127.0.0.1", "--port", &redis.to_string()])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(&a.dir);
-        a.spawn("redis", cmd);
+        a.procs.spawn("redis", cmd);
         listening("Argo CD's Redis", redis).await;
         let repo_server = free_port();
-        a.spawn("repo-server", a.repo_server(bin, repo_server, redis));
+        let cmd = a.repo_server(bin, repo_server, redis);
+        a.procs.spawn("repo-server", cmd);
         listening("Argo CD's repo server", repo_server).await;
         let ns = netns::Netns::new();
         for port in [api_port(cluster), redis, repo_server] {
@@ -97,7 +98,7 @@ impl ArgoCd {
         }
         let controller = a.controller(&ns, bin, repo_server, redis);
         a.netns = Some(ns);
-        a.spawn("application-controller", controller);
+        a.procs.spawn("application-controller", controller);
         a
     }
 
@@ -155,18 +156,6 @@ impl ArgoCd {
         cmd
     }
 
-    fn spawn(&mut self, name: &'static str, mut cmd: Command) {
-        let log = self.dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start Argo CD's {name}: {e}"));
-        self.procs.push(Proc { name, child, log });
-    }
-
     /// Applies `app` (an Application, or any object) as a user would:
     /// `kubectl apply`.
     pub fn apply(&self, app: &Value) {
@@ -177,16 +166,14 @@ impl ArgoCd {
     /// Deletes Application `name` (its finalizer, if it has one, deletes
     /// what it synced first).
     pub fn delete(&self, name: &str) {
-        let app = format!("applications.argoproj.io/{name}");
-        self.cluster
-            .ok(&["delete", &app, "-n", &self.namespace, "--wait=false"]);
+        objects::delete(self.cluster, &self.namespace, APPLICATION, name);
     }
 
     /// Application `name` as the API server has it, if it exists.
     pub async fn get(&self, client: &Client, name: &str) -> Option<Value> {
-        let api = applications(client, &self.namespace);
-        let app = api.get_opt(name).await.unwrap()?;
-        Some(serde_json::to_value(app).unwrap())
+        Object::new(client, &self.namespace, APPLICATION, name)
+            .get()
+            .await
     }
 
     /// Waits (bounded) until Application `name` satisfies `done`; gives it.
@@ -200,125 +187,32 @@ impl ArgoCd {
         limit: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            self.check_running();
-            let app = self.get(client, name).await;
-            if let Some(app) = app.as_ref().filter(|a| done(a)) {
-                return app.clone();
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "timed out after {limit:?} waiting for Application {name}: {what}; status: {}\n{}",
-                    app.map(|a| a["status"].to_string()).unwrap_or_default(),
-                    self.log_tails(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let app = Object::new(client, &self.namespace, APPLICATION, name);
+        app.wait(&mut self.procs, what, limit, done).await
     }
 
     /// Waits (bounded) until Application `name` is gone (its finalizer
     /// deleted what it synced).
     pub async fn wait_gone(&mut self, client: &Client, name: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while let Some(app) = self.get(client, name).await {
-            self.check_running();
-            assert!(
-                Instant::now() < deadline,
-                "Application {name} is still there after {limit:?}: {}\n{}",
-                app["status"],
-                self.log_tails(40)
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Fails if an Argo CD process has exited.
-    pub fn check_running(&mut self) {
-        let mut gone = Vec::new();
-        for p in &mut self.procs {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                gone.push(format!("{} exited ({status})", p.name));
-            }
-        }
-        assert!(
-            gone.is_empty(),
-            "{}\n{}",
-            gone.join("; "),
-            self.log_tails(40)
-        );
+        let app = Object::new(client, &self.namespace, APPLICATION, name);
+        app.wait_gone(&mut self.procs, limit).await
     }
 
     /// Each process's log (name, text), for the scan for key material.
     pub fn logs(&self) -> Vec<(String, String)> {
-        self.procs
-            .iter()
-            .map(|p| {
-                let text = std::fs::read_to_string(&p.log).unwrap_or_default();
-                (format!("Argo CD {}", p.name), text)
-            })
-            .collect()
-    }
-
-    fn log_tails(&self, lines: usize) -> String {
-        self.logs()
-            .iter()
-            .map(|(name, text)| {
-                let all: Vec<&str> = text.lines().collect();
-                let tail = all[all.len().saturating_sub(lines)..].join("\n");
-                format!("--- {name} (last {lines} lines)\n{tail}")
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.procs.logs()
     }
 }
 
 impl Drop for ArgoCd {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.log_tails(60));
-        }
         // The controller first: nothing acts on the cluster after this.
-        for p in self.procs.iter_mut().rev() {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
-        }
+        self.procs.stop();
         self.relays.clear();
         self.netns = None;
         // No controller is left to honour resources-finalizer.argocd.argoproj.io.
-        let out = self.cluster.kubectl(
-            &[
-                "get",
-                "applications.argoproj.io",
-                "-n",
-                &self.namespace,
-                "-o",
-                "name",
-            ],
-            None,
-        );
-        for app in String::from_utf8_lossy(&out.stdout).lines() {
-            let finalizers = r#"{"metadata":{"finalizers":null}}"#;
-            let args = [
-                "patch",
-                app,
-                "-n",
-                &self.namespace,
-                "--type=merge",
-                "-p",
-                finalizers,
-            ];
-            let _ = self.cluster.kubectl(&args, None);
-        }
+        objects::release_finalizers(self.cluster, &self.namespace, &[APPLICATION]);
     }
-}
-
-/// The Applications of namespace `ns`.
-fn applications(client: &Client, ns: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application");
-    let ar = ApiResource::from_gvk_with_plural(&gvk, "applications");
-    Api::namespaced_with(client.clone(), ns, &ar)
 }
 
 /// Argo CD's CRDs (cluster-wide), its base configuration in `ns` (applied
@@ -329,17 +223,8 @@ async fn install(cluster: &Cluster, ns: &str, bin: &Path) {
     // Server-side: the ApplicationSet CRD is too large for the client-side
     // last-applied annotation.
     cluster.ok(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
-    // Polled: `kubectl wait` fails at once on a CRD with no status yet.
-    for crd in ["applications.argoproj.io", "appprojects.argoproj.io"] {
-        let path = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
-        let args = ["get", "crd", crd, "-o", path];
-        eventually(
-            &format!("CRD {crd} established"),
-            Duration::from_secs(60),
-            async || cluster.kubectl(&args, None).stdout == b"True",
-        )
-        .await;
-    }
+    let crds = [APPLICATION, APP_PROJECT].map(|k| k.resource());
+    objects::established(cluster, &crds).await;
     let config = bin.join("config");
     cluster.ok(&["apply", "-n", ns, "-f", config.to_str().unwrap()]);
     // Scenarios run side by side, each with its own Argo CD on the one

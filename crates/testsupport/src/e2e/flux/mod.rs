@@ -12,36 +12,21 @@
 mod record;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::Client;
-use kube::api::{Api, DynamicObject, GroupVersionKind};
-use kube::discovery::ApiResource;
 use serde_json::Value;
 
 pub use record::{Applied, Recorder, Seen, applies, by_stage, drift};
 
-use super::cluster::{Cluster, repo};
+use super::cluster::Cluster;
+pub use super::objects::Kind;
+use super::objects::{self, Object};
+use super::procs::{self, Procs};
 use super::realnode::free_port;
-use crate::{eventually, listening};
-
-/// A Flux kind: its API group, version, kind and plural.
-#[derive(Clone, Copy, Debug)]
-pub struct Kind {
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
-    pub plural: &'static str,
-}
-
-impl Kind {
-    /// `plural.group`: the CRD's name, and what kubectl takes.
-    pub fn resource(&self) -> String {
-        format!("{}.{}", self.plural, self.group)
-    }
-}
+use crate::listening;
 
 pub const GIT_REPOSITORY: Kind = Kind {
     group: "source.toolkit.fluxcd.io",
@@ -74,27 +59,14 @@ pub struct Flux {
     /// Logs and the artifact storage.
     pub dir: PathBuf,
     cluster: &'static Cluster,
-    procs: Vec<Proc>,
-}
-
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
+    procs: Procs,
 }
 
 /// tests/cluster/flux/build's directory: the three controllers and the
 /// CRDs (built once, cached across runs).
 pub fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new(repo().join("tests/cluster/flux/build"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run tests/cluster/flux/build (needs Go)");
-        assert!(out.status.success(), "building Flux failed");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    DIR.get_or_init(|| procs::build("tests/cluster/flux/build", "Flux"))
 }
 
 impl Flux {
@@ -109,9 +81,9 @@ impl Flux {
         install_crds(cluster, bin).await;
         let mut f = Flux {
             namespace: namespace.to_string(),
+            procs: Procs::new("Flux", &dir),
             dir,
             cluster,
-            procs: Vec::new(),
         };
         // The artifact server: the other two fetch what it advertises.
         let storage = free_port();
@@ -123,12 +95,12 @@ impl Flux {
             ))
             .arg(format!("--storage-addr=127.0.0.1:{storage}"))
             .arg(format!("--storage-adv-addr=127.0.0.1:{storage}"));
-        f.spawn("source-controller", source);
+        f.procs.spawn("source-controller", source);
         listening("Flux's artifact server", storage).await;
         let kustomize = f.controller(bin, "kustomize-controller");
-        f.spawn("kustomize-controller", kustomize);
+        f.procs.spawn("kustomize-controller", kustomize);
         let helm = f.controller(bin, "helm-controller");
-        f.spawn("helm-controller", helm);
+        f.procs.spawn("helm-controller", helm);
         f
     }
 
@@ -152,18 +124,6 @@ impl Flux {
         cmd
     }
 
-    fn spawn(&mut self, name: &'static str, mut cmd: Command) {
-        let log = self.dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start Flux's {name}: {e}"));
-        self.procs.push(Proc { name, child, log });
-    }
-
     /// Applies `obj` (a Flux object, or any object) in Flux's namespace as
     /// a user would: `kubectl apply`.
     pub fn apply(&self, obj: &Value) {
@@ -176,16 +136,12 @@ impl Flux {
     /// Kustomization with `prune` deletes what it applied, a HelmRelease
     /// uninstalls).
     pub fn delete(&self, kind: Kind, name: &str) {
-        let what = format!("{}/{name}", kind.resource());
-        self.cluster
-            .ok(&["delete", &what, "-n", &self.namespace, "--wait=false"]);
+        objects::delete(self.cluster, &self.namespace, kind, name);
     }
 
     /// The Flux object `kind`/`name` as the API server has it, if it exists.
     pub async fn get(&self, client: &Client, kind: Kind, name: &str) -> Option<Value> {
-        let api = objects(client, &self.namespace, kind);
-        let obj = api.get_opt(name).await.unwrap()?;
-        Some(serde_json::to_value(obj).unwrap())
+        Object::new(client, &self.namespace, kind, name).get().await
     }
 
     /// Waits (bounded) until `kind`/`name` satisfies `done`; gives it. A
@@ -199,123 +155,35 @@ impl Flux {
         limit: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            self.check_running();
-            let obj = self.get(client, kind, name).await;
-            if let Some(obj) = obj.as_ref().filter(|o| done(o)) {
-                return obj.clone();
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "timed out after {limit:?} waiting for {} {name}: {what}; status: {}\n{}",
-                    kind.kind,
-                    obj.map(|o| o["status"].to_string()).unwrap_or_default(),
-                    self.log_tails(30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let obj = Object::new(client, &self.namespace, kind, name);
+        obj.wait(&mut self.procs, what, limit, done).await
     }
 
     /// Waits (bounded) until `kind`/`name` is gone (its finalizer ran).
     pub async fn wait_gone(&mut self, client: &Client, kind: Kind, name: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while let Some(obj) = self.get(client, kind, name).await {
-            self.check_running();
-            assert!(
-                Instant::now() < deadline,
-                "{} {name} is still there after {limit:?}: {}\n{}",
-                kind.kind,
-                obj["status"],
-                self.log_tails(30)
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Fails if a Flux controller has exited.
-    pub fn check_running(&mut self) {
-        let mut gone = Vec::new();
-        for p in &mut self.procs {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                gone.push(format!("{} exited ({status})", p.name));
-            }
-        }
-        assert!(
-            gone.is_empty(),
-            "{}\n{}",
-            gone.join("; "),
-            self.log_tails(40)
-        );
+        let obj = Object::new(client, &self.namespace, kind, name);
+        obj.wait_gone(&mut self.procs, limit).await
     }
 
     /// Each controller's log (name, text), for the scan for key material.
     pub fn logs(&self) -> Vec<(String, String)> {
-        self.procs
-            .iter()
-            .map(|p| {
-                let text = std::fs::read_to_string(&p.log).unwrap_or_default();
-                (format!("Flux {}", p.name), text)
-            })
-            .collect()
+        self.procs.logs()
     }
 
     /// kustomize-controller's log.
     pub fn kustomize_log(&self) -> String {
-        let log = self.dir.join("kustomize-controller.log");
+        let log = self.procs.log_path("kustomize-controller");
         std::fs::read_to_string(log).unwrap_or_default()
-    }
-
-    fn log_tails(&self, lines: usize) -> String {
-        self.logs()
-            .iter()
-            .map(|(name, text)| {
-                let all: Vec<&str> = text.lines().collect();
-                let tail = all[all.len().saturating_sub(lines)..].join("\n");
-                format!("--- {name} (last {lines} lines)\n{tail}")
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 }
 
 impl Drop for Flux {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.log_tails(60));
-        }
-        for p in self.procs.iter_mut().rev() {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
-        }
+        self.procs.stop();
         // No controller is left to honour Flux's finalizers.
-        for kind in [KUSTOMIZATION, HELM_RELEASE, HELM_CHART, GIT_REPOSITORY] {
-            let what = kind.resource();
-            let args = ["get", &what, "-n", &self.namespace, "-o", "name"];
-            let out = self.cluster.kubectl(&args, None);
-            for obj in String::from_utf8_lossy(&out.stdout).lines() {
-                let finalizers = r#"{"metadata":{"finalizers":null}}"#;
-                let args = [
-                    "patch",
-                    obj,
-                    "-n",
-                    &self.namespace,
-                    "--type=merge",
-                    "-p",
-                    finalizers,
-                ];
-                let _ = self.cluster.kubectl(&args, None);
-            }
-        }
+        let kinds = [KUSTOMIZATION, HELM_RELEASE, HELM_CHART, GIT_REPOSITORY];
+        objects::release_finalizers(self.cluster, &self.namespace, &kinds);
     }
-}
-
-/// The objects of Flux kind `kind` in `ns`.
-fn objects(client: &Client, ns: &str, kind: Kind) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk(kind.group, kind.version, kind.kind);
-    let ar = ApiResource::from_gvk_with_plural(&gvk, kind.plural);
-    Api::namespaced_with(client.clone(), ns, &ar)
 }
 
 /// Flux's CRDs (cluster-wide, server-side: they are large), established.
@@ -328,19 +196,9 @@ async fn install_crds(cluster: &Cluster, bin: &Path) {
         "-f",
         crds.to_str().unwrap(),
     ]);
-    for kind in [GIT_REPOSITORY, HELM_CHART, KUSTOMIZATION, HELM_RELEASE] {
-        let crd = kind.resource();
-        let path = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
-        let args = ["get", "crd", &crd, "-o", path];
-        eventually(
-            &format!("CRD {crd} established"),
-            Duration::from_secs(60),
-            async || cluster.kubectl(&args, None).stdout == b"True",
-        )
-        .await;
-    }
+    let kinds = [GIT_REPOSITORY, HELM_CHART, KUSTOMIZATION, HELM_RELEASE];
+    objects::established(cluster, &kinds.map(|k| k.resource())).await;
 }
-
 /// The condition `type_` of a Flux object: (status, reason, message).
 pub fn condition(obj: &Value, type_: &str) -> (String, String, String) {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();

@@ -1,23 +1,18 @@
-//! What Flux showed while keyrotor worked, polled every 250 ms: one
-//! Kustomization's Ready and Healthy conditions and last applied revision,
-//! one ApiKeyRotation's stage and kstatus's verdict on it. A scenario marks
-//! when the Kustomization has applied a commit and must stay there (until
-//! the next commit); from the record it finds drift and says what kstatus
-//! and Flux made of each stage. kustomize-controller's own apply report
-//! (its log, one line per reconcile) says what each apply changed.
+//! What Flux showed while keyrotor worked, polled every 250 ms (by
+//! [`crate::e2e::recorder`]): one Kustomization's Ready and Healthy
+//! conditions and last applied revision, one ApiKeyRotation's stage and
+//! kstatus's verdict on it. A scenario marks when the Kustomization has
+//! applied a commit and must stay there (until the next commit); from the
+//! record it finds drift and says what kstatus and Flux made of each stage.
+//! kustomize-controller's own apply report (its log, one line per
+//! reconcile) says what each apply changed.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use keyrotor::api::ApiKeyRotation;
 use kube::Client;
-use kube::api::{Api, DynamicObject};
 use serde_json::Value;
-use tokio::task::JoinHandle;
 
-use super::{KUSTOMIZATION, condition, objects, revision};
+use super::{KUSTOMIZATION, condition, revision};
+use crate::e2e::objects::Object;
+use crate::e2e::recorder::{self, counts, shown, stage};
 use crate::kstatus;
 
 /// One look.
@@ -37,77 +32,32 @@ pub struct Seen {
     pub kstatus: (&'static str, String),
 }
 
-pub struct Recorder {
-    stop: Arc<AtomicBool>,
-    settled: Arc<Mutex<Option<String>>>,
-    task: JoinHandle<Vec<Seen>>,
-}
+/// Flux's record ([`recorder::Recorder`]) of [`Seen`] looks.
+pub type Recorder = recorder::Recorder<Seen>;
 
 impl Recorder {
     /// Records Kustomization `ks` (in Flux's namespace `flux`) and rotation
     /// `rotation` of namespace `ns`.
     pub fn start(client: Client, flux: &str, ks: &str, ns: &str, rotation: &str) -> Recorder {
-        let stop = Arc::new(AtomicBool::new(false));
-        let settled = Arc::new(Mutex::new(None::<String>));
-        let kss = objects(&client, flux, KUSTOMIZATION);
-        let rotations = Api::namespaced(client, ns);
-        let (ks, rotation) = (ks.to_string(), rotation.to_string());
-        let (stopped, mark) = (stop.clone(), settled.clone());
-        let task = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while !stopped.load(Ordering::SeqCst) {
-                let settled = mark.lock().unwrap().clone();
-                if let Some(s) = look(&kss, &rotations, &ks, &rotation, settled).await {
-                    seen.push(s);
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            seen
-        });
-        Recorder {
-            stop,
-            settled,
-            task,
-        }
-    }
-
-    /// From now on the Kustomization must stay applied at `commit`; `None`
-    /// while a commit is on its way.
-    pub fn settle(&self, commit: Option<&str>) {
-        *self.settled.lock().unwrap() = commit.map(String::from);
-    }
-
-    pub async fn stop(self) -> Vec<Seen> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.task.await.expect("the recorder")
+        let ks = Object::new(&client, flux, KUSTOMIZATION, ks);
+        Recorder::record(ks, ns, rotation, see)
     }
 }
 
-async fn look(
-    kss: &Api<DynamicObject>,
-    rotations: &Api<ApiKeyRotation>,
-    ks: &str,
-    rotation: &str,
-    settled: Option<String>,
-) -> Option<Seen> {
-    let k = serde_json::to_value(kss.get_opt(ks).await.ok()??).ok()?;
-    let r = serde_json::to_value(rotations.get_opt(rotation).await.ok()??).ok()?;
+/// What Kustomization `k` and rotation `r` show.
+fn see(settled: Option<String>, k: &Value, r: &Value) -> Seen {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let waiting = r["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"))
-        .map(|c| text(&c["reason"]))
-        .unwrap_or_default();
-    let healthy = condition(&k, "Healthy");
-    Some(Seen {
+    let (stage, waiting) = stage(r);
+    let healthy = condition(k, "Healthy");
+    Seen {
         settled,
-        ready: condition(&k, "Ready"),
+        ready: condition(k, "Ready"),
         healthy: (healthy.0, healthy.1),
         last_applied: text(&k["status"]["lastAppliedRevision"]),
-        stage: text(&r["status"]["stage"]),
+        stage,
         waiting,
-        kstatus: kstatus::verdict(&r),
-    })
+        kstatus: kstatus::verdict(r),
+    }
 }
 
 /// The looks that show drift: the Kustomization was to stay applied at a
@@ -126,25 +76,19 @@ pub fn drift(seen: &[Seen]) -> Vec<&Seen> {
 /// How often each (stage, Progressing reason) showed each kstatus verdict
 /// and Kustomization health, in the order first seen.
 pub fn by_stage(seen: &[Seen]) -> Vec<(String, usize)> {
-    let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for (i, s) in seen.iter().enumerate() {
-        let stage = if s.stage.is_empty() {
-            "no status"
-        } else {
-            &s.stage
-        };
-        let key = format!(
-            "{stage} ({}) -> kstatus {} ({}); Kustomization Ready={} ({}), Healthy={} ({})",
-            s.waiting, s.kstatus.0, s.kstatus.1, s.ready.0, s.ready.1, s.healthy.0, s.healthy.1
-        );
-        counts.entry(key).or_insert((i, 0)).1 += 1;
-    }
-    let mut rows: Vec<(usize, String, usize)> = counts
-        .into_iter()
-        .map(|(k, (first, n))| (first, k, n))
-        .collect();
-    rows.sort();
-    rows.into_iter().map(|(_, k, n)| (k, n)).collect()
+    counts(seen.iter().map(|s| {
+        format!(
+            "{} ({}) -> kstatus {} ({}); Kustomization Ready={} ({}), Healthy={} ({})",
+            shown(&s.stage),
+            s.waiting,
+            s.kstatus.0,
+            s.kstatus.1,
+            s.ready.0,
+            s.ready.1,
+            s.healthy.0,
+            s.healthy.1
+        )
+    }))
 }
 
 /// One entry of kustomize-controller's apply report: at `revision`, the
