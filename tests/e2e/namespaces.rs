@@ -471,7 +471,10 @@ async fn naive_copy_under_traffic(
     let mut naive = tally(&[]);
     // Each rotation waits until the copies reached every presenter pod
     // (kubelet's own pace: up to ~90 s); stop once requests were rejected.
-    for round in 1..=3u64 {
+    // A round rejects nothing when kubelet happens to sync the presenters
+    // before the verifiers drop the old key (once seen for three rounds in
+    // a row), so up to five.
+    for round in 1..=5u64 {
         request_rotation(client, HOME, NAIVE, &format!("n{round}")).await;
         wait_stable(client, HOME, NAIVE, round + 1, Duration::from_secs(180)).await;
         let p = revision(client, HOME, "naive-key").await;
