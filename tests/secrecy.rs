@@ -45,7 +45,8 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
 /// A verifier hook on loopback that answers every step `done` (the request
 /// bodies it reads hold keys; nothing here prints them).
 async fn hook() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use keyrotor_testsupport::http1::read_request;
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -54,27 +55,8 @@ async fn hook() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
         while let Ok((mut s, _)) = listener.accept().await {
             let counted = counted.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = s.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length: usize = text[..end]
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + length {
-                            break;
-                        }
-                    }
+                if read_request(&mut s, &mut Vec::new()).await.is_none() {
+                    return;
                 }
                 counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let body = r#"{"done":true}"#;

@@ -29,6 +29,7 @@ use keyrotor_sidecar::gateway::credential::Source;
 use keyrotor_sidecar::gateway::gate::{Decision, Gate};
 use keyrotor_sidecar::gateway::metrics::VerifierMetrics;
 use keyrotor_sidecar::gateway::server::{self, Answers};
+use keyrotor_testsupport::http1::read_request;
 use keyrotor_testsupport::volume::{self, Volume};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -286,21 +287,10 @@ async fn upstream() -> SocketAddr {
             };
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = s.read(&mut chunk).await else {
+                while read_request(&mut s, &mut buf).await.is_some() {
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if s.write_all(ok).await.is_err() {
                         return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = find(&buf, b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                        if s.write_all(ok).await.is_err() {
-                            return;
-                        }
                     }
                 }
             });

@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use k8s_openapi::api::core::v1::Secret;
 use keyrotor::conditions::{reasons, types};
 use keyrotor_testsupport::harness::{Harness, NS};
+use keyrotor_testsupport::http1::read_request;
 use kube::api::PostParams;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::scenario::{P, V, check_invariants};
 
@@ -139,27 +140,8 @@ async fn tls_hook(cert: &str, key: &str) -> (String, Arc<AtomicUsize>) {
                 let Ok(mut s) = acceptor.accept(tcp).await else {
                     return; // the client refused our certificate
                 };
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = s.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length: usize = text[..end]
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + length {
-                            break;
-                        }
-                    }
+                if read_request(&mut s, &mut Vec::new()).await.is_none() {
+                    return;
                 }
                 counted.fetch_add(1, Ordering::Relaxed);
                 let body = r#"{"done":true}"#;

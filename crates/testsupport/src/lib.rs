@@ -16,6 +16,7 @@ pub mod e2e;
 pub mod eventually;
 pub mod gateways;
 pub mod harness;
+pub mod http1;
 pub mod kstatus;
 pub mod kubelet;
 pub mod observer;
